@@ -93,7 +93,8 @@ def load_tokenizer(spec: str, run_dir: str | None = None) -> Counter:
         try:
             return TiktokenTokenizer(short_name(spec), tiktoken.get_encoding(OFFLINE_TIKTOKEN.get(rest, rest)))
         except ValueError as e:
-            raise TokenizerSpecError(f"{spec}: unknown tiktoken encoding; use one of {sorted(OFFLINE_TIKTOKEN)}") from e
+            allowed = sorted(OFFLINE_TIKTOKEN)
+            raise TokenizerSpecError(f"{spec}: unknown tiktoken encoding; use one of {allowed}") from e
     if kind == "run":
         if not run_dir:
             raise TokenizerSpecError(f"{spec}: run: tokenizers need a run directory")

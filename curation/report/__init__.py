@@ -1,0 +1,1 @@
+"""The offline HTML report of a run (curation, tokenizers, measurement) and its run-to-run diff."""

@@ -1,0 +1,120 @@
+"""Build the report of a run: ``<run>/report/index.html``, ``report.json``, ``csv/``, ``summary.md``.
+
+Each section reads what the stages wrote; a missing part makes that section say what is unavailable and why, never
+crash the report. ``report.json`` holds every plotted number; each chart's numbers are also a CSV beside the page.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from curation.log import get_logger, kv
+from curation.report.html import Section, page
+from curation.rundir import RunDir, atomic_open, write_json
+
+log = get_logger("report")
+
+
+class Unavailable(Exception):
+    """Raised by a section builder when the run lacks what it needs; the message says what and why."""
+
+
+@dataclass
+class Context:
+    """What section builders read: this run, and optionally a previous run to diff against."""
+
+    run: RunDir
+    previous: RunDir | None = None
+    seed: int = 0
+
+    def need(self, *parts: str) -> Path:
+        """A path inside the run that must exist, else Unavailable naming it and the stage that writes it."""
+        p = Path(self.run.path(*parts))
+        if not p.exists():
+            raise Unavailable(f"{'/'.join(parts)} not found in {self.run.root}; run the `{parts[0]}` stage first")
+        return p
+
+
+SectionBuilder = Callable[[Context], Section]
+
+
+def _builders() -> list[tuple[str, str, SectionBuilder]]:
+    from curation.report import sections as s
+
+    return s.SECTIONS
+
+
+def build_report(run_dir: str, previous: str | None = None, seed: int = 0) -> dict:
+    """Write the report of ``run_dir`` (diffed against ``previous`` when given); returns a summary dict."""
+    ctx = Context(RunDir(run_dir), RunDir(previous) if previous else None, seed)
+    sections: list[Section] = []
+    for sid, title, fn in _builders():
+        try:
+            sec = fn(ctx)
+        except Unavailable as e:
+            sec = Section(sid, title, unavailable=str(e))
+        except Exception as e:  # a broken part must not take the whole report down; say what broke
+            log.warning(kv(section=sid, error=repr(e)) + "\n" + traceback.format_exc(limit=3))
+            sec = Section(sid, title, unavailable=f"could not be built: {type(e).__name__}: {e}")
+        sec.id, sec.title = sid, title
+        sections.append(sec)
+    out = RunDir(run_dir).stage("report")
+    html = page("tokenwise report", f"run {Path(run_dir).resolve()} · {time.strftime('%Y-%m-%d %H:%M')}", sections)
+    with atomic_open(f"{out}/index.html", "w", encoding="utf-8") as f:
+        f.write(html)
+    for sec in sections:
+        for c in sec.charts:
+            buf = io.StringIO()
+            csv.writer(buf).writerows(c.rows)
+            with atomic_open(f"{out}/csv/{c.id}.csv", "w", encoding="utf-8") as f:
+                f.write(buf.getvalue())
+    data = {
+        "run": str(Path(run_dir).resolve()),
+        "previous": str(Path(previous).resolve()) if previous else None,
+        "sections": {
+            s.id: {
+                "title": s.title,
+                "unavailable": s.unavailable,
+                "data": s.data,
+                "charts": {c.id: {"title": c.title, "rows": c.rows} for c in s.charts},
+            }
+            for s in sections
+        },
+    }
+    write_json(f"{out}/report.json", data)
+    summary_md = summary_markdown(sections, f"{Path(out).resolve()}/index.html")
+    with atomic_open(f"{out}/summary.md", "w", encoding="utf-8") as f:
+        f.write(summary_md)
+    available = sum(s.unavailable is None for s in sections)
+    return {
+        "html": f"{out}/index.html",
+        "json": f"{out}/report.json",
+        "sections": len(sections),
+        "available": available,
+    }
+
+
+def summary_markdown(sections: list[Section], link: str) -> str:
+    """The short version published as a Prefect markdown artifact, linking to the full file."""
+    lines = ["# tokenwise report", "", f"Full report: [{link}](file://{link})", ""]
+    for s in sections:
+        if s.unavailable:
+            lines.append(f"- **{s.title}**: unavailable ({s.unavailable})")
+        elif s.data.get("headline"):
+            lines.append(f"- **{s.title}**: {s.data['headline']}")
+    return "\n".join(lines) + "\n"
+
+
+def report_from_config(config_path: str, run_dir: str) -> str:
+    """Demo stage: write the report of the run (diffed against ``report.previous`` from config when set)."""
+    from curation.config import load_section
+
+    cfg = load_section(config_path, "report")
+    res = build_report(run_dir, previous=cfg.previous, seed=cfg.seed)
+    return f"report with {res['available']}/{res['sections']} sections at {res['html']}"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d", "#bab0ac")
 W, H = 720, 360
-M = {"l": 150, "r": 24, "t": 40, "b": 56}
+M = {"l": 160, "r": 24, "t": 48, "b": 56}
 
 
 @dataclass
@@ -98,6 +98,7 @@ def hbar(
     ref_label: str = "",
 ) -> Chart:
     """Horizontal (grouped) bars: one row per label, one bar per series; optional vertical reference line."""
+    labels = [lab if len(str(lab)) <= 24 else "…" + str(lab)[-23:] for lab in labels]
     n, k = len(labels), max(1, len(series))
     row_h = max(14, min(28, 12 * k + 6))
     h = M["t"] + M["b"] + n * row_h + 10
@@ -122,16 +123,18 @@ def hbar(
         xr = x0 + (x1 - x0) * ref / vmax
         body.append(f'<line x1="{xr:.1f}" y1="{M["t"]}" x2="{xr:.1f}" y2="{h - M["b"]}" class="ref"/>')
         body.append(f'<text x="{xr + 3:.1f}" y="{M["t"] - 4}" class="tk">{_esc(ref_label)}</text>')
-    body.append(_legend(list(series), W - M["r"] - 160, M["t"] + 4) if k > 1 else "")
+    body.append(_legend(list(series), x0, 28) if k > 1 else "")
     rows = [["label", *series]] + [[lab, *(s[i] for s in series.values())] for i, lab in enumerate(labels)]
     return Chart(cid, title, _frame(cid, title, xlabel, ylabel, "".join(body), h=h), rows)
 
 
 def _legend(names: list[str], x: float, y: float) -> str:
+    """A one-row legend starting at (x, y), under the title."""
     out = []
     for j, name in enumerate(names):
-        out.append(f'<rect x="{x}" y="{y + j * 16}" width="10" height="10" fill="{PALETTE[j % 9]}"/>')
-        out.append(f'<text x="{x + 14}" y="{y + j * 16 + 9}" class="tk">{_esc(name)}</text>')
+        out.append(f'<rect x="{x:.0f}" y="{y}" width="10" height="10" fill="{PALETTE[j % 9]}"/>')
+        out.append(f'<text x="{x + 14:.0f}" y="{y + 9}" class="tk">{_esc(name)}</text>')
+        x += 24 + 6.2 * len(str(name))
     return "".join(out)
 
 
@@ -238,7 +241,7 @@ def lines(
                 for x, y in zip(xs, ys, strict=True)
             )
         rows.extend([name, x, y] for x, y in zip(xs, ys, strict=True))
-    body.append(_legend(list(series), x1 - 160, y1 + 4))
+    body.append(_legend(list(series), x0, 28))
     return Chart(cid, title, _frame(cid, title, xlabel, ylabel, "".join(body)), rows)
 
 

@@ -80,20 +80,18 @@ def overview(ctx: Context) -> Section:
         aggs = [("id", "count"), ("n_bytes", "sum")] + ([(tok_name, "sum")] if tok_name else [])
         rows = _group(t, key, aggs)[:40]
         labels = [r[key] for r in rows]
-        series = {"documents": [r["id_count"] for r in rows], "MB": [r["n_bytes_sum"] / 1e6 for r in rows]}
+        absolute = {"documents": [r["id_count"] for r in rows], "bytes": [r["n_bytes_sum"] for r in rows]}
         if tok_name:
-            series["tokens (k)"] = [(r[f"{tok_name}_sum"] or 0) / 1e3 for r in rows]
-        sec.data[f"by_{key}"] = {lab: {k: v[i] for k, v in series.items()} for i, lab in enumerate(labels)}
-        sec.charts.append(
-            charts.hbar(
-                f"overview_by_{key}",
-                f"Corpus by {key}: documents, MB and thousand tokens",
-                labels,
-                series,
-                xlabel="documents / MB / thousand tokens",
-                ylabel=key,
-            )
-        )
+            absolute["tokens"] = [r[f"{tok_name}_sum"] or 0 for r in rows]
+        totals = {"documents": n_docs, "bytes": n_bytes, "tokens": n_tok or 1}
+        shares = {f"{k} (%)": [100 * x / (totals[k] or 1) for x in v] for k, v in absolute.items()}
+        sec.data[f"by_{key}"] = {lab: {k: v[i] for k, v in absolute.items()} for i, lab in enumerate(labels)}
+        title = f"Share of documents, bytes and tokens by {key}"
+        chart = charts.hbar(f"overview_by_{key}", title, labels, shares, xlabel="share of corpus (%)", ylabel=key)
+        chart.rows = [["label", *absolute, *shares]] + [
+            [lab, *(v[i] for v in absolute.values()), *(v[i] for v in shares.values())] for i, lab in enumerate(labels)
+        ]
+        sec.charts.append(chart)
     return sec
 
 

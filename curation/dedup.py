@@ -1,0 +1,411 @@
+"""Exact and MinHash near-duplicate detection with bounded memory, following datatrove's four MinHash stages.
+
+Stages (datatrove names in brackets), each resumable and writing under ``<run>/signals/dedup/``:
+
+1. **signatures** [MinhashDedupSignature]: per corpus shard, shingle each document (word n-grams of datatrove's
+   ``simplify_text``), MinHash it with ``num_buckets * hashes_per_bucket`` permutations ``(a*h + b) mod (2^61-1)``
+   (datatrove's parameters from the same seed), hash each band to one 64-bit key and write one sorted
+   ``(key, row)`` file per band per shard. An extra band holds the exact hash of the normalised text.
+2. **buckets** [MinhashDedupBuckets]: per band, walk the uint64 key space in ranges; each range gathers the slices
+   of every shard's sorted file (``searchsorted``), sorts them and emits the pairs of documents with equal keys.
+   Memory is one range (``range_records``), never the corpus.
+3. **cluster** [MinhashDedupCluster]: union-find over the duplicate pairs only (memory ∝ duplicated documents).
+   The representative of a cluster is its first document in corpus order.
+4. **write** [MinhashDedupFilter]: per shard, ``<run>/signals/dedup/shard-NNNNN.parquet`` with ``id,
+   dup_exact, dup_exact_cluster_size, dup_cluster_id, dup_cluster_size, dup_is_representative``; decide drops
+   ``dup_is_representative == False`` with reason ``dup_not_representative``.
+
+The fast path differs from datatrove only in how it finds words (whitespace split of the simplified text instead of a
+per-language spaCy/NLTK tokenizer, ~100x faster) and in combining word hashes into n-gram hashes with vectorised
+arithmetic; :func:`datatrove_clusters` runs datatrove's own stages for comparison (tests and bench).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from curation.config import BaseConfig
+from curation.log import get_logger, kv
+from curation.rundir import RunDir, atomic_open, hash_obj, write_json
+
+log = get_logger("dedup")
+
+_MERSENNE = np.uint64((1 << 61) - 1)
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_NGRAM_MULT = np.uint64(0x9E3779B97F4A7C15)
+REC_DTYPE = np.dtype([("key", "<u8"), ("row", "<u4")])
+DEDUP_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("dup_exact", pa.bool_()),
+        pa.field("dup_exact_cluster_size", pa.int32()),
+        pa.field("dup_cluster_id", pa.int64()),
+        pa.field("dup_cluster_size", pa.int32()),
+        pa.field("dup_is_representative", pa.bool_()),
+    ]
+)
+
+
+class DedupConfig(BaseConfig):
+    """MinHash near-duplicate settings (datatrove's defaults: 5-grams, 14 bands x 8 hashes, threshold ~0.72)."""
+
+    n_grams: int = Field(5, ge=1, le=32, description="Words per shingle; smaller catches looser matches.")
+    num_buckets: int = Field(14, ge=1, le=256, description="LSH bands; more bands raise recall and pairs.")
+    hashes_per_bucket: int = Field(8, ge=1, le=64, description="Hashes per band; more lowers false positives.")
+    seed: int = Field(1, description="Seed of the permutation parameters (datatrove's default is 1).")
+    backend: Literal["numpy", "datatrove"] = Field("numpy", description="Signature path; datatrove is the reference.")
+    batch_shingles: int = Field(
+        32768, ge=1024, le=1 << 22, description="Shingles hashed at once; RAM ~ 8 x bands x hashes bytes each."
+    )
+    range_records: int = Field(
+        1 << 20, ge=1024, description="Max (key,row) records held in RAM while bucketing; bounds dedup memory."
+    )
+    exact: bool = Field(True, description="Also mark exact duplicates (hash of normalised text).")
+
+
+@dataclass
+class DedupResult:
+    docs: int
+    shards: int
+    near_pairs: int
+    exact_pairs: int
+    clusters: int
+    duplicates: int
+
+    def summary(self) -> str:
+        return (
+            f"{self.docs} docs in {self.shards} shards: {self.clusters} duplicate clusters, "
+            f"{self.duplicates} non-representative docs ({self.exact_pairs} exact pairs, {self.near_pairs} near pairs)"
+        )
+
+
+# ---------------------------------------------------------------- hashing
+
+
+def permutations(num_hashes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """datatrove's MinHash permutation parameters ``a, b`` (shape [1, num_hashes]) for a seed."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(1, _MERSENNE, dtype=np.uint64, size=(1, num_hashes))
+    b = gen.randint(0, _MERSENNE, dtype=np.uint64, size=(1, num_hashes))
+    return a, b
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    # splitmix64 finaliser: spreads combined hashes over the whole uint64 range
+    x = x ^ (x >> np.uint64(30))
+    x = x * _MIX1
+    x = x ^ (x >> np.uint64(27))
+    x = x * _MIX2
+    return x ^ (x >> np.uint64(31))
+
+
+def normalise_exact(text: str) -> str:
+    """Text normalised for exact matching: NFKC, lower case, whitespace runs collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text).lower().split())
+
+
+def exact_key(text: str) -> int:
+    """64-bit xxhash of the normalised text."""
+    import xxhash
+
+    return xxhash.xxh64_intdigest(normalise_exact(text).encode("utf-8"))
+
+
+def shingles(text: str, n_grams: int) -> np.ndarray:
+    """Word n-gram hashes (uint64 [N]) of datatrove's simplified text; empty when it has fewer than n words."""
+    import xxhash
+    from datatrove.utils.text import simplify_text
+
+    words = simplify_text(text).split()
+    if len(words) < n_grams:
+        return np.empty(0, dtype=np.uint64)
+    w = np.fromiter((xxhash.xxh64_intdigest(t) for t in words), dtype=np.uint64, count=len(words))
+    m = len(words) - n_grams + 1
+    acc = w[:m].copy()
+    with np.errstate(over="ignore"):
+        for k in range(1, n_grams):
+            acc = acc * _NGRAM_MULT + w[k : k + m]
+        return _mix64(acc)
+
+
+def minhash_batch(parts: list[np.ndarray], a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """MinHash signatures [len(parts), H] of non-empty shingle arrays, datatrove's ``(a*h+b) mod p`` permutations."""
+    lens = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
+    s = np.concatenate(parts)[:, None]
+    with np.errstate(over="ignore"):
+        phv = (s * a + b) % _MERSENNE  # [M, H]
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    return np.minimum.reduceat(phv, starts, axis=0)
+
+
+def band_keys(sigs: np.ndarray, num_buckets: int) -> np.ndarray:
+    """One 64-bit key per band: [D, B] from signatures [D, B*R]."""
+    d = sigs.shape[0]
+    bands = sigs.reshape(d, num_buckets, -1)
+    acc = np.zeros((d, num_buckets), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for r in range(bands.shape[2]):
+            acc = _mix64(acc * _NGRAM_MULT + bands[:, :, r])
+    return acc
+
+
+# ---------------------------------------------------------------- stage 1: signatures
+
+
+def _iter_texts(shard: str, batch_rows: int = 2048) -> Iterator[tuple[list[str], list[str]]]:
+    pf = pq.ParquetFile(shard)
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=["id", "text"]):
+        yield batch.column("id").to_pylist(), batch.column("text").to_pylist()
+
+
+def _shard_signatures(texts: Iterator[str], cfg: DedupConfig) -> tuple[list[np.ndarray], np.ndarray, int]:
+    """Band key arrays (rows with shingles only) and exact keys for one shard's texts."""
+    a, b = permutations(cfg.num_buckets * cfg.hashes_per_bucket, cfg.seed)
+    bands: list[list[np.ndarray]] = [[] for _ in range(cfg.num_buckets)]
+    rows: list[np.ndarray] = []
+    exact: list[int] = []
+    pend, pend_rows, pend_n = [], [], 0
+
+    def flush() -> None:
+        nonlocal pend, pend_rows, pend_n
+        if pend:
+            keys = band_keys(minhash_batch(pend, a, b), cfg.num_buckets)
+            for bi in range(cfg.num_buckets):
+                bands[bi].append(keys[:, bi])
+            rows.append(np.asarray(pend_rows, dtype=np.uint32))
+        pend, pend_rows, pend_n = [], [], 0
+
+    n = 0
+    for n, text in enumerate(texts, start=1):
+        exact.append(exact_key(text))
+        sh = shingles(text, cfg.n_grams)
+        if sh.size:
+            pend.append(sh)
+            pend_rows.append(n - 1)
+            pend_n += sh.size
+            if pend_n >= cfg.batch_shingles:
+                flush()
+    flush()
+    row_arr = np.concatenate(rows) if rows else np.empty(0, np.uint32)
+    out = [np.concatenate(k) if k else np.empty(0, np.uint64) for k in bands]
+    recs = [_sorted_records(k, row_arr) for k in out]
+    return recs, np.asarray(exact, dtype=np.uint64), n
+
+
+def _sorted_records(keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    rec = np.empty(len(keys), dtype=REC_DTYPE)
+    rec["key"], rec["row"] = keys, rows
+    rec.sort(order=["key", "row"])
+    return rec
+
+
+def _save_npy(path: str, arr: np.ndarray) -> None:
+    with atomic_open(path, "wb") as f:
+        np.save(f, arr)
+
+
+def write_signatures(shard: str, index: int, out: str, cfg: DedupConfig) -> int:
+    """Stage 1 for one shard; skipped when its ``.done`` file exists. Returns the shard's document count."""
+    done = f"{out}/sigs/shard-{index:05d}.done"
+    if os.path.exists(done):
+        return int(Path(done).read_text())
+    recs, exact, n = _shard_signatures((t for _, batch in _iter_texts(shard) for t in batch), cfg)
+    for bi, rec in enumerate(recs):
+        _save_npy(f"{out}/sigs/band-{bi:03d}/shard-{index:05d}.npy", rec)
+    _save_npy(f"{out}/sigs/band-exact/shard-{index:05d}.npy", _sorted_records(exact, np.arange(n, dtype=np.uint32)))
+    with atomic_open(done, "w") as f:
+        f.write(str(n))
+    return n
+
+
+# ---------------------------------------------------------------- stage 2: buckets
+
+
+def band_pairs(files: list[str], offsets: np.ndarray, range_records: int) -> np.ndarray:
+    """Duplicate pairs [P, 2] (global doc indices) among sorted per-shard band files, one key range at a time."""
+    maps = [np.load(f, mmap_mode="r") for f in files]
+    total = sum(len(m) for m in maps)
+    n_ranges = max(1, -(-total // range_records))
+    edges = [(2**64 * i) // n_ranges for i in range(n_ranges + 1)]
+    pairs: list[np.ndarray] = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        keys, docs = [], []
+        for m, off in zip(maps, offsets):
+            if not len(m):
+                continue
+            kcol = m["key"]
+            i0 = int(np.searchsorted(kcol, np.uint64(lo))) if lo else 0
+            i1 = len(m) if hi >= 2**64 else int(np.searchsorted(kcol, np.uint64(hi)))
+            if i1 > i0:
+                chunk = np.asarray(m[i0:i1])
+                keys.append(chunk["key"])
+                docs.append(chunk["row"].astype(np.int64) + off)
+        if keys:
+            pairs.append(_equal_key_pairs(np.concatenate(keys), np.concatenate(docs)))
+    return np.concatenate(pairs) if pairs else np.empty((0, 2), np.int64)
+
+
+def _equal_key_pairs(keys: np.ndarray, docs: np.ndarray) -> np.ndarray:
+    order = np.lexsort((docs, keys))
+    k, d = keys[order], docs[order]
+    same = k[1:] == k[:-1]
+    return np.stack([d[:-1][same], d[1:][same]], axis=1)
+
+
+# ---------------------------------------------------------------- stage 3: cluster
+
+
+def union_find(pairs: np.ndarray) -> dict[int, int]:
+    """Map each document in ``pairs`` to its cluster root, the smallest document index of the cluster."""
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        root = x
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while parent.get(x, x) != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    for a, b in pairs.tolist():
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            lo, hi = (ra, rb) if ra < rb else (rb, ra)
+            parent[hi] = lo
+            parent.setdefault(lo, lo)
+    return {x: find(x) for x in list(parent)}
+
+
+def _root_arrays(roots: dict[int, int]) -> tuple[np.ndarray, np.ndarray, dict[int, int]]:
+    nodes = np.fromiter(roots.keys(), dtype=np.int64, count=len(roots))
+    rts = np.fromiter(roots.values(), dtype=np.int64, count=len(roots))
+    order = np.argsort(nodes)
+    uniq, counts = np.unique(rts, return_counts=True)
+    return nodes[order], rts[order], dict(zip(uniq.tolist(), counts.tolist()))
+
+
+def _lookup(nodes: np.ndarray, rts: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Root of each global index ``g`` (itself when not in any pair)."""
+    if not len(nodes):
+        return g.copy()
+    pos = np.clip(np.searchsorted(nodes, g), 0, len(nodes) - 1)
+    hit = nodes[pos] == g
+    return np.where(hit, rts[pos], g)
+
+
+# ---------------------------------------------------------------- stage 4: write + driver
+
+
+def corpus_shards(run: RunDir) -> list[str]:
+    """Corpus shard files in order."""
+    return sorted(glob.glob(run.path("corpus", "shard-*.parquet")))
+
+
+def run_dedup(run_dir: str, cfg: DedupConfig | None = None, shards: list[str] | None = None) -> DedupResult:
+    """All four stages over the run's corpus shards; per-shard outputs in ``<run>/signals/dedup/``."""
+    cfg = cfg or DedupConfig()
+    run = RunDir(run_dir)
+    shards = shards if shards is not None else corpus_shards(run)
+    if not shards:
+        raise FileNotFoundError(
+            f"{run.path('corpus')}: no corpus shards (shard-*.parquet); run `tokenwise corpus build`"
+        )
+    out = run.stage("signals", "dedup")
+    os.makedirs(out, exist_ok=True)
+    counts = [write_signatures(s, i, out, cfg) for i, s in enumerate(shards)]
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    near = [
+        band_pairs(
+            [f"{out}/sigs/band-{bi:03d}/shard-{i:05d}.npy" for i in range(len(shards))], offsets, cfg.range_records
+        )
+        for bi in range(cfg.num_buckets)
+    ]
+    near_pairs = np.unique(np.concatenate(near), axis=0) if near else np.empty((0, 2), np.int64)
+    exact_files = [f"{out}/sigs/band-exact/shard-{i:05d}.npy" for i in range(len(shards))]
+    exact_pairs = band_pairs(exact_files, offsets, cfg.range_records) if cfg.exact else np.empty((0, 2), np.int64)
+    exact_nodes, exact_rts, exact_sizes = _root_arrays(union_find(exact_pairs))
+    nodes, rts, sizes = _root_arrays(union_find(np.concatenate([near_pairs, exact_pairs])))
+    dups = 0
+    for i, shard in enumerate(shards):
+        g = offsets[i] + np.arange(counts[i], dtype=np.int64)
+        ids = pq.read_table(shard, columns=["id"]).column("id")
+        root, eroot = _lookup(nodes, rts, g), _lookup(exact_nodes, exact_rts, g)
+        table = pa.table(
+            {
+                "id": ids,
+                "dup_exact": eroot != g,
+                "dup_exact_cluster_size": np.array([exact_sizes.get(r, 1) for r in eroot.tolist()], np.int32),
+                "dup_cluster_id": root,
+                "dup_cluster_size": np.array([sizes.get(r, 1) for r in root.tolist()], np.int32),
+                "dup_is_representative": root == g,
+            },
+            schema=DEDUP_SCHEMA,
+        )
+        dups += int((root != g).sum())
+        with atomic_open(f"{out}/shard-{i:05d}.parquet", "wb") as f:
+            pq.write_table(table, f)
+    res = DedupResult(int(sum(counts)), len(shards), len(near_pairs), len(exact_pairs), len(sizes), dups)
+    write_json(f"{out}/summary.json", {**res.__dict__, "config": cfg.model_dump()})
+    log.info("dedup done " + kv(**res.__dict__))
+    return res
+
+
+def clusters_from_dedup(run_dir: str) -> list[set[str]]:
+    """Clusters of size > 1 as sets of document ids, read back from ``<run>/signals/dedup``."""
+    t = pa.concat_tables([pq.read_table(f) for f in sorted(glob.glob(f"{run_dir}/signals/dedup/shard-*.parquet"))])
+    groups: dict[int, set[str]] = {}
+    for doc_id, cid, size in zip(*(t.column(c).to_pylist() for c in ("id", "dup_cluster_id", "dup_cluster_size"))):
+        if size > 1:
+            groups.setdefault(cid, set()).add(doc_id)
+    return sorted(groups.values(), key=lambda s: sorted(s))
+
+
+# ---------------------------------------------------------------- reference: datatrove's own stages
+
+
+def datatrove_clusters(texts: list[str], ids: list[str], workdir: str, cfg: DedupConfig | None = None) -> list[set]:
+    """Run datatrove's four MinHash stages in-process on ``texts``; return its clusters (size > 1) as id sets."""
+    from datatrove.data import Document as DTDocument
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupSignature,
+    )
+
+    cfg = cfg or DedupConfig()
+    mc = MinhashConfig(
+        n_grams=cfg.n_grams, num_buckets=cfg.num_buckets, hashes_per_bucket=cfg.hashes_per_bucket, seed=cfg.seed
+    )
+    docs = (DTDocument(text=t, id=i) for t, i in zip(texts, ids))
+    MinhashDedupSignature(f"{workdir}/sigs", config=mc).run(docs, rank=0, world_size=1)
+    for bi in range(cfg.num_buckets):
+        MinhashDedupBuckets(f"{workdir}/sigs", f"{workdir}/buckets", config=mc).run(
+            None, rank=bi, world_size=cfg.num_buckets
+        )
+    MinhashDedupCluster(f"{workdir}/buckets", f"{workdir}/clusters", config=mc, save_cluster_id=True).run()
+    path = f"{workdir}/clusters/000000.clusters"
+    if not os.path.exists(path):
+        return []
+    arr = np.fromfile(path, dtype="<u4").reshape(-1, 2)
+    groups: dict[int, set[str]] = {}
+    for doc, cid in arr.tolist():
+        groups.setdefault(cid, set()).add(ids[doc])
+    return sorted(groups.values(), key=lambda s: sorted(s))
+
+
+def dedup_inputs_hash(run: RunDir, cfg: DedupConfig) -> str:
+    """Hash of the config and the corpus shards' names and sizes (for the stage marker)."""
+    files = [(Path(s).name, os.path.getsize(s)) for s in corpus_shards(run)]
+    return hash_obj({"config": cfg.model_dump(), "shards": files})

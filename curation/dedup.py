@@ -239,9 +239,9 @@ def band_pairs(files: list[str], offsets: np.ndarray, range_records: int) -> np.
     n_ranges = max(1, -(-total // range_records))
     edges = [(2**64 * i) // n_ranges for i in range(n_ranges + 1)]
     pairs: list[np.ndarray] = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         keys, docs = [], []
-        for m, off in zip(maps, offsets):
+        for m, off in zip(maps, offsets, strict=True):
             if not len(m):
                 continue
             kcol = m["key"]
@@ -292,7 +292,7 @@ def _root_arrays(roots: dict[int, int]) -> tuple[np.ndarray, np.ndarray, dict[in
     rts = np.fromiter(roots.values(), dtype=np.int64, count=len(roots))
     order = np.argsort(nodes)
     uniq, counts = np.unique(rts, return_counts=True)
-    return nodes[order], rts[order], dict(zip(uniq.tolist(), counts.tolist()))
+    return nodes[order], rts[order], dict(zip(uniq.tolist(), counts.tolist(), strict=True))
 
 
 def _lookup(nodes: np.ndarray, rts: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -365,7 +365,9 @@ def clusters_from_dedup(run_dir: str) -> list[set[str]]:
     """Clusters of size > 1 as sets of document ids, read back from ``<run>/signals/dedup``."""
     t = pa.concat_tables([pq.read_table(f) for f in sorted(glob.glob(f"{run_dir}/signals/dedup/shard-*.parquet"))])
     groups: dict[int, set[str]] = {}
-    for doc_id, cid, size in zip(*(t.column(c).to_pylist() for c in ("id", "dup_cluster_id", "dup_cluster_size"))):
+    for doc_id, cid, size in zip(
+        *(t.column(c).to_pylist() for c in ("id", "dup_cluster_id", "dup_cluster_size")), strict=True
+    ):
         if size > 1:
             groups.setdefault(cid, set()).add(doc_id)
     return sorted(groups.values(), key=lambda s: sorted(s))
@@ -388,7 +390,7 @@ def datatrove_clusters(texts: list[str], ids: list[str], workdir: str, cfg: Dedu
     mc = MinhashConfig(
         n_grams=cfg.n_grams, num_buckets=cfg.num_buckets, hashes_per_bucket=cfg.hashes_per_bucket, seed=cfg.seed
     )
-    docs = (DTDocument(text=t, id=i) for t, i in zip(texts, ids))
+    docs = (DTDocument(text=t, id=i) for t, i in zip(texts, ids, strict=True))
     MinhashDedupSignature(f"{workdir}/sigs", config=mc).run(docs, rank=0, world_size=1)
     for bi in range(cfg.num_buckets):
         MinhashDedupBuckets(f"{workdir}/sigs", f"{workdir}/buckets", config=mc).run(

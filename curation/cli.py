@@ -28,7 +28,9 @@ config_app = typer.Typer(help="Check config files before any work starts.", no_a
 app.add_typer(config_app, name="config")
 
 # group name -> module holding a typer app named `app` (stages add themselves here)
-GROUPS: dict[str, str] = {}
+GROUPS: dict[str, str] = {
+    "prefect": "flows.commands",
+}
 
 
 @config_app.command("validate")

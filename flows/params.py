@@ -1,0 +1,71 @@
+"""Flow parameters: flat pydantic models the Prefect UI renders as typed forms.
+
+Every field is a primitive, a ``Literal`` or a ``list[str]`` with a description, so a deployment's "Run" form shows one
+input per field with its default. The stage knobs themselves live in the YAML config named by ``config_path`` (the same
+file and the same pydantic models the CLI uses), so "pass a YAML config path instead" is the normal way to run a flow.
+
+This module imports pydantic only (no Prefect), so ``curation.config.SECTIONS`` can register :class:`PrefectConfig`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from curation.config import BaseConfig
+
+StageGroup = Literal["corpus", "quality", "curate", "tokenizer", "finetune", "quantize", "measure", "report"]
+STAGE_GROUPS: tuple[str, ...] = (
+    "corpus",
+    "quality",
+    "curate",
+    "tokenizer",
+    "finetune",
+    "quantize",
+    "measure",
+    "report",
+)
+
+
+class StageParams(BaseModel):
+    """Which config and run directory a stage flow works on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config_path: str = Field(
+        "configs/demo.yaml",
+        description="YAML config file with one section per stage (validated like `tokenwise config validate`); "
+        "relative paths resolve against the worker's working directory.",
+    )
+    run_dir: str = Field(
+        "runs/demo",
+        description="Run directory every stage reads and writes (local path or fsspec URL such as s3://bucket/run).",
+    )
+
+
+class EndToEndParams(StageParams):
+    """The end-to-end flow: every stage whose library exists, in data-flow order."""
+
+    only: list[StageGroup] = Field(
+        default_factory=list,
+        description="Run only these stage groups (empty: all available, in data-flow order).",
+    )
+    stop_after: StageGroup | None = Field(
+        None, description="Stop after this stage group (e.g. `curate` to skip training and serving)."
+    )
+
+
+class PrefectConfig(BaseConfig):
+    """`prefect:` config section: local server, work pools and the corpus refresh schedule."""
+
+    host: str = Field("127.0.0.1", description="Interface the local Prefect server binds (loopback by default).")
+    port: int = Field(4200, ge=1, le=65535, description="Port of the local Prefect server API and UI.")
+    home: str = Field(".prefect", description="PREFECT_HOME of the local server (SQLite database, results, logs).")
+    refresh_cron: str = Field(
+        "0 3 * * *", description="Cron schedule (UTC) of the incremental corpus refresh deployment."
+    )
+    refresh_timezone: str = Field("UTC", description="Timezone the refresh cron is read in.")
+    cpu_pool: str = Field("tokenwise-cpu", description="Work pool of CPU stages (corpus, curate, tokenizer ...).")
+    gpu_pool: str = Field("gpu", description="Work pool of GPU stages (finetune, quantize, measure).")
+    health_timeout_s: float = Field(60.0, gt=0, description="Seconds to wait for /api/health after starting.")

@@ -1,0 +1,346 @@
+"""Generic Prefect tasks: hash inputs, run one library stage with caching, publish artifacts with stable keys.
+
+Tasks pass paths and content hashes, never DataFrames or models. The stage task caches on (input file hashes, config
+hash, code version), so a retried or re-triggered flow skips finished work; the library's own completion markers make
+the stage itself idempotent, and the flow never writes a completion marker.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.tasks import exponential_backoff
+
+from curation.config import ConfigError, read_yaml, validate_file
+from curation.rundir import MARKER, RunDir, hash_obj, read_json, sha256_file, write_json
+from flows.registry import UPSTREAM
+
+REPO = Path(__file__).resolve().parent.parent
+CODE_PACKAGES = ("curation", "finetune", "serving", "flows")
+MAX_ROWS = 200
+IO_RETRIES = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_jitter_factor=0.5)
+
+
+class StageFailed(RuntimeError):
+    """A stage that failed; the message names the stage, the cause (file, record) and what to do next."""
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """Hash of the library and flow sources, so a code change invalidates cached task results."""
+    h = hashlib.sha256()
+    for pkg in CODE_PACKAGES:
+        for f in sorted((REPO / pkg).rglob("*.py")):
+            h.update(str(f.relative_to(REPO)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def config_hash(config_path: str) -> str:
+    """Hash of the parsed config (all stage sections but `prefect:`), insensitive to comments and formatting."""
+    data, _ = read_yaml(config_path)
+    return hash_obj({k: v for k, v in data.items() if k != "prefect"})
+
+
+def upstream_hashes(run_dir: str, group: str) -> dict[str, str]:
+    """Content hashes of the run-directory inputs of a stage group: each upstream stage's completion marker."""
+    run = RunDir(run_dir)
+    out: dict[str, str] = {}
+    for stage in UPSTREAM.get(group, ()):
+        for marker in sorted(_markers_under(run, stage)):
+            out[marker] = sha256_file(run.path(marker))
+    return out
+
+
+def source_fingerprint(config_path: str) -> dict[str, str]:
+    """Fingerprint of the local source paths named in the `corpus:` section: file hashes, directory listings.
+
+    Only used in the cache key, so a new or edited source file makes the corpus stage run again (the library then
+    re-reads just those files); it does not decide what the library reads.
+    """
+    data, _ = read_yaml(config_path)
+    out: dict[str, str] = {}
+    for value in _strings(data.get("corpus") or {}):
+        p = Path(value)
+        if p.is_file():
+            out[value] = sha256_file(p)
+        elif p.is_dir():
+            listing = sorted((str(f.relative_to(p)), f.stat().st_size, f.stat().st_mtime_ns) for f in p.rglob("*"))
+            out[value] = hash_obj(listing)
+    return out
+
+
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, str):
+        return [node] if len(node) < 4096 else []
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return []
+
+
+def _markers_under(run: RunDir, stage: str) -> list[str]:
+    """Relative paths of completion markers at ``<run>/<stage>/`` and one level below (``tokenizers/<name>/``)."""
+    found = []
+    for pattern in (f"{stage}/{MARKER}", f"{stage}/*/{MARKER}"):
+        for p in run.fs.glob(run.path(pattern)):
+            found.append(str(p)[len(run._path) :].lstrip("/"))
+    return found
+
+
+@task(name="hash-inputs", **IO_RETRIES)
+def hash_inputs(group: str, config_path: str, run_dir: str) -> dict[str, Any]:
+    """Validate the config and hash everything a stage group reads: config, upstream outputs, code."""
+    try:
+        validate_file(config_path)
+    except ConfigError as e:
+        raise StageFailed(
+            f"{group}: the config is invalid:\n{e}\nWhat to do: fix the named key in {config_path} "
+            "(`tokenwise config validate` checks it) and run the deployment again."
+        ) from None
+    parts = {
+        "config_path": config_path,
+        "config_hash": config_hash(config_path),
+        "code_version": code_version(),
+        "upstream": upstream_hashes(run_dir, group),
+        "sources": source_fingerprint(config_path) if group == "corpus" else {},
+    }
+    parts["key"] = hash_obj({k: v for k, v in parts.items() if k != "config_path"})
+    return parts
+
+
+# -- the stage task ---------------------------------------------------------------------------------------------------
+
+
+def _outputs_index(run_dir: str, stage: str) -> str:
+    return RunDir(run_dir).path(".flows", f"{stage}.json")
+
+
+def _outputs_present(run_dir: str, stage: str) -> bool:
+    """True when the markers this stage wrote last time are all still there, unchanged."""
+    run = RunDir(run_dir)
+    index = _outputs_index(run_dir, stage)
+    if not run.fs.exists(index):
+        return False
+    recorded = read_json(index).get("markers", {})
+    return bool(recorded) and all(
+        run.fs.exists(run.path(m)) and sha256_file(run.path(m)) == h for m, h in recorded.items()
+    )
+
+
+def stage_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
+    """Cache key over (input file hashes, config hash, code version) and the stage entry point.
+
+    No key (so no cache hit) while the stage's recorded outputs are missing or changed: deleting outputs reruns it.
+    """
+    stage, run_dir = parameters["stage"], parameters["run_dir"]
+    if not _outputs_present(run_dir, stage["name"]):
+        return None
+    return f"tokenwise-{stage['name']}-{hash_obj([stage, parameters['inputs']['key']])}"
+
+
+def _all_markers(run_dir: str) -> dict[str, str]:
+    run = RunDir(run_dir)
+    if not run.fs.exists(run.root):
+        return {}
+    out = {}
+    for p in run.fs.glob(run.path("**", MARKER)):
+        rel = str(p)[len(run._path) :].lstrip("/")
+        out[rel] = sha256_file(run.path(rel))
+    return out
+
+
+def _retry_io_only(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry transient I/O errors only; a bad record or config fails at once with its message."""
+    try:
+        state.result()
+    except StageFailed as e:
+        return isinstance(e.__cause__, OSError) and not isinstance(e.__cause__, FileNotFoundError)
+    except OSError as e:
+        return not isinstance(e, FileNotFoundError)
+    except Exception:
+        return False
+    return False
+
+
+def _task_run_name() -> str:
+    from prefect.runtime import task_run
+
+    return f"{task_run.parameters['stage']['name']}"
+
+
+@task(
+    name="run-stage",
+    task_run_name=_task_run_name,
+    cache_key_fn=stage_cache_key,
+    persist_result=True,
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=5),
+    retry_condition_fn=_retry_io_only,
+)
+def run_stage(stage: dict[str, str], config_path: str, run_dir: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Run one library entry point ``module:function(config_path, run_dir) -> summary``; return paths and hashes."""
+    logger = get_run_logger()
+    module, _, fn = stage["target"].partition(":")
+    before = _all_markers(run_dir)
+    t0 = time.perf_counter()
+    try:
+        summary = getattr(importlib.import_module(module), fn)(config_path, run_dir)
+    except Exception as e:  # re-raised with the stage, the cause and what to do; the traceback stays in the logs
+        logger.exception("stage %s failed", stage["name"])
+        raise StageFailed(_failure_message(stage, config_path, run_dir, e)) from e
+    after = _all_markers(run_dir)
+    written = {m: h for m, h in after.items() if before.get(m) != h} or {
+        m: h for m, h in after.items() if m.split("/")[0] in _stage_dirs(stage["name"])
+    }
+    write_json(_outputs_index(run_dir, stage["name"]), {"stage": stage, "markers": written or after})
+    seconds = round(time.perf_counter() - t0, 2)
+    logger.info("%s: %s (%.1fs)", stage["name"], summary, seconds)
+    return {
+        "stage": stage["name"],
+        "summary": str(summary),
+        "seconds": seconds,
+        "markers": written,
+        "run_dir": run_dir,
+    }
+
+
+def _stage_dirs(name: str) -> set[str]:
+    return {name, f"{name}s"}
+
+
+def _failure_message(stage: dict[str, str], config_path: str, run_dir: str, e: BaseException) -> str:
+    cause = str(e) or type(e).__name__
+    if isinstance(e, ConfigError):
+        todo = f"fix the named key in {config_path} and run the deployment again"
+    elif isinstance(e, FileNotFoundError | ModuleNotFoundError):
+        todo = "check the path or the upstream stage named above exists (run the earlier stage first), then rerun"
+    else:
+        todo = (
+            "fix or remove the named file/record (bad records are quarantined by the library when it can), "
+            "then run the deployment again; finished stages are skipped"
+        )
+    return (
+        f"stage {stage['name']} ({stage['target']}) failed: {type(e).__name__}: {cause}\n"
+        f"config: {config_path}  run: {run_dir}\nWhat to do: {todo}."
+    )
+
+
+# -- artifacts --------------------------------------------------------------------------------------------------------
+
+
+def artifact_key(stage: str, what: str) -> str:
+    """Stable artifact key ``tokenwise-<stage>-<what>`` (lowercase, dashes), so runs build a history."""
+    raw = f"tokenwise-{stage}-{what}".lower()
+    return "".join(c if c.isalnum() else "-" for c in raw).strip("-")
+
+
+def rows_of(obj: Any, key_name: str = "key") -> list[dict[str, Any]]:
+    """Flatten a list of dicts, or a dict of dicts / of scalars, into table rows (at most MAX_ROWS)."""
+    if isinstance(obj, list):
+        rows = [r if isinstance(r, dict) else {"value": r} for r in obj]
+    elif isinstance(obj, dict):
+        rows = [
+            {key_name: k, **{ck: cv for ck, cv in v.items() if not isinstance(cv, dict | list)}}
+            if isinstance(v, dict)
+            else {key_name: k, "value": v}
+            for k, v in obj.items()
+        ]
+    else:
+        rows = []
+    return [{k: _scalar(v) for k, v in r.items()} for r in rows[:MAX_ROWS]]
+
+
+def _scalar(v: Any) -> Any:
+    if isinstance(v, float):
+        return round(v, 4)
+    if isinstance(v, dict | list):
+        return str(v)[:200]
+    return v
+
+
+@task(name="publish-summary", **IO_RETRIES)
+def publish_summary(group: str, run_dir: str, results: list[dict[str, Any]], inputs: dict[str, Any]) -> str:
+    """Markdown artifact of what the stage group did, plus the HTML report link when the report exists."""
+    lines = [f"# tokenwise {group}", "", f"run: `{run_dir}`  config: `{inputs['config_path']}`", ""]
+    lines += ["| stage | summary | seconds |", "|---|---|---|"]
+    lines += [f"| {r['stage']} | {r['summary']} | {r['seconds']} |" for r in results]
+    lines += ["", f"inputs key `{inputs['key']}` (config `{inputs['config_hash']}`, code `{inputs['code_version']}`)"]
+    create_markdown_artifact("\n".join(lines), key=artifact_key(group, "summary"), description=f"{group} summary")
+    publish_report_link(run_dir)
+    return artifact_key(group, "summary")
+
+
+def publish_report_link(run_dir: str) -> str | None:
+    """Link artifact to ``<run>/report/index.html`` when it exists."""
+    run = RunDir(run_dir)
+    if not run.exists("report", "index.html"):
+        return None
+    path = run.path("report", "index.html")
+    link = path if "://" in path else Path(path).resolve().as_uri()
+    create_link_artifact(link, link_text="curation report", key=artifact_key("report", "link"))
+    return link
+
+
+def publish_table(group: str, what: str, rows: list[dict[str, Any]], description: str) -> str | None:
+    """Table artifact ``tokenwise-<group>-<what>`` (≤ MAX_ROWS rows); nothing when there are no rows."""
+    if not rows:
+        return None
+    key = artifact_key(group, what)
+    create_table_artifact(rows[:MAX_ROWS], key=key, description=description)
+    return key
+
+
+def read_json_if(run_dir: str, *parts: str) -> Any | None:
+    """JSON at ``<run>/<parts>`` or None when absent (artifacts are best-effort views of the outputs)."""
+    run = RunDir(run_dir)
+    return read_json(run.path(*parts)) if run.exists(*parts) else None
+
+
+def source_hashes(manifest: dict[str, Any] | None) -> dict[str, str]:
+    """Per-source-file content hashes from a corpus manifest (``files``/``sources`` entries with path + sha256)."""
+    if not manifest:
+        return {}
+    for key in ("files", "sources", "inputs"):
+        entries = manifest.get(key)
+        if isinstance(entries, dict):
+            return {str(k): str(v.get("sha256", v) if isinstance(v, dict) else v) for k, v in entries.items()}
+        if isinstance(entries, list) and entries and isinstance(entries[0], dict):
+            return {str(e.get("path") or e.get("file")): str(e.get("sha256") or e.get("hash")) for e in entries}
+    return {}
+
+
+def diff_sources(before: dict[str, str], after: dict[str, str]) -> list[dict[str, str]]:
+    """Rows of new / changed / removed source files between two manifests (unchanged ones summarised as one row)."""
+    rows = [{"file": f, "change": "new"} for f in sorted(after.keys() - before.keys())]
+    rows += [{"file": f, "change": "changed"} for f in sorted(after.keys() & before.keys()) if after[f] != before[f]]
+    rows += [{"file": f, "change": "removed"} for f in sorted(before.keys() - after.keys())]
+    same = sum(1 for f in after.keys() & before.keys() if after[f] == before[f])
+    rows.append({"file": f"({same} files)", "change": "unchanged"})
+    return rows
+
+
+def project_env() -> dict[str, str]:
+    """Environment for subprocesses that import the project (repo on PYTHONPATH)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def glob_json(run_dir: str, *pattern: str) -> list[tuple[list[str], Any]]:
+    """(path parts relative to the run, parsed JSON) of each file matching ``<run>/<pattern>``, sorted."""
+    run = RunDir(run_dir)
+    out = []
+    for p in sorted(run.fs.glob(run.path(*pattern))):
+        rel = str(p)[len(run._path) :].lstrip("/").split("/")
+        out.append((rel, read_json(run.path(*rel))))
+    return out

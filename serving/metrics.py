@@ -1,0 +1,96 @@
+"""Prometheus metrics with vLLM's names and labels under a ``tokenwise:`` prefix (or ``vllm:`` for vLLM dashboards).
+
+Each server owns one :class:`ServeMetrics` with its own registry, so tests and several servers in one process never
+share counters. Names follow vLLM (``spec_decode_num_drafts_total``, ``time_to_first_token_seconds`` ...) with the
+``model_name`` label; router and saved-token counters are tokenwise's own additions under the same prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0)
+E2E_BUCKETS = (0.05, 0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0)
+LEVERS = ("tokenizer", "routing", "speculative")
+
+
+class ServeMetrics:
+    """Every series the server exports; ``prefix`` is ``tokenwise`` or ``vllm``."""
+
+    def __init__(self, prefix: str = "tokenwise"):
+        self.registry = CollectorRegistry()
+        self.prefix = prefix
+        m, r = ["model_name"], self.registry
+        p = f"{prefix}:"
+        self.num_drafts = Counter(p + "spec_decode_num_drafts", "Speculative steps (drafts proposed).", m, registry=r)
+        self.num_draft_tokens = Counter(p + "spec_decode_num_draft_tokens", "Draft tokens proposed.", m, registry=r)
+        self.num_accepted_tokens = Counter(
+            p + "spec_decode_num_accepted_tokens", "Draft tokens accepted by the target.", m, registry=r
+        )
+        self.accepted_per_pos = Counter(
+            p + "spec_decode_num_accepted_tokens_per_pos",
+            "Accepted draft tokens by position in the draft.",
+            ["model_name", "position"],
+            registry=r,
+        )
+        self.prompt_tokens = Counter(p + "prompt_tokens", "Prompt tokens processed.", m, registry=r)
+        self.generation_tokens = Counter(p + "generation_tokens", "Tokens generated.", m, registry=r)
+        self.ttft = Histogram(
+            p + "time_to_first_token_seconds", "Time to first token.", m, buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.tpot = Histogram(
+            p + "time_per_output_token_seconds", "Inter-token latency.", m, buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.e2e = Histogram(p + "e2e_request_latency_seconds", "Request latency.", m, buckets=E2E_BUCKETS, registry=r)
+        self.queue_time = Histogram(
+            p + "request_queue_time_seconds", "Time waiting for a slot.", m, buckets=E2E_BUCKETS, registry=r
+        )
+        self.running = Gauge(p + "num_requests_running", "Requests generating now.", registry=r)
+        self.waiting = Gauge(p + "num_requests_waiting", "Requests waiting for a slot.", registry=r)
+        self.success = Counter(
+            p + "request_success", "Finished requests.", ["model_name", "finished_reason"], registry=r
+        )
+        self.rejected = Counter(p + "request_rejected", "Requests refused (4xx/429).", ["reason"], registry=r)
+        self.router_requests = Counter(
+            p + "router_requests", "Routed requests by the model that answered.", ["router", "model_name"], registry=r
+        )
+        self.router_escalations = Counter(
+            p + "router_escalations",
+            "Escalations to a larger model.",
+            ["router", "from_model", "to_model"],
+            registry=r,
+        )
+        self.saved_tokens = Counter(
+            p + "saved_tokens", "Tokens saved against the baseline stack.", ["lever"], registry=r
+        )
+        self.cost = Counter(p + "request_cost_usd", "Cost of answered requests in USD.", m, registry=r)
+        self.saved_cost = Counter(p + "saved_cost_usd", "USD saved against the baseline stack.", ["lever"], registry=r)
+
+    def observe_spec(self, model: str, drafts: int, draft_tokens: int, accepted: int, per_pos: Sequence[int]) -> None:
+        """Add one request's speculative decoding counters."""
+        self.num_drafts.labels(model).inc(drafts)
+        self.num_draft_tokens.labels(model).inc(draft_tokens)
+        self.num_accepted_tokens.labels(model).inc(accepted)
+        for pos, n in enumerate(per_pos):
+            self.accepted_per_pos.labels(model, str(pos)).inc(n)
+
+    def observe_latency(self, model: str, ttft: float, itls: Sequence[float], e2e: float, queue: float) -> None:
+        """Add one request's TTFT, each inter-token interval, end-to-end and queue time (seconds)."""
+        self.ttft.labels(model).observe(ttft)
+        for dt in itls:
+            self.tpot.labels(model).observe(dt)
+        self.e2e.labels(model).observe(e2e)
+        self.queue_time.labels(model).observe(queue)
+
+    def save(self, lever: str, tokens: int = 0, usd: float = 0.0) -> None:
+        """Count tokens/USD saved by one lever (``tokenizer``, ``routing``, ``speculative``); negatives are skipped."""
+        if tokens > 0:
+            self.saved_tokens.labels(lever).inc(tokens)
+        if usd > 0:
+            self.saved_cost.labels(lever).inc(usd)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every series."""
+        return generate_latest(self.registry)

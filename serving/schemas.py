@@ -1,0 +1,226 @@
+"""OpenAI-shaped request and response models, plus the per-request ``metrics`` extra (vLLM-style names).
+
+Requests are validated strictly from the raw JSON (``"5"`` is not an integer), unknown fields are ignored as OpenAI-
+compatible servers do; responses carry exactly OpenAI's fields plus one top-level ``metrics`` object, which the openai
+client exposes as ``response.metrics`` (``model_extra``) and other clients ignore.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Req(BaseModel):
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+
+class StreamOptions(_Req):
+    include_usage: bool = False
+
+
+class _Sampling(_Req):
+    model: str = Field(..., min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    n: int = Field(1, ge=1, le=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    user: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop(cls, v: str | list[str] | None) -> list[str]:
+        stops = [v] if isinstance(v, str) else list(v or [])
+        if len(stops) > 4 or any(not s for s in stops):
+            raise ValueError("stop takes at most 4 non-empty strings")
+        return stops
+
+    def limit(self) -> int | None:
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+
+class CompletionRequest(_Sampling):
+    """``POST /v1/completions``; ``prompt`` is one string or one list of token ids (n=1)."""
+
+    prompt: str | list[str] | list[int] = Field(...)
+    echo: bool = False
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, v: str | list[str] | list[int]) -> str | list[int]:
+        if isinstance(v, list) and v and isinstance(v[0], str):
+            if len(v) != 1:
+                raise ValueError("send one prompt per request (a string, a 1-element list or a list of token ids)")
+            return v[0]
+        if isinstance(v, list) and not v:
+            raise ValueError("prompt is empty")
+        return v
+
+
+class ContentPart(_Req):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Req):
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | list[ContentPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(p.text for p in self.content)
+        return self.content or ""
+
+
+class ChatCompletionRequest(_Sampling):
+    """``POST /v1/chat/completions``."""
+
+    messages: list[ChatMessage] = Field(..., min_length=1)
+
+
+# ---- responses ------------------------------------------------------------------------------------------------------
+
+
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = 0
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: PromptTokensDetails = Field(default_factory=PromptTokensDetails)
+
+
+class Timing(BaseModel):
+    time_to_first_token_ms: float
+    mean_itl_ms: float
+    tokens_per_second: float
+    queue_time_ms: float
+    e2e_latency_ms: float
+
+
+class SpecDecoding(BaseModel):
+    num_draft_tokens: int = 0
+    num_accepted_draft_tokens: int = 0
+    num_spec_steps: int = 0
+    mean_acceptance_length: float = 0.0
+    draft_acceptance_rate: float = 0.0
+    acceptance_histogram: list[int] = Field(default_factory=list)
+
+
+class Routing(BaseModel):
+    router: str | None = None
+    threshold: float | None = None
+    score: float | None = None
+    candidates: list[str] = Field(default_factory=list)
+    escalations: int = 0
+
+
+class Savings(BaseModel):
+    baseline_model: str
+    baseline_tokenizer: str
+    baseline_tokens: int
+    saved_tokens: int
+
+
+class RequestMetrics(BaseModel):
+    timing: Timing
+    speculative_decoding: SpecDecoding
+    routing: Routing
+    savings: Savings
+    cost_usd: float
+    forward_passes: int = 0
+
+
+class CompletionChoice(BaseModel):
+    index: int = 0
+    text: str
+    logprobs: None = None
+    finish_reason: Literal["stop", "length"] | None
+
+
+class Completion(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    metrics: RequestMetrics | None = None
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    logprobs: None = None
+    finish_reason: Literal["stop", "length"] | None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+    system_fingerprint: str | None = None
+    metrics: RequestMetrics | None = None
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChatChunkChoice(BaseModel):
+    index: int = 0
+    delta: Delta
+    logprobs: None = None
+    finish_reason: Literal["stop", "length"] | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: Usage | None = None
+    metrics: RequestMetrics | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "tokenwise"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

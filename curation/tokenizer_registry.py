@@ -28,6 +28,7 @@ class Counter(Protocol):
     def encode(self, text: str) -> list[int]: ...
     def encode_batch(self, texts: list[str]) -> list[list[int]]: ...
     def decode(self, ids: list[int]) -> str: ...
+    def unknown_ids(self) -> frozenset[int]: ...
 
 
 @dataclass
@@ -50,6 +51,10 @@ class TiktokenTokenizer:
     def decode(self, ids: list[int]) -> str:
         return self.enc.decode(ids)
 
+    def unknown_ids(self) -> frozenset[int]:
+        """Byte-level BPE has no unknown or byte-fallback tokens."""
+        return frozenset()
+
 
 @dataclass
 class HFTokenizer:
@@ -70,6 +75,22 @@ class HFTokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=False)
+
+    def unknown_ids(self) -> frozenset[int]:
+        """Ids that mean "could not represent this": the model's unk token and, for byte_fallback models, the
+        ``<0xNN>`` byte tokens."""
+        import json
+
+        model = json.loads(self.tok.to_str())["model"]
+        vocab = self.tok.get_vocab(with_added_tokens=True)
+        ids = set()
+        if isinstance(model.get("unk_id"), int):
+            ids.add(model["unk_id"])
+        if model.get("unk_token") in vocab:
+            ids.add(vocab[model["unk_token"]])
+        if model.get("byte_fallback"):
+            ids.update(i for t, i in vocab.items() if re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", t))
+        return frozenset(ids)
 
 
 def short_name(spec: str) -> str:

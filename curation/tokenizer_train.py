@@ -1,0 +1,465 @@
+"""Train byte-level BPE or Unigram tokenizers by streaming curated Parquet, sampled by a plan.
+
+Reading never holds the corpus: one pass counts characters per language and domain in the training split (held-out
+documents are skipped, see :mod:`curation.splits`), the plan (or a temperature over those counts) turns them into a
+per-language rate, and a second pass feeds ``tokenizers`` ``train_from_iterator`` batches of sampled texts. A rate
+above 1 repeats documents (epochs), below 1 keeps each with that probability (seeded).
+
+Output ``<run>/tokenizers/<name>/``: ``tokenizer.json`` + ``tokenizer_config.json`` + ``special_tokens_map.json``
+(``transformers.AutoTokenizer.from_pretrained(dir)`` and ``tokenizers.Tokenizer.from_file`` both load it) and
+``meta.json`` (data manifest hash, plan, vocab size, chars sampled per language/domain, time, peak memory).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from curation.config import BaseConfig, load_section
+from curation.log import get_logger, kv
+from curation.rundir import RunDir, hash_obj, read_json, sha256_file, write_json
+from curation.splits import is_heldout
+
+log = get_logger("tokenizer")
+
+# GPT-4 (cl100k) pre-tokenization: letters with one leading non-letter, digits in runs of 1-3, punctuation runs,
+# newlines and whitespace runs kept apart so code indentation becomes few tokens.
+GPT4_PATTERN = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class TokenizerTrainError(ValueError):
+    """Bad training input found before training starts (empty corpus, plan language without data, ...)."""
+
+
+class TokenizerTrainConfig(BaseConfig):
+    """One tokenizer to train; ``tokenwise tokenizer train`` trains every entry of ``tokenizer.train``."""
+
+    name: str = Field(..., pattern=NAME_RE, description="Output dir name under <run>/tokenizers/; spec run:NAME.")
+    model: Literal["bpe", "unigram"] = Field("bpe", description="BPE merges (fast) or Unigram LM (slower training).")
+    vocab_size: int = Field(16000, ge=64, le=1_000_000, description="Final size incl. alphabet and special tokens.")
+    special_tokens: list[str] = Field(["<|endoftext|>", "<|pad|>"], description="Control tokens, ids 0..n-1.")
+    bos_token: str | None = Field(None, description="Beginning-of-sequence token (must be in special_tokens).")
+    eos_token: str | None = Field("<|endoftext|>", description="End-of-sequence token (must be in special_tokens).")
+    pad_token: str | None = Field("<|pad|>", description="Padding token (must be in special_tokens).")
+    unk_token: str | None = Field(None, description="Unknown token; needed for metaspace (byte-level never needs it).")
+    normalization: Literal["none", "nfc", "nfkc"] = Field(
+        "none", description="Unicode normalization; anything but none breaks exact round trip of unnormalized text."
+    )
+    pre_tokenization: Literal["gpt4_byte_level", "gpt2_byte_level", "metaspace"] = Field(
+        "gpt4_byte_level", description="Byte-level (any text round-trips) or metaspace (chars, unk for unseen ones)."
+    )
+    plan: str | None = Field(None, description="Plan name in <run>/plans/ or a path to a plan JSON.")
+    temperature: float = Field(
+        1.0, ge=1.0, le=100.0, description="Without a plan: language weight ∝ chars^(1/T); 1 = as found, 5 ≈ flat."
+    )
+    languages: list[str] | None = Field(None, description="Only these locales (default: all in the plan/corpus).")
+    domains: list[str] | None = Field(None, description="Only these domains (ui, code, docs); default all.")
+    sample_chars: int = Field(20_000_000, ge=1000, description="Characters fed to the trainer (split by the plan).")
+    max_doc_chars: int = Field(20_000, ge=100, description="Longer documents are cut (bounds one batch's memory).")
+    min_frequency: int = Field(2, ge=1, description="BPE: a merge needs this many occurrences.")
+    limit_alphabet: int = Field(1000, ge=32, description="Metaspace: keep this many most frequent characters.")
+    seed: int = Field(0, description="Sampling seed.")
+
+    @field_validator("special_tokens")
+    @classmethod
+    def _specials_distinct(cls, v: list[str]) -> list[str]:
+        if any(not s or not s.strip() for s in v):
+            raise ValueError(f"special tokens must be non-empty and not only whitespace; got {v}")
+        dup = sorted({s for s in v if v.count(s) > 1})
+        if dup:
+            raise ValueError(f"conflicting special tokens: {dup} listed more than once")
+        return v
+
+    @model_validator(mode="after")
+    def _roles_listed(self) -> TokenizerTrainConfig:
+        for role in ("bos_token", "eos_token", "pad_token", "unk_token"):
+            tok = getattr(self, role)
+            if tok is not None and tok not in self.special_tokens:
+                raise ValueError(f"conflicting special tokens: {role}={tok!r} is not in special_tokens; add it there")
+        if self.pre_tokenization == "metaspace" and self.unk_token is None:
+            raise ValueError("metaspace pre-tokenization needs unk_token (e.g. '<unk>' also in special_tokens)")
+        return self
+
+    def min_vocab(self) -> int:
+        """Smallest vocab that holds the byte alphabet and the special tokens (metaspace: checked on data)."""
+        return (256 if self.pre_tokenization != "metaspace" else 0) + len(self.special_tokens) + 1
+
+
+# --------------------------------------------------------------------------------------------------------- reading
+
+
+def shard_paths(run_dir: str, source: str = "curated") -> list[str]:
+    """The Parquet shards of a stage (``<run>/curated/shard-*.parquet``), sorted."""
+    root = Path(source) if os.sep in source or Path(source).is_dir() else Path(run_dir) / source
+    return sorted(str(p) for p in root.glob("shard-*.parquet"))
+
+
+def iter_rows(shards: list[str], heldout: bool, columns: tuple[str, ...] = ("id", "unit_id", "lang", "domain", "text"),
+              batch_size: int = 2048) -> Iterator[dict[str, list]]:  # fmt: skip
+    """Column batches of the training split (``heldout=False``) or the held-out split, one shard batch at a time."""
+    import pyarrow.parquet as pq
+
+    cols = list(dict.fromkeys(("id", "unit_id", *columns)))
+    for path in shards:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=cols):
+            d = batch.to_pydict()
+            keep = [is_heldout(i, u) == heldout for i, u in zip(d["id"], d["unit_id"], strict=True)]
+            if not any(keep):
+                continue
+            yield {c: [x for x, k in zip(d[c], keep, strict=True) if k] for c in columns}
+
+
+def scan(shards: list[str], alphabet: bool = False) -> dict[str, Any]:
+    """Characters and documents per (lang, domain) in the training split; optionally the set of characters seen."""
+    chars: dict[str, dict[str, int]] = {}
+    docs: dict[str, dict[str, int]] = {}
+    seen: set[str] = set()
+    for b in iter_rows(shards, heldout=False, columns=("lang", "domain", "text")):
+        for lang, dom, text in zip(b["lang"], b["domain"], b["text"], strict=True):
+            lang, dom = lang or "und", dom or "none"
+            chars.setdefault(lang, {}).setdefault(dom, 0)
+            chars[lang][dom] += len(text)
+            docs.setdefault(lang, {}).setdefault(dom, 0)
+            docs[lang][dom] += 1
+            if alphabet:
+                seen.update(text)
+    return {"chars": chars, "docs": docs, "alphabet": len(seen) if alphabet else None}
+
+
+def manifest_hash(shards: list[str]) -> str:
+    """Hash of the training data: every shard's name and sha256."""
+    return hash_obj([(Path(p).name, sha256_file(p)) for p in shards])
+
+
+# --------------------------------------------------------------------------------------------------------- planning
+
+
+def load_plan(run_dir: str, plan: str) -> tuple[str, dict[str, Any]]:
+    """Read a plan by name (``<run>/plans/<name>.json``) or path; returns (path, plan)."""
+    path = Path(plan) if plan.endswith(".json") or os.sep in plan else Path(run_dir) / "plans" / f"{plan}.json"
+    if not path.is_file():
+        raise TokenizerTrainError(
+            f"plan {plan!r}: no plan file at {path}; run the curation plan stage or fix the name"
+        )
+    data = read_json(path)
+    if not isinstance(data.get("languages"), dict) or not data["languages"]:
+        raise TokenizerTrainError(f"{path}: plan has no 'languages' mapping of locale -> {{weight, tokens, epochs}}")
+    return str(path), data
+
+
+def plan_weights(plan: dict[str, Any], path: str) -> dict[str, float]:
+    """Per-language weights from a plan: its ``weight`` fields, else proportional to ``tokens``."""
+    langs = plan["languages"]
+    key = "weight" if all(isinstance(v, dict) and "weight" in v for v in langs.values()) else "tokens"
+    try:
+        w = {lang: float(v[key]) if isinstance(v, dict) else float(v) for lang, v in langs.items()}
+    except (KeyError, TypeError, ValueError) as e:
+        raise TokenizerTrainError(f"{path}: every plan language needs a numeric 'weight' or 'tokens' ({e})") from e
+    return _normalise({k: v for k, v in w.items() if v > 0}, path)
+
+
+def temperature_weights(chars: dict[str, int], temperature: float) -> dict[str, float]:
+    """Weights ∝ (share of characters)^(1/T): T=1 keeps the corpus mix, larger T flattens it toward uniform."""
+    total = sum(chars.values())
+    return _normalise({lang: (c / total) ** (1.0 / temperature) for lang, c in chars.items() if c > 0}, "temperature")
+
+
+def _normalise(w: dict[str, float], where: str) -> dict[str, float]:
+    s = sum(w.values())
+    if s <= 0:
+        raise TokenizerTrainError(f"{where}: all language weights are zero")
+    return {k: v / s for k, v in w.items()}
+
+
+def sampling_rates(cfg: TokenizerTrainConfig, stats: dict[str, Any], run_dir: str) -> dict[str, Any]:
+    """Per-language weight, available chars, target chars and rate (epochs) for this config; errors on bad plans."""
+    domains = set(cfg.domains) if cfg.domains else None
+    avail = {
+        lang: sum(c for d, c in per.items() if domains is None or d in domains) for lang, per in stats["chars"].items()
+    }
+    if cfg.languages:
+        avail = {lang: c for lang, c in avail.items() if lang in cfg.languages}
+    if not any(avail.values()):
+        where = f" in domains {sorted(domains)}" if domains else ""
+        raise TokenizerTrainError(f"{cfg.name}: empty corpus: no training documents{where}; check <run>/curated/")
+    plan_path = None
+    if cfg.plan:
+        plan_path, plan = load_plan(run_dir, cfg.plan)
+        weights = plan_weights(plan, plan_path)
+        if cfg.languages:
+            weights = _normalise({k: v for k, v in weights.items() if k in cfg.languages}, plan_path)
+        missing = sorted(lang for lang in weights if not avail.get(lang))
+        if missing:
+            raise TokenizerTrainError(
+                f"{plan_path}: plan languages {missing} have no training data in the corpus"
+                f"{' for domains ' + str(sorted(domains)) if domains else ''}; drop them from the plan or add data"
+            )
+    else:
+        weights = temperature_weights(avail, cfg.temperature)
+    langs = {}
+    for lang, w in sorted(weights.items()):
+        target = w * cfg.sample_chars
+        langs[lang] = {"weight": round(w, 6), "available_chars": avail[lang], "target_chars": int(target),
+                       "rate": target / avail[lang]}  # fmt: skip
+    return {"plan_path": plan_path, "temperature": None if cfg.plan else cfg.temperature, "languages": langs}
+
+
+def sample_texts(shards: list[str], cfg: TokenizerTrainConfig, rates: dict[str, float], sampled: dict,
+                 batch: int = 512) -> Iterator[list[str]]:  # fmt: skip
+    """Stream batches of training texts: each document repeated floor(rate) times, plus once more with p=frac(rate).
+
+    ``sampled`` is filled with the characters emitted per language and domain as the trainer consumes them.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(cfg.seed)
+    out: list[str] = []
+    for b in iter_rows(shards, heldout=False, columns=("lang", "domain", "text")):
+        u = rng.random(len(b["text"]))
+        for lang, dom, text, ui in zip(b["lang"], b["domain"], b["text"], u, strict=True):
+            rate = rates.get(lang or "und", 0.0)
+            if rate <= 0 or (cfg.domains and dom not in cfg.domains):
+                continue
+            n = int(rate) + int(ui < rate - int(rate))
+            if not n:
+                continue
+            text = text[: cfg.max_doc_chars]
+            key = f"{lang}/{dom}"
+            sampled[key] = sampled.get(key, 0) + n * len(text)
+            out.extend([text] * n)
+            if len(out) >= batch:
+                yield out
+                out = []
+    if out:
+        yield out
+
+
+# --------------------------------------------------------------------------------------------------------- training
+
+
+def build_tokenizer(cfg: TokenizerTrainConfig) -> tuple[Any, Any]:
+    """An untrained ``tokenizers.Tokenizer`` and its trainer, as the config describes."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    byte_level = cfg.pre_tokenization != "metaspace"
+    if cfg.model == "bpe":
+        tok = Tokenizer(models.BPE(unk_token=cfg.unk_token))
+    else:
+        tok = Tokenizer(models.Unigram())
+    if cfg.normalization != "none":
+        tok.normalizer = normalizers.NFC() if cfg.normalization == "nfc" else normalizers.NFKC()
+    if cfg.pre_tokenization == "gpt4_byte_level":
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(Regex(GPT4_PATTERN), behavior="isolated"),
+             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        )  # fmt: skip
+    elif cfg.pre_tokenization == "gpt2_byte_level":
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    else:
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    tok.decoder = decoders.ByteLevel() if byte_level else decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    alphabet = pre_tokenizers.ByteLevel.alphabet() if byte_level else []
+    common = {"vocab_size": cfg.vocab_size, "special_tokens": cfg.special_tokens, "show_progress": False}
+    if cfg.model == "bpe":
+        limit = {} if byte_level else {"limit_alphabet": cfg.limit_alphabet}
+        trainer = trainers.BpeTrainer(min_frequency=cfg.min_frequency, initial_alphabet=alphabet, **limit, **common)
+    else:
+        trainer = trainers.UnigramTrainer(initial_alphabet=alphabet, unk_token=cfg.unk_token, **common)
+    return tok, trainer
+
+
+class PeakRSS:
+    """Context manager sampling this process's RSS every 20 ms; ``peak_mb`` is the largest seen."""
+
+    def __init__(self, interval: float = 0.02):
+        import psutil
+
+        self._proc, self._interval, self._stop = psutil.Process(), interval, threading.Event()
+        self.start_mb = self.peak_mb = self._proc.memory_info().rss / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak_mb = max(self.peak_mb, self._proc.memory_info().rss / 2**20)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self._proc.memory_info().rss / 2**20)
+
+
+def save_tokenizer_dir(tok: Any, cfg_tokens: dict[str, str | None], out_dir: str, meta: dict[str, Any]) -> None:
+    """Write tokenizer.json + HF config files + meta.json to a temp dir, then rename it onto ``out_dir``."""
+    from transformers import PreTrainedTokenizerFast
+
+    out = Path(out_dir)
+    tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        fast = PreTrainedTokenizerFast(
+            tokenizer_object=tok, clean_up_tokenization_spaces=False, **{k: v for k, v in cfg_tokens.items() if v}
+        )
+        fast.save_pretrained(str(tmp))
+        write_json(tmp / "special_tokens_map.json", {k: v for k, v in cfg_tokens.items() if v})  # for older readers
+        write_json(tmp / "meta.json", meta)
+        old = out.parent / f".old-{out.name}-{os.getpid()}"
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def check_inputs(cfg: TokenizerTrainConfig, run_dir: str, source: str = "curated") -> dict[str, Any]:
+    """Everything that can fail before training: corpus present, plan usable, vocab large enough."""
+    shards = shard_paths(run_dir, source)
+    if not shards:
+        raise TokenizerTrainError(f"empty corpus: no shard-*.parquet under {Path(run_dir) / source}")
+    stats = scan(shards, alphabet=cfg.pre_tokenization == "metaspace")
+    rates = sampling_rates(cfg, stats, run_dir)
+    need = cfg.min_vocab()
+    if stats["alphabet"] is not None:
+        need += min(stats["alphabet"], cfg.limit_alphabet)
+    if cfg.vocab_size < need:
+        raise TokenizerTrainError(
+            f"{cfg.name}: vocab_size {cfg.vocab_size} is smaller than the alphabet plus special tokens ({need}); "
+            f"raise vocab_size to at least {need}"
+        )
+    return {"shards": shards, "stats": stats, "rates": rates}
+
+
+def train(cfg: TokenizerTrainConfig, run_dir: str, source: str = "curated") -> dict[str, Any]:
+    """Train one tokenizer from the run's curated shards and save it under ``<run>/tokenizers/<name>/``.
+
+    Returns the meta dict written to ``meta.json``.
+    """
+    t0 = time.perf_counter()
+    checked = check_inputs(cfg, run_dir, source)
+    shards, rates = checked["shards"], checked["rates"]
+    tok, trainer = build_tokenizer(cfg)
+    sampled: dict[str, int] = {}
+    rate_of = {lang: v["rate"] for lang, v in rates["languages"].items()}
+    t_train = time.perf_counter()
+    with PeakRSS() as mem:
+        tok.train_from_iterator(sample_texts(shards, cfg, rate_of, sampled), trainer=trainer)
+    train_s = time.perf_counter() - t_train
+    if not sampled:
+        raise TokenizerTrainError(f"{cfg.name}: the plan sampled no text; raise sample_chars or check the plan")
+    n_chars = sum(sampled.values())
+    meta = {
+        "name": cfg.name, "spec": f"run:{cfg.name}", "config": cfg.model_dump(mode="json"),
+        "vocab_size": tok.get_vocab_size(with_added_tokens=True), "manifest_hash": manifest_hash(shards),
+        "shards": [Path(p).name for p in shards], "source": source, "plan": rates,
+        "sampled_chars": dict(sorted(sampled.items())), "sampled_chars_total": n_chars,
+        "train_seconds": round(train_s, 3), "total_seconds": round(time.perf_counter() - t0, 3),
+        "train_chars_per_s": round(n_chars / max(train_s, 1e-9)), "peak_rss_mb": round(mem.peak_mb, 1),
+        "rss_before_mb": round(mem.start_mb, 1), "tokenizers_version": _version("tokenizers"),
+    }  # fmt: skip
+    roles = {r: getattr(cfg, r) for r in ("bos_token", "eos_token", "pad_token", "unk_token")}
+    save_tokenizer_dir(tok, roles, str(Path(run_dir) / "tokenizers" / cfg.name), meta)
+    log.info("trained %s", kv(name=cfg.name, vocab=meta["vocab_size"], chars=n_chars, s=meta["train_seconds"],
+                               peak_rss_mb=meta["peak_rss_mb"]))  # fmt: skip
+    return meta
+
+
+def _version(pkg: str) -> str:
+    from importlib.metadata import version
+
+    return version(pkg)
+
+
+# --------------------------------------------------------------------------------------------------------- stage
+
+
+class TokenizerSection(BaseConfig):
+    """The ``tokenizer:`` config section: tokenizers to train, extensions to make, and how to evaluate them."""
+
+    source: str = Field("curated", description="Stage dir (or a path) holding shard-*.parquet to train and eval on.")
+    train: list[TokenizerTrainConfig] = Field(default_factory=list, description="Tokenizers to train.")
+    extend: list[Any] = Field(default_factory=list, description="Tokenizers to extend with domain tokens.")
+    eval: Any = Field(None, description="Evaluation settings (see TokenizerEvalConfig).")
+
+    @field_validator("extend", mode="before")
+    @classmethod
+    def _extend(cls, v: list) -> list:
+        from curation.tokenizer_extend import TokenizerExtendConfig
+
+        return [TokenizerExtendConfig.model_validate(x) for x in v or []]
+
+    @field_validator("eval", mode="before")
+    @classmethod
+    def _eval(cls, v: Any) -> Any:
+        from curation.tokenizer_eval import TokenizerEvalConfig
+
+        return TokenizerEvalConfig.model_validate(v or {})
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> TokenizerSection:
+        names = [t.name for t in self.train] + [e.name for e in self.extend]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"tokenizer names must be unique across train and extend; repeated: {dup}")
+        return self
+
+
+def load_tokenizer_section(config_path: str) -> TokenizerSection:
+    """Load and validate the ``tokenizer:`` section of a config file."""
+    return load_section(config_path, "tokenizer", TokenizerSection)
+
+
+def train_all(section: TokenizerSection, run_dir: str, only: list[str] | None = None) -> list[dict[str, Any]]:
+    """Train (skipping up-to-date ones) then extend every configured tokenizer; returns one summary per tokenizer."""
+    from curation.tokenizer_extend import extend
+
+    rd, out = RunDir(run_dir), []
+    shards = shard_paths(run_dir, section.source)
+    data_hash = manifest_hash(shards) if shards else "none"
+    for cfg in section.train:
+        if only and cfg.name not in only:
+            continue
+        h = hash_obj([cfg.model_dump(mode="json"), data_hash, _plan_hash(run_dir, cfg.plan)])
+        stage = f"tokenizers/{cfg.name}"
+        if rd.is_done(stage, h):
+            out.append({"name": cfg.name, "skipped": True, **(rd.marker(stage) or {}).get("summary", {})})
+            continue
+        meta = train(cfg, run_dir, section.source)
+        summary = {"name": cfg.name, "vocab_size": meta["vocab_size"], "train_seconds": meta["train_seconds"]}
+        rd.mark_done(stage, h, summary)
+        out.append(summary)
+    for ecfg in section.extend:
+        if only and ecfg.name not in only:
+            continue
+        meta = extend(ecfg, run_dir, section.source)
+        out.append({"name": ecfg.name, "vocab_size": meta["vocab_size"], "added": len(meta["added"])})
+    return out
+
+
+def _plan_hash(run_dir: str, plan: str | None) -> str | None:
+    if not plan:
+        return None
+    try:
+        return sha256_file(load_plan(run_dir, plan)[0])
+    except TokenizerTrainError:
+        return "missing"
+
+
+def run_stage(config_path: str, run_dir: str) -> str:
+    """Demo stage ``tokenizer_train``: train and extend every tokenizer in the config; one-line summary."""
+    section = load_tokenizer_section(config_path)
+    done = train_all(section, run_dir)
+    parts = [f"{d['name']}({d.get('vocab_size', '?')}{', cached' if d.get('skipped') else ''})" for d in done]
+    return f"tokenizers: {', '.join(parts) or 'none configured'} -> {Path(run_dir) / 'tokenizers'}"

@@ -138,7 +138,241 @@ def languages(ctx: Context) -> Section:
     return sec
 
 
+def _json(ctx: Context, *parts: str) -> dict:
+    return json.loads(ctx.need(*parts).read_text(encoding="utf-8"))
+
+
+def _texts(root: str, ids: list[str], limit: int = 400) -> dict[str, str]:
+    """Text of a few documents by id, read from the corpus shards (only matching rows are kept)."""
+    want = pa.array(ids, pa.string())
+    out: dict[str, str] = {}
+    for f in sorted(glob.glob(f"{root}/corpus/shard-*.parquet")):
+        t = pq.read_table(f, columns=["id", "text"])
+        t = t.filter(pc.is_in(t["id"], value_set=want))
+        out.update({i: (x or "")[:limit] for i, x in zip(t["id"].to_pylist(), t["text"].to_pylist(), strict=True)})
+        if len(out) == len(ids):
+            break
+    return out
+
+
+def _example_list(examples: list[tuple[str, str]]) -> str:
+    return "".join(f"<div class='ex' title='{esc(i)}'>{esc(t)}</div>" for i, t in examples)
+
+
+def filters(ctx: Context) -> Section:
+    summ = _json(ctx, "curated", "summary.json")
+    sec = Section("filters", "Filters: kept and dropped per rule, overall and by language")
+    steps = [r for r in summ["steps"] if r["group_by"] == "all"]
+    tok = f"tokens_{summ['reference_tokenizer']}"
+    thresholds = {r["name"]: r for r in summ.get("rules", [])}
+    rows = [["step", "signal", "threshold", "docs in", "docs dropped", "drop %", "tokens dropped", "chars dropped"]]
+    for r in steps:
+        rule = thresholds.get(r["step"], {})
+        thr = f"{rule.get('drop_if', '')} {rule.get('threshold')}" if rule else ""
+        rows.append(
+            [
+                r["step"],
+                rule.get("signal", ""),
+                thr,
+                r["docs_in"],
+                r["docs_dropped"],
+                100 * r["docs_dropped_share"],
+                r.get(f"{tok}_dropped", 0),
+                r.get("chars_dropped", 0),
+            ]
+        )
+    sec.tables.append((f"Per-step table (tokens under {summ['reference_tokenizer']})", rows))
+    by_lang = [r for r in summ["steps"] if r["group_by"] == "lang"]
+    langs = sorted({r["group"] for r in by_lang}, key=lambda g: -sum(r["docs_in"] for r in by_lang if r["group"] == g))
+    step_names = [r["step"] for r in steps]
+    look = {(r["step"], r["group"]): r for r in by_lang}
+    for measure, unit in (("docs", "documents"), (tok, "tokens")):
+        vals = [
+            [
+                (look[(st, g)][f"{measure}_dropped"] / look[(st, g)][f"{measure}_in"])
+                if (st, g) in look and look[(st, g)].get(f"{measure}_in")
+                else None
+                for g in langs[:30]
+            ]
+            for st in step_names
+        ]
+        sec.charts.append(
+            charts.heatmap(
+                f"filters_drop_rate_{'docs' if measure == 'docs' else 'tokens'}",
+                f"Share of {unit} each rule drops, by language (% of what reaches the rule)",
+                step_names,
+                langs[:30],
+                vals,
+                xlabel="language",
+                ylabel="rule",
+            )
+        )
+    sec.data = {
+        "input": summ["input"],
+        "kept": summ["kept"],
+        "dropped": summ["dropped"],
+        "quarantined": summ["quarantined"],
+        "token_cost": summ["token_cost"],
+        "by_reason": summ["by_reason"],
+    }
+    sec.data["headline"] = (
+        f"{summ['kept']:,} of {summ['input']:,} documents kept "
+        f"({summ['dropped']:,} dropped, {summ['quarantined']:,} quarantined)"
+    )
+    sec.intro = esc(
+        f"input = kept + dropped + quarantined: {summ['input']:,} = {summ['kept']:,} + "
+        f"{summ['dropped']:,} + {summ['quarantined']:,} "
+        f"({'reconciles' if summ['reconciles'] else 'DOES NOT reconcile'})."
+    )
+    return sec
+
+
+def waterfall(ctx: Context) -> Section:
+    summ = _json(ctx, "curated", "summary.json")
+    tok = f"tokens_{summ['reference_tokenizer']}"
+    steps = [r for r in summ["steps"] if r["group_by"] == "all"]
+    sec = Section("waterfall", "Drop waterfall: documents and tokens in → out at each step")
+    for measure, unit in (("docs", "documents"), (tok, "tokens")):
+        seq = [("input", steps[0][f"{measure}_in"])] + [
+            (r["step"] if r["step"] != "signals" else "quarantined", r[f"{measure}_dropped"]) for r in steps
+        ]
+        sec.charts.append(
+            charts.waterfall(
+                f"waterfall_{'docs' if measure == 'docs' else 'tokens'}",
+                f"{unit.capitalize()} in → out by step",
+                seq,
+                xlabel=unit,
+            )
+        )
+    by_lang = [r for r in summ["steps"] if r["group_by"] == "lang"]
+    langs = sorted({r["group"] for r in by_lang})
+    rows = [["language", "docs in", *[r["step"] for r in steps], "docs kept"]]
+    for g in langs:
+        rs = [r for r in by_lang if r["group"] == g]
+        rows.append([g, rs[0]["docs_in"], *[r["docs_dropped"] for r in rs], rs[-1]["docs_kept"]])
+    sec.tables.append(("Documents dropped at each step, by language", rows))
+    sec.html_parts.append(_decision_examples(ctx))
+    return sec
+
+
+def _decision_examples(ctx: Context, per_reason: int = 2) -> str:
+    import random
+
+    d = pq.read_table(ctx.need("curated", "decisions.parquet"), columns=["id", "status", "reason"]).to_pylist()
+    rng = random.Random(ctx.seed)
+    groups: dict[str, list[str]] = {}
+    for r in d:
+        groups.setdefault(r["reason"] or r["status"], []).append(r["id"])
+    picks = {g: rng.sample(ids, min(per_reason, len(ids))) for g, ids in sorted(groups.items())}
+    texts = _texts(ctx.run.root, [i for v in picks.values() for i in v])
+    parts = [f"<h3>Examples per outcome (seed {ctx.seed})</h3>"]
+    for g, ids in picks.items():
+        parts.append(
+            f"<details><summary>{esc(g)} ({len(groups[g]):,} documents)</summary>"
+            f"{_example_list([(i, texts.get(i, '')) for i in ids])}</details>"
+        )
+    return "".join(parts)
+
+
+def histograms(ctx: Context) -> Section:
+    hists = _json(ctx, "curated", "histograms.json")
+    sec = Section("histograms", "Score histograms with thresholds and examples around them")
+    ruled = [k for k, v in hists.items() if "threshold" in v]
+    others = [k for k in hists if k not in ruled and not k.startswith(("tokens_", "n_", "dup_"))]
+    sig_files = sorted(glob.glob(f"{ctx.run.root}/signals/shard-*.parquet"))
+    for col in ruled + others[:12]:
+        h = hists[col]
+        label = f"rule {h['rule']} drops {'below' if h.get('drop_if') == 'lt' else 'above'}" if col in ruled else ""
+        ch = charts.histogram(
+            f"hist_{col}",
+            f"{col}: distribution over documents",
+            h["hist"],
+            h["bin_edges"],
+            xlabel=col,
+            threshold=h.get("threshold"),
+            threshold_label=label,
+        )
+        sec.charts.append(ch)
+        if col in ruled and sig_files:
+            sec.html_parts.append(_threshold_examples(ctx, sig_files, col, h))
+    sec.data = {k: {kk: v[kk] for kk in v if kk not in ("hist", "bin_edges")} for k, v in hists.items()}
+    return sec
+
+
+def _threshold_examples(ctx: Context, files: list[str], col: str, h: dict, n: int = 2) -> str:
+    parts = []
+    for f in files:
+        if col in pq.read_schema(f).names:
+            parts.append(pq.read_table(f, columns=["id", col]))
+    if not parts:
+        return ""
+    t = pa.concat_tables(parts).filter(pc.is_finite(pc.cast(pa.concat_tables(parts)[col], pa.float64())))
+    thr = h["threshold"]
+    below = t.filter(pc.less(t[col], thr)).sort_by([(col, "descending")]).slice(0, n).to_pylist()
+    above = t.filter(pc.greater_equal(t[col], thr)).sort_by([(col, "ascending")]).slice(0, n).to_pylist()
+    texts = _texts(ctx.run.root, [r["id"] for r in below + above])
+    fmt = lambda rows: _example_list([(r["id"], f"[{col}={r[col]:.4g}] {texts.get(r['id'], '')}") for r in rows])  # noqa: E731
+    return (
+        f"<details><summary>Documents just below and just above {esc(col)} = {thr}</summary>"
+        f"<p class='note'>just below</p>{fmt(below)}<p class='note'>just above</p>{fmt(above)}</details>"
+    )
+
+
+def duplicates(ctx: Context) -> Section:
+    files = sorted(glob.glob(f"{ctx.run.root}/signals/dedup/shard-*.parquet"))
+    if not files:
+        raise Unavailable("no signals/dedup/shard-*.parquet; run `tokenwise curate dedup`")
+    t = pa.concat_tables([pq.read_table(f) for f in files])
+    rows = t.to_pylist()
+    sizes: dict[int, int] = {}
+    members: dict[int, list[str]] = {}
+    for r in rows:
+        if r["dup_cluster_size"] > 1:
+            sizes[r["dup_cluster_id"]] = r["dup_cluster_size"]
+            members.setdefault(r["dup_cluster_id"], []).append(r["id"])
+    sec = Section("duplicates", "Duplicate clusters")
+    dist: dict[int, int] = {}
+    for sz in sizes.values():
+        dist[sz] = dist.get(sz, 0) + 1
+    ks = sorted(dist)
+    sec.charts.append(
+        charts.hbar(
+            "dup_cluster_sizes",
+            "Number of duplicate clusters by cluster size",
+            [str(k) for k in ks],
+            {"clusters": [dist[k] for k in ks]},
+            xlabel="clusters",
+            ylabel="cluster size (documents)",
+        )
+    )
+    n_dup = sum(1 for r in rows if not r["dup_is_representative"])
+    n_exact = sum(1 for r in rows if r["dup_exact"])
+    sec.data = {
+        "documents": len(rows),
+        "clusters": len(sizes),
+        "non_representative": n_dup,
+        "exact_duplicates": n_exact,
+        "headline": f"{len(sizes):,} clusters; {n_dup:,} documents are non-representative duplicates",
+    }
+    sec.intro = esc(
+        f"{len(rows):,} documents, {len(sizes):,} clusters of size > 1, {n_dup:,} non-representative "
+        f"members, {n_exact:,} exact duplicates."
+    )
+    top = sorted(members, key=lambda c: -sizes[c])[:3]
+    texts = _texts(ctx.run.root, [i for c in top for i in members[c][:3]], limit=200)
+    for c in top:
+        sec.html_parts.append(
+            f"<details><summary>cluster {c} ({sizes[c]} documents)</summary>"
+            f"{_example_list([(i, texts.get(i, '')) for i in members[c][:3]])}</details>"
+        )
+    return sec
+
+
 SECTIONS = [
     ("overview", "Corpus overview", overview),
     ("languages", "Language distribution", languages),
+    ("filters", "Filters by rule and language", filters),
+    ("waterfall", "Drop waterfall", waterfall),
+    ("histograms", "Score histograms", histograms),
+    ("duplicates", "Duplicate clusters", duplicates),
 ]

@@ -67,11 +67,24 @@ def write_corpus(run: Path, docs: list[dict], shard_size: int = 200) -> list[Pat
     return paths
 
 
-def signal_rows(docs: list[dict], tokenizers: tuple[str, ...] = ("cl100k_base", "o200k_base")) -> list[dict]:
-    """Per-document signals in B's column names, computed from the text."""
-    from curation.tokenizer_registry import load_tokenizer
+def small_bpe(texts: list[str], vocab_size: int = 2000):
+    """A byte-level BPE trained on the fixture texts (the second tokenizer, so plans can compare tokenizers)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    toks = {t: load_tokenizer(f"tiktoken:{t}") for t in tokenizers}
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    return tok
+
+
+def signal_rows(docs: list[dict]) -> list[dict]:
+    """Per-document signals in B's column names, computed from the text (tokens under cl100k and a small BPE)."""
+    from curation.tokenizer_registry import HFTokenizer, load_tokenizer
+
+    toks = {"cl100k_base": load_tokenizer("tiktoken:cl100k_base")}
+    toks["bpe2k"] = HFTokenizer("bpe2k", small_bpe([d["text"] for d in docs if d["lang"] == "en"]))
     rows = []
     for d in docs:
         words = d["text"].split()
@@ -86,7 +99,7 @@ def signal_rows(docs: list[dict], tokenizers: tuple[str, ...] = ("cl100k_base", 
             "lid_script": "Latn",
             "gopher_n_words": len(words),
             "gopher_mean_word_length": mean_len,
-            "quality_score": (hash(d["id"]) % 1000) / 1000 if False else (len(set(words)) / max(1, len(words))),
+            "quality_score": len(set(words)) / max(1, len(words)),
         }
         for name, tok in toks.items():
             row[f"tokens_{name}"] = len(tok.encode(d["text"]))

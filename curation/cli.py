@@ -60,6 +60,21 @@ def demo(
     run_demo(config, run, only=only or None)
 
 
+@app.command("report")
+def report(
+    run: str = typer.Option(..., help="Run directory to report on."),
+    previous: str | None = typer.Option(None, help="A previous run directory: the report shows what changed."),
+    config: Path | None = typer.Option(None, help="Config with a `report:` section (previous, seed)."),
+) -> None:
+    """Write the self-contained HTML report (+ report.json, CSVs, summary.md) under RUN/report/."""
+    from curation.config import load_section
+    from curation.report.build import build_report
+
+    cfg = load_section(config, "report") if config else None
+    res = build_report(run, previous=previous or (cfg.previous if cfg else None), seed=cfg.seed if cfg else 0)
+    typer.echo(f"wrote {res['html']} ({res['available']}/{res['sections']} sections available)")
+
+
 def _register_groups() -> None:
     for name, module in GROUPS.items():
         app.add_typer(importlib.import_module(module).app, name=name)

@@ -14,11 +14,33 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import Field
+
+from curation.config import BaseConfig
 from curation.log import get_logger, kv
 from curation.report.html import Section, page
 from curation.rundir import RunDir, atomic_open, write_json
 
 log = get_logger("report")
+
+
+class ReportConfig(BaseConfig):
+    """The ``report`` section: what to diff against and how examples are drawn."""
+
+    previous: str | None = Field(None, description="A previous run directory to diff against (none: no diff).")
+    seed: int = Field(0, description="Seed for the example documents shown per outcome.")
+
+
+# run-dir stage -> the command that writes it (for "unavailable" hints)
+STAGE_COMMANDS = {
+    "corpus": "tokenwise corpus build",
+    "signals": "tokenwise curate score",
+    "curated": "tokenwise curate decide",
+    "plans": "tokenwise curate plan",
+    "tokenizers": "tokenwise tokenizer eval",
+    "models": "tokenwise finetune pretrain",
+    "measure": "tokenwise measure",
+}
 
 
 class Unavailable(Exception):
@@ -37,7 +59,8 @@ class Context:
         """A path inside the run that must exist, else Unavailable naming it and the stage that writes it."""
         p = Path(self.run.path(*parts))
         if not p.exists():
-            raise Unavailable(f"{'/'.join(parts)} not found in {self.run.root}; run the `{parts[0]}` stage first")
+            hint = STAGE_COMMANDS.get(parts[0], f"the {parts[0]} stage")
+            raise Unavailable(f"{'/'.join(parts)} not found in {self.run.root}; run `{hint}` first")
         return p
 
 

@@ -18,7 +18,9 @@ from curation.report.html import Section, esc
 def _read_shards(ctx_run_root: str, stage: str, columns: list[str] | None = None) -> pa.Table:
     files = sorted(glob.glob(f"{ctx_run_root}/{stage}/shard-*.parquet"))
     if not files:
-        raise Unavailable(f"no {stage}/shard-*.parquet in {ctx_run_root}; run the `{stage}` stage first")
+        from curation.report.build import STAGE_COMMANDS
+
+        raise Unavailable(f"no {stage}/shard-*.parquet in {ctx_run_root}; run `{STAGE_COMMANDS[stage]}` first")
     tables = []
     for f in files:
         names = pq.read_schema(f).names

@@ -29,6 +29,7 @@ app.add_typer(config_app, name="config")
 
 # group name -> module holding a typer app named `app` (stages add themselves here)
 GROUPS: dict[str, str] = {
+    "serve": "serving.commands_serve",
     "prefect": "flows.commands",
 }
 

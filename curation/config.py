@@ -18,6 +18,7 @@ T = TypeVar("T", bound=BaseModel)
 
 # section name -> "module:Class" of its pydantic model (stages add their section here)
 SECTIONS: dict[str, str] = {
+    "serve": "serving.config:ServeConfig",
     "run": "curation.config:RunConfig",
     "report": "curation.report.build:ReportConfig",
     "prefect": "flows.params:PrefectConfig",

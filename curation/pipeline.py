@@ -12,7 +12,9 @@ from curation.log import get_logger
 log = get_logger("demo")
 
 # (stage name, "module:function"); each function takes (config_path, run_dir) and returns a one-line summary.
-DEMO_STAGES: list[tuple[str, str]] = []
+DEMO_STAGES: list[tuple[str, str]] = [
+    ("serve", "serving.commands_serve:run_serve_stage"),  # after finetune/quantize: routers calibrated, API smoke-tested
+]
 
 
 def run_demo(config: str | Path, run: str, only: list[str] | None = None) -> dict[str, str]:

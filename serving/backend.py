@@ -3,8 +3,9 @@
 A :class:`Backend` turns prompt ids into a :class:`Generation`: an iterator of :class:`Step` (token id, its log-prob
 and the entropy of the distribution it came from) whose ``stats`` dict is complete once the iterator is exhausted
 (speculative decoding counters, forward passes). The router needs the per-token log-probs for its confidence; the
-server needs the stream for SSE. ``load_backend`` uses the speculative/quantized generator from ``serving.generate``
-when a model asks for it and that module is present, else :class:`HFBackend` (plain KV-cached greedy/sampling decode).
+server needs the stream for SSE. ``load_backend`` serves a configured model through ``serving.generate.Engine``
+(target-only, speculative or prompt-lookup, quantized as configured); :class:`HFBackend` is a plain KV-cached decode
+loop over any local HF model, kept as the reference the Engine path is tested against.
 """
 
 from __future__ import annotations
@@ -105,7 +106,9 @@ class HFBackend:
         import torch
 
         with self._lock, torch.inference_mode():
-            out = self.model(input_ids=torch.tensor([ids]), past_key_values=past, use_cache=True)
+            out = self.model(
+                input_ids=torch.tensor([ids], device=self.model.device), past_key_values=past, use_cache=True
+            )
         return out.logits[0, -1].float(), out.past_key_values
 
     def _decode(self, prompt_ids: list[int], params: GenParams, stats: dict) -> Iterator[Step]:
@@ -131,9 +134,9 @@ class HFBackend:
         ids = (context_ids + target_ids)[-self.max_context :]
         n = len(target_ids)
         with self._lock, torch.inference_mode():
-            logits = self.model(input_ids=torch.tensor([ids])).logits[0].float()
+            logits = self.model(input_ids=torch.tensor([ids], device=self.model.device)).logits[0].float()
         logp = torch.log_softmax(logits[-n - 1 : -1], -1)  # [n, V]: position t predicts token t+1
-        return float(logp.gather(1, torch.tensor(ids[-n:])[:, None]).sum())
+        return float(logp.gather(1, torch.tensor(ids[-n:], device=logp.device)[:, None]).sum())
 
 
 def _pick(logits: Any, params: GenParams, gen: Any) -> int:
@@ -158,16 +161,69 @@ def _load_hf_tokenizer(path: str) -> Any:
     return AutoTokenizer.from_pretrained(str(p))
 
 
+class EngineBackend(HFBackend):
+    """A configured model served through ``serving.generate.Engine`` (target-only, draft-model speculative or
+    prompt-lookup decoding; quantized weights when configured). Steps carry the target's log-prob and entropy."""
+
+    def __init__(self, spec: ModelSpec):
+        from serving.generate import Engine
+
+        self.name, self.max_context, self.spec = spec.name, spec.max_context, spec
+        self.model = _load_model(spec.path, spec.quantization)
+        self.tok = _load_hf_tokenizer(spec.tokenizer or spec.path)
+        draft = None
+        if spec.speculative.method == "draft":
+            if not spec.speculative.draft:
+                raise ValueError(
+                    f"model {spec.name!r}: speculative.method=draft needs speculative.draft (a model dir)"
+                )
+            draft = _load_model(spec.speculative.draft, spec.quantization)
+        self.engine = Engine(self.model, draft, prompt_lookup_ngram=spec.speculative.ngram)
+        self.mode = {"none": "target", "draft": "speculative", "prompt_lookup": "prompt_lookup"}[
+            spec.speculative.method
+        ]
+        eos = self.model.config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self._lock = threading.Lock()
+
+    def generate(self, prompt_ids: list[int], params: GenParams) -> Generation:
+        stream = self.engine.stream(
+            prompt_ids,
+            max_new_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            mode=self.mode,
+            k=self.spec.speculative.k,
+            stop_ids=tuple(self.eos_ids),
+            seed=params.seed if params.temperature > 0 else None,
+        )
+        stats: dict[str, Any] = {}
+        return Generation(self._steps(stream, stats), stats)
+
+    def _steps(self, stream: Any, stats: dict) -> Iterator[Step]:
+        it = iter(stream)
+        done = 0
+        while True:
+            with self._lock:  # one forward at a time per model (the Engine's models are shared)
+                chunk = next(it, None)
+            if chunk is None:
+                break
+            for j in range(done, len(stream.tokens)):
+                yield Step(stream.tokens[j], stream.logprobs[j], stream.entropies[j])
+            done = len(stream.tokens)
+        stats.update(stream.stats or {})
+        stats["forward_passes"] = stats.get("target_forward_passes", 0)
+
+
+def _load_model(path: str, quantization: str) -> Any:
+    from serving.models import load_model
+
+    return load_model(path, quantization=quantization)
+
+
 def load_backend(spec: ModelSpec) -> Backend:
-    """The generation backend for one configured model (speculative/quantized when configured and available)."""
-    if spec.speculative.method != "none" or spec.quantization != "none":
-        try:
-            from serving import adapters  # noqa: F401  (F1's generate/speculative, wrapped when present)
-        except ImportError:
-            adapters = None
-        if adapters is not None:
-            return adapters.load(spec)
-    return HFBackend(spec.name, spec.path, spec.tokenizer, spec.max_context)
+    """The generation backend for one configured model: the Engine (speculative/quantized as configured)."""
+    return EngineBackend(spec)
 
 
 def bits_per_byte(logprob_sum: float, n_bytes: int) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0)
 E2E_BUCKETS = (0.05, 0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0)
@@ -20,6 +20,7 @@ class ServeMetrics:
     """Every series the server exports; ``prefix`` is ``tokenwise`` or ``vllm``."""
 
     def __init__(self, prefix: str = "tokenwise"):
+        disable_created_metrics()  # as vLLM does: no *_created series next to every counter
         self.registry = CollectorRegistry()
         self.prefix = prefix
         m, r = ["model_name"], self.registry

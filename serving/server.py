@@ -105,6 +105,13 @@ class State:
     running: int = 0
     waiting: int = 0
     slots: asyncio.Semaphore | None = None
+    workers: set[threading.Thread] = field(default_factory=set)
+
+    def join_workers(self, timeout: float = 30.0) -> None:
+        """Wait for generation threads still running (e.g. after clients went away) before shutdown."""
+        deadline = time.monotonic() + timeout
+        for t in list(self.workers):
+            t.join(max(0.0, deadline - time.monotonic()))
 
     def spec(self, name: str):
         return next(m for m in self.config.models if m.name == name)
@@ -300,7 +307,7 @@ def _plan(state: State, req: CompletionRequest | ChatCompletionRequest) -> Plan:
         None if parsed else req.model,
         parsed[0] if parsed else None,
         threshold,
-        req.stop,
+        list(req.stop or []),
         max_prompt,
     )
 
@@ -342,7 +349,10 @@ class Job:
         self.cancelled = threading.Event()
         self.routed: rt.Routed | None = None
         self._release = release
-        threading.Thread(target=self._run, args=(state, plan), daemon=True).start()
+        self._workers = state.workers
+        thread = threading.Thread(target=self._run, args=(state, plan), daemon=True)
+        state.workers.add(thread)
+        thread.start()
 
     def _put(self, *event: Any) -> None:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
@@ -364,6 +374,7 @@ class Job:
         finally:
             if self.routed is not None:
                 self.routed.generation.close()
+            self._workers.discard(threading.current_thread())
             self.loop.call_soon_threadsafe(self._release)
 
     async def next(self) -> tuple:
@@ -493,26 +504,17 @@ async def _events(state: State, plan: Plan, outcome_box: list) -> AsyncIterator[
 
 
 def _spec(stats: dict) -> SpecDecoding:
-    def g(*keys: str, default: Any = 0) -> Any:
-        return next((stats[k] for k in keys if k in stats), default)
-
-    drafted = int(g("num_draft_tokens", "proposed", "draft_tokens"))
-    accepted = int(g("num_accepted_draft_tokens", "accepted", "accepted_tokens"))
-    steps = int(g("num_spec_steps", "spec_steps", "target_forward_passes", "steps"))
-    hist = list(g("acceptance_histogram", "accepted_per_pos", default=[]))
+    """The per-request speculative-decoding extra from the Engine's stats (zeros for plain decoding)."""
+    drafted = int(stats.get("num_draft_tokens") or 0)
+    accepted = int(stats.get("num_accepted_draft_tokens") or 0)
+    steps = int(stats.get("num_spec_steps") or 0)
     return SpecDecoding(
         num_draft_tokens=drafted,
         num_accepted_draft_tokens=accepted,
-        num_spec_steps=steps if drafted else 0,
-        mean_acceptance_length=float(
-            g(
-                "mean_acceptance_length",
-                "mean_accepted_length",
-                default=(accepted / steps + 1) if drafted and steps else 0.0,
-            )
-        ),
-        draft_acceptance_rate=accepted / drafted if drafted else 0.0,
-        acceptance_histogram=[int(x) for x in hist],
+        num_spec_steps=steps,
+        mean_acceptance_length=float(stats.get("mean_acceptance_length") or 0.0),
+        draft_acceptance_rate=float(stats.get("draft_acceptance_rate") or 0.0),
+        acceptance_histogram=[int(x) for x in stats.get("acceptance_histogram") or []],
     )
 
 
@@ -743,6 +745,7 @@ class BackgroundServer:
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
         import uvicorn
 
+        self.app = app
         self.sock = free_socket(host, port)
         self.host, self.port = host, self.sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
@@ -761,6 +764,7 @@ class BackgroundServer:
     def stop(self, timeout: float = 10.0) -> None:
         self.server.should_exit = True
         self.thread.join(timeout)
+        self.app.state.tw.join_workers(timeout)
         self.sock.close()
 
     def __enter__(self) -> BackgroundServer:

@@ -87,3 +87,17 @@ def _train(model, tok, texts: list[str], steps: int, seq_len: int, seed: int) ->
         opt.zero_grad()
         loss.backward()
         opt.step()
+
+
+def tiny_pair(root: str | Path, train: bool = False, steps: tuple[int, int] = (60, 150)) -> dict[str, Path]:
+    """A shared tokenizer plus a small (1 layer, 32 wide) and a large (2 layers, 64 wide) model under ``root``.
+
+    ``train``: a few AdamW steps on stdlib text so the large model really is better (the routing benchmark); tests
+    use random init, which is enough for exactness and routing mechanics.
+    """
+    root = Path(root)
+    texts = stdlib_texts(60) if train else stdlib_texts(20)
+    tok = train_tokenizer(texts, root / "tok", vocab_size=384)
+    small = make_tiny_llama(root / "small", tok, 32, 1, seed=1, train_texts=texts, steps=steps[0] if train else 0)
+    large = make_tiny_llama(root / "large", tok, 64, 2, seed=2, train_texts=texts, steps=steps[1] if train else 0)
+    return {"tokenizer": tok, "small": small, "large": large}

@@ -13,7 +13,7 @@ log = get_logger("demo")
 
 # (stage name, "module:function"); each function takes (config_path, run_dir) and returns a one-line summary.
 DEMO_STAGES: list[tuple[str, str]] = [
-    ("serve", "serving.commands_serve:run_serve_stage"),  # after finetune/quantize: routers calibrated, API smoke-tested
+    ("serve", "serving.commands_serve:run_serve_stage"),  # after finetune/quantize: router calibration + API check
 ]
 
 

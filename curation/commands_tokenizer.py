@@ -1,4 +1,4 @@
-"""``tokenwise tokenizer train|extend|eval``: train, extend and measure tokenizers of a run (config: ``tokenizer:``)."""
+"""``tokenwise tokenizer train|extend|eval``: train, extend and measure a run's tokenizers (config ``tokenizer:``)."""
 
 from __future__ import annotations
 
@@ -57,9 +57,10 @@ def extend_cmd(
             meta = extend(cfg, run, section.source)
         except (TokenizerExtendError, TokenizerSpecError) as e:
             _fail(e)
-        held = meta["heldout"] or {}
-        typer.echo(f"{Path(run) / 'tokenizers' / cfg.name}: +{len(meta['added'])} tokens on {cfg.base}; "
-                   f"saves {meta['sample']['saved']:.1%} on the sample, {held.get('saved', float('nan')):.1%} held out")  # fmt: skip
+        held = (meta["heldout"] or {}).get("saved", float("nan"))
+        out = Path(run) / "tokenizers" / cfg.name
+        typer.echo(f"{out}: +{len(meta['added'])} tokens on {cfg.base}; saves {meta['sample']['saved']:.1%} on the "
+                   f"sample, {held:.1%} held out")  # fmt: skip
 
 
 @app.command("eval")

@@ -93,7 +93,7 @@ def guess_script(text: str) -> str:
 
 
 def flores_key(locale: str, sample_text: str | None = None) -> str:
-    """FLORES-200 style key of a gettext locale: ``hi``->``hin_Deva``, ``zh_CN``->``zho_Hans``, ``sr@latin``->``srp_Latn``."""
+    """FLORES-200 key of a locale: ``hi``->``hin_Deva``, ``zh_CN``->``zho_Hans``, ``sr@latin``->``srp_Latn``."""
     lang, region, modifier = parse_locale(locale)
     iso3, script, _ = _LANGS.get(lang, (lang, None, None))
     script = _MODIFIER_SCRIPT.get(modifier or "", None) or _REGION_SCRIPT.get((lang, region or ""), script)

@@ -201,8 +201,12 @@ def domain_texts(shards: list[str], cfg: TokenizerExtendConfig, heldout: bool, m
     return out
 
 
+def _encode(tok: Any, texts: list[str]) -> list[list[int]]:
+    return [e.ids for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
+
+
 def _count(tok: Any, texts: list[str]) -> list[int]:
-    return [len(e.ids) for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
+    return [len(ids) for ids in _encode(tok, texts)]
 
 
 def verify(old: Any, new: Any, added: list[str], texts: list[str]) -> dict[str, Any]:
@@ -210,16 +214,16 @@ def verify(old: Any, new: Any, added: list[str], texts: list[str]) -> dict[str, 
     old_vocab, new_vocab = old.get_vocab(with_added_tokens=True), new.get_vocab(with_added_tokens=True)
     moved = [t for t, i in old_vocab.items() if new_vocab.get(t) != i]
     plain = [t for t in texts if not any(a in t for a in added)]
-    changed = sum(a.ids != b.ids for a, b in zip(old.encode_batch_fast(plain, add_special_tokens=False),
-                                                 new.encode_batch_fast(plain, add_special_tokens=False), strict=True))  # fmt: skip
-    rt_old = sum(old.decode(e.ids) != t for e, t in zip(old.encode_batch_fast(texts, add_special_tokens=False), texts))
-    rt_new = sum(new.decode(e.ids) != t for e, t in zip(new.encode_batch_fast(texts, add_special_tokens=False), texts))
+    a, b = _encode(old, plain), _encode(new, plain)
+    changed = sum(x != y for x, y in zip(a, b, strict=True))
+    rt_old = sum(old.decode(ids) != t for ids, t in zip(_encode(old, texts), texts, strict=True))
+    rt_new = sum(new.decode(ids) != t for ids, t in zip(_encode(new, texts), texts, strict=True))
     return {"ids_moved": len(moved), "texts_without_new_tokens": len(plain), "encodings_changed": int(changed),
             "roundtrip_failures_before": int(rt_old), "roundtrip_failures_after": int(rt_new)}  # fmt: skip
 
 
 def extend(cfg: TokenizerExtendConfig, run_dir: str, source: str = "curated") -> dict[str, Any]:
-    """Pick domain tokens by measured savings, add them to the base, save ``<run>/tokenizers/<name>/``; returns meta."""
+    """Pick domain tokens by measured savings, add them to the base, save ``<run>/tokenizers/<name>/``; return meta."""
     from tokenizers import AddedToken
 
     from curation.tokenizer_train import manifest_hash, shard_paths
@@ -250,7 +254,7 @@ def extend(cfg: TokenizerExtendConfig, run_dir: str, source: str = "curated") ->
     meta = {
         "name": cfg.name, "spec": f"run:{cfg.name}", "base": cfg.base, "config": cfg.model_dump(mode="json"),
         "base_vocab_size": n_before, "vocab_size": len(fast), "added": picked, "manifest_hash": manifest_hash(shards),
-        "sample": _savings(old, new, texts) | {"predicted_tokens_before": before, "predicted_tokens_after": sum(cost.cost)},
+        "sample": _savings(old, new, texts) | {"predicted_before": before, "predicted_after": sum(cost.cost)},
         "heldout": _savings(old, new, heldout) if heldout else None,
         "checks": verify(old, new, [p["token"] for p in picked], texts + heldout + other),
         "seconds": round(time.perf_counter() - t0, 2),

@@ -31,7 +31,7 @@ log = get_logger("tokenizer")
 
 # GPT-4 (cl100k) pre-tokenization: letters with one leading non-letter, digits in runs of 1-3, punctuation runs,
 # newlines and whitespace runs kept apart so code indentation becomes few tokens.
-GPT4_PATTERN = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+GPT4_PATTERN = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"  # noqa: E501
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 

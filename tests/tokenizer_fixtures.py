@@ -65,8 +65,8 @@ def docs_rows(max_files: int = 60) -> Iterator[dict]:
         for node in [tree, *ast.walk(tree)]:
             if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef) and (doc := ast.get_docstring(node)):
                 if len(doc) > 80:
-                    yield _row(f"docs/{p.name}/{getattr(node, 'name', '')}/{node.lineno if hasattr(node, 'lineno') else 0}",
-                               doc, str(p), "en", "docs", None)  # fmt: skip
+                    where = f"{getattr(node, 'name', '')}/{getattr(node, 'lineno', 0)}"
+                    yield _row(f"docs/{p.name}/{where}", doc, str(p), "en", "docs", None)
 
 
 def _row(doc_id: str, text: str, source: str, lang: str, domain: str, unit: str | None) -> dict:

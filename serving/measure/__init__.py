@@ -1,0 +1,1 @@
+"""Measure downstream token, cost and latency savings: baseline vs optimized stacks on held-out requests."""

@@ -31,6 +31,7 @@ app.add_typer(config_app, name="config")
 GROUPS: dict[str, str] = {
     "serve": "serving.commands_serve",
     "prefect": "flows.commands",
+    "tokenizer": "curation.commands_tokenizer",
 }
 
 

@@ -22,6 +22,7 @@ SECTIONS: dict[str, str] = {
     "run": "curation.config:RunConfig",
     "report": "curation.report.build:ReportConfig",
     "prefect": "flows.params:PrefectConfig",
+    "tokenizer": "curation.tokenizer_train:TokenizerSection",
 }
 
 

@@ -35,7 +35,8 @@ def parallel_docs(
     """English msgids plus their translations, sharing ``unit_id``; only msgids translated in every language."""
     cats = {lang: catalog(lang, domain) for lang in langs}
     common = sorted(set.intersection(*(set(c) for c in cats.values())), key=lambda s: (len(s), s))
-    common = [m for m in common if len(m) > 20][:limit]
+    common = [m for m in common if len(m) > 20]
+    common = common[:: max(1, len(common) // limit)][:limit]  # spread over lengths, not only the shortest
     docs = []
     for msgid in common:
         unit = hashlib.blake2b(f"{domain}:{msgid}".encode(), digest_size=6).hexdigest()

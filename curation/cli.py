@@ -30,6 +30,7 @@ app.add_typer(config_app, name="config")
 # group name -> module holding a typer app named `app` (stages add themselves here)
 GROUPS: dict[str, str] = {
     "serve": "serving.commands_serve",
+    "corpus": "curation.commands_corpus",
     "prefect": "flows.commands",
     "tokenizer": "curation.commands_tokenizer",
 }

@@ -20,6 +20,7 @@ T = TypeVar("T", bound=BaseModel)
 SECTIONS: dict[str, str] = {
     "serve": "serving.config:ServeConfig",
     "run": "curation.config:RunConfig",
+    "corpus": "curation.corpus:CorpusConfig",
     "report": "curation.report.build:ReportConfig",
     "prefect": "flows.params:PrefectConfig",
     "tokenizer": "curation.tokenizer_train:TokenizerSection",

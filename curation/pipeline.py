@@ -13,6 +13,7 @@ log = get_logger("demo")
 
 # (stage name, "module:function"); each function takes (config_path, run_dir) and returns a one-line summary.
 DEMO_STAGES: list[tuple[str, str]] = [
+    ("corpus", "curation.corpus:build_from_config"),
     ("tokenizer_train", "curation.tokenizer_train:run_stage"),  # after the plan stage
     ("tokenizer_eval", "curation.tokenizer_eval:run_stage"),
     ("serve", "serving.commands_serve:run_serve_stage"),  # after finetune/quantize: router calibration + API check

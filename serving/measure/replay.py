@@ -1,0 +1,72 @@
+"""Replay requests through a real HTTP server with bounded concurrency (httpx, streaming SSE for client timing)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat()
+
+
+async def _one(client: httpx.AsyncClient, sem: asyncio.Semaphore, req: dict, model: str, max_tokens: int,
+               api_key: str | None) -> dict[str, Any]:  # fmt: skip
+    body = {"model": model, "prompt": req["prompt"], "max_tokens": max_tokens, "temperature": 0.0, "stream": True,
+            "stream_options": {"include_usage": True}}  # fmt: skip
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with sem:
+        t0 = time.time()
+        first: float | None = None
+        text, final, error, status_code, resp_headers = [], None, None, None, {}
+        try:
+            async with client.stream("POST", "/v1/completions", json=body, headers=headers) as resp:
+                status_code, resp_headers = resp.status_code, dict(resp.headers)
+                if resp.status_code != 200:
+                    error = (await resp.aread()).decode("utf-8", "replace")[:500]
+                else:
+                    async for line in resp.aiter_lines():
+                        if not line.startswith("data: ") or line == "data: [DONE]":
+                            continue
+                        chunk = json.loads(line[6:])
+                        if "error" in chunk:
+                            error = chunk["error"].get("message")
+                            continue
+                        for c in chunk.get("choices", []):
+                            if c.get("text"):
+                                first = first or time.time()
+                                text.append(c["text"])
+                        if chunk.get("usage"):
+                            final = chunk
+        except httpx.HTTPError as e:
+            error = f"{type(e).__name__}: {e}"
+        t1 = time.time()
+    return {"request": req, "t_start": t0, "t_first": first or t1, "t_end": t1, "text": "".join(text),
+            "final": final, "error": error, "http_status": status_code, "headers": resp_headers}  # fmt: skip
+
+
+async def replay_async(base_url: str, requests: list[dict], model: str, max_tokens: int, concurrency: int,
+                       api_key: str | None = None, timeout_s: float = 300.0) -> tuple[list[dict], float]:  # fmt: skip
+    """Send every request once (at most ``concurrency`` in flight); returns raw results and the wall time."""
+    sem = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s, limits=limits) as client:
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(_one(client, sem, r, model, max_tokens, api_key) for r in requests))
+        return list(results), time.perf_counter() - t0
+
+
+def replay(base_url: str, requests: list[dict], model: str, max_tokens: int, concurrency: int,
+           api_key: str | None = None) -> tuple[list[dict], float]:  # fmt: skip
+    """Synchronous wrapper of :func:`replay_async`."""
+    return asyncio.run(replay_async(base_url, requests, model, max_tokens, concurrency, api_key))
+
+
+def iso(t: float) -> str:
+    """ISO-8601 UTC timestamp of a time.time() value (LiteLLM's startTime/endTime format)."""
+    return _iso(t)

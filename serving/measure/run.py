@@ -1,0 +1,269 @@
+"""``tokenwise measure``: replay held-out requests through the real HTTP server, stack by stack, and write the ledger.
+
+Each stack is served by its own server instance (the models it lists, from the ``serve:`` section) and receives the
+same requests (greedy, same ``max_tokens``, bounded concurrency). Stacks are listed with the lever each one adds, in
+order, starting from the baseline (reference tokenizer, full-precision target only, no routing, no speculation), so
+the decomposition measures what each lever is worth on the same requests in the same run.
+
+Outputs under ``<run>/measure/``: ``requests.jsonl``, ``ledger.parquet`` + ``ledger.jsonl``, ``summary.json``,
+``summary.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from curation.config import BaseConfig, load_section
+from curation.log import get_logger, kv
+from curation.rundir import RunDir, atomic_open, hash_obj, write_json
+from serving.measure import aggregate as agg
+from serving.measure.ledger import add_counterfactuals, write_ledger
+from serving.measure.prices import PriceTable
+from serving.measure.quality import bits_per_byte, chrf
+from serving.measure.replay import iso, replay
+from serving.measure.requests import build_requests, read_requests, write_requests
+
+log = get_logger("measure")
+
+
+class StackSpec(BaseConfig):
+    """One serving configuration to measure."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.+-]+$", description="Stack name in the ledger.")
+    lever: str = Field(..., description="The lever this stack adds to the previous one (baseline for the first).")
+    model: str = Field(..., description="The `model` requests name: a served model, `auto` or router-<name>-<thr>.")
+    serve_models: list[str] = Field(..., min_length=2, description="serve.models names this stack's server loads.")
+
+
+class SLOSpec(BaseConfig):
+    ttft_ms: float | None = Field(2000.0, gt=0, description="Time-to-first-token SLO (ms); none = no TTFT SLO.")
+    tpot_ms: float | None = Field(200.0, gt=0, description="Time-per-output-token SLO (ms); none = no TPOT SLO.")
+
+
+class MeasureConfig(BaseConfig):
+    """The ``measure:`` section."""
+
+    requests: int = Field(48, ge=1, description="Held-out requests replayed through every stack.")
+    prompt_bytes: int = Field(200, ge=16, description="UTF-8 bytes of document used as the prompt.")
+    reference_bytes: int = Field(200, ge=16, description="Bytes of its continuation kept as the reference.")
+    max_tokens: int = Field(32, ge=1, description="Completion tokens per request (greedy).")
+    concurrency: int = Field(4, ge=1, le=256, description="Requests in flight from the client.")
+    languages: list[str] | None = Field(None, description="Restrict requests to these languages (none = all).")
+    source: str = Field("curated", description="Run stage the held-out documents come from (curated or corpus).")
+    reference_tokenizer: str = Field("tiktoken:cl100k_base", description="Fixed tokenizer every row is counted in.")
+    slo: SLOSpec = Field(default_factory=SLOSpec)
+    stacks: list[StackSpec] = Field(..., min_length=2, description="Baseline first, then one lever added per stack.")
+    api_key_env: str | None = Field(None, description="Env var holding the API key, when the server requires one.")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> MeasureConfig:
+        names = [s.name for s in self.stacks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stack names must be unique: {names}")
+        if self.stacks[0].lever != "baseline":
+            raise ValueError("the first stack is the baseline: set its lever to `baseline`")
+        return self
+
+
+def _serve_config(serve_cfg: Any, stack: StackSpec, run_dir: str) -> Any:
+    from serving.config import ServeConfig
+
+    known = {m.name: m for m in serve_cfg.models}
+    missing = [n for n in stack.serve_models if n not in known]
+    if missing:
+        raise ValueError(f"stack {stack.name}: serve_models {missing} are not in serve.models {sorted(known)}")
+    data = serve_cfg.model_dump()
+    data["models"] = [m for m in data["models"] if m["name"] in stack.serve_models]
+    data["port"] = 0
+    return ServeConfig.model_validate(data).resolved(run_dir)
+
+
+class Scorer:
+    """Bits per byte of each request's reference continuation under the model that answered it (same weights)."""
+
+    def __init__(self, serve_cfg: Any):
+        self.specs = {m.name: m for m in serve_cfg.models}
+        self.backends: dict[str, Any] = {}
+
+    def __call__(self, model: str, prompt: str, reference: str) -> float:
+        from serving.backend import load_backend
+
+        if model not in self.backends:
+            self.backends[model] = load_backend(self.specs[model])
+        b = self.backends[model]
+        if not reference:
+            return math.nan
+        return bits_per_byte([b.logprob_sum(b.encode(prompt), b.encode(reference))], reference)
+
+
+def _rows(stack: StackSpec, results: list[dict], prices: PriceTable, ref_tok: Any, largest: str,
+          scorer: Scorer) -> list[dict[str, Any]]:  # fmt: skip
+    rows = []
+    for res in results:
+        req, fin = res["request"], res["final"] or {}
+        usage, m = fin.get("usage") or {}, fin.get("metrics") or {}
+        ok = res["error"] is None and bool(usage)
+        model = fin.get("model") or res["headers"].get("x-tokenwise-model") or stack.model
+        p, c = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+        spec_m, routing, timing = m.get("speculative_decoding") or {}, m.get("routing") or {}, m.get("timing") or {}
+        spend_c = prices.cost(model, 0, c) if ok else 0.0
+        spend_total = m.get("cost_usd", prices.cost(model, p, c) if ok else 0.0)
+        ttft = (res["t_first"] - res["t_start"]) * 1e3
+        dur = (res["t_end"] - res["t_start"]) * 1e3
+        rows.append({
+            "request_id": req["request_id"], "startTime": iso(res["t_start"]), "endTime": iso(res["t_end"]),
+            "completionStartTime": iso(res["t_first"]), "request_duration_ms": dur, "model": model,
+            "model_id": f"{stack.name}/{model}", "prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
+            "cache_read_input_tokens": (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0),
+            "spend": spend_total, "spend_prompt": spend_total - spend_c, "spend_completion": spend_c,
+            "status": "success" if ok else "failure",
+            "metadata": {"http_status": res["http_status"], "error": res["error"], "doc_id": req["doc_id"],
+                         "server_ttft_ms": timing.get("time_to_first_token_ms"),
+                         "queue_time_ms": timing.get("queue_time_ms")},
+            "stack": stack.name, "lever": stack.lever, "language": req["language"], "domain": req["domain"],
+            "input_bytes": len(req["prompt"].encode()), "output_bytes": len(res["text"].encode()),
+            "reference_tokenizer": ref_tok.name, "reference_prompt_tokens": len(ref_tok.encode(req["prompt"])),
+            "reference_completion_tokens": len(ref_tok.encode(res["text"])),
+            "routed_model": model, "escalations": routing.get("escalations", 0),
+            "forward_passes": m.get("forward_passes", 0),
+            "target_forward_passes": m.get("forward_passes", 0) if model == largest else 0,
+            "draft_tokens_proposed": spec_m.get("num_draft_tokens", 0),
+            "draft_tokens_accepted": spec_m.get("num_accepted_draft_tokens", 0),
+            "spec_steps": spec_m.get("num_spec_steps", 0),
+            "ttft_ms": ttft, "itl_ms": timing.get("mean_itl_ms"),
+            "tpot_ms": (dur - ttft) / (c - 1) if c > 1 else 0.0,
+            "tokens_per_second": timing.get("tokens_per_second"),
+            "quality_metric": "chrf", "quality_value": chrf(res["text"], req["reference"]) if ok else math.nan,
+            "bits_per_byte": scorer(model, req["prompt"], req["reference"]) if ok else math.nan,
+            "completion_text": res["text"], "price_table_hash": prices.hash,
+        })  # fmt: skip
+    return rows
+
+
+def run_measure(config_path: str, run_dir: str, base_url: str | None = None) -> dict[str, Any]:
+    """Replay the request set through every stack, write the ledger and the summary; returns the summary."""
+    import os
+
+    from curation.tokenizer_registry import load_tokenizer
+
+    cfg: MeasureConfig = load_section(config_path, "measure")
+    serve_cfg = load_section(config_path, "serve")
+    run = RunDir(run_dir)
+    out = run.stage("measure")
+    prices = PriceTable.from_per_million(
+        {m.name: (m.price_input_per_1m, m.price_output_per_1m) for m in serve_cfg.models}
+    )
+    requests = build_requests(run_dir, cfg.requests, cfg.prompt_bytes, cfg.reference_bytes, cfg.seed,
+                              cfg.languages, cfg.source)  # fmt: skip
+    if not requests:
+        raise ValueError(f"{run_dir}: no held-out documents long enough for {cfg.prompt_bytes}+ byte prompts")
+    write_requests(requests, f"{out}/requests.jsonl")
+    requests = read_requests(f"{out}/requests.jsonl")
+    ref_tok = load_tokenizer(cfg.reference_tokenizer, run_dir)
+    scorer = Scorer(serve_cfg.resolved(run_dir))
+    api_key = os.environ.get(cfg.api_key_env, "").split(",")[0] if cfg.api_key_env else None
+    rows: list[dict[str, Any]] = []
+    wall: dict[str, float] = {}
+    for stack in cfg.stacks:
+        from serving.server import serve_in_background
+
+        scfg = _serve_config(serve_cfg, stack, run_dir)
+        largest = scfg.by_cost()[-1].name
+        t0 = time.perf_counter()
+        with serve_in_background(scfg, run_dir=run_dir) as srv:
+            log.info(kv(stack=stack.name, model=stack.model, url=srv.url, load_s=round(time.perf_counter() - t0, 1)))
+            results, wall[stack.name] = replay(
+                srv.url, requests, stack.model, cfg.max_tokens, cfg.concurrency, api_key
+            )
+        rows.extend(_rows(stack, results, prices, ref_tok, largest, scorer))
+        failed = sum(r["error"] is not None for r in results)
+        log.info(kv(stack=stack.name, requests=len(results), failed=failed, wall_s=round(wall[stack.name], 2)))
+    add_counterfactuals(rows, cfg.stacks[0].name)
+    paths = write_ledger(rows, out)
+    summary = summarize(rows, cfg, wall, prices, ref_tok, requests)
+    summary["ledger"] = paths
+    write_json(f"{out}/summary.json", summary)
+    with atomic_open(f"{out}/summary.md", "w", encoding="utf-8") as f:
+        f.write(summary_markdown(summary))
+    run.mark_done("measure", hash_obj([cfg.model_dump(), len(rows)]), {"rows": len(rows)})
+    return summary
+
+
+def summarize(rows: list[dict], cfg: MeasureConfig, wall: dict[str, float], prices: PriceTable, ref_tok: Any,
+              requests: list[dict]) -> dict[str, Any]:  # fmt: skip
+    """Totals per stack (with quality delta), per language and domain, lever decomposition, prompt-side levers."""
+    slo = cfg.slo.model_dump()
+    baseline = cfg.stacks[0].name
+    totals = {s.name: agg.stack_totals([r for r in rows if r["stack"] == s.name], wall[s.name], slo)
+              for s in cfg.stacks}  # fmt: skip
+    agg.with_quality_delta(totals, baseline)
+    for s in cfg.stacks:
+        t = totals[s.name]
+        t["lever"], t["model"] = s.lever, s.model
+        if t["draft_tokens_proposed"]:
+            steps = sum(r.get("spec_steps", 0) for r in rows if r["stack"] == s.name)
+            t["speculative"] = {
+                "alpha": t["acceptance_rate"],
+                "mean_acceptance_length": 1 + t["draft_tokens_accepted"] / steps if steps else None,
+            }
+    b = totals[baseline]
+    prompts = [(r["request_id"], ref_tok.encode(r["prompt"])) for r in requests]
+    return {
+        "baseline": baseline, "reference_tokenizer": ref_tok.name, "requests": len(requests),
+        "price_table": prices.prices, "price_table_hash": prices.hash, "slo": slo,
+        "stacks": totals,
+        "by_language": agg.by_group(rows, ("language",), wall, slo),
+        "by_domain": agg.by_group(rows, ("domain",), wall, slo),
+        "levers": agg.decompose(totals, [(s.name, s.lever) for s in cfg.stacks]),
+        "prompt_side": {
+            "cacheable_prefixes": agg.cacheable_prefixes(prompts),
+            "prompt_to_output_ratio": {
+                f"{g['language']}": g["prompt_tokens"] / g["completion_tokens"] if g["completion_tokens"] else None
+                for g in agg.by_group([r for r in rows if r["stack"] == baseline], ("language",), wall, slo)
+            },
+        },
+        "goal": {
+            "forward_passes_per_output_token_ratio": {
+                s: (b["forward_passes_per_output_token"] / t["forward_passes_per_output_token"])
+                if t["forward_passes_per_output_token"] else None for s, t in totals.items()},
+            "billed_tokens_saved_share": {s: t["saved_tokens_share"] for s, t in totals.items()},
+            "cost_saved_share": {s: t["saved_spend_share"] for s, t in totals.items()},
+            "bits_per_byte_delta_rel": {s: t["bits_per_byte_delta_rel"] for s, t in totals.items()},
+        },
+    }  # fmt: skip
+
+
+def summary_markdown(s: dict[str, Any]) -> str:
+    """A short markdown table: savings vs the named baseline with the quality change beside them."""
+    lines = [f"# Savings vs baseline `{s['baseline']}` on {s['requests']} held-out requests", "",
+             "| stack | lever | billed tokens | saved tokens | cost (USD) | saved cost | target fwd/out tok | "
+             "TTFT p50 ms | bits/byte (Δ rel) | chrF (Δ) |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, t in s["stacks"].items():
+        lines.append(
+            f"| {name} | {t['lever']} | {t['billed_tokens']:,} | {t['saved_tokens']:,.0f} "
+            f"({100 * t['saved_tokens_share']:.1f}%) | {t['spend']:.6f} | {100 * t['saved_spend_share']:.1f}% | "
+            f"{t['forward_passes_per_output_token']:.3f} | {t['ttft_ms']['p50']:.0f} | "
+            f"{t['bits_per_byte_mean']:.3f} ({100 * t['bits_per_byte_delta_rel']:+.1f}%) | "
+            f"{t['quality_mean']:.1f} ({t['quality_delta']:+.1f}) |"
+        )
+    lines += ["", "Per lever (added one at a time, same requests, same output bytes):", ""]
+    for lv in s["levers"]:
+        lines.append(f"- **{lv['lever']}** ({lv['from_stack']} → {lv['to_stack']}): "
+                     f"{lv['billed_tokens_saved']:,.0f} tokens, ${lv['spend_saved']:.6f} saved; "
+                     f"bits/byte {lv['bits_per_byte_delta']:+.3f}, chrF {lv['quality_delta']:+.1f}")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def measure_from_config(config_path: str, run_dir: str) -> str:
+    """Demo stage: measure every stack; one-line summary of the optimized stack vs the baseline."""
+    s = run_measure(config_path, run_dir)
+    last = list(s["stacks"])[-1]
+    t = s["stacks"][last]
+    return (f"{last} vs {s['baseline']}: billed tokens {100 * t['saved_tokens_share']:+.1f}% saved, cost "
+            f"{100 * t['saved_spend_share']:+.1f}% saved, bits/byte {100 * t['bits_per_byte_delta_rel']:+.1f}% "
+            f"-> {RunDir(run_dir).path('measure', 'summary.json')}")  # fmt: skip

@@ -572,7 +572,8 @@ def _finish(state: State, out: Outcome) -> tuple[Usage, RequestMetrics, float]:
     m.save("speculative", tokens=sd.num_accepted_draft_tokens)
     if r.router:
         m.router_requests.labels(r.router, r.model).inc()
-        for a, nxt in zip(r.attempts, [*[x.model for x in r.attempts[1:]], r.model], strict=True):
+        nexts = [x.model for x in r.attempts[1:]] + [r.model]
+        for a, nxt in zip(r.attempts, nexts[: len(r.attempts)], strict=True):
             m.router_escalations.labels(r.router, a.model, nxt).inc()
         if r.model != largest.name:
             m.save("routing", tokens=n_out, usd=largest.cost(n_prompt, n_out) - cost)

@@ -59,8 +59,10 @@ def extend_cmd(
             _fail(e)
         held = (meta["heldout"] or {}).get("saved", float("nan"))
         out = Path(run) / "tokenizers" / cfg.name
-        typer.echo(f"{out}: +{len(meta['added'])} tokens on {cfg.base}; saves {meta['sample']['saved']:.1%} on the "
-                   f"sample, {held:.1%} held out")  # fmt: skip
+        typer.echo(
+            f"{out}: +{len(meta['added'])} tokens on {cfg.base}; saves {meta['sample']['saved']:.1%} on the "
+            f"sample, {held:.1%} held out"
+        )
 
 
 @app.command("eval")
@@ -90,9 +92,11 @@ def eval_cmd(
         s = r["summary"]
         prem = f"{s['premium_max']:.2f} ({s['premium_worst_language']})" if s["premium_max"] is not None else "-"
         saved = s.get(f"tokens_saved_vs_{ref}")
-        typer.echo(f"{n:>16}: premium_max {prem}, gini {s['fairness_gini'] or 0:.3f}, "
-                   f"saved vs {ref} {'-' if saved is None else f'{saved:+.1%}'}, roundtrip failures "
-                   f"{s['roundtrip_failures']}, {s['throughput_batch_mb_s']} MB/s batch")  # fmt: skip
+        typer.echo(
+            f"{n:>16}: premium_max {prem}, gini {s['fairness_gini'] or 0:.3f}, "
+            f"saved vs {ref} {'-' if saved is None else f'{saved:+.1%}'}, roundtrip failures "
+            f"{s['roundtrip_failures']}, {s['throughput_batch_mb_s']} MB/s batch"
+        )
     typer.echo(f"wrote {Path(run) / 'tokenizers' / 'eval.json'} and premium_vs_eng_Latn.csv, savings.csv")
     for f in failures:
         typer.echo(f"GATE FAILED: {f}", err=True)

@@ -35,8 +35,10 @@ from curation.rundir import RunDir, atomic_open, hash_obj, write_json
 
 log = get_logger("tokenizer_eval")
 
-GATE_RE = re.compile(r"^\s*(?:(?P<tok>[A-Za-z0-9_.-]+):)?(?P<metric>[A-Za-z0-9_]+)\s*(?P<op><=|>=|==|<|>)\s*"
-                     r"(?P<value>-?[0-9.]+(?:e-?[0-9]+)?)\s*$")  # fmt: skip
+GATE_RE = re.compile(
+    r"^\s*(?:(?P<tok>[A-Za-z0-9_.-]+):)?(?P<metric>[A-Za-z0-9_]+)\s*(?P<op><=|>=|==|<|>)\s*"
+    r"(?P<value>-?[0-9.]+(?:e-?[0-9]+)?)\s*$"
+)
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
 
 
@@ -235,8 +237,15 @@ def _renyi_metric(enc: Encoded, idx: np.ndarray, alpha: float, weights: np.ndarr
     return out
 
 
-def group_metrics(enc: Encoded, refs: dict[str, Encoded], nsl_ref: str, sizes: dict[str, np.ndarray],
-                  idx: np.ndarray, cfg: TokenizerEvalConfig, rng: np.random.Generator) -> dict[str, Any]:  # fmt: skip
+def group_metrics(
+    enc: Encoded,
+    refs: dict[str, Encoded],
+    nsl_ref: str,
+    sizes: dict[str, np.ndarray],
+    idx: np.ndarray,
+    cfg: TokenizerEvalConfig,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
     """Every per-document metric for the documents ``idx`` of one tokenizer (references for NSL and savings)."""
     w = _boot_weights(len(idx), cfg.bootstrap, rng)
     tok = enc.tokens[idx].astype(float)
@@ -260,8 +269,9 @@ def group_metrics(enc: Encoded, refs: dict[str, Encoded], nsl_ref: str, sizes: d
     return m
 
 
-def premium_metric(enc: Encoded, data: HeldOut, lang_idx: np.ndarray, en_by_unit: dict[str, int],
-                   b: int, rng: np.random.Generator) -> dict[str, Any] | None:  # fmt: skip
+def premium_metric(
+    enc: Encoded, data: HeldOut, lang_idx: np.ndarray, en_by_unit: dict[str, int], b: int, rng: np.random.Generator
+) -> dict[str, Any] | None:
     """Tokens in this language / tokens for the same units in English (parallel units only)."""
     pairs = [(i, en_by_unit[data.units[i]]) for i in lang_idx if data.units[i] in en_by_unit]
     if not pairs:
@@ -274,8 +284,9 @@ def premium_metric(enc: Encoded, data: HeldOut, lang_idx: np.ndarray, en_by_unit
 # --------------------------------------------------------------------------------------------------------- evaluation
 
 
-def evaluate_one(enc: Encoded, refs: dict[str, Encoded], data: HeldOut, keys: dict[str, str],
-                 cfg: TokenizerEvalConfig, nsl_ref: str) -> dict[str, Any]:  # fmt: skip
+def evaluate_one(
+    enc: Encoded, refs: dict[str, Encoded], data: HeldOut, keys: dict[str, str], cfg: TokenizerEvalConfig, nsl_ref: str
+) -> dict[str, Any]:
     """The nested result of one tokenizer: ``{tokenizer, vocab_size, languages: {key: ...}, summary}``."""
     rng = np.random.default_rng(cfg.seed)
     sizes = _sizes(data)
@@ -287,8 +298,11 @@ def evaluate_one(enc: Encoded, refs: dict[str, Encoded], data: HeldOut, keys: di
     for loc in sorted(set(data.langs)):
         idx = np.flatnonzero(langs == loc)
         sample = data.texts[idx[0]]
-        entry = {"language_info": language_info(loc, sample) | {"key": keys[loc]},
-                 "metrics": group_metrics(enc, refs, nsl_ref, sizes, idx, cfg, rng), "domains": {}}  # fmt: skip
+        entry = {
+            "language_info": language_info(loc, sample) | {"key": keys[loc]},
+            "metrics": group_metrics(enc, refs, nsl_ref, sizes, idx, cfg, rng),
+            "domains": {},
+        }
         prem = premium_metric(enc, data, idx, en_by_unit, cfg.bootstrap, rng)
         if prem:
             entry["metrics"]["premium_vs_eng_Latn"] = prem
@@ -300,8 +314,12 @@ def evaluate_one(enc: Encoded, refs: dict[str, Encoded], data: HeldOut, keys: di
                 entry["domains"][dom]["premium_vs_eng_Latn"] = dprem
         languages[keys[loc]] = entry
     fails = int(enc.roundtrip_fail.sum())
-    result = {"tokenizer": enc.name, "vocab_size": enc.vocab_size, "languages": languages,
-              "roundtrip": {"failures": fails, "documents": len(data), "examples": enc.examples}}  # fmt: skip
+    result = {
+        "tokenizer": enc.name,
+        "vocab_size": enc.vocab_size,
+        "languages": languages,
+        "roundtrip": {"failures": fails, "documents": len(data), "examples": enc.examples},
+    }
     result["summary"] = summarize(result, refs, data, enc)
     return result
 
@@ -317,8 +335,11 @@ def _sizes(data: HeldOut) -> dict[str, np.ndarray]:
 def summarize(result: dict[str, Any], refs: dict[str, Encoded], data: HeldOut, enc: Encoded) -> dict[str, Any]:
     """Flat numbers a gate can test: premium max/mean, fairness Gini, unk rate, savings overall and per domain."""
     valid = {k: v for k, v in result["languages"].items() if v["metrics"]["valid"]}
-    prem = {k: v["metrics"]["premium_vs_eng_Latn"]["value"] for k, v in valid.items()
-            if "premium_vs_eng_Latn" in v["metrics"]}  # fmt: skip
+    prem = {
+        k: v["metrics"]["premium_vs_eng_Latn"]["value"]
+        for k, v in valid.items()
+        if "premium_vs_eng_Latn" in v["metrics"]
+    }
     non_en = {k: p for k, p in prem.items() if k != ENGLISH_KEY}
     s: dict[str, Any] = {
         "languages": len(result["languages"]),
@@ -360,8 +381,12 @@ def throughput(tok: Any, texts: list[str], max_chars: int) -> dict[str, float]:
     for t in sample:
         tok.encode(t)
     t2 = time.perf_counter()
-    return {"mb": round(mb, 3), "batch_mb_s": round(mb / max(t1 - t0, 1e-9), 2),
-            "single_mb_s": round(mb / max(t2 - t1, 1e-9), 2), "documents": len(sample)}  # fmt: skip
+    return {
+        "mb": round(mb, 3),
+        "batch_mb_s": round(mb / max(t1 - t0, 1e-9), 2),
+        "single_mb_s": round(mb / max(t2 - t1, 1e-9), 2),
+        "documents": len(sample),
+    }
 
 
 def load_all(cfg: TokenizerEvalConfig, run_dir: str, skipped: list[str] | None = None) -> dict[str, Any]:
@@ -411,10 +436,21 @@ def evaluate(cfg: TokenizerEvalConfig, run_dir: str, source: str = "curated") ->
         res["summary"]["throughput_batch_mb_s"] = res["throughput"]["batch_mb_s"]
         res["summary"]["throughput_single_mb_s"] = res["throughput"]["single_mb_s"]
         results[enc.name] = res
-        log.info("evaluated %s", kv(tokenizer=enc.name, premium_max=res["summary"]["premium_max"],
-                                    roundtrip_failures=res["summary"]["roundtrip_failures"]))  # fmt: skip
-    report = {"reference": nsl_ref, "heldout_documents": len(data), "skipped_references": skipped,
-              "config": cfg.model_dump(mode="json"), "results": results}  # fmt: skip
+        log.info(
+            "evaluated %s",
+            kv(
+                tokenizer=enc.name,
+                premium_max=res["summary"]["premium_max"],
+                roundtrip_failures=res["summary"]["roundtrip_failures"],
+            ),
+        )
+    report = {
+        "reference": nsl_ref,
+        "heldout_documents": len(data),
+        "skipped_references": skipped,
+        "config": cfg.model_dump(mode="json"),
+        "results": results,
+    }
     write_outputs(report, run_dir)
     return report
 
@@ -447,10 +483,21 @@ def savings_table(report: dict[str, Any]) -> list[dict[str, Any]]:
                     if metric.startswith("tokens_saved_vs_"):
                         ref = metric.removeprefix("tokens_saved_vs_")
                         ref_tokens = report["results"][ref]["languages"][key]["domains"][dom]["tokens"]["value"]
-                        rows.append({"tokenizer": name, "reference": ref, "language": key, "domain": dom,
-                                     "tokens": m["tokens"]["value"], "reference_tokens": ref_tokens,
-                                     "saved": round(v["value"], 4), "ci_low": round(v["ci95"][0], 4),
-                                     "ci_high": round(v["ci95"][1], 4), "n": v["n"], "valid": m["valid"]})  # fmt: skip
+                        rows.append(
+                            {
+                                "tokenizer": name,
+                                "reference": ref,
+                                "language": key,
+                                "domain": dom,
+                                "tokens": m["tokens"]["value"],
+                                "reference_tokens": ref_tokens,
+                                "saved": round(v["value"], 4),
+                                "ci_low": round(v["ci95"][0], 4),
+                                "ci_high": round(v["ci95"][1], 4),
+                                "n": v["n"],
+                                "valid": m["valid"],
+                            }
+                        )
     return rows
 
 

@@ -112,8 +112,14 @@ def bpe_candidates(texts: list[str], cfg: TokenizerExtendConfig) -> Counter[str]
     """Strings a byte-level BPE trained on the domain sample learned, with how often they occur in the sample."""
     from curation.tokenizer_train import TokenizerTrainConfig, build_tokenizer
 
-    tcfg = TokenizerTrainConfig(name="candidates", vocab_size=cfg.candidate_vocab, special_tokens=[], eos_token=None,
-                                pad_token=None, min_frequency=2)  # fmt: skip
+    tcfg = TokenizerTrainConfig(
+        name="candidates",
+        vocab_size=cfg.candidate_vocab,
+        special_tokens=[],
+        eos_token=None,
+        pad_token=None,
+        min_frequency=2,
+    )
     tok, trainer = build_tokenizer(tcfg)
     tok.train_from_iterator(texts, trainer=trainer)
     counts: Counter[str] = Counter()
@@ -138,8 +144,11 @@ def ngram_candidates(texts: list[str], n_max: int = 3) -> Counter[str]:
 
 def shortlist(counts: Counter[str], base: Any, cfg: TokenizerExtendConfig) -> list[tuple[float, str]]:
     """Candidates that the base spends ≥2 tokens on, ranked by estimated savings count × (base tokens - 1)."""
-    pool = [s for s, c in counts.most_common(cfg.max_candidates * 4)
-            if c >= 2 and 2 <= len(s) <= cfg.max_token_chars and "\ufffd" not in s and s.strip()]  # fmt: skip
+    pool = [
+        s
+        for s, c in counts.most_common(cfg.max_candidates * 4)
+        if c >= 2 and 2 <= len(s) <= cfg.max_token_chars and "\ufffd" not in s and s.strip()
+    ]
     lens = [len(e.ids) for e in base.encode_batch_fast(pool, add_special_tokens=False)]
     est = [(counts[s] * (n - 1), s) for s, n in zip(pool, lens, strict=True) if n >= 2]
     return sorted(est, reverse=True)[: cfg.max_candidates]
@@ -184,8 +193,9 @@ def load_base(spec: str, run_dir: str) -> tuple[Any, Path]:
     return PreTrainedTokenizerFast(tokenizer_object=counter.tok, clean_up_tokenization_spaces=False), path
 
 
-def domain_texts(shards: list[str], cfg: TokenizerExtendConfig, heldout: bool, max_chars: int,
-                 others: bool = False) -> list[str]:  # fmt: skip
+def domain_texts(
+    shards: list[str], cfg: TokenizerExtendConfig, heldout: bool, max_chars: int, others: bool = False
+) -> list[str]:
     """Up to ``max_chars`` of the configured domains' documents (``others``: of every other domain instead) from the
     training or held-out split."""
     from curation.tokenizer_train import iter_rows
@@ -218,8 +228,13 @@ def verify(old: Any, new: Any, added: list[str], texts: list[str]) -> dict[str, 
     changed = sum(x != y for x, y in zip(a, b, strict=True))
     rt_old = sum(old.decode(ids) != t for ids, t in zip(_encode(old, texts), texts, strict=True))
     rt_new = sum(new.decode(ids) != t for ids, t in zip(_encode(new, texts), texts, strict=True))
-    return {"ids_moved": len(moved), "texts_without_new_tokens": len(plain), "encodings_changed": int(changed),
-            "roundtrip_failures_before": int(rt_old), "roundtrip_failures_after": int(rt_new)}  # fmt: skip
+    return {
+        "ids_moved": len(moved),
+        "texts_without_new_tokens": len(plain),
+        "encodings_changed": int(changed),
+        "roundtrip_failures_before": int(rt_old),
+        "roundtrip_failures_after": int(rt_new),
+    }
 
 
 def extend(cfg: TokenizerExtendConfig, run_dir: str, source: str = "curated") -> dict[str, Any]:
@@ -252,13 +267,19 @@ def extend(cfg: TokenizerExtendConfig, run_dir: str, source: str = "curated") ->
     heldout = domain_texts(shards, cfg, heldout=True, max_chars=cfg.sample_chars)
     other = domain_texts(shards, cfg, heldout=True, max_chars=cfg.sample_chars // 4, others=True)
     meta = {
-        "name": cfg.name, "spec": f"run:{cfg.name}", "base": cfg.base, "config": cfg.model_dump(mode="json"),
-        "base_vocab_size": n_before, "vocab_size": len(fast), "added": picked, "manifest_hash": manifest_hash(shards),
+        "name": cfg.name,
+        "spec": f"run:{cfg.name}",
+        "base": cfg.base,
+        "config": cfg.model_dump(mode="json"),
+        "base_vocab_size": n_before,
+        "vocab_size": len(fast),
+        "added": picked,
+        "manifest_hash": manifest_hash(shards),
         "sample": _savings(old, new, texts) | {"predicted_before": before, "predicted_after": sum(cost.cost)},
         "heldout": _savings(old, new, heldout) if heldout else None,
         "checks": verify(old, new, [p["token"] for p in picked], texts + heldout + other),
         "seconds": round(time.perf_counter() - t0, 2),
-    }  # fmt: skip
+    }
     _save(fast, Path(run_dir) / "tokenizers" / cfg.name, meta)
     log.info("extended %s", kv(name=cfg.name, base=cfg.base, added=len(picked), saved_sample=meta["sample"]["saved"]))
     return meta
@@ -266,8 +287,13 @@ def extend(cfg: TokenizerExtendConfig, run_dir: str, source: str = "curated") ->
 
 def _savings(old: Any, new: Any, texts: list[str]) -> dict[str, Any]:
     a, b = sum(_count(old, texts)), sum(_count(new, texts))
-    return {"documents": len(texts), "chars": sum(map(len, texts)), "tokens_before": a, "tokens_after": b,
-            "saved": round(1 - b / max(a, 1), 4)}  # fmt: skip
+    return {
+        "documents": len(texts),
+        "chars": sum(map(len, texts)),
+        "tokens_before": a,
+        "tokens_after": b,
+        "saved": round(1 - b / max(a, 1), 4),
+    }
 
 
 def _save(fast: Any, out: Path, meta: dict[str, Any]) -> None:

@@ -102,8 +102,12 @@ def shard_paths(run_dir: str, source: str = "curated") -> list[str]:
     return sorted(str(p) for p in root.glob("shard-*.parquet"))
 
 
-def iter_rows(shards: list[str], heldout: bool, columns: tuple[str, ...] = ("id", "unit_id", "lang", "domain", "text"),
-              batch_size: int = 2048) -> Iterator[dict[str, list]]:  # fmt: skip
+def iter_rows(
+    shards: list[str],
+    heldout: bool,
+    columns: tuple[str, ...] = ("id", "unit_id", "lang", "domain", "text"),
+    batch_size: int = 2048,
+) -> Iterator[dict[str, list]]:
     """Column batches of the training split (``heldout=False``) or the held-out split, one shard batch at a time."""
     import pyarrow.parquet as pq
 
@@ -207,13 +211,18 @@ def sampling_rates(cfg: TokenizerTrainConfig, stats: dict[str, Any], run_dir: st
     langs = {}
     for lang, w in sorted(weights.items()):
         target = w * cfg.sample_chars
-        langs[lang] = {"weight": round(w, 6), "available_chars": avail[lang], "target_chars": int(target),
-                       "rate": target / avail[lang]}  # fmt: skip
+        langs[lang] = {
+            "weight": round(w, 6),
+            "available_chars": avail[lang],
+            "target_chars": int(target),
+            "rate": target / avail[lang],
+        }
     return {"plan_path": plan_path, "temperature": None if cfg.plan else cfg.temperature, "languages": langs}
 
 
-def sample_texts(shards: list[str], cfg: TokenizerTrainConfig, rates: dict[str, float], sampled: dict,
-                 batch: int = 512) -> Iterator[list[str]]:  # fmt: skip
+def sample_texts(
+    shards: list[str], cfg: TokenizerTrainConfig, rates: dict[str, float], sampled: dict, batch: int = 512
+) -> Iterator[list[str]]:
     """Stream batches of training texts: each document repeated floor(rate) times, plus once more with p=frac(rate).
 
     ``sampled`` is filled with the characters emitted per language and domain as the trainer consumes them.
@@ -258,9 +267,11 @@ def build_tokenizer(cfg: TokenizerTrainConfig) -> tuple[Any, Any]:
         tok.normalizer = normalizers.NFC() if cfg.normalization == "nfc" else normalizers.NFKC()
     if cfg.pre_tokenization == "gpt4_byte_level":
         tok.pre_tokenizer = pre_tokenizers.Sequence(
-            [pre_tokenizers.Split(Regex(GPT4_PATTERN), behavior="isolated"),
-             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
-        )  # fmt: skip
+            [
+                pre_tokenizers.Split(Regex(GPT4_PATTERN), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
     elif cfg.pre_tokenization == "gpt2_byte_level":
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     else:
@@ -361,18 +372,35 @@ def train(cfg: TokenizerTrainConfig, run_dir: str, source: str = "curated") -> d
         raise TokenizerTrainError(f"{cfg.name}: the plan sampled no text; raise sample_chars or check the plan")
     n_chars = sum(sampled.values())
     meta = {
-        "name": cfg.name, "spec": f"run:{cfg.name}", "config": cfg.model_dump(mode="json"),
-        "vocab_size": tok.get_vocab_size(with_added_tokens=True), "manifest_hash": manifest_hash(shards),
-        "shards": [Path(p).name for p in shards], "source": source, "plan": rates,
-        "sampled_chars": dict(sorted(sampled.items())), "sampled_chars_total": n_chars,
-        "train_seconds": round(train_s, 3), "total_seconds": round(time.perf_counter() - t0, 3),
-        "train_chars_per_s": round(n_chars / max(train_s, 1e-9)), "peak_rss_mb": round(mem.peak_mb, 1),
-        "rss_before_mb": round(mem.start_mb, 1), "tokenizers_version": _version("tokenizers"),
-    }  # fmt: skip
+        "name": cfg.name,
+        "spec": f"run:{cfg.name}",
+        "config": cfg.model_dump(mode="json"),
+        "vocab_size": tok.get_vocab_size(with_added_tokens=True),
+        "manifest_hash": manifest_hash(shards),
+        "shards": [Path(p).name for p in shards],
+        "source": source,
+        "plan": rates,
+        "sampled_chars": dict(sorted(sampled.items())),
+        "sampled_chars_total": n_chars,
+        "train_seconds": round(train_s, 3),
+        "total_seconds": round(time.perf_counter() - t0, 3),
+        "train_chars_per_s": round(n_chars / max(train_s, 1e-9)),
+        "peak_rss_mb": round(mem.peak_mb, 1),
+        "rss_before_mb": round(mem.start_mb, 1),
+        "tokenizers_version": _version("tokenizers"),
+    }
     roles = {r: getattr(cfg, r) for r in ("bos_token", "eos_token", "pad_token", "unk_token")}
     save_tokenizer_dir(tok, roles, str(Path(run_dir) / "tokenizers" / cfg.name), meta)
-    log.info("trained %s", kv(name=cfg.name, vocab=meta["vocab_size"], chars=n_chars, s=meta["train_seconds"],
-                               peak_rss_mb=meta["peak_rss_mb"]))  # fmt: skip
+    log.info(
+        "trained %s",
+        kv(
+            name=cfg.name,
+            vocab=meta["vocab_size"],
+            chars=n_chars,
+            s=meta["train_seconds"],
+            peak_rss_mb=meta["peak_rss_mb"],
+        ),
+    )
     return meta
 
 

@@ -22,8 +22,14 @@ from tests.tokenizer_fixtures import build_run
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    return build_run(tmp_path_factory.mktemp("tokrun"), langs=("de", "hi", "ru"), catalogs=3, code_files=25,
-                     docs_files=25, max_units=250)  # fmt: skip
+    return build_run(
+        tmp_path_factory.mktemp("tokrun"),
+        langs=("de", "hi", "ru"),
+        catalogs=3,
+        code_files=25,
+        docs_files=25,
+        max_units=250,
+    )
 
 
 def heldout_texts(run):
@@ -56,8 +62,9 @@ def test_bpe_roundtrips_every_heldout_doc_and_loads_with_autotokenizer(run):
 def test_unigram_with_nfkc_trains_and_roundtrips_normalized_text(run):
     from tokenizers import Tokenizer
 
-    cfg = TokenizerTrainConfig(name="uni", model="unigram", vocab_size=800, normalization="nfkc", sample_chars=60_000,
-                               domains=["ui"])  # fmt: skip
+    cfg = TokenizerTrainConfig(
+        name="uni", model="unigram", vocab_size=800, normalization="nfkc", sample_chars=60_000, domains=["ui"]
+    )
     train(cfg, str(run))
     tok = Tokenizer.from_file(str(run / "tokenizers" / "uni" / "tokenizer.json"))
     assert tok.get_vocab_size() <= 800
@@ -67,9 +74,15 @@ def test_unigram_with_nfkc_trains_and_roundtrips_normalized_text(run):
 
 def test_plan_weights_decide_the_sampled_mix(run):
     (run / "plans").mkdir(exist_ok=True)
-    plan = {"name": "hi_de", "tokenizer": "cl100k_base", "budget_tokens": 1000,
-            "languages": {"de": {"weight": 0.25, "tokens": 250, "epochs": 1.0},
-                          "hi": {"weight": 0.75, "tokens": 750, "epochs": 3.0}}}  # fmt: skip
+    plan = {
+        "name": "hi_de",
+        "tokenizer": "cl100k_base",
+        "budget_tokens": 1000,
+        "languages": {
+            "de": {"weight": 0.25, "tokens": 250, "epochs": 1.0},
+            "hi": {"weight": 0.75, "tokens": 750, "epochs": 3.0},
+        },
+    }
     (run / "plans" / "hi_de.json").write_text(json.dumps(plan))
     meta = train(TokenizerTrainConfig(name="hide", vocab_size=600, plan="hi_de", sample_chars=40_000), str(run))
     by_lang = {}
@@ -94,8 +107,15 @@ def test_bad_input_fails_before_training(run, tmp_path):
         check_inputs(TokenizerTrainConfig(name="x", plan="missing"), str(run))
     with pytest.raises(TokenizerTrainError, match="smaller than the alphabet"):
         check_inputs(TokenizerTrainConfig(name="x", vocab_size=200), str(run))
-    meta_cfg = TokenizerTrainConfig(name="x", vocab_size=100, pre_tokenization="metaspace", unk_token="<unk>",
-                                    special_tokens=["<unk>"], eos_token=None, pad_token=None)  # fmt: skip
+    meta_cfg = TokenizerTrainConfig(
+        name="x",
+        vocab_size=100,
+        pre_tokenization="metaspace",
+        unk_token="<unk>",
+        special_tokens=["<unk>"],
+        eos_token=None,
+        pad_token=None,
+    )
     with pytest.raises(TokenizerTrainError, match="smaller than the alphabet"):
         check_inputs(meta_cfg, str(run))  # de+hi+ru+code use more than 100 distinct characters
     with pytest.raises(ValidationError, match="conflicting special tokens"):

@@ -96,8 +96,14 @@ def _flush(run: Path, i: int, rows: list[dict]) -> str:
     return str(path)
 
 
-def build_run(run: Path, langs: list[str] = ("de", "hi", "ru"), catalogs: int = 4, code_files: int = 40,
-              docs_files: int = 40, max_units: int | None = 400) -> Path:  # fmt: skip
+def build_run(
+    run: Path,
+    langs: list[str] = ("de", "hi", "ru"),
+    catalogs: int = 4,
+    code_files: int = 40,
+    docs_files: int = 40,
+    max_units: int | None = 400,
+) -> Path:
     """A small curated run: UI units in ``langs`` (+ English), stdlib code and docstrings."""
     import itertools
 

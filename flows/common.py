@@ -14,7 +14,7 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from curation.rundir import RunDir, hash_obj
 from flows.params import StageParams
 from flows.registry import GROUP_MODULES, stages_of
-from flows.tasks import StageFailed, artifact_key, hash_inputs, publish_summary, run_stage
+from flows.tasks import StageFailed, artifact_key, hash_inputs, publish_summary, stage_task
 
 Publisher = Callable[[str, str], None]
 
@@ -51,7 +51,8 @@ def run_group(group: str, params: StageParams, publish: Publisher | None = None)
     for i, stage in enumerate(stages):
         # later stages of a group also depend on what the earlier ones wrote
         step_inputs = {**inputs, "key": hash_obj([inputs["key"], [r["markers"] for r in results]])}
-        results.append(run_stage(asdict(stage), params.config_path, params.run_dir, step_inputs))
+        task = stage_task(asdict(stage), params.run_dir)
+        results.append(task(asdict(stage), params.config_path, params.run_dir, step_inputs))
         update_progress_artifact(progress, 100.0 * (i + 1) / len(stages), description=f"{stage.name} done")
     logger.info("%s done: %s", group, "; ".join(f"{r['stage']}: {r['summary']}" for r in results))
     publish_summary(group, params.run_dir, results, inputs)

@@ -6,14 +6,16 @@ the previous ``corpus/manifest.json`` and re-reads only new or changed files; th
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from prefect import flow
+from prefect import flow, task
 
+from curation.rundir import RunDir, sha256_file, write_json
 from flows.common import run_group, run_name
 from flows.params import StageParams
 from flows.registry import stages_of
-from flows.tasks import diff_sources, publish_table, read_json_if, rows_of, source_hashes
+from flows.tasks import IO_RETRIES, diff_sources, publish_table, read_json_if, rows_of
 
 
 def publish_corpus(group: str, run_dir: str) -> None:
@@ -21,21 +23,31 @@ def publish_corpus(group: str, run_dir: str) -> None:
     manifest = read_json_if(run_dir, "corpus", "manifest.json")
     if not isinstance(manifest, dict):
         return
-    for what in ("by_lang", "by_domain", "by_source", "counts", "languages"):
+    for what in ("by_lang", "by_domain", "by_source"):
         if manifest.get(what):
             publish_table(group, what.replace("_", "-"), rows_of(manifest[what], what.removeprefix("by_")), what)
-    if manifest.get("quarantined") or manifest.get("quarantine"):
-        q = manifest.get("quarantined") or manifest.get("quarantine")
-        publish_table(group, "quarantine", rows_of(q, "file"), "quarantined records (file, reason)")
+    files = {f: c for f, c in manifest.get("files", {}).items() if c.get("quarantined")}
+    publish_table(group, "quarantine", rows_of(files, "file"), "source files with quarantined records")
+
+
+@task(name="diff-sources", **IO_RETRIES)
+def diff_source_files(run_dir: str) -> list[dict[str, str]]:
+    """Hash every local source file the manifest lists and diff with the previous build's hashes.
+
+    The hashes are kept in ``<run>/.flows/corpus-sources.json`` (flow bookkeeping, not a stage output).
+    """
+    manifest = read_json_if(run_dir, "corpus", "manifest.json") or {}
+    now = {f: sha256_file(f) for f in manifest.get("files", {}) if Path(f).is_file()}
+    before = read_json_if(run_dir, ".flows", "corpus-sources.json") or {}
+    write_json(RunDir(run_dir).path(".flows", "corpus-sources.json"), now)
+    return diff_sources(before, now)
 
 
 def _build(params: StageParams, key: str) -> dict[str, Any]:
-    before = source_hashes(read_json_if(params.run_dir, "corpus", "manifest.json"))
     out = run_group("corpus", params, publish=publish_corpus)
-    after = source_hashes(read_json_if(params.run_dir, "corpus", "manifest.json"))
-    changes = diff_sources(before, after)
+    changes = diff_source_files(params.run_dir)
     publish_table(key, "changes", changes, "source files new/changed/removed since the previous build")
-    out["changes"] = {c["change"]: c["file"] for c in changes} | {"n_changed": len(changes) - 1}
+    out["changes"] = {"n_changed": len(changes) - 1, "unchanged": changes[-1]["file"]}
     return out
 
 

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from curation.config import load_section
+from curation.config import read_yaml, validate_section
 from flows.params import EndToEndParams, PrefectConfig, StageParams
 from flows.registry import GPU_GROUPS
 from flows.tasks import REPO
@@ -31,6 +31,7 @@ FLOW_ENTRYPOINTS: dict[str, tuple[str, str]] = {
     "tokenizer": ("flows/tokenizer.py:tokenizer_flow", "tokenizer"),
     "finetune": ("flows/finetune.py:finetune_flow", "finetune"),
     "quantize": ("flows/quantize.py:quantize_flow", "quantize"),
+    "serve": ("flows/serve.py:serve_flow", "serve"),
     "measure": ("flows/measure.py:measure_flow", "measure"),
     "report": ("flows/report.py:report_flow", "report"),
     "end-to-end": ("flows/end_to_end.py:end_to_end_flow", "finetune"),  # trains models: needs the GPU pool
@@ -59,8 +60,9 @@ CPU_JOB_VARIABLES: dict[str, Any] = {"env": {"CUDA_VISIBLE_DEVICES": "", "TOKENW
 
 
 def prefect_config(config_path: str) -> PrefectConfig:
-    """The `prefect:` section of a config (defaults when the section is absent)."""
-    return load_section(config_path, "prefect", PrefectConfig)
+    """The `prefect:` section of a config (defaults when absent); other sections are validated by the flows."""
+    data, lines = read_yaml(config_path)
+    return validate_section(data, PrefectConfig, str(config_path), "prefect", lines)
 
 
 def load_flow(name: str) -> Any:

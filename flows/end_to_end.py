@@ -22,6 +22,7 @@ def group_flows() -> dict[str, Any]:
     from flows.quality import quality_flow
     from flows.quantize import quantize_flow
     from flows.report import report_flow
+    from flows.serve import serve_flow
     from flows.tokenizer import tokenizer_flow
 
     return {
@@ -31,6 +32,7 @@ def group_flows() -> dict[str, Any]:
         "tokenizer": tokenizer_flow,
         "finetune": finetune_flow,
         "quantize": quantize_flow,
+        "serve": serve_flow,
         "measure": measure_flow,
         "report": report_flow,
     }

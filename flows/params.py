@@ -15,17 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from curation.config import BaseConfig
 
-StageGroup = Literal["corpus", "quality", "curate", "tokenizer", "finetune", "quantize", "measure", "report"]
-STAGE_GROUPS: tuple[str, ...] = (
-    "corpus",
-    "quality",
-    "curate",
-    "tokenizer",
-    "finetune",
-    "quantize",
-    "measure",
-    "report",
-)
+StageGroup = Literal["corpus", "quality", "curate", "tokenizer", "finetune", "quantize", "serve", "measure", "report"]
 
 
 class StageParams(BaseModel):
@@ -61,11 +51,11 @@ class PrefectConfig(BaseConfig):
 
     host: str = Field("127.0.0.1", description="Interface the local Prefect server binds (loopback by default).")
     port: int = Field(4200, ge=1, le=65535, description="Port of the local Prefect server API and UI.")
-    home: str = Field(".prefect", description="PREFECT_HOME of the local server (SQLite database, results, logs).")
+    home: str = Field("runs/prefect", description="PREFECT_HOME of the local server (SQLite database, results, logs).")
     refresh_cron: str = Field(
         "0 3 * * *", description="Cron schedule (UTC) of the incremental corpus refresh deployment."
     )
     refresh_timezone: str = Field("UTC", description="Timezone the refresh cron is read in.")
     cpu_pool: str = Field("tokenwise-cpu", description="Work pool of CPU stages (corpus, curate, tokenizer ...).")
-    gpu_pool: str = Field("gpu", description="Work pool of GPU stages (finetune, quantize, measure).")
+    gpu_pool: str = Field("gpu", description="Work pool of GPU stages (finetune, quantize, serve, measure).")
     health_timeout_s: float = Field(60.0, gt=0, description="Seconds to wait for /api/health after starting.")

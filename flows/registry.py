@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# stage group -> module prefixes of its library entry points (order within a group follows DEMO_STAGES)
+# stage group -> module prefixes (or exact "module:function" targets) of its library entry points; order within a group
+# follows DEMO_STAGES
 GROUP_MODULES: dict[str, tuple[str, ...]] = {
     "corpus": ("curation.corpus",),
     "quality": ("curation.quality",),
@@ -17,10 +18,11 @@ GROUP_MODULES: dict[str, tuple[str, ...]] = {
     "tokenizer": ("curation.tokenizer_train", "curation.tokenizer_eval", "curation.tokenizer"),
     "finetune": ("finetune.",),
     "quantize": ("serving.quantize",),
+    "serve": ("serving.commands_serve", "serving.serve", "serving.router"),
     "measure": ("serving.measure", "serving.ledger"),
     "report": ("curation.report",),
 }
-GPU_GROUPS = frozenset({"finetune", "quantize", "measure"})
+GPU_GROUPS = frozenset({"finetune", "quantize", "serve", "measure"})
 
 # run-directory stages each group reads (their completion markers feed the cache key)
 UPSTREAM: dict[str, tuple[str, ...]] = {
@@ -30,7 +32,8 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "tokenizer": ("curated", "plans"),
     "finetune": ("curated", "plans", "tokenizers"),
     "quantize": ("models",),
-    "measure": ("models", "tokenizers"),
+    "serve": ("models", "tokenizers"),
+    "measure": ("models", "tokenizers", "serve"),
     "report": ("corpus", "signals", "curated", "plans", "tokenizers", "models", "measure"),
 }
 
@@ -57,7 +60,7 @@ def demo_stages() -> list[Stage]:
 def group_of(stage: Stage) -> str | None:
     """The stage group whose module prefixes match this stage, or None."""
     for group, prefixes in GROUP_MODULES.items():
-        if any(_matches(stage.module, p) for p in prefixes):
+        if any(stage.target == p or _matches(stage.module, p) for p in prefixes):
             return group
     return None
 

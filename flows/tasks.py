@@ -45,9 +45,8 @@ def code_version() -> str:
 
 
 def config_hash(config_path: str) -> str:
-    """Hash of the parsed config (all stage sections but `prefect:`), insensitive to comments and formatting."""
-    data, _ = read_yaml(config_path)
-    return hash_obj({k: v for k, v in data.items() if k != "prefect"})
+    """Hash of the config file's bytes: any edit re-runs the stage (the library skips what it can)."""
+    return sha256_file(config_path)[:16]
 
 
 def upstream_hashes(run_dir: str, group: str) -> dict[str, str]:
@@ -125,7 +124,7 @@ def _outputs_index(run_dir: str, stage: str) -> str:
     return RunDir(run_dir).path(".flows", f"{stage}.json")
 
 
-def _outputs_present(run_dir: str, stage: str) -> bool:
+def outputs_present(run_dir: str, stage: str) -> bool:
     """True when the markers this stage wrote last time are all still there, unchanged."""
     run = RunDir(run_dir)
     index = _outputs_index(run_dir, stage)
@@ -137,15 +136,14 @@ def _outputs_present(run_dir: str, stage: str) -> bool:
     )
 
 
-def stage_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
-    """Cache key over (input file hashes, config hash, code version) and the stage entry point.
+def stage_cache_key(context: Any, parameters: dict[str, Any]) -> str:
+    """Cache key over (input file hashes, config hash, code version) and the stage entry point."""
+    return f"tokenwise-{parameters['stage']['name']}-{hash_obj([parameters['stage'], parameters['inputs']['key']])}"
 
-    No key (so no cache hit) while the stage's recorded outputs are missing or changed: deleting outputs reruns it.
-    """
-    stage, run_dir = parameters["stage"], parameters["run_dir"]
-    if not _outputs_present(run_dir, stage["name"]):
-        return None
-    return f"tokenwise-{stage['name']}-{hash_obj([stage, parameters['inputs']['key']])}"
+
+def stage_task(stage: dict[str, str], run_dir: str) -> Any:
+    """The stage task, forced to run (refreshing its cache) when the outputs it recorded are missing or changed."""
+    return run_stage if outputs_present(run_dir, stage["name"]) else run_stage.with_options(refresh_cache=True)
 
 
 def _all_markers(run_dir: str) -> dict[str, str]:
@@ -199,10 +197,11 @@ def run_stage(stage: dict[str, str], config_path: str, run_dir: str, inputs: dic
         logger.exception("stage %s failed", stage["name"])
         raise StageFailed(_failure_message(stage, config_path, run_dir, e)) from e
     after = _all_markers(run_dir)
-    written = {m: h for m, h in after.items() if before.get(m) != h} or {
-        m: h for m, h in after.items() if m.split("/")[0] in _stage_dirs(stage["name"])
-    }
-    write_json(_outputs_index(run_dir, stage["name"]), {"stage": stage, "markers": written or after})
+    written = {m: h for m, h in after.items() if before.get(m) != h}
+    if not written:  # the library skipped finished work: keep what the stage recorded last time
+        index = _outputs_index(run_dir, stage["name"])
+        written = read_json(index).get("markers", {}) if RunDir(run_dir).fs.exists(index) else {}
+    write_json(_outputs_index(run_dir, stage["name"]), {"stage": stage, "markers": written})
     seconds = round(time.perf_counter() - t0, 2)
     logger.info("%s: %s (%.1fs)", stage["name"], summary, seconds)
     return {
@@ -212,10 +211,6 @@ def run_stage(stage: dict[str, str], config_path: str, run_dir: str, inputs: dic
         "markers": written,
         "run_dir": run_dir,
     }
-
-
-def _stage_dirs(name: str) -> set[str]:
-    return {name, f"{name}s"}
 
 
 def _failure_message(stage: dict[str, str], config_path: str, run_dir: str, e: BaseException) -> str:
@@ -304,19 +299,6 @@ def read_json_if(run_dir: str, *parts: str) -> Any | None:
     """JSON at ``<run>/<parts>`` or None when absent (artifacts are best-effort views of the outputs)."""
     run = RunDir(run_dir)
     return read_json(run.path(*parts)) if run.exists(*parts) else None
-
-
-def source_hashes(manifest: dict[str, Any] | None) -> dict[str, str]:
-    """Per-source-file content hashes from a corpus manifest (``files``/``sources`` entries with path + sha256)."""
-    if not manifest:
-        return {}
-    for key in ("files", "sources", "inputs"):
-        entries = manifest.get(key)
-        if isinstance(entries, dict):
-            return {str(k): str(v.get("sha256", v) if isinstance(v, dict) else v) for k, v in entries.items()}
-        if isinstance(entries, list) and entries and isinstance(entries[0], dict):
-            return {str(e.get("path") or e.get("file")): str(e.get("sha256") or e.get("hash")) for e in entries}
-    return {}
 
 
 def diff_sources(before: dict[str, str], after: dict[str, str]) -> list[dict[str, str]]:

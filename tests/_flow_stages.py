@@ -1,0 +1,50 @@
+"""A tiny library-style stage for the orchestration tests (the real stages are tested in their own files).
+
+It follows the stage contract: ``(config_path, run_dir) -> summary``, atomic writes, a completion marker keyed on
+its inputs, a skip when the marker matches, and a clear error naming the file and record on bad input. Its "records"
+are the config file's comment lines starting with ``# record:``; each call is appended to ``<run>/../calls.log`` so
+tests can see whether the orchestration ran it or served it from cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from curation.rundir import RunDir, atomic_open, hash_obj, sha256_file, write_json
+
+
+def count_records(config_path: str, run_dir: str) -> str:
+    """Count ``# record: <lang> <text>`` lines per language into ``<run>/toy/counts.json``."""
+    with open(Path(run_dir).parent / "calls.log", "a") as f:
+        f.write(f"count_records {run_dir}\n")
+    run = RunDir(run_dir)
+    inputs = hash_obj([sha256_file(config_path)])
+    if run.is_done("toy", inputs):
+        return "toy: already done"
+    counts: dict[str, int] = {}
+    for i, line in enumerate(Path(config_path).read_text().splitlines(), 1):
+        if not line.startswith("# record:"):
+            continue
+        parts = line.removeprefix("# record:").split()
+        if len(parts) < 2:
+            raise ValueError(
+                f"{config_path}:{i}: record {line!r} has no text after the language; "
+                "write `# record: <lang> <text>` or delete the line"
+            )
+        counts[parts[0]] = counts.get(parts[0], 0) + 1
+    write_json(run.stage("toy", "counts.json"), {"by_lang": {k: {"docs": v} for k, v in counts.items()}})
+    with atomic_open(run.stage("toy", "note.txt"), "w") as f:
+        f.write("ok\n")
+    run.mark_done("toy", inputs, {"docs": sum(counts.values())})
+    return f"{sum(counts.values())} records in {len(counts)} languages"
+
+
+def summarise(config_path: str, run_dir: str) -> str:
+    """A second stage reading the first one's output (checks ordering within and across groups)."""
+    run = RunDir(run_dir)
+    counts = __import__("json").loads(Path(run.path("toy", "counts.json")).read_text())
+    with open(Path(run_dir).parent / "calls.log", "a") as f:
+        f.write(f"summarise {run_dir}\n")
+    write_json(run.stage("toysum", "summary.json"), {"languages": sorted(counts["by_lang"])})
+    run.mark_done("toysum", hash_obj(counts))
+    return f"{len(counts['by_lang'])} languages"

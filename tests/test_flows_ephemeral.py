@@ -1,0 +1,195 @@
+"""Flows run without a server (prefect_test_harness): caching, artifacts, failures, parameter forms, registry."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.testing.utilities import prefect_test_harness
+
+import curation.pipeline as pipeline
+from flows import registry
+from flows.params import EndToEndParams, StageParams
+
+TOY = [("toy", "tests._flow_stages:count_records"), ("toysum", "tests._flow_stages:summarise")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def harness():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def toy_stages(monkeypatch):
+    """Register the toy stages: `toy` in the corpus group, `toysum` in the curate group."""
+    monkeypatch.setattr(pipeline, "DEMO_STAGES", list(TOY))
+    monkeypatch.setitem(registry.GROUP_MODULES, "corpus", (TOY[0][1],))
+    monkeypatch.setitem(registry.GROUP_MODULES, "curate", (TOY[1][1],))
+
+
+def write_config(tmp_path: Path, records: list[str]) -> str:
+    cfg = tmp_path / "toy.yaml"
+    lines = "\n".join(f"# record: {r}" for r in records)
+    cfg.write_text(textwrap.dedent("run:\n  seed: 0\n") + lines + "\n")
+    return str(cfg)
+
+
+def calls(tmp_path: Path) -> list[str]:
+    log = tmp_path / "calls.log"
+    return log.read_text().split()[::2] if log.exists() else []
+
+
+def read_artifact(key: str):
+    with get_client(sync_client=True) as client:
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    return found[0] if found else None
+
+
+def test_stage_flow_runs_library_and_publishes_artifacts(tmp_path, toy_stages):
+    from flows.corpus import corpus_flow
+
+    config = write_config(tmp_path, ["de Hallo Welt", "de Guten Tag", "fr Bonjour"])
+    out = corpus_flow(StageParams(config_path=config, run_dir=str(tmp_path / "run")))
+    assert [r["summary"] for r in out["stages"]] == ["3 records in 2 languages"]
+    assert (tmp_path / "run" / "toy" / "_DONE.json").exists()
+    assert not list((tmp_path / "run").rglob(".tmp-*"))
+    summary = read_artifact("tokenwise-corpus-summary")
+    assert summary is not None and "3 records in 2 languages" in summary.data
+    assert read_artifact("tokenwise-corpus-progress").data == 100.0
+    assert read_artifact("tokenwise-corpus-changes") is not None
+
+
+def test_unchanged_inputs_hit_cache_and_changes_rerun(tmp_path, toy_stages):
+    from flows.corpus import corpus_flow
+
+    config = write_config(tmp_path, ["de a", "fr b"])
+    params = StageParams(config_path=config, run_dir=str(tmp_path / "run"))
+    corpus_flow(params)
+    corpus_flow(params)
+    assert calls(tmp_path) == ["count_records"], "a rerun with unchanged inputs must come from the cache"
+    write_config(tmp_path, ["de a", "fr b", "hi c"])
+    out = corpus_flow(params)
+    assert calls(tmp_path) == ["count_records"] * 2
+    assert out["stages"][0]["summary"] == "3 records in 3 languages"
+    for p in (tmp_path / "run" / "toy").iterdir():
+        p.unlink()
+    corpus_flow(params)
+    assert calls(tmp_path) == ["count_records"] * 3, "deleted outputs must force the stage to run again"
+    assert (tmp_path / "run" / "toy" / "counts.json").exists()
+
+
+def test_failing_stage_ends_failed_with_file_record_and_fix(tmp_path, toy_stages):
+    from flows.corpus import corpus_flow
+
+    config = write_config(tmp_path, ["de ok", "xx"])
+    state = corpus_flow(StageParams(config_path=config, run_dir=str(tmp_path / "run")), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception) as err:
+        state.result()
+    msg = str(err.value)
+    assert f"{config}:4" in msg and "record '# record: xx'" in msg
+    assert "What to do" in msg and "stage toy" in msg
+    assert not (tmp_path / "run" / "toy" / "_DONE.json").exists(), "a failed stage must not look complete"
+
+
+def test_invalid_config_fails_before_any_stage_with_file_line(tmp_path, toy_stages):
+    from flows.corpus import corpus_flow
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run:\n  seed: zero\n")
+    state = corpus_flow(StageParams(config_path=str(bad), run_dir=str(tmp_path / "run")), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match=r"bad.yaml:2: run.seed"):
+        state.result()
+    assert calls(tmp_path) == []
+
+
+def test_end_to_end_runs_groups_in_data_flow_order(tmp_path, toy_stages):
+    from flows.end_to_end import end_to_end_flow
+
+    config = write_config(tmp_path, ["de a", "pt_BR b"])
+    out = end_to_end_flow(EndToEndParams(config_path=config, run_dir=str(tmp_path / "run")))
+    assert list(out) == ["corpus", "curate"]
+    assert calls(tmp_path) == ["count_records", "summarise"]
+    assert read_artifact("tokenwise-end-to-end-progress").data == 100.0
+    out = end_to_end_flow(EndToEndParams(config_path=config, run_dir=str(tmp_path / "run"), stop_after="corpus"))
+    assert list(out) == ["corpus"]
+
+
+def test_group_without_library_fails_saying_what_is_missing(tmp_path, toy_stages):
+    from flows.quantize import quantize_flow
+
+    state = quantize_flow(
+        StageParams(config_path=write_config(tmp_path, []), run_dir=str(tmp_path)), return_state=True
+    )
+    with pytest.raises(Exception, match="no library entry point is registered yet"):
+        state.result()
+
+
+# -- no flow runs needed ----------------------------------------------------------------------------------------------
+
+
+def _is_form_field(prop: dict) -> bool:
+    if "enum" in prop or prop.get("type") in {"string", "integer", "number", "boolean"}:
+        return True
+    if prop.get("type") == "array":
+        return _is_form_field(prop.get("items", {}))
+    if "anyOf" in prop:
+        return all(_is_form_field(p) or p.get("type") == "null" for p in prop["anyOf"])
+    return False
+
+
+def test_every_deployment_parameter_schema_renders_as_a_form():
+    from flows.deployments import FLOW_ENTRYPOINTS, build_deployments
+
+    deployments = build_deployments("configs/demo.yaml", "runs/demo")
+    assert sorted(d.name for d in deployments) == sorted(FLOW_ENTRYPOINTS)
+    for d in deployments:
+        schema = d._parameter_openapi_schema.model_dump()
+        assert list(schema["properties"]) == ["params"], d.name
+        for name, prop in schema["properties"].items():
+            assert prop.get("description"), f"{d.name}.{name} has no description"
+            ref = prop["$ref"].rsplit("/", 1)[-1]
+            model = schema["definitions"][ref]
+            for field, fprop in model["properties"].items():
+                assert _is_form_field(fprop), f"{d.name}.{name}.{field} is not a typed form field: {fprop}"
+                assert fprop.get("description"), f"{d.name}.{name}.{field} has no description"
+
+
+def test_corpus_refresh_deployment_is_scheduled_from_config(tmp_path):
+    from flows.deployments import build_deployments
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("prefect:\n  refresh_cron: '*/5 * * * *'\n")
+    by_name = {d.name: d for d in build_deployments(str(cfg), "runs/x")}
+    assert [s.schedule.cron for s in by_name["corpus-refresh"].schedules] == ["*/5 * * * *"]
+    assert all(not d.schedules for n, d in by_name.items() if n != "corpus-refresh")
+
+
+def test_every_demo_stage_belongs_to_a_flow_and_gpu_stages_use_gpu_pool():
+    from flows.deployments import FLOW_ENTRYPOINTS, pool_for
+    from flows.params import PrefectConfig
+
+    assert registry.unassigned() == [], "add the stage's module to flows/registry.py GROUP_MODULES"
+    cfg = PrefectConfig()
+    pools = {name: pool_for(name, cfg) for name in FLOW_ENTRYPOINTS}
+    assert {n for n, p in pools.items() if p == "gpu"} == {"finetune", "quantize", "serve", "measure", "end-to-end"}
+
+
+def test_artifact_helpers_keep_stable_keys_and_small_tables():
+    from flows.tasks import MAX_ROWS, artifact_key, diff_sources, rows_of
+
+    assert artifact_key("corpus-refresh", "kept_dropped") == "tokenwise-corpus-refresh-kept-dropped"
+    assert len(rows_of({str(i): {"n": i} for i in range(500)})) == MAX_ROWS
+    rows = diff_sources({"a": "1", "b": "2", "c": "3"}, {"a": "1", "b": "9", "d": "4"})
+    assert rows == [
+        {"file": "d", "change": "new"},
+        {"file": "b", "change": "changed"},
+        {"file": "c", "change": "removed"},
+        {"file": "(1 files)", "change": "unchanged"},
+    ]

@@ -29,6 +29,10 @@ app.add_typer(config_app, name="config")
 
 # group name -> module holding a typer app named `app` (stages add themselves here)
 GROUPS: dict[str, str] = {
+    "quality": "curation.commands_quality",
+    "finetune": "finetune.commands",
+    "measure": "serving.commands_measure",
+    "curate": "curation.commands_curate",
     "serve": "serving.commands_serve",
     "corpus": "curation.commands_corpus",
     "prefect": "flows.commands",
@@ -81,6 +85,7 @@ def report(
 def _register_groups() -> None:
     for name, module in GROUPS.items():
         app.add_typer(importlib.import_module(module).app, name=name)
+    app.add_typer(importlib.import_module("serving.commands_measure").ledger_app, name="ledger")
 
 
 _register_groups()

@@ -18,10 +18,19 @@ T = TypeVar("T", bound=BaseModel)
 
 # section name -> "module:Class" of its pydantic model (stages add their section here)
 SECTIONS: dict[str, str] = {
+    "pretrain": "finetune.config:PretrainConfig",
+    "lora": "finetune.config:LoraConfig",
+    "adapt": "finetune.config:AdaptConfig",
+    "dedup": "curation.dedup:DedupConfig",
+    "decide": "curation.decide:DecideConfig",
+    "plan": "curation.plans:PlanConfig",
     "serve": "serving.config:ServeConfig",
     "run": "curation.config:RunConfig",
+    "score": "curation.score:ScoreConfig",
+    "quality": "curation.quality:QualityConfig",
     "corpus": "curation.corpus:CorpusConfig",
     "report": "curation.report.build:ReportConfig",
+    "measure": "serving.measure.run:MeasureConfig",
     "prefect": "flows.params:PrefectConfig",
     "tokenizer": "curation.tokenizer_train:TokenizerSection",
 }

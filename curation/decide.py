@@ -505,3 +505,10 @@ def fmt_counts(s: dict[str, Any]) -> str:
         f"{s['input']} docs: {s[KEPT]} kept, {s[DROPPED]} dropped, {s[QUARANTINED]} quarantined; "
         f"{share:.1%} of tokens kept"
     )
+
+
+def run_stage(config_path: str, run_dir: str) -> str:
+    """Demo stage ``decide``: apply the decide section's rules to the stored signals."""
+    from curation.config import load_section
+
+    return fmt_counts(run_decide(run_dir, load_section(config_path, "decide", DecideConfig)))

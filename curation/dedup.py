@@ -139,6 +139,15 @@ def shingles(text: str, n_grams: int) -> np.ndarray:
         return _mix64(acc)
 
 
+def datatrove_shingler(cfg: DedupConfig):
+    """datatrove's own shingle function (spaCy/NLTK words of the simplified text, xxhash64 of each n-gram)."""
+    from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
+
+    mc = MinhashConfig(n_grams=cfg.n_grams, num_buckets=cfg.num_buckets, hashes_per_bucket=cfg.hashes_per_bucket)
+    step = MinhashDedupSignature("/tmp", config=mc)
+    return lambda text: step.get_shingles(text).reshape(-1)
+
+
 def minhash_batch(parts: list[np.ndarray], a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """MinHash signatures [len(parts), H] of non-empty shingle arrays, datatrove's ``(a*h+b) mod p`` permutations."""
     lens = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
@@ -186,10 +195,11 @@ def _shard_signatures(texts: Iterator[str], cfg: DedupConfig) -> tuple[list[np.n
             rows.append(np.asarray(pend_rows, dtype=np.uint32))
         pend, pend_rows, pend_n = [], [], 0
 
+    shingle = datatrove_shingler(cfg) if cfg.backend == "datatrove" else lambda t: shingles(t, cfg.n_grams)
     n = 0
     for n, text in enumerate(texts, start=1):
         exact.append(exact_key(text))
-        sh = shingles(text, cfg.n_grams)
+        sh = shingle(text)
         if sh.size:
             pend.append(sh)
             pend_rows.append(n - 1)
@@ -411,3 +421,17 @@ def dedup_inputs_hash(run: RunDir, cfg: DedupConfig) -> str:
     """Hash of the config and the corpus shards' names and sizes (for the stage marker)."""
     files = [(Path(s).name, os.path.getsize(s)) for s in corpus_shards(run)]
     return hash_obj({"config": cfg.model_dump(), "shards": files})
+
+
+def run_stage(config_path: str, run_dir: str) -> str:
+    """Demo stage ``dedup``: exact + MinHash duplicates of the corpus; skipped when its marker matches."""
+    from curation.config import load_section
+
+    cfg = load_section(config_path, "dedup", DedupConfig)
+    run = RunDir(run_dir)
+    inputs = dedup_inputs_hash(run, cfg)
+    if run.is_done("signals/dedup", inputs):
+        return "up to date: " + DedupResult(**run.marker("signals/dedup")["summary"]).summary()
+    res = run_dedup(run_dir, cfg)
+    run.mark_done("signals/dedup", inputs, res.__dict__)
+    return res.summary()

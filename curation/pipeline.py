@@ -14,8 +14,15 @@ log = get_logger("demo")
 # (stage name, "module:function"); each function takes (config_path, run_dir) and returns a one-line summary.
 DEMO_STAGES: list[tuple[str, str]] = [
     ("corpus", "curation.corpus:build_from_config"),
+    ("quality", "curation.quality:train_from_config"),
+    ("score", "curation.score:score_from_config"),
+    ("dedup", "curation.dedup:run_stage"),  # after score (needs only the corpus)
+    ("decide", "curation.decide:run_stage"),
+    ("plan", "curation.plans:run_stage"),
     ("tokenizer_train", "curation.tokenizer_train:run_stage"),  # after the plan stage
     ("tokenizer_eval", "curation.tokenizer_eval:run_stage"),
+    ("pretrain", "finetune.pretrain:demo_stage"),  # target + draft models sharing the demo tokenizer
+    ("lora", "finetune.lora:demo_stage"),  # LoRA of the target on one domain, bpb before/after
     ("serve", "serving.commands_serve:run_serve_stage"),  # after finetune/quantize: router calibration + API check
 ]
 

@@ -234,3 +234,10 @@ def fmt_plans(plans: dict[str, Any]) -> str:
         top = max(p["languages"].items(), key=lambda kv: kv[1]["weight"])
         parts.append(f"{name}: top {top[0]} {top[1]['weight']:.0%}{'' if p['budget_met'] else ' (budget not met)'}")
     return "; ".join(parts)
+
+
+def run_stage(config_path: str, run_dir: str) -> str:
+    """Demo stage ``plan``: sampling plans, TPSU/premiums, balance and economics."""
+    from curation.config import load_section
+
+    return fmt_plans(run_plan(run_dir, load_section(config_path, "plan", PlanConfig)))

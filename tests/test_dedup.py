@@ -104,3 +104,12 @@ def test_resume_skips_finished_signatures(tmp_path):
     mtime = sig.stat().st_mtime_ns
     run_dedup(str(tmp_path))
     assert sig.stat().st_mtime_ns == mtime
+
+
+def test_datatrove_backend_gives_same_clusters(planted, tmp_path):
+    run, _, _ = planted
+    (tmp_path / "corpus").mkdir()
+    for f in (run / "corpus").glob("shard-*.parquet"):
+        (tmp_path / "corpus" / f.name).write_bytes(f.read_bytes())
+    run_dedup(str(tmp_path), DedupConfig(exact=False, backend="datatrove"))
+    assert clusters_from_dedup(str(tmp_path)) == clusters_from_dedup(str(run))

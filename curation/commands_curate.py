@@ -1,0 +1,90 @@
+"""``tokenwise curate ...``: score documents once, then dedup, decide, what-if and plan from the stored signals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Curation: signals, duplicates, decisions, what-if and sampling plans.", no_args_is_help=True)
+
+CONFIG = typer.Option(Path("configs/demo.yaml"), "--config", help="YAML config (dedup:, decide:, plan: sections).")
+RUN = typer.Option("runs/demo", "--run", help="Run directory (reads corpus/ and signals/, writes curated/, plans/).")
+
+
+def _fail(e: Exception) -> None:
+    typer.echo(f"error: {e}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command("score")
+def score_cmd(config: Path = CONFIG, run: str = RUN) -> None:
+    """Every signal of every corpus document (LID, rule values, quality, tokens) into <run>/signals/shard-*.parquet."""
+    from curation.score import score_from_config
+
+    try:
+        summary = score_from_config(str(config), run)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(e)
+    typer.echo(summary)
+
+
+@app.command("dedup")
+def dedup_cmd(config: Path = CONFIG, run: str = RUN) -> None:
+    """Exact + MinHash near-duplicates of the corpus into <run>/signals/dedup/ (cluster id, size, representative)."""
+    from curation.dedup import run_stage
+
+    try:
+        summary = run_stage(str(config), run)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(e)
+    typer.echo(f"{Path(run) / 'signals' / 'dedup'}: {summary}")
+
+
+@app.command("decide")
+def decide_cmd(config: Path = CONFIG, run: str = RUN, force: bool = typer.Option(False, help="Ignore the marker.")):
+    """Apply the decide: rules to stored signals; writes curated/ shards, decisions.parquet, stats.json."""
+    from curation.config import load_section
+    from curation.decide import DecideConfig, fmt_counts, run_decide
+
+    try:
+        s = run_decide(run, load_section(config, "decide", DecideConfig), force=force)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(e)
+    typer.echo(f"{Path(run) / 'curated'}: {fmt_counts(s)}")
+
+
+@app.command("whatif")
+def whatif_cmd(
+    config: Path = CONFIG,
+    run: str = RUN,
+    set_: list[str] = typer.Option([], "--set", help="rule=value (none disables), allowed_langs=de,fr, dedup=false."),
+    name: str = typer.Option(None, help="Output folder name under curated/whatif/ (default: hash of the changes)."),
+) -> None:
+    """Recompute decisions with changed thresholds from stored signals (no models re-run), beside the baseline."""
+    import time
+
+    from curation.config import load_section
+    from curation.decide import DecideConfig, fmt_counts, run_whatif
+
+    cfg = load_section(config, "decide", DecideConfig)
+    t0 = time.perf_counter()
+    try:
+        s = run_whatif(run, cfg, set_, name)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(e)
+    typer.echo(f"{s['out']}: {fmt_counts(s)} ({time.perf_counter() - t0:.1f}s)")
+    for rule, cost in s["token_cost"].items():
+        typer.echo(f"  {rule}: {s['by_reason'].get(rule, 0)} docs, {cost} {s['reference_tokenizer']} tokens removed")
+
+
+@app.command("plan")
+def plan_cmd(config: Path = CONFIG, run: str = RUN) -> None:
+    """Sampling plans for the token budget (proportional, temperature, UniMax) + tpsu/balance/economics JSON."""
+    from curation.plans import run_stage
+
+    try:
+        summary = run_stage(str(config), run)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(e)
+    typer.echo(f"{Path(run) / 'plans'}: {summary}")

@@ -105,7 +105,9 @@ def hbar(
     x0, x1 = M["l"], W - M["r"]
     vals = [v for s in series.values() for v in s if v is not None and math.isfinite(v)]
     vmax = _nice_max(max(vals + [ref or 0, 0]))
-    body = [_x_axis(x0, x1, h - M["b"], vmax)]
+    vmin = -_nice_max(-min(vals)) if vals and min(vals) < 0 else 0.0
+    sx = lambda v: x0 + (x1 - x0) * (v - vmin) / (vmax - vmin)  # noqa: E731
+    body = [_x_axis(x0, x1, h - M["b"], vmax, vmin)]
     bh = (row_h - 4) / k
     for i, lab in enumerate(labels):
         y = M["t"] + i * row_h
@@ -114,13 +116,14 @@ def hbar(
             v = s[i]
             if v is None or not math.isfinite(v):
                 continue
-            w = (x1 - x0) * max(v, 0) / vmax
+            xa, xb = sorted((sx(0.0), sx(v)))
             body.append(
-                f'<rect x="{x0}" y="{y + 2 + j * bh:.1f}" width="{w:.1f}" height="{bh:.1f}" fill="{PALETTE[j % 9]}">'
+                f'<rect x="{xa:.1f}" y="{y + 2 + j * bh:.1f}" width="{xb - xa:.1f}" height="{bh:.1f}" '
+                f'fill="{PALETTE[j % 9]}">'
                 f"<title>{_esc(lab)} · {_esc(name)}: {_fmt(v)}</title></rect>"
             )
     if ref is not None:
-        xr = x0 + (x1 - x0) * ref / vmax
+        xr = sx(ref)
         body.append(f'<line x1="{xr:.1f}" y1="{M["t"]}" x2="{xr:.1f}" y2="{h - M["b"]}" class="ref"/>')
         body.append(f'<text x="{xr + 3:.1f}" y="{M["t"] - 4}" class="tk">{_esc(ref_label)}</text>')
     body.append(_legend(list(series), x0, 28) if k > 1 else "")

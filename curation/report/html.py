@@ -12,7 +12,7 @@ body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:
 header{background:#1f3a5f;color:#fff;padding:18px 28px}header h1{margin:0;font-size:22px}
 header p{margin:4px 0 0;opacity:.85}main{max-width:1100px;margin:0 auto;padding:8px 24px 48px}
 nav{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px 14px;margin:16px 0}
-nav a{margin-right:14px;color:#1f3a5f;text-decoration:none;white-space:nowrap}
+nav{display:flex;flex-wrap:wrap;gap:4px 14px}nav a{color:#1f3a5f;text-decoration:none;white-space:nowrap}
 section{background:#fff;border:1px solid #ddd;border-radius:6px;padding:12px 20px;margin:18px 0;break-inside:avoid}
 section h2{font-size:18px;margin:6px 0 10px;color:#1f3a5f}section.unavailable{border-style:dashed;color:#666}
 table{border-collapse:collapse;margin:8px 0;font-size:12.5px}

@@ -254,7 +254,7 @@ def looks_binary(sample: bytes) -> bool:
     if not sample:
         return False
     ctrl = sum(sample.count(bytes([b])) for b in (*range(0, 9), 11, 12, *range(14, 27), *range(28, 32)))
-    if ctrl / len(sample) > 0.05:
+    if ctrl > max(2, 0.05 * len(sample)):
         return True
     bad = sample[:4096].decode("utf-8", "replace").count("\ufffd")
     return bad / max(1, len(sample[:4096])) > 0.1
@@ -308,12 +308,35 @@ def iter_jsonl(path: str | Path, opts: ReadOptions, label: str | None = None) ->
                 yield from _parse_block(item[2], item[0], item[1], opts, file, label)
 
 
+class _Truncated(Exception):
+    def __init__(self, data: bytes, error: BaseException):
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.data = data
+
+
+def _read(f: IO[bytes], n: int, errors: tuple[type[BaseException], ...]) -> bytes:
+    """Up to n bytes in 1 MiB reads, so a decompression error keeps what was read before it."""
+    parts, size = [], 0
+    read = getattr(f, "read1", f.read)
+    try:
+        while size < n and (piece := read(min(1 << 20, n - size))):
+            parts.append(piece)
+            size += len(piece)
+    except errors as e:
+        raise _Truncated(b"".join(parts), e) from None
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 def _iter_blocks(f: IO[bytes], opts: ReadOptions, file: str) -> Iterator[tuple[int, int, bytes] | Quarantined]:
     """Newline-aligned blocks as (byte offset, first line number, bytes); over-long lines skipped as too_large."""
     carry, offset, line = b"", 0, 1
+    errors = _READ_ERRORS + _zstd_error()
     while True:
-        chunk = f.read(opts.block_bytes)
-        if not chunk:
+        try:
+            chunk, error = _read(f, opts.block_bytes, errors), None
+        except _Truncated as t:
+            chunk, error = t.data, t
+        if not chunk and error is None:
             if carry:
                 yield offset, line, carry
             return
@@ -323,6 +346,9 @@ def _iter_blocks(f: IO[bytes], opts: ReadOptions, file: str) -> Iterator[tuple[i
         if block:
             yield offset, line, block
             offset, line = offset + len(block), line + block.count(b"\n")
+        if error is not None:
+            yield quarantine(file, "truncated_file", line, offset, f"stream ends early: {error}", carry)
+            return
         if len(carry) > opts.max_doc_bytes:
             size, carry = yield from _skip_line(f, carry, opts, file, offset, line)
             offset, line = offset + size, line + 1

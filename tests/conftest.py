@@ -1,0 +1,72 @@
+"""Shared fixtures: builders of small real inputs (gettext catalogs, JSONL files) written by the tests themselves."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+
+def mo_bytes(messages: dict[str, str], order: str = "<") -> bytes:
+    """A GNU .mo catalog, laid out like CPython's Tools/i18n/msgfmt.py (sorted keys, no hash table).
+
+    Keys are msgids; ``ctxt\\x04msgid`` adds a msgctxt, ``singular\\x00plural`` a plural whose value holds the forms
+    separated by ``\\x00``. The empty key is the header.
+    """
+    keys = sorted(messages)
+    ids = strs = b""
+    offsets = []
+    for k in keys:
+        kb, vb = k.encode("utf-8"), messages[k].encode("utf-8")
+        offsets.append((len(ids), len(kb), len(strs), len(vb)))
+        ids += kb + b"\0"
+        strs += vb + b"\0"
+    keystart = 7 * 4 + 16 * len(keys)
+    valuestart = keystart + len(ids)
+    koffsets, voffsets = [], []
+    for o1, l1, o2, l2 in offsets:
+        koffsets += [l1, o1 + keystart]
+        voffsets += [l2, o2 + valuestart]
+    header = struct.pack(order + "Iiiiiii", 0x950412DE, 0, len(keys), 7 * 4, 7 * 4 + len(keys) * 8, 0, 0)
+    table = struct.pack(order + f"{len(koffsets)}i", *koffsets) + struct.pack(order + f"{len(voffsets)}i", *voffsets)
+    return header + table + ids + strs
+
+
+MO_HEADER = "Content-Type: text/plain; charset=UTF-8\nPlural-Forms: nplurals=2; plural=(n != 1);\n"
+
+
+@pytest.fixture
+def make_mo(tmp_path: Path) -> Callable[..., Path]:
+    """Write ``<tmp>/locale/<locale>/LC_MESSAGES/<domain>.mo`` from a msgid -> msgstr dict (header added)."""
+
+    def make(locale: str, domain: str, messages: dict[str, str], order: str = "<", root: Path | None = None) -> Path:
+        path = (root or tmp_path / "locale") / locale / "LC_MESSAGES" / f"{domain}.mo"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(mo_bytes({"": MO_HEADER, **messages}, order))
+        return path
+
+    return make
+
+
+@pytest.fixture
+def write_lines(tmp_path: Path) -> Callable[[str, list[bytes]], Path]:
+    """Write raw byte lines (newline-joined, trailing newline) to ``<tmp>/<name>``, compressing .gz/.zst names."""
+
+    def write(name: str, lines: list[bytes]) -> Path:
+        data = b"\n".join(lines) + b"\n"
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith(".gz"):
+            import gzip
+
+            data = gzip.compress(data)
+        elif name.endswith(".zst"):
+            import zstandard
+
+            data = zstandard.ZstdCompressor().compress(data)
+        path.write_bytes(data)
+        return path
+
+    return write

@@ -60,6 +60,9 @@ class TokenizerTrainConfig(BaseConfig):
     temperature: float = Field(
         1.0, ge=1.0, le=100.0, description="Without a plan: language weight ∝ chars^(1/T); 1 = as found, 5 ≈ flat."
     )
+    on_missing_language: Literal["error", "skip"] = Field(
+        "error", description="A plan language without training data: stop (error) or drop it and log (skip)."
+    )
     languages: list[str] | None = Field(None, description="Only these locales (default: all in the plan/corpus).")
     domains: list[str] | None = Field(None, description="Only these domains (ui, code, docs); default all.")
     sample_chars: int = Field(20_000_000, ge=1000, description="Characters fed to the trainer (split by the plan).")
@@ -201,12 +204,17 @@ def sampling_rates(cfg: TokenizerTrainConfig, stats: dict[str, Any], run_dir: st
         if cfg.languages:
             weights = _normalise({k: v for k, v in weights.items() if k in cfg.languages}, plan_path)
         missing = sorted(lang for lang in weights if not avail.get(lang))
-        if missing:
+        if missing and cfg.on_missing_language == "error":
             raise TokenizerTrainError(
                 f"{plan_path}: plan languages {missing} have no training data in the corpus"
-                f"{' for domains ' + str(sorted(domains)) if domains else ''}; drop them from the plan or add data"
+                f"{' for domains ' + str(sorted(domains)) if domains else ''}; drop them from the plan, add data, "
+                "or set on_missing_language: skip"
             )
+        if missing:
+            log.warning("plan languages without training data skipped %s", kv(plan=plan_path, languages=missing))
+            weights = _normalise({k: v for k, v in weights.items() if k not in missing}, plan_path)
     else:
+        missing = []
         weights = temperature_weights(avail, cfg.temperature)
     langs = {}
     for lang, w in sorted(weights.items()):
@@ -217,7 +225,8 @@ def sampling_rates(cfg: TokenizerTrainConfig, stats: dict[str, Any], run_dir: st
             "target_chars": int(target),
             "rate": target / avail[lang],
         }
-    return {"plan_path": plan_path, "temperature": None if cfg.plan else cfg.temperature, "languages": langs}
+    temp = None if cfg.plan else cfg.temperature
+    return {"plan_path": plan_path, "temperature": temp, "skipped_languages": missing, "languages": langs}
 
 
 def sample_texts(

@@ -103,6 +103,8 @@ def test_bad_input_fails_before_training(run, tmp_path):
     (run / "plans" / "ta.json").write_text(json.dumps({"languages": {"ta": {"weight": 1.0}, "de": {"weight": 1.0}}}))
     with pytest.raises(TokenizerTrainError, match=r"plan languages \['ta'\] have no training data"):
         check_inputs(TokenizerTrainConfig(name="x", plan="ta"), str(run))
+    skipped = check_inputs(TokenizerTrainConfig(name="x", plan="ta", on_missing_language="skip"), str(run))
+    assert skipped["rates"]["skipped_languages"] == ["ta"] and list(skipped["rates"]["languages"]) == ["de"]
     with pytest.raises(TokenizerTrainError, match="no plan file"):
         check_inputs(TokenizerTrainConfig(name="x", plan="missing"), str(run))
     with pytest.raises(TokenizerTrainError, match="smaller than the alphabet"):

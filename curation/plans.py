@@ -162,7 +162,9 @@ def load_plan_table(run_dir: str, source: str) -> pa.Table:
     files = sorted(glob.glob(run.path("signals", "shard-*.parquet")))
     if not files:
         raise FileNotFoundError(f"{run.path('signals')}: no signals shards; run `tokenwise curate score` first")
-    table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+    from curation.decide import normalise_names
+
+    table = normalise_names(pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive"))
     if source == "curated":
         dec = run.path("curated", "decisions.parquet")
         if not run.exists("curated", "decisions.parquet"):

@@ -247,11 +247,11 @@ def calibrate(
         raise ValueError("give a budget: max_escalation (share of requests) and/or min_quality (share of quality)")
     pts = curve(records, scores, prices)
     within = [p for p in pts if max_escalation is None or p.escalation_rate <= max_escalation + 1e-12]
-    good = [p for p in within if min_quality is None or p.quality_share >= min_quality - 1e-12]
-    if good:
-        best = min(good, key=lambda p: (p.escalation_rate, p.cost_usd, -p.quality))
-    else:
-        best = max(within or pts[:1], key=lambda p: (p.quality, -p.escalation_rate))
+    best_within = max(within or pts[:1], key=lambda p: (p.quality, -p.escalation_rate))
+    if min_quality is None:
+        return Calibration(router, best_within.threshold, max_escalation, None, bool(within), best_within)
+    good = [p for p in within if p.quality_share >= min_quality - 1e-12]
+    best = min(good, key=lambda p: (p.escalation_rate, p.cost_usd, -p.quality)) if good else best_within
     return Calibration(router, best.threshold, max_escalation, min_quality, bool(good), best)
 
 

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible server on tiny real Llama models: response shape, routing, limits, errors, metrics, queueing."""
+"""The OpenAI-compatible server on tiny real Llama models: shape, routing, limits, errors, metrics, queueing."""
 
 from __future__ import annotations
 

@@ -141,7 +141,9 @@ def main() -> None:
         out["corpus_build_s"] = round(time.perf_counter() - t0, 1)
         print(f"corpus: {out['corpus']} (and {out['corpus_half']}) in {out['corpus_build_s']}s", flush=True)
 
-        code = TokenizerTrainConfig(name="code", vocab_size=vocab_code, domains=["code", "docs"], sample_chars=10**9)
+        code = TokenizerTrainConfig(
+            name="code", vocab_size=vocab_code, domains=["code", "docs"], sample_chars=20_000_000, max_epochs=1.0
+        )
         multi = TokenizerTrainConfig(
             name="multi", vocab_size=vocab_multi, temperature=3.0, sample_chars=6_000_000 if small else 20_000_000
         )

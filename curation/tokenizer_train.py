@@ -66,6 +66,9 @@ class TokenizerTrainConfig(BaseConfig):
     languages: list[str] | None = Field(None, description="Only these locales (default: all in the plan/corpus).")
     domains: list[str] | None = Field(None, description="Only these domains (ui, code, docs); default all.")
     sample_chars: int = Field(20_000_000, ge=1000, description="Characters fed to the trainer (split by the plan).")
+    max_epochs: float = Field(
+        4.0, gt=0, description="Cap on repeats of a language's text; repeats only re-weight BPE counts, cost time."
+    )
     max_doc_chars: int = Field(20_000, ge=100, description="Longer documents are cut (bounds one batch's memory).")
     min_frequency: int = Field(2, ge=1, description="BPE: a merge needs this many occurrences.")
     limit_alphabet: int = Field(1000, ge=32, description="Metaspace: keep this many most frequent characters.")
@@ -223,7 +226,7 @@ def sampling_rates(cfg: TokenizerTrainConfig, stats: dict[str, Any], run_dir: st
             "weight": round(w, 6),
             "available_chars": avail[lang],
             "target_chars": int(target),
-            "rate": target / avail[lang],
+            "rate": min(target / avail[lang], cfg.max_epochs),
         }
     temp = None if cfg.plan else cfg.temperature
     return {"plan_path": plan_path, "temperature": temp, "skipped_languages": missing, "languages": langs}
@@ -480,8 +483,16 @@ def train_all(section: TokenizerSection, run_dir: str, only: list[str] | None = 
     for ecfg in section.extend:
         if only and ecfg.name not in only:
             continue
+        base = rd.marker(f"tokenizers/{ecfg.base[4:]}") if ecfg.base.startswith("run:") else ecfg.base
+        h = hash_obj([ecfg.model_dump(mode="json"), data_hash, base])
+        stage = f"tokenizers/{ecfg.name}"
+        if rd.is_done(stage, h):
+            out.append({"name": ecfg.name, "skipped": True, **(rd.marker(stage) or {}).get("summary", {})})
+            continue
         meta = extend(ecfg, run_dir, section.source)
-        out.append({"name": ecfg.name, "vocab_size": meta["vocab_size"], "added": len(meta["added"])})
+        summary = {"name": ecfg.name, "vocab_size": meta["vocab_size"], "added": len(meta["added"])}
+        rd.mark_done(stage, h, summary)
+        out.append(summary)
     return out
 
 

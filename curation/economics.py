@@ -26,7 +26,9 @@ def economics_rows(table: pa.Table, tokenizers: list[str], response_ratio: float
     """One row per (language, tokenizer) over units the language shares with English."""
     import polars as pl
 
-    units = unit_frame(table, tokenizers)
+    from curation.decide import normalise_names
+
+    units = unit_frame(normalise_names(table), tokenizers)
     pooled = units.group_by(["unit_id", "lang"]).agg(pl.all().exclude("domain").sum())
     en = pooled.filter(pl.col("lang") == REFERENCE_LANG).drop("lang")
     both = pooled.join(en, on="unit_id", suffix="_en")

@@ -155,6 +155,9 @@ def _mono_row(r: dict, cal: dict | None, tok: str) -> dict[str, Any]:
 
 def tpsu_report(table: pa.Table, tokenizers: list[str] | None = None, n_boot: int = 1000, seed: int = 0) -> dict:
     """Everything written to ``tpsu.json``: definitions, premium rows, calibration, monolingual estimates."""
+    from curation.decide import normalise_names
+
+    table = normalise_names(table)
     tokenizers = tokenizers or token_columns(table)
     units = unit_frame(table, tokenizers)
     calib = calibration(units, n_boot, seed)

@@ -1,7 +1,7 @@
 """Small real-text corpora for the curation tests: gettext catalogs (parallel units) and stdlib files.
 
-The signals written here follow engineer B's contract (``id, source, lang, domain, unit_id, n_bytes, n_chars,
-n_words, lid_label, lid_score, lid_script, gopher_*, quality_score, tokens_<tok>``) computed from the real text with
+The signals written here follow the scorer's contract (``id, source, lang, domain, unit_id, bytes, chars,
+words, lid_label, lid_score, lid_script, gopher_*, quality_score, tokens_<tok>``) computed from the real text with
 real tokenizers, so decide/tpsu/plans tests run before B's scorer lands.
 """
 
@@ -92,9 +92,9 @@ def signal_rows(docs: list[dict]) -> list[dict]:
         mean_len = sum(map(len, words)) / len(words) if words else 0.0
         row = {k: d[k] for k in ("id", "source", "lang", "domain", "unit_id")}
         row |= {
-            "n_bytes": len(d["text"].encode()),
-            "n_chars": len(d["text"]),
-            "n_words": len(words),
+            "bytes": len(d["text"].encode()),
+            "chars": len(d["text"]),
+            "words": len(words),
             "lid_label": d["lang"],
             "lid_score": 0.5 + 0.5 * (len(d["text"]) % 97) / 97,
             "lid_script": "Latn",

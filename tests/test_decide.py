@@ -177,3 +177,30 @@ def test_allowed_langs_and_rerun_skips(run):
     mtime = (run / "curated/decisions.parquet").stat().st_mtime_ns
     assert run_decide(str(run), cfg) == first
     assert (run / "curated/decisions.parquet").stat().st_mtime_ns == mtime
+
+
+def test_on_the_real_scorer_output(tmp_path):
+    """The whole curation chain on engineer B's `curate score` output for real corpus documents."""
+    import pyarrow.parquet as pq_
+
+    from curation.plans import PlanConfig, run_plan
+    from curation.score import ScoreConfig, score_run
+
+    src = pq_.read_table("tests/fixtures/curation_corpus.parquet")
+    (tmp_path / "corpus").mkdir()
+    pq_.write_table(src.slice(0, 60), tmp_path / "corpus/shard-00000.parquet")
+    pq_.write_table(src.slice(400, 60), tmp_path / "corpus/shard-00001.parquet")
+    score_run(
+        ScoreConfig(tokenizers=["tiktoken:cl100k_base"], run_tokenizers=False, tasks=1, workers=1), str(tmp_path)
+    )
+    run_dedup(str(tmp_path))
+    cfg = DecideConfig(
+        rules={
+            "lang_low_score": Rule(signal="lid_score", drop_if="lt", threshold=0.5),
+            "top_2_gram": Rule(signal="gopher_top_2_gram_frac", drop_if="gt", threshold=0.2),
+        }
+    )
+    s = run_decide(str(tmp_path), cfg)
+    assert s["input"] == 120 and s["reconciles"] and s["dropped"] > 0
+    plans = run_plan(str(tmp_path), PlanConfig(budget_tokens=5000, bootstrap=20))
+    assert sum(v["tokens"] for v in plans["unimax"]["languages"].values()) == plans["unimax"]["planned_tokens"]

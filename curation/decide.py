@@ -170,6 +170,12 @@ def check_columns(table: pa.Table, cfg: DecideConfig, where: str) -> None:
     if missing:
         have = sorted(c for c in table.column_names if not c.startswith("_"))
         raise ValueError(f"{where}: signal column(s) {missing} not found; available: {have}. Fix the decide config.")
+    empty = [c for c in need if len(table) and table.column(c).null_count == len(table)]
+    if empty:
+        raise ValueError(
+            f"{where}: signal column(s) {empty} are null for every document (e.g. quality_score without a trained "
+            "quality model); run the stage that fills them or set those rules' threshold to null"
+        )
 
 
 def decide_table(table: pa.Table, cfg: DecideConfig) -> Decisions:

@@ -21,6 +21,7 @@ written by the same ``curate plan`` stage.
 from __future__ import annotations
 
 import glob
+import os
 from typing import Any, Literal
 
 import numpy as np
@@ -30,7 +31,7 @@ from pydantic import Field
 
 from curation.config import BaseConfig
 from curation.log import get_logger
-from curation.rundir import RunDir, hash_obj, write_json
+from curation.rundir import RunDir, hash_obj, read_json, write_json
 
 log = get_logger("plan")
 
@@ -207,6 +208,9 @@ def run_plan(run_dir: str, cfg: PlanConfig) -> dict[str, Any]:
     from curation.tpsu import token_columns, tpsu_report
 
     run = RunDir(run_dir)
+    inputs = plan_inputs_hash(run, cfg)
+    if run.is_done("plans", inputs):
+        return {spec.name: read_json(run.path("plans", f"{spec.name}.json")) for spec in cfg.plans}
     all_docs = load_plan_table(run_dir, "signals")
     tokenizers = token_columns(all_docs)
     if cfg.tokenizer not in tokenizers:
@@ -225,8 +229,15 @@ def run_plan(run_dir: str, cfg: PlanConfig) -> dict[str, Any]:
         plan["source"] = cfg.source
         write_json(run.stage("plans", f"{spec.name}.json"), plan)
         out[spec.name] = plan
-    run.mark_done("plans", hash_obj(cfg.model_dump()), {"plans": list(out)})
+    run.mark_done("plans", inputs, {"plans": list(out)})
     return out
+
+
+def plan_inputs_hash(run: RunDir, cfg: PlanConfig) -> str:
+    """Hash of the config and the signals shards + decisions it reads (names and sizes)."""
+    files = sorted(glob.glob(run.path("signals", "shard-*.parquet"))) + [run.path("curated", "decisions.parquet")]
+    sizes = [(f, os.path.getsize(f)) for f in files if os.path.exists(f)]
+    return hash_obj({"config": cfg.model_dump(), "files": sizes})
 
 
 def fmt_plans(plans: dict[str, Any]) -> str:

@@ -204,3 +204,15 @@ def test_on_the_real_scorer_output(tmp_path):
     assert s["input"] == 120 and s["reconciles"] and s["dropped"] > 0
     plans = run_plan(str(tmp_path), PlanConfig(budget_tokens=5000, bootstrap=20))
     assert sum(v["tokens"] for v in plans["unimax"]["languages"].values()) == plans["unimax"]["planned_tokens"]
+
+
+def test_rule_on_all_null_signal_fails_fast(run):
+    run, _ = run
+    for f in sorted(run.glob("signals/shard-*.parquet")):
+        t = pq.read_table(f)
+        t = t.set_column(t.column_names.index("quality_score"), "quality_score", pa.nulls(len(t), pa.float64()))
+        pq.write_table(t, f)
+    with pytest.raises(ValueError, match="quality_score.*null for every document"):
+        run_decide(
+            str(run), DecideConfig(rules={"quality_low": Rule(signal="quality_score", drop_if="lt", threshold=0.5)})
+        )

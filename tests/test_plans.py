@@ -74,3 +74,16 @@ def test_plan_stage_writes_plans_under_each_tokenizer(tmp_path):
     )
     for name in ("tpsu.json", "balance.json", "economics.json"):
         assert (tmp_path / "curated" / name).exists()
+
+
+def test_plan_stage_skips_when_inputs_unchanged(tmp_path):
+    docs = parallel_docs(limit=8)
+    write_corpus(tmp_path, docs, 60)
+    write_signals(tmp_path, docs, 60)
+    cfg = PlanConfig(budget_tokens=1000, source="signals", bootstrap=20)
+    first = run_plan(str(tmp_path), cfg)
+    mtime = (tmp_path / "plans/unimax.json").stat().st_mtime_ns
+    assert run_plan(str(tmp_path), cfg) == first
+    assert (tmp_path / "plans/unimax.json").stat().st_mtime_ns == mtime
+    changed = run_plan(str(tmp_path), cfg.model_copy(update={"budget_tokens": 2000}))
+    assert changed["unimax"]["budget"] == 2000

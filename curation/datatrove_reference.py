@@ -71,6 +71,20 @@ def run_filter(flt: Any, texts: Iterable[str]) -> list[str]:
     return [reason_of(flt.filter(Document(text=t, id=str(i)))) for i, t in enumerate(texts)]
 
 
+def run_filters(filters: dict[str, Any], texts: Iterable[str]) -> dict[str, list[str]]:
+    """Run several datatrove filters document by document (they then share datatrove's cached word split).
+
+    Each filter gets its own Document: C4QualityFilter rewrites ``doc.text`` to the kept lines.
+    """
+    from datatrove.data import Document
+
+    out: dict[str, list[str]] = {name: [] for name in filters}
+    for i, t in enumerate(texts):
+        for name, flt in filters.items():
+            out[name].append(reason_of(flt.filter(Document(text=t, id=str(i)))))
+    return out
+
+
 def run_lid(lid: Any, texts: Iterable[str]) -> list[tuple[str, float]]:
     """datatrove's top (language, score) per text."""
     from datatrove.data import Document

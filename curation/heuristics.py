@@ -54,32 +54,37 @@ _GAP_RE = re.compile(r"(\s+)")
 
 @dataclass(frozen=True)
 class Rule:
-    """One datatrove rule: drop when ``column`` is ``op`` (``lt``/``gt``) the threshold; ``reason`` is datatrove's."""
+    """One datatrove rule: drop when ``column`` is ``op`` (``lt``/``gt``) the threshold; ``reason`` is datatrove's.
+
+    ``zero_off``: datatrove tests the threshold's truthiness (``if self.min_doc_words and ...``), so 0 turns the rule
+    off; elsewhere (n-gram, FineWeb rules) 0 is a real threshold. ``None`` always turns a rule off here.
+    """
 
     filter: str
     reason: str
     column: str
     op: str
     default: float | None
+    zero_off: bool = False
 
 
 # In datatrove's order within each filter (the first failing rule gives the reason). Special rules (empty docs, C4
 # lorem/curly line order) are handled in :func:`decide`.
 RULES: tuple[Rule, ...] = (
-    Rule("gopher_quality", "gopher_short_doc", "gopher_n_non_symbol_words", "lt", 50),
-    Rule("gopher_quality", "gopher_long_doc", "gopher_n_non_symbol_words", "gt", 100000),
-    Rule("gopher_quality", "gopher_below_avg_threshold", "gopher_mean_word_length", "lt", 3),
-    Rule("gopher_quality", "gopher_above_avg_threshold", "gopher_mean_word_length", "gt", 10),
-    Rule("gopher_quality", "gopher_too_many_hashes", "gopher_hash_ratio", "gt", 0.1),
-    Rule("gopher_quality", "gopher_too_many_ellipsis", "gopher_ellipsis_ratio", "gt", 0.1),
-    Rule("gopher_quality", "gopher_too_many_bullets", "gopher_bullet_lines_ratio", "gt", 0.9),
-    Rule("gopher_quality", "gopher_too_many_end_ellipsis", "gopher_end_ellipsis_lines_ratio", "gt", 0.3),
-    Rule("gopher_quality", "gopher_below_alpha_threshold", "gopher_alpha_words_ratio", "lt", 0.8),
-    Rule("gopher_quality", "gopher_enough_stop_words", "gopher_stop_words", "lt", 2),
-    Rule("gopher_repetition", "dup_para_frac", "gopher_dup_para_frac", "gt", 0.3),
-    Rule("gopher_repetition", "dup_para_char_frac", "gopher_dup_para_char_frac", "gt", 0.2),
-    Rule("gopher_repetition", "dup_line_frac", "gopher_dup_line_frac", "gt", 0.3),
-    Rule("gopher_repetition", "dup_line_char_frac", "gopher_dup_line_char_frac", "gt", 0.2),
+    Rule("gopher_quality", "gopher_short_doc", "gopher_n_non_symbol_words", "lt", 50, True),
+    Rule("gopher_quality", "gopher_long_doc", "gopher_n_non_symbol_words", "gt", 100000, True),
+    Rule("gopher_quality", "gopher_below_avg_threshold", "gopher_mean_word_length", "lt", 3, True),
+    Rule("gopher_quality", "gopher_above_avg_threshold", "gopher_mean_word_length", "gt", 10, True),
+    Rule("gopher_quality", "gopher_too_many_hashes", "gopher_hash_ratio", "gt", 0.1, True),
+    Rule("gopher_quality", "gopher_too_many_ellipsis", "gopher_ellipsis_ratio", "gt", 0.1, True),
+    Rule("gopher_quality", "gopher_too_many_bullets", "gopher_bullet_lines_ratio", "gt", 0.9, True),
+    Rule("gopher_quality", "gopher_too_many_end_ellipsis", "gopher_end_ellipsis_lines_ratio", "gt", 0.3, True),
+    Rule("gopher_quality", "gopher_below_alpha_threshold", "gopher_alpha_words_ratio", "lt", 0.8, True),
+    Rule("gopher_quality", "gopher_enough_stop_words", "gopher_stop_words", "lt", 2, True),
+    Rule("gopher_repetition", "dup_para_frac", "gopher_dup_para_frac", "gt", 0.3, True),
+    Rule("gopher_repetition", "dup_para_char_frac", "gopher_dup_para_char_frac", "gt", 0.2, True),
+    Rule("gopher_repetition", "dup_line_frac", "gopher_dup_line_frac", "gt", 0.3, True),
+    Rule("gopher_repetition", "dup_line_char_frac", "gopher_dup_line_char_frac", "gt", 0.2, True),
     Rule("gopher_repetition", "top_2_gram", "gopher_top_2_gram_frac", "gt", 0.2),
     Rule("gopher_repetition", "top_3_gram", "gopher_top_3_gram_frac", "gt", 0.18),
     Rule("gopher_repetition", "top_4_gram", "gopher_top_4_gram_frac", "gt", 0.16),
@@ -398,8 +403,8 @@ def _all_duplicate_chars(words: list[str], n: int) -> int:
 def decide(values: dict[str, Any], thresholds: dict[str, float | None] | None = None) -> dict[str, np.ndarray]:
     """datatrove's decision per filter from stored values: filter -> array of drop reasons ('' = kept).
 
-    ``thresholds`` maps a reason (e.g. ``gopher_short_doc``) to a threshold; ``None``/0 turns the rule off as in
-    datatrove (``if self.min_doc_words and ...``). C4's ``lorem_ipsum``/``curly_bracket`` take True/False.
+    ``thresholds`` maps a reason (e.g. ``gopher_short_doc``) to a threshold; ``None`` turns a rule off, and so does 0
+    where datatrove tests truthiness (:attr:`Rule.zero_off`). C4's ``lorem_ipsum``/``curly_bracket`` take True/False.
     """
     th = {r.reason: r.default for r in RULES} | {"lorem_ipsum": True, "curly_bracket": True} | (thresholds or {})
     n = len(np.asarray(values["gopher_n_words"]))
@@ -409,11 +414,12 @@ def decide(values: dict[str, Any], thresholds: dict[str, float | None] | None = 
         for cond, why in _special(values, f, th, n):
             reason[(reason == "") & cond] = why
         for r in RULES:
-            if r.filter != f or not th.get(r.reason):
+            t = th.get(r.reason)
+            if r.filter != f or t is None or (r.zero_off and not t):
                 continue
             v = np.asarray(values[r.column], dtype=np.float64)
             with np.errstate(invalid="ignore"):
-                cond = v < th[r.reason] if r.op == "lt" else v > th[r.reason]
+                cond = v < t if r.op == "lt" else v > t
             reason[(reason == "") & cond] = r.reason
     return out
 

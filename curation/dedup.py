@@ -33,6 +33,7 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import regex
 from pydantic import Field
 
 from curation.config import BaseConfig
@@ -44,6 +45,7 @@ log = get_logger("dedup")
 _MERSENNE = np.uint64((1 << 61) - 1)
 _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _NGRAM_MULT = np.uint64(0x9E3779B97F4A7C15)
+_MARKS = regex.compile(r"\p{Mn}+")
 REC_DTYPE = np.dtype([("key", "<u8"), ("row", "<u4")])
 DEDUP_SCHEMA = pa.schema(
     [
@@ -122,12 +124,26 @@ def exact_key(text: str) -> int:
     return xxhash.xxh64_intdigest(normalise_exact(text).encode("utf-8"))
 
 
+def simplified_words(text: str) -> list[str]:
+    """``datatrove.utils.text.simplify_text(text).split()``, computed faster.
+
+    Same steps (lower case, numbers -> 0, punctuation -> space, NFD without combining marks), but the marks are
+    removed with one compiled ``\\p{Mn}`` regex instead of a Python loop over every character, and whitespace is
+    normalised by ``split``.
+    """
+    from datatrove.utils.text import NUMBERS_PATTERN, PUNCTUATION_TRANS
+
+    text = NUMBERS_PATTERN.sub("0", text.lower()).translate(PUNCTUATION_TRANS)
+    if not text.isascii():
+        text = _MARKS.sub("", unicodedata.normalize("NFD", text))
+    return text.split()
+
+
 def shingles(text: str, n_grams: int) -> np.ndarray:
     """Word n-gram hashes (uint64 [N]) of datatrove's simplified text; empty when it has fewer than n words."""
     import xxhash
-    from datatrove.utils.text import simplify_text
 
-    words = simplify_text(text).split()
+    words = simplified_words(text)
     if len(words) < n_grams:
         return np.empty(0, dtype=np.uint64)
     w = np.fromiter((xxhash.xxh64_intdigest(t) for t in words), dtype=np.uint64, count=len(words))

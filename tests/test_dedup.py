@@ -126,3 +126,14 @@ def test_signatures_bit_identical_to_datatrove():
     ref = np.array([sum(step.get_signature(p.reshape(-1, 1)), []) for p in parts], dtype=np.uint64)
     a, b = permutations(112, 1)
     assert (minhash_batch(parts, a, b, chunk=1000) == ref).all()  # chunks split documents
+
+
+def test_simplified_words_equal_datatrove_simplify_text():
+    from datatrove.utils.text import simplify_text
+
+    from curation.dedup import simplified_words
+
+    docs = stdlib_docs(MODULES[:3]) + parallel_docs(limit=80, langs=("de", "fr", "ru", "ja", "hi", "ta"))
+    docs.append({"text": "Café  naïve 3,5 ١٢٣ déjà-vu\tÅngström  ｆｕｌｌ"})
+    for d in docs:
+        assert simplified_words(d["text"]) == simplify_text(d["text"]).split(), d["text"][:80]

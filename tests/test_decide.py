@@ -216,3 +216,16 @@ def test_rule_on_all_null_signal_fails_fast(run):
         run_decide(
             str(run), DecideConfig(rules={"quality_low": Rule(signal="quality_score", drop_if="lt", threshold=0.5)})
         )
+
+
+def test_datatrove_merge_stats_tool_reads_the_shard_stats(run, tmp_path, monkeypatch):
+    import sys
+
+    from datatrove.tools import merge_stats
+
+    run, _ = run
+    run_decide(str(run), _cfg())
+    out = tmp_path / "merged.json"
+    monkeypatch.setattr(sys, "argv", ["merge_stats", str(run / "curated/stats"), "-o", str(out)])
+    merge_stats.main()
+    assert json.loads(out.read_text()) == json.loads((run / "curated/stats.json").read_text())

@@ -1,0 +1,223 @@
+"""A real Prefect server on a free loopback port: serve the deployments, run them through the REST API like the UI.
+
+One server (temporary SQLite PREFECT_HOME) and one `serve` process for the whole module, both stopped by PID at the
+end.
+Runs use a tiny corpus config: two small .mo catalogs in two languages and three stdlib modules.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flows.deployments import FLOW_ENTRYPOINTS
+from flows.server import start_server, start_serving, stop, wait_healthy
+
+pytestmark = pytest.mark.slow
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+ARTIFACTS = Path(os.environ.get("TOKENWISE_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "runs" / "test"))
+
+TINY = """\
+run:
+  seed: 0
+corpus:
+  sources:
+    - type: gettext
+      languages: [de, fr]
+      catalogs: [adduser]
+      min_words: 2
+    - type: stdlib
+      max_modules: 3
+  tasks: 1
+  workers: 1
+prefect:
+  refresh_cron: "0 3 * * *"
+"""
+
+
+@pytest.fixture(scope="module")
+def prefect(tmp_path_factory):
+    """(api client, ui url, tmp dir) of a fresh server serving every tokenwise deployment."""
+    tmp = tmp_path_factory.mktemp("prefect")
+    config = tmp / "tiny.yaml"
+    config.write_text(TINY)
+    server = start_server(tmp / "home", PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2")
+    serving = None
+    try:
+        wait_healthy(server, 120)
+        serving = start_serving(server, str(config), str(tmp / "run"))
+        api = httpx.Client(base_url=server.api_url, timeout=30)
+        _wait_for_deployments(api, serving, tmp / "home" / "serve.log")
+        yield api, server.ui_url, tmp
+    finally:
+        if serving is not None:
+            stop(serving)
+        stop(server.proc)
+        assert server.proc.poll() is not None, "the server must be stopped by PID"
+
+
+def _wait_for_deployments(api: httpx.Client, serving, log: Path, timeout_s: float = 150) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        assert serving.poll() is None, f"serve process exited:\n{log.read_text()[-3000:]}"
+        if len(api.post("/deployments/filter", json={}).json()) == len(FLOW_ENTRYPOINTS):
+            time.sleep(2.0)  # serve registers, then starts polling for runs
+            return
+        time.sleep(1.0)
+    raise TimeoutError(f"deployments not registered after {timeout_s}s:\n{log.read_text()[-3000:]}")
+
+
+def deployment(api: httpx.Client, name: str) -> dict:
+    found = [d for d in api.post("/deployments/filter", json={}).json() if d["name"] == name]
+    assert found, f"no deployment {name!r}"
+    return found[0]
+
+
+def run_from_ui(api: httpx.Client, name: str, params: dict, timeout_s: float = 150) -> dict:
+    """POST /deployments/{id}/create_flow_run as the UI's Run button does, then poll until a final state."""
+    dep = deployment(api, name)
+    body = {"parameters": {"params": params}, "state": {"type": "SCHEDULED", "message": "Run from the Prefect UI"}}
+    r = api.post(f"/deployments/{dep['id']}/create_flow_run", json=body)
+    assert r.status_code == 201, r.text
+    run_id = r.json()["id"]
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        run = api.get(f"/flow_runs/{run_id}").json()
+        if run["state_type"] in FINAL:
+            return run
+        time.sleep(1.0)
+    raise TimeoutError(f"flow run {run_id} of {name} not finished after {timeout_s}s: {run['state_type']}")
+
+
+def artifacts_of(api: httpx.Client, run_id: str) -> dict[str, dict]:
+    body = {"artifacts": {"flow_run_id": {"any_": [run_id]}}}
+    return {a["key"]: a for a in api.post("/artifacts/filter", json=body).json() if a["key"]}
+
+
+@pytest.fixture(scope="module")
+def corpus_run(prefect):
+    api, _, tmp = prefect
+    params = {"config_path": str(tmp / "tiny.yaml"), "run_dir": str(tmp / "run")}
+    return run_from_ui(api, "corpus", params), params
+
+
+def test_corpus_deployment_run_from_api_completes_with_outputs_and_artifacts(prefect, corpus_run):
+    api, _, tmp = prefect
+    run, params = corpus_run
+    assert run["state_type"] == "COMPLETED", run["state"]["message"]
+    assert run["name"].startswith("corpus-run-tiny-")
+    out = Path(params["run_dir"]) / "corpus"
+    assert (out / "manifest.json").exists() and (out / "_DONE.json").exists()
+    assert list(out.glob("shard-*.parquet"))
+    arts = artifacts_of(api, run["id"])
+    for key in ("tokenwise-corpus-summary", "tokenwise-corpus-by-lang", "tokenwise-corpus-changes"):
+        assert key in arts, sorted(arts)
+    assert {"de", "fr", "en"} <= {row["lang"] for row in _table(arts["tokenwise-corpus-by-lang"])}
+    assert arts["tokenwise-corpus-progress"]["data"] == 100.0
+
+
+def _table(artifact: dict) -> list[dict]:
+    import json
+
+    data = artifact["data"]
+    return json.loads(data) if isinstance(data, str) else data
+
+
+def test_failing_run_ends_failed_with_readable_message(prefect):
+    api, _, tmp = prefect
+    bad = tmp / "bad.yaml"
+    bad.write_text(
+        TINY.replace(
+            "type: stdlib\n      max_modules: 3", "type: text_dir\n      name: docs\n      paths: [/nonexistent/docs]"
+        )
+    )
+    run = run_from_ui(api, "corpus", {"config_path": str(bad), "run_dir": str(tmp / "bad-run")})
+    assert run["state_type"] == "FAILED"
+    msg = run["state"]["message"]
+    assert str(bad) in msg and "/nonexistent/docs" in msg and "does not exist" in msg, msg
+    assert "What to do" in msg, msg
+    assert not (tmp / "bad-run" / "corpus" / "_DONE.json").exists()
+
+
+def test_refresh_schedule_creates_scheduled_runs(prefect):
+    api, _, _ = prefect
+    dep = deployment(api, "corpus-refresh")
+    assert [s["schedule"]["cron"] for s in dep["schedules"]] == ["0 3 * * *"]
+    body = {"flow_runs": {"deployment_id": {"any_": [dep["id"]]}, "state": {"type": {"any_": ["SCHEDULED"]}}}}
+    t0, runs = time.monotonic(), []
+    while time.monotonic() - t0 < 60 and not runs:
+        runs = api.post("/flow_runs/filter", json=body).json()
+        time.sleep(1.0)
+    assert runs, "the scheduler created no runs for the corpus-refresh cron"
+    assert all(r["expected_start_time"][11:16] == "03:00" for r in runs)
+
+
+def test_gpu_deployments_are_tagged_and_forms_have_defaults(prefect):
+    api, _, tmp = prefect
+    for name in ("finetune", "quantize", "measure", "corpus"):
+        dep = deployment(api, name)
+        assert ("gpu" in dep["tags"]) == (name != "corpus"), (name, dep["tags"])
+        assert dep["parameters"]["params"]["config_path"] == str(tmp / "tiny.yaml")
+        assert dep["parameter_openapi_schema"]["properties"]["params"]["description"]
+
+
+def test_ui_renders_the_completed_run(prefect, corpus_run):
+    from browser_util import open_browser, require_browser
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    require_browser()
+    _, ui_url, _ = prefect
+    run, _ = corpus_run
+    drv = open_browser(1400, 1000)
+    try:
+        drv.get(f"{ui_url}/runs/flow-run/{run['id']}")
+        WebDriverWait(drv, 60).until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), run["name"]))
+        WebDriverWait(drv, 30).until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "Completed"))
+        time.sleep(1.0)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / "prefect-ui-flow-run.png"
+        drv.save_screenshot(str(shot))
+    finally:
+        drv.quit()
+    assert distinct_pixel_bytes(shot.read_bytes()) > 20, f"{shot} looks blank"
+
+
+def distinct_pixel_bytes(png: bytes) -> int:
+    """Distinct byte values in the decompressed image data (a blank page has a handful)."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat = 8, b""
+    while pos < len(png):
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        kind = png[pos + 4 : pos + 8]
+        if kind == b"IDAT":
+            idat += png[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    return len(set(zlib.decompress(idat)))
+
+
+def test_failure_automation_and_work_pool_deployments(prefect):
+    """Runs last: deploying to pools replaces the served deployments of the same names."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.deployments import create_failure_automation, deploy_to_pools
+
+    api, _, tmp = prefect
+    with temporary_settings(updates={PREFECT_API_URL: str(api.base_url).rstrip("/")}):
+        automation_id = create_failure_automation("http://127.0.0.1:9/hook")
+        deploy_to_pools(str(tmp / "tiny.yaml"), str(tmp / "run"), "process")
+    automation = api.get(f"/automations/{automation_id}").json()
+    assert set(automation["trigger"]["expect"]) == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
+    assert automation["actions"][0]["type"] == "send-notification"
+    pools = {p["name"]: p for p in api.post("/work_pools/filter", json={}).json()}
+    assert {"tokenwise-cpu", "gpu"} <= set(pools)
+    finetune, corpus = deployment(api, "finetune"), deployment(api, "corpus")
+    assert finetune["work_pool_name"] == "gpu" and corpus["work_pool_name"] == "tokenwise-cpu"
+    assert finetune["job_variables"]["env"]["CUDA_VISIBLE_DEVICES"] == "0"

@@ -74,6 +74,10 @@ class DedupConfig(BaseConfig):
         1 << 20, ge=1024, description="Max (key,row) records held in RAM while bucketing; bounds dedup memory."
     )
     exact: bool = Field(True, description="Also mark exact duplicates (hash of normalised text).")
+    tasks: int = Field(
+        1, ge=1, le=100_000, description="datatrove tasks for the signature stage (shard i -> i % tasks)."
+    )
+    workers: int = Field(1, ge=1, le=1024, description="Signature processes at once (<= cores); 1 = in-process.")
 
 
 @dataclass
@@ -279,6 +283,33 @@ def write_signatures(shard: str, index: int, out: str, cfg: DedupConfig) -> int:
     return n
 
 
+def _signature_task(cfg_dict: dict, shards: list[str], out: str, data, rank: int = 0, world_size: int = 1):
+    """datatrove pipeline step: signatures of the shards assigned to ``rank`` (finished shards are skipped)."""
+    cfg = DedupConfig.model_validate(cfg_dict)
+    for i, shard in enumerate(shards):
+        if i % world_size == rank:
+            write_signatures(shard, i, out, cfg)
+    yield from ()
+
+
+def _signatures_with_executor(shards: list[str], out: str, cfg: DedupConfig) -> None:
+    """Stage 1 through datatrove's LocalPipelineExecutor (the same step runs on its Slurm/Ray executors)."""
+    import functools
+
+    from datatrove.executor import LocalPipelineExecutor
+
+    tasks = min(cfg.tasks, len(shards))
+    if tasks == 1 and cfg.workers == 1:  # no executor overhead (logging dirs, forks) for the common small case
+        for i, shard in enumerate(shards):
+            write_signatures(shard, i, out, cfg)
+        return
+    tag = hash_obj({"config": cfg.model_dump(), "shards": [Path(s).name for s in shards]})
+    step = functools.partial(_signature_task, cfg.model_dump(), shards, out)
+    LocalPipelineExecutor(
+        pipeline=[step], tasks=tasks, workers=min(cfg.workers, tasks), logging_dir=f"{out}/_logs/{tag}"
+    ).run()
+
+
 # ---------------------------------------------------------------- stage 2: buckets
 
 
@@ -373,7 +404,8 @@ def run_dedup(run_dir: str, cfg: DedupConfig | None = None, shards: list[str] | 
         )
     out = run.stage("signals", "dedup")
     os.makedirs(out, exist_ok=True)
-    counts = [write_signatures(s, i, out, cfg) for i, s in enumerate(shards)]
+    _signatures_with_executor(shards, out, cfg)
+    counts = [write_signatures(s, i, out, cfg) for i, s in enumerate(shards)]  # all done: reads the .done counts
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     near = [
         band_pairs(

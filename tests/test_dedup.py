@@ -137,3 +137,13 @@ def test_simplified_words_equal_datatrove_simplify_text():
     docs.append({"text": "Café  naïve 3,5 ١٢٣ déjà-vu\tÅngström  ｆｕｌｌ"})
     for d in docs:
         assert simplified_words(d["text"]) == simplify_text(d["text"]).split(), d["text"][:80]
+
+
+def test_signatures_through_datatrove_executor_match_in_process(planted, tmp_path):
+    run, _, _ = planted
+    (tmp_path / "corpus").mkdir()
+    for f in (run / "corpus").glob("shard-*.parquet"):
+        (tmp_path / "corpus" / f.name).write_bytes(f.read_bytes())
+    run_dedup(str(tmp_path), DedupConfig(exact=False, range_records=1024, tasks=3, workers=2))
+    assert clusters_from_dedup(str(tmp_path)) == clusters_from_dedup(str(run))
+    assert len(list((tmp_path / "signals/dedup/sigs").glob("shard-*.done"))) == len(list(run.glob("corpus/*.parquet")))

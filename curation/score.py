@@ -321,11 +321,14 @@ def score_run(cfg: ScoreConfig, run_dir: str) -> dict:
         return run.marker("signals")["summary"]
     tasks = min(cfg.tasks, len(jobs))
     step = functools.partial(_score_task, cfg.model_dump(), run_dir, fp["tokenizers"], jobs)
+    # resume is per shard (inputs hash in each output), so datatrove's per-task completion markers are not used:
+    # a task whose shard output went missing must run again.
     LocalPipelineExecutor(
         pipeline=[step],
         tasks=tasks,
         workers=min(cfg.workers, tasks),
         logging_dir=run.stage("signals", "_logs", stage_hash),
+        skip_completed=False,
     ).run()
     manifest = _manifest(jobs, fp)
     write_json(run.stage("signals", "manifest.json"), manifest)

@@ -268,3 +268,24 @@ def test_config_rejects_one_model_and_reserved_names(models):
         ServeConfig(models=[{"name": "auto", "path": "x"}, {"name": "b", "path": "y"}])
     cfg = ServeConfig(models=[{"name": "a", "path": "{run}/models/a"}, {"name": "b", "path": "y"}]).resolved("/r")
     assert cfg.models[0].path == "/r/models/a"
+
+
+@pytest.mark.parametrize("method", ["draft", "prompt_lookup"])
+def test_speculative_model_serves_target_greedy_output_with_spec_metrics(models, backends, method):
+    cfg = make_config(models)
+    large = cfg.models[0].model_copy(update={"name": "large-spec"})
+    large.speculative = {"method": method, "draft": str(models["small"]), "k": 3}
+    cfg = cfg.model_copy(update={"models": [*cfg.models, large]})
+    spec_backends = {**backends, "large-spec": load_backend(large)}
+    with TestClient(create_app(cfg, spec_backends)) as c:
+        for prompt in ["def f(x):\n    return x", "import os\nimport os\nimport"]:
+            body = {"prompt": prompt, "max_tokens": 12}
+            plain = c.post("/v1/completions", json={"model": "large", **body}).json()
+            spec = c.post("/v1/completions", json={"model": "large-spec", **body}).json()
+            assert spec["choices"][0]["text"] == plain["choices"][0]["text"]
+            sd = spec["metrics"]["speculative_decoding"]
+            assert sd["num_spec_steps"] > 0 and sd["num_accepted_draft_tokens"] <= sd["num_draft_tokens"]
+            assert spec["metrics"]["forward_passes"] <= plain["metrics"]["forward_passes"]
+        text = c.get("/metrics").text
+    assert 'tokenwise:spec_decode_num_drafts_total{model_name="large-spec"}' in text
+    assert 'tokenwise:spec_decode_num_drafts_total{model_name="large-spec"} 0.0' not in text

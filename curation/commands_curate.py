@@ -74,6 +74,10 @@ def whatif_cmd(
     except (FileNotFoundError, ValueError) as e:
         _fail(e)
     typer.echo(f"{s['out']}: {fmt_counts(s)} ({time.perf_counter() - t0:.1f}s)")
+    if s.get("vs_baseline"):
+        v = s["vs_baseline"]
+        typer.echo(f"  vs decide: {v['docs_changed']} docs change outcome, kept {v['kept_delta']:+d} docs, "
+                   f"{v['tokens_kept_delta']:+d} tokens")  # fmt: skip
     for rule, cost in s["token_cost"].items():
         typer.echo(f"  {rule}: {s['by_reason'].get(rule, 0)} docs, {cost} {s['reference_tokenizer']} tokens removed")
 

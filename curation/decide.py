@@ -407,7 +407,18 @@ def decisions_table(d: Decisions) -> pa.Table:
     return pa.table(cols)
 
 
-def write_decisions(d: Decisions, cfg: DecideConfig, out: str) -> dict[str, Any]:
+def upstream(run: RunDir) -> dict[str, Any] | None:
+    """Rows the scorer quarantined before they reached signals/ (from ``signals/manifest.json``), so that
+    corpus rows = scored + score-quarantined = kept + dropped + quarantined + score-quarantined."""
+    if not run.exists("signals", "manifest.json"):
+        return None
+    from curation.rundir import read_json
+
+    t = read_json(run.path("signals", "manifest.json")).get("totals", {})
+    return {"corpus_rows": t.get("rows_in"), "score_quarantined": t.get("rows_quarantined")}
+
+
+def write_decisions(d: Decisions, cfg: DecideConfig, out: str, up: dict | None = None) -> dict[str, Any]:
     """decisions.parquet, stats.json (+ per-shard parts), summary.json, histograms.json, quarantine/decide.jsonl."""
     with atomic_open(f"{out}/decisions.parquet", "wb") as f:
         pq.write_table(decisions_table(d), f)
@@ -421,6 +432,10 @@ def write_decisions(d: Decisions, cfg: DecideConfig, out: str) -> dict[str, Any]
         total = total + PipelineStats.from_json(part)  # exactly what datatrove's merge_stats computes
     write_json(f"{out}/stats.json", json.loads(total.to_json()))
     summ = summary(d, cfg)
+    if up and up.get("corpus_rows") is not None:
+        summ["upstream"] = up | {
+            "reconciles": up["corpus_rows"] == summ["input"] + (up["score_quarantined"] or 0),
+        }
     write_json(f"{out}/summary.json", summ)
     write_json(f"{out}/histograms.json", histograms(d, cfg))
     _write_quarantine(d, f"{out}/quarantine/decide.jsonl")
@@ -463,7 +478,7 @@ def run_decide(run_dir: str, cfg: DecideConfig, force: bool = False) -> dict[str
     check_columns(table, cfg, run.path("signals"))
     d = decide_table(table, cfg)
     out = run.stage("curated")
-    summ = write_decisions(d, cfg, out)
+    summ = write_decisions(d, cfg, out, upstream(run))
     written = write_kept(run, d, out)
     short = {k: summ[k] for k in ("input", KEPT, DROPPED, QUARANTINED, "reconciles", "tokens_input", "tokens_kept")}
     short |= {"kept_written": written, "token_cost": summ["token_cost"]}
@@ -509,11 +524,31 @@ def run_whatif(run_dir: str, cfg: DecideConfig, sets: list[str], name: str | Non
     table = load_signals(run_dir, new)
     check_columns(table, new, RunDir(run_dir).path("signals"))
     d = decide_table(table, new)
-    out = RunDir(run_dir).stage("curated", "whatif", name or hash_obj(sets))
-    summ = write_decisions(d, new, out)
+    run = RunDir(run_dir)
+    out = run.stage("curated", "whatif", name or hash_obj(sets))
+    summ = write_decisions(d, new, out, upstream(run))
     summ["sets"] = sets
     summ["out"] = out
+    summ["vs_baseline"] = _vs_baseline(run, d, summ)
+    write_json(f"{out}/summary.json", summ)
     return summ
+
+
+def _vs_baseline(run: RunDir, d: Decisions, summ: dict[str, Any]) -> dict[str, Any] | None:
+    """Change against the last ``curate decide`` (curated/decisions.parquet): documents and tokens kept."""
+    if not run.exists("curated", "decisions.parquet") or not run.exists("curated", "summary.json"):
+        return None
+    from curation.rundir import read_json
+
+    base = read_json(run.path("curated", "summary.json"))
+    old = pq.read_table(run.path("curated", "decisions.parquet"), columns=["id", "status"])
+    before = dict(zip(old.column("id").to_pylist(), old.column("status").to_pylist(), strict=True))
+    ids = d.table.column("id").to_pylist()
+    changed = sum(before.get(i) != s for i, s in zip(ids, d.status.tolist(), strict=True))
+    return {
+        "kept_delta": summ[KEPT] - base[KEPT], "tokens_kept_delta": summ["tokens_kept"] - base["tokens_kept"],
+        "docs_changed": int(changed),
+    }  # fmt: skip
 
 
 def fmt_counts(s: dict[str, Any]) -> str:

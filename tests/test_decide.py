@@ -81,7 +81,10 @@ def test_whatif_equals_full_rerun(run):
     run, _ = run
     run_decide(str(run), _cfg())
     sets = ["gopher_short_doc=6", "quality_low=0.9", "lang_low_score=none"]
+    base = {r["id"]: r["status"] for r in pq.read_table(run / "curated/decisions.parquet").to_pylist()}
     w = run_whatif(str(run), _cfg(), sets, name="t")
+    after = {r["id"]: r["status"] for r in pq.read_table(run / "curated/whatif/t/decisions.parquet").to_pylist()}
+    assert w["vs_baseline"]["docs_changed"] == sum(base[i] != after[i] for i in base) > 0
     full = run_decide(str(run), apply_sets(_cfg(), sets), force=True)
     assert pq.read_table(run / "curated/whatif/t/decisions.parquet").equals(
         pq.read_table(run / "curated/decisions.parquet")
@@ -202,6 +205,8 @@ def test_on_the_real_scorer_output(tmp_path):
     )
     s = run_decide(str(tmp_path), cfg)
     assert s["input"] == 120 and s["reconciles"] and s["dropped"] > 0
+    up = json.loads((tmp_path / "curated/summary.json").read_text())["upstream"]
+    assert up == {"corpus_rows": 120, "score_quarantined": 0, "reconciles": True}
     plans = run_plan(str(tmp_path), PlanConfig(budget_tokens=5000, bootstrap=20))
     assert sum(v["tokens"] for v in plans["unimax"]["languages"].values()) == plans["unimax"]["planned_tokens"]
 

@@ -10,26 +10,25 @@ from flows.common import run_group, run_name
 from flows.params import StageParams
 from flows.tasks import MAX_ROWS, glob_json, publish_table, read_json_if, rows_of
 
+KEPT_DROPPED_COLUMNS = ("step", "group", "docs_in", "docs_kept", "docs_dropped", "docs_dropped_share")
 
-def kept_dropped_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per-step kept/dropped by language from ``curated/stats.json`` (steps → languages → counters)."""
-    rows: list[dict[str, Any]] = []
-    steps = stats.get("steps") or stats.get("by_step") or {}
-    for step, per in steps.items() if isinstance(steps, dict) else []:
-        langs = per.get("by_lang", per) if isinstance(per, dict) else {}
-        for lang, c in langs.items():
-            if isinstance(c, dict):
-                rows.append({"step": step, "lang": lang, **{k: v for k, v in c.items() if not isinstance(v, dict)}})
-    if not rows:
-        rows = rows_of(stats.get("by_lang", {}), "lang")
-    return rows_of(rows[:MAX_ROWS])
+
+def kept_dropped_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-step kept/dropped by language from ``curated/summary.json`` (its per-step table, rows grouped by lang)."""
+    rows = [r for r in summary.get("steps", []) if r.get("group_by") == "lang"]
+    out = []
+    for r in rows:
+        row = {("lang" if k == "group" else k): r[k] for k in KEPT_DROPPED_COLUMNS if k in r}
+        row |= {k: v for k, v in r.items() if k.startswith("tokens_") and k.endswith(("_in", "_dropped"))}
+        out.append(row)
+    return rows_of(out[:MAX_ROWS])
 
 
 def publish_curate(group: str, run_dir: str) -> None:
     """Kept/dropped per step and language, and each sampling plan's per-language weights."""
-    stats = read_json_if(run_dir, "curated", "stats.json")
-    if isinstance(stats, dict):
-        publish_table(group, "kept-dropped", kept_dropped_rows(stats), "per-step kept/dropped by language")
+    summary = read_json_if(run_dir, "curated", "summary.json")
+    if isinstance(summary, dict):
+        publish_table(group, "kept-dropped", kept_dropped_rows(summary), "per-step kept/dropped by language")
     plans = [
         {"plan": rel[-1].removesuffix(".json"), **r}
         for rel, plan in glob_json(run_dir, "plans", "*.json")

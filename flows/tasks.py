@@ -10,13 +10,21 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.tasks import exponential_backoff
 
 from curation.config import ConfigError, read_yaml, validate_file
@@ -26,11 +34,38 @@ from flows.registry import UPSTREAM
 REPO = Path(__file__).resolve().parent.parent
 CODE_PACKAGES = ("curation", "finetune", "serving", "flows")
 MAX_ROWS = 200
-IO_RETRIES = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_jitter_factor=0.5)
 
 
 class StageFailed(RuntimeError):
     """A stage that failed; the message names the stage, the cause (file, record) and what to do next."""
+
+
+def _retry_io_only(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry transient I/O errors only; a bad record or config fails at once with its message."""
+    try:
+        state.result()
+    except StageFailed as e:
+        return isinstance(e.__cause__, OSError) and not isinstance(e.__cause__, FileNotFoundError)
+    except OSError as e:
+        return not isinstance(e, FileNotFoundError)
+    except Exception:
+        return False
+    return False
+
+
+# I/O tasks retry transient errors (network filesystems, object stores) with exponential backoff
+IO_RETRIES: dict[str, Any] = dict(
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_retry_io_only,
+)
+
+
+def _task_run_name() -> str:
+    from prefect.runtime import task_run
+
+    return f"{task_run.parameters['stage']['name']}"
 
 
 @functools.lru_cache(maxsize=1)
@@ -157,32 +192,13 @@ def _all_markers(run_dir: str) -> dict[str, str]:
     return out
 
 
-def _retry_io_only(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry transient I/O errors only; a bad record or config fails at once with its message."""
-    try:
-        state.result()
-    except StageFailed as e:
-        return isinstance(e.__cause__, OSError) and not isinstance(e.__cause__, FileNotFoundError)
-    except OSError as e:
-        return not isinstance(e, FileNotFoundError)
-    except Exception:
-        return False
-    return False
-
-
-def _task_run_name() -> str:
-    from prefect.runtime import task_run
-
-    return f"{task_run.parameters['stage']['name']}"
-
-
 @task(
     name="run-stage",
     task_run_name=_task_run_name,
     cache_key_fn=stage_cache_key,
     persist_result=True,
     retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=5),
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_condition_fn=_retry_io_only,
 )
 def run_stage(stage: dict[str, str], config_path: str, run_dir: str, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -192,7 +208,8 @@ def run_stage(stage: dict[str, str], config_path: str, run_dir: str, inputs: dic
     before = _all_markers(run_dir)
     t0 = time.perf_counter()
     try:
-        summary = getattr(importlib.import_module(module), fn)(config_path, run_dir)
+        with LogProgress(stage["name"]):
+            summary = getattr(importlib.import_module(module), fn)(config_path, run_dir)
     except Exception as e:  # re-raised with the stage, the cause and what to do; the traceback stays in the logs
         logger.exception("stage %s failed", stage["name"])
         raise StageFailed(_failure_message(stage, config_path, run_dir, e)) from e
@@ -211,6 +228,59 @@ def run_stage(stage: dict[str, str], config_path: str, run_dir: str, inputs: dic
         "markers": written,
         "run_dir": run_dir,
     }
+
+
+class LogProgress(logging.Handler):
+    """Progress artifact of a long stage, read from the library's ``steps=N`` / ``step=i`` log lines.
+
+    Training stages log ``kv(model=..., steps=N)`` at the start and ``kv(step=i, loss=...)`` as they go; this handler
+    turns them into ``tokenwise-<stage>-progress`` (updated at most every few seconds) and forwards every library log
+    line to the run's logs in the UI. Stages that log no steps get no progress artifact.
+    """
+
+    def __init__(self, stage: str, every_s: float = 5.0):
+        super().__init__(logging.INFO)
+        self.stage, self.every_s = stage, every_s
+        self.total = self.step = 0
+        self.artifact_id: Any = None
+        self.last = 0.0
+        self.run_logger = get_run_logger()
+
+    def __enter__(self) -> LogProgress:
+        logging.getLogger("tokenwise").addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("tokenwise").removeHandler(self)
+        if self.artifact_id is not None and not any(exc):
+            update_progress_artifact(self.artifact_id, 100.0, description=f"{self.stage} done")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        self.run_logger.log(record.levelno, "%s: %s", record.name, msg)
+        if m := _STEPS.search(msg):
+            self.total, self.step = int(m.group(1)), 0
+        elif (m := _STEP.search(msg)) and self.total:
+            self.step = int(m.group(1))
+        else:
+            return
+        if time.monotonic() - self.last >= self.every_s or self.step >= self.total:
+            self.last = time.monotonic()
+            self._publish()
+
+    def _publish(self) -> None:
+        pct = 100.0 * min(self.step, self.total) / max(1, self.total)
+        desc = f"{self.stage}: step {self.step}/{self.total}"
+        if self.artifact_id is None:
+            self.artifact_id = create_progress_artifact(
+                pct, key=artifact_key(self.stage, "progress"), description=desc
+            )
+        else:
+            update_progress_artifact(self.artifact_id, pct, description=desc)
+
+
+_STEPS = re.compile(r"\bsteps=(\d+)")
+_STEP = re.compile(r"\bstep=(\d+)")
 
 
 def _failure_message(stage: dict[str, str], config_path: str, run_dir: str, e: BaseException) -> str:
@@ -316,6 +386,26 @@ def project_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
     return env
+
+
+def read_csv_if(run_dir: str, *parts: str) -> list[dict[str, Any]]:
+    """Rows of a CSV at ``<run>/<parts>`` (at most MAX_ROWS; numbers parsed), or [] when absent."""
+    import csv
+    import itertools
+
+    run = RunDir(run_dir)
+    if not run.exists(*parts):
+        return []
+    with run.fs.open(run.path(*parts), "r", encoding="utf-8") as f:
+        rows = itertools.islice(csv.DictReader(f), MAX_ROWS)
+        return [{k: _number(v) for k, v in row.items()} for row in rows]
+
+
+def _number(v: str) -> Any:
+    try:
+        return round(float(v), 4) if any(c in v for c in ".eE") else int(v)
+    except ValueError:
+        return v
 
 
 def glob_json(run_dir: str, *pattern: str) -> list[tuple[list[str], Any]]:

@@ -8,16 +8,17 @@ from prefect import flow
 
 from flows.common import run_group, run_name
 from flows.params import StageParams
-from flows.tasks import MAX_ROWS, glob_json, publish_table, rows_of
+from flows.tasks import publish_table, read_csv_if
 
 
 def publish_tokenizer(group: str, run_dir: str) -> None:
-    """Premiums per tokenizer and language, from each ``tokenizers/<name>/eval.json``."""
-    rows: list[dict[str, Any]] = []
-    for rel, ev in glob_json(run_dir, "tokenizers", "*", "eval.json"):
-        table = ev.get("premiums") or ev.get("by_lang") or ev.get("languages") or ev if isinstance(ev, dict) else ev
-        rows += [{"tokenizer": rel[1], **r} for r in rows_of(table, "lang")]
-    publish_table(group, "premiums", rows[:MAX_ROWS], "token premium vs English per tokenizer and language")
+    """Premium vs English per language and tokenizer, and savings per tokenizer, from the library's CSVs."""
+    premiums = read_csv_if(run_dir, "tokenizers", "premium_vs_eng_Latn.csv")
+    savings = read_csv_if(run_dir, "tokenizers", "savings.csv")
+    publish_table(group, "premiums", premiums, "TPSU relative to English per language (rows) and tokenizer (columns)")
+    publish_table(
+        group, "savings", savings, "token savings of each tokenizer vs its reference per language and domain"
+    )
 
 
 @flow(name="tokenwise-tokenizer", flow_run_name=run_name("tokenizer"), persist_result=True)

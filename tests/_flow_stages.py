@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from curation.log import get_logger, kv
 from curation.rundir import RunDir, atomic_open, hash_obj, sha256_file, write_json
 
 
@@ -21,8 +22,16 @@ def count_records(config_path: str, run_dir: str) -> str:
     inputs = hash_obj([sha256_file(config_path)])
     if run.is_done("toy", inputs):
         return "toy: already done"
+    flag = Path(run_dir).parent / "flaky.done"
+    if "# flaky" in Path(config_path).read_text() and not flag.exists():
+        flag.touch()
+        raise OSError(5, "Input/output error (a flaky network filesystem)", config_path)
     counts: dict[str, int] = {}
-    for i, line in enumerate(Path(config_path).read_text().splitlines(), 1):
+    lines = Path(config_path).read_text().splitlines()
+    log = get_logger("toy")
+    log.info(kv(stage="toy", steps=len(lines)))
+    for i, line in enumerate(lines, 1):
+        log.info(kv(step=i))
         if not line.startswith("# record:"):
             continue
         parts = line.removeprefix("# record:").split()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -61,6 +62,7 @@ def test_stage_flow_runs_library_and_publishes_artifacts(tmp_path, toy_stages):
     summary = read_artifact("tokenwise-corpus-summary")
     assert summary is not None and "3 records in 2 languages" in summary.data
     assert read_artifact("tokenwise-corpus-progress").data == 100.0
+    assert read_artifact("tokenwise-toy-progress").data == 100.0, "step=/steps= log lines drive stage progress"
     assert read_artifact("tokenwise-corpus-changes") is not None
 
 
@@ -95,6 +97,21 @@ def test_failing_stage_ends_failed_with_file_record_and_fix(tmp_path, toy_stages
     assert f"{config}:4" in msg and "record '# record: xx'" in msg
     assert "What to do" in msg and "stage toy" in msg
     assert not (tmp_path / "run" / "toy" / "_DONE.json").exists(), "a failed stage must not look complete"
+
+
+def test_transient_io_error_is_retried_but_bad_record_is_not(tmp_path, toy_stages):
+    from flows.corpus import corpus_flow
+
+    config = write_config(tmp_path, ["de a"])
+    Path(config).write_text(Path(config).read_text() + "# flaky\n")
+    out = corpus_flow(StageParams(config_path=config, run_dir=str(tmp_path / "run")))
+    assert out["stages"][0]["summary"] == "1 records in 1 languages"
+    assert calls(tmp_path) == ["count_records"] * 2, "an OSError is retried once, then the stage succeeds"
+    (tmp_path / "bad").mkdir()
+    bad = write_config(tmp_path / "bad", ["xx"])
+    state = corpus_flow(StageParams(config_path=bad, run_dir=str(tmp_path / "run2")), return_state=True)
+    assert state.is_failed()
+    assert calls(tmp_path).count("count_records") == 3, "a bad record fails at once, without retries"
 
 
 def test_invalid_config_fails_before_any_stage_with_file_line(tmp_path, toy_stages):
@@ -193,3 +210,36 @@ def test_artifact_helpers_keep_stable_keys_and_small_tables():
         {"file": "c", "change": "removed"},
         {"file": "(1 files)", "change": "unchanged"},
     ]
+
+
+def test_corpus_refresh_rebuilds_only_when_sources_change_and_reports_what_changed(tmp_path, monkeypatch):
+    """The real corpus library on a tiny config: one .mo catalog pair and a directory of prose files."""
+    from flows.corpus import corpus_refresh_flow
+
+    monkeypatch.setattr(pipeline, "DEMO_STAGES", [("corpus", "curation.corpus:build_from_config")])
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("The quick brown fox jumps over the lazy dog, twice over.\n")
+    (docs / "b.md").write_text("A second document about translation memories and token budgets.\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "corpus:\n  sources:\n    - {type: gettext, languages: [de], catalogs: [adduser], min_words: 2}\n"
+        f"    - {{type: text_dir, name: docs, paths: ['{docs}'], patterns: ['*.md']}}\n  tasks: 1\n  workers: 1\n"
+    )
+    params = StageParams(config_path=str(config), run_dir=str(tmp_path / "run"))
+    first = corpus_refresh_flow(params)["corpus"]
+    docs_before = json.loads((tmp_path / "run" / "corpus" / "manifest.json").read_text())["documents"]
+    again = corpus_refresh_flow(params)["corpus"]
+    assert again["changes"]["n_changed"] == 0 and first["changes"]["n_changed"] == 3  # 2 prose + 1 catalog new
+    (docs / "b.md").write_text("The second document, edited: token premiums differ by language.\n")
+    (docs / "c.md").write_text("A third document that arrived after the first build of the corpus.\n")
+    corpus_refresh_flow(params)
+    changes = {r["file"]: r["change"] for r in _table(read_artifact("tokenwise-corpus-refresh-changes"))}
+    assert changes[str(docs / "b.md")] == "changed" and changes[str(docs / "c.md")] == "new"
+    assert str(docs / "a.md") not in changes
+    manifest = json.loads((tmp_path / "run" / "corpus" / "manifest.json").read_text())
+    assert manifest["documents"] == docs_before + 1
+
+
+def _table(artifact) -> list[dict]:
+    return json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data

@@ -10,6 +10,8 @@ Per-request API (what the server calls)::
     for chunk in stream:                          # list[int]: the tokens accepted in one step (1..k+1 of them)
         ...                                       # send as SSE
     stream.stats                                  # same dict as generate()'s, filled when the iteration ends
+    stream.tokens, stream.logprobs, stream.entropies   # per emitted token: the target's log-prob (nats, at
+                                                  # temperature 1, before top-p) and the entropy of that distribution
 
 ``mode``: ``"target"`` (target model alone), ``"speculative"`` (draft model proposes ``k`` tokens, target verifies),
 ``"prompt_lookup"`` (n-gram lookup in the prompt and the generated text proposes, no draft model). ``temperature=0``
@@ -39,6 +41,7 @@ from typing import Any, Literal
 import torch
 from transformers import DynamicCache
 
+Chunk = tuple[list[int], list[float], list[float]]  # tokens kept in one step, their log-probs, entropies
 Mode = Literal["target", "speculative", "prompt_lookup"]
 MODES: tuple[str, ...] = ("target", "speculative", "prompt_lookup")
 
@@ -80,6 +83,15 @@ def sample(probs: torch.Tensor, generator: torch.Generator | None) -> int:
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def token_logprobs(logits: torch.Tensor, tokens: Sequence[int]) -> tuple[list[float], list[float]]:
+    """The model's log-prob of each token and the entropy of each distribution; logits [n, V], n == len(tokens)."""
+    logp = torch.log_softmax(logits, dim=-1)  # [n, V]
+    idx = torch.tensor(list(tokens), dtype=torch.long, device=logits.device)
+    chosen = logp[torch.arange(len(tokens), device=logits.device), idx]
+    entropy = -(logp.exp() * logp).sum(-1)
+    return chosen.tolist(), entropy.tolist()
+
+
 def pick(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> int:
     """Greedy argmax at temperature 0, otherwise a temperature/top-p sample."""
     if temperature <= 0:
@@ -119,24 +131,26 @@ def target_stream(
     top_p: float = 1.0,
     stop_ids: Sequence[int] = (),
     generator: torch.Generator | None = None,
-) -> Iterator[list[int]]:
-    """Plain autoregressive decoding; yields one-token chunks and returns the stats dict."""
+) -> Iterator[Chunk]:
+    """Plain autoregressive decoding; yields ([token], [logprob], [entropy]) per step and returns the stats dict."""
     check_request(model, prompt_ids, max_new_tokens)
     stats = new_stats("target", 0, len(prompt_ids))
     t0 = time.perf_counter()
     with torch.inference_mode():
         cache = new_cache(model)
-        token = pick(prefill(model, prompt_ids, cache), temperature, top_p, generator)
+        logits = prefill(model, prompt_ids, cache)
+        token = pick(logits, temperature, top_p, generator)
         stats["prefill_s"] = stats["time_to_first_token_s"] = time.perf_counter() - t0
         stats["target_forward_passes"] = 1
         out = [token]
-        yield [token]
+        yield [token], *token_logprobs(logits[None], [token])
         t1 = time.perf_counter()
         while len(out) < max_new_tokens and token not in stop_ids:
-            token = pick(decode_one_token(model, token, cache), temperature, top_p, generator)
+            logits = decode_one_token(model, token, cache)
+            token = pick(logits, temperature, top_p, generator)
             stats["target_forward_passes"] += 1
             out.append(token)
-            yield [token]
+            yield [token], *token_logprobs(logits[None], [token])
         stats["decode_s"] = time.perf_counter() - t1
     steps = stats["target_forward_passes"] - 1
     stats["target_step_s"] = stats["decode_s"] / steps if steps else None
@@ -187,16 +201,20 @@ def finish_stats(stats: dict[str, Any], out: list[int], stop_ids: Sequence[int],
 class Stream:
     """Iterable of token chunks from one request; ``stats`` is set when iteration ends."""
 
-    def __init__(self, gen: Iterator[list[int]]) -> None:
+    def __init__(self, gen: Iterator[Chunk]) -> None:
         self._gen = gen
         self.stats: dict[str, Any] | None = None
         self.tokens: list[int] = []
+        self.logprobs: list[float] = []
+        self.entropies: list[float] = []
 
     def __iter__(self) -> Iterator[list[int]]:
         try:
             while True:
-                chunk = next(self._gen)
+                chunk, logprobs, entropies = next(self._gen)
                 self.tokens.extend(chunk)
+                self.logprobs.extend(logprobs)
+                self.entropies.extend(entropies)
                 yield chunk
         except StopIteration as stop:
             self.stats = stop.value
@@ -265,14 +283,14 @@ class Engine:
         """Run one request to the end; returns (new token ids, stats). Keyword arguments as :meth:`stream`."""
         return self.stream(prompt_ids, **kwargs).run()
 
-    def _record_target(self, inner: Iterator[list[int]]) -> Iterator[list[int]]:
+    def _record_target(self, inner: Iterator[Chunk]) -> Iterator[Chunk]:
         stats = yield from inner
         step = stats["target_step_s"]
         if step:
             self.target_step_s = step if self.target_step_s is None else 0.8 * self.target_step_s + 0.2 * step
         return stats
 
-    def _add_measured_speedup(self, inner: Iterator[list[int]]) -> Iterator[list[int]]:
+    def _add_measured_speedup(self, inner: Iterator[Chunk]) -> Iterator[Chunk]:
         stats = yield from inner
         decoded = stats["new_tokens"] - 1
         if self.target_step_s and decoded > 0 and stats["decode_s"] > 0:

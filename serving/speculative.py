@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from serving.generate import (
+    Chunk,
     check_request,
     crop_cache,
     finish_stats,
@@ -33,6 +34,7 @@ from serving.generate import (
     prefill,
     probs_from_logits,
     sample,
+    token_logprobs,
 )
 
 
@@ -167,8 +169,8 @@ def speculative_stream(
     stop_ids: Sequence[int] = (),
     generator: torch.Generator | None = None,
     adaptive_k: bool = False,
-) -> Iterator[list[int]]:
-    """Speculative decoding; yields the tokens kept at each step and returns the stats dict.
+) -> Iterator[Chunk]:
+    """Speculative decoding; yields (tokens kept, their log-probs, entropies) per step and returns the stats dict.
 
     With ``adaptive_k`` the draft length grows by 2 after a fully accepted step and shrinks by 1 after a rejection,
     within [1, 2k].
@@ -184,11 +186,12 @@ def speculative_stream(
     t0 = time.perf_counter()
     with torch.inference_mode():
         cache = new_cache(target)
-        token = pick(prefill(target, prompt_ids, cache), temperature, top_p, generator)
+        first = prefill(target, prompt_ids, cache)
+        token = pick(first, temperature, top_p, generator)
         drafter.start(prompt_ids)
         stats["prefill_s"] = stats["time_to_first_token_s"] = time.perf_counter() - t0
         seq, out, k_cur = list(prompt_ids) + [token], [token], k
-        yield [token]
+        yield [token], *token_logprobs(first[None], [token])
         t1 = time.perf_counter()
         while len(out) < max_new_tokens and out[-1] not in stop_ids:
             kk = min(k_cur, max_new_tokens - len(out) - 1)
@@ -219,7 +222,7 @@ def speculative_stream(
             new = _cut_at_stop(drafts[:n_acc] + [nxt], stop_ids)
             seq += new
             out += new
-            yield new
+            yield new, *token_logprobs(logits[: len(new)], new)
         stats["decode_s"] = time.perf_counter() - t1
     stats["target_forward_passes"] += 1  # the prefill
     stats["draft_forward_passes"] = drafter.forward_passes

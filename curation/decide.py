@@ -293,23 +293,30 @@ def _metric(values: np.ndarray, unit: str = "doc"):
     )  # fmt: skip
 
 
-def pipeline_stats(d: Decisions, reference: str, rows: np.ndarray | None = None):
-    """datatrove PipelineStats for the decisions (optionally a subset of rows, e.g. one shard)."""
+def pipeline_stats(d: Decisions, reference: str, rows: np.ndarray | None = None, cache: dict | None = None):
+    """datatrove PipelineStats for the decisions (optionally a subset of rows, e.g. one shard).
+
+    ``cache`` holds the per-row arrays shared by every shard's call, so each call costs O(rows in the subset).
+    """
     from datatrove.utils.stats import PipelineStats, Stats
 
-    sel = np.ones(len(d.status), bool) if rows is None else rows
-    meas = _measures(d)
-    langs, domains = _strings(d.table, "lang"), _strings(d.table, "domain")
+    c = cache if cache is not None else {}
+    if not c:
+        c |= {"meas": _measures(d), "langs": _strings(d.table, "lang"), "domains": _strings(d.table, "domain"),
+              "steps": step_masks(d)}  # fmt: skip
+    idx = np.arange(len(d.status)) if rows is None else np.flatnonzero(rows)
+    meas = {m: v[idx] for m, v in c["meas"].items()}
+    langs, domains, reason = c["langs"][idx], c["domains"][idx], d.reason[idx]
     blocks = []
-    for step, reach, drop in step_masks(d):
+    for step, reach_all, drop_all in c["steps"]:
         st = Stats(step)
-        reach, drop = reach & sel, drop & sel
+        reach, drop = reach_all[idx], drop_all[idx]
         kept = reach & ~drop
         for key, mask in (("total", reach), ("forwarded", kept), ("dropped", drop)):
             _add_counts(st, key, mask, meas, f"tokens_{reference}", langs, domains)
         if step == "signals":
-            for r in sorted(set(d.reason[drop])):
-                st[f"dropped_{r}"] = _metric(np.ones(int((drop & (d.reason == r)).sum())))
+            for r in sorted(set(reason[drop])):
+                st[f"dropped_{r}"] = _metric(np.ones(int((drop & (reason == r)).sum())))
         elif drop.any():
             st[f"dropped_{step}"] = _metric(np.ones(int(drop.sum())))
         blocks.append(st)
@@ -425,9 +432,9 @@ def write_decisions(d: Decisions, cfg: DecideConfig, out: str, up: dict | None =
     shards = np.asarray(d.table.column("_shard").to_numpy())
     from datatrove.utils.stats import PipelineStats
 
-    total = PipelineStats()
+    total, cache = PipelineStats(), {}
     for s in np.unique(shards):
-        part = json.loads(pipeline_stats(d, cfg.reference_tokenizer, shards == s).to_json())
+        part = json.loads(pipeline_stats(d, cfg.reference_tokenizer, shards == s, cache).to_json())
         write_json(f"{out}/stats/shard-{int(s):05d}.json", part)
         total = total + PipelineStats.from_json(part)  # exactly what datatrove's merge_stats computes
     write_json(f"{out}/stats.json", json.loads(total.to_json()))

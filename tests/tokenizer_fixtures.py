@@ -57,16 +57,23 @@ def ui_rows(
                     break
 
 
-def code_rows(max_files: int = 60, max_chars: int = 20000) -> Iterator[dict]:
+def stdlib_files(max_files: int, recursive: bool = False) -> list[Path]:
+    """Stdlib modules, sorted; ``recursive`` adds packages (tests and site-packages left out)."""
+    files = STDLIB.rglob("*.py") if recursive else STDLIB.glob("*.py")
+    skip = ("site-packages", "test", "tests", "idle_test", "lib2to3")
+    return sorted(p for p in files if not set(p.relative_to(STDLIB).parts[:-1]) & set(skip))[:max_files]
+
+
+def code_rows(max_files: int = 60, max_chars: int = 20000, recursive: bool = False) -> Iterator[dict]:
     """Python stdlib modules (sorted, first ``max_files``), each a ``code`` document."""
-    for p in sorted(STDLIB.glob("*.py"))[:max_files]:
+    for p in stdlib_files(max_files, recursive):
         text = p.read_text(encoding="utf-8", errors="replace")[:max_chars]
-        yield _row(f"code/{p.name}", text, str(p), "en", "code", None)
+        yield _row(f"code/{p.relative_to(STDLIB)}", text, str(p), "en", "code", None)
 
 
-def docs_rows(max_files: int = 60) -> Iterator[dict]:
+def docs_rows(max_files: int = 60, recursive: bool = False) -> Iterator[dict]:
     """Docstrings of stdlib modules, classes and functions (prose), each a ``docs`` document."""
-    for p in sorted(STDLIB.glob("*.py"))[:max_files]:
+    for p in stdlib_files(max_files, recursive):
         try:
             tree = ast.parse(p.read_text(encoding="utf-8", errors="replace"))
         except SyntaxError:
@@ -75,7 +82,7 @@ def docs_rows(max_files: int = 60) -> Iterator[dict]:
             if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef) and (doc := ast.get_docstring(node)):
                 if len(doc) > 80:
                     where = f"{getattr(node, 'name', '')}/{getattr(node, 'lineno', 0)}"
-                    yield _row(f"docs/{p.name}/{where}", doc, str(p), "en", "docs", None)
+                    yield _row(f"docs/{p.relative_to(STDLIB)}/{where}", doc, str(p), "en", "docs", None)
 
 
 def _row(doc_id: str, text: str, source: str, lang: str, domain: str, unit: str | None) -> dict:

@@ -1,0 +1,82 @@
+"""torchao quantizers: models load and generate, weights shrink (measured through tensor subclasses), loss holds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from curation.config import BaseConfig
+from serving.fixtures import tiny_llama
+from serving.generate import Engine
+from serving.models import load_model
+from serving.quantize import (
+    QUANTIZERS,
+    QuantizationUnsupported,
+    QuantizeConfig,
+    quantize_model,
+    weight_bytes,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _model() -> torch.nn.Module:
+    return tiny_llama(vocab_size=64, hidden=128, layers=2, seed=2, dtype=torch.float32)
+
+
+def _nll(model, ids: torch.Tensor) -> float:
+    with torch.inference_mode():
+        return float(model(input_ids=ids, labels=ids).loss)
+
+
+@pytest.mark.parametrize("method", ["int8_weight_only", "int8_dynamic"])
+def test_int8_shrinks_weights_and_keeps_loss(method: str) -> None:
+    base, quant = _model(), quantize_model(_model(), method)
+    assert type(quant.model.layers[0].mlp.up_proj.weight).__name__ != "Parameter"  # a torchao tensor subclass
+    ratio = weight_bytes(base) / weight_bytes(quant)
+    assert ratio >= 1.5, ratio
+    ids = torch.randint(0, 64, (2, 48), generator=torch.Generator().manual_seed(0))
+    assert abs(_nll(quant, ids) / _nll(base, ids) - 1) < 0.01
+    tokens, stats = Engine(quant).generate([1, 2, 3], max_new_tokens=8)
+    assert len(tokens) == 8 and stats["new_tokens"] == 8
+
+
+def test_weight_bytes_counts_tied_and_plain_storage_once() -> None:
+    m = _model()
+
+    def plain() -> int:  # parameters() already yields a tied weight once
+        return sum(t.numel() * t.element_size() for t in [*m.parameters(), *m.buffers()])
+
+    assert weight_bytes(m) == plain()
+    m.lm_head.weight = m.model.embed_tokens.weight
+    assert weight_bytes(m) == plain()
+
+
+def test_int4_on_cpu_is_a_clear_error() -> None:
+    with pytest.raises(QuantizationUnsupported, match="int4_weight_only needs a cuda device"):
+        quantize_model(_model(), "int4_weight_only")
+    with pytest.raises(ValueError, match="unknown quantization 'int3'"):
+        quantize_model(_model(), "int3")
+
+
+def test_saved_model_loads_quantized_and_speculates(tmp_path) -> None:
+    _model().save_pretrained(tmp_path / "m")
+    quant = load_model(tmp_path / "m", device="cpu", quantization="int8_weight_only")
+    plain = load_model(tmp_path / "m", device="cpu")
+    assert weight_bytes(plain) / weight_bytes(quant) >= 1.5
+    engine = Engine(quant, draft=plain)
+    want, _ = engine.generate([4, 5, 6], max_new_tokens=12)
+    got, st = engine.generate([4, 5, 6], max_new_tokens=12, mode="speculative", k=3)
+    assert got == want and st["num_draft_tokens"] > 0
+
+
+def test_config_rejects_unknown_method() -> None:
+    assert issubclass(QuantizeConfig, BaseConfig) and set(QUANTIZERS) >= {"int8_weight_only", "int8_dynamic"}
+    with pytest.raises(ValueError, match="unknown quantization 'fp3'"):
+        QuantizeConfig.model_validate({"models": [{"name": "target", "methods": ["fp3"]}]})

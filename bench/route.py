@@ -17,10 +17,7 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -30,7 +27,7 @@ from serving.backend import load_backend  # noqa: E402
 from serving.config import ModelSpec  # noqa: E402
 
 PRICES = [(0.05, 0.10), (0.50, 1.50)]  # USD per 1M (input, output): small, large — as in configs/demo.yaml
-QUALITY_FLOOR = 0.95
+QUALITY_FLOOR = 0.95  # goal: >= 50% of requests answered by the small model at >= 95% of the large's quality
 
 
 def machine() -> dict:
@@ -76,27 +73,6 @@ def models(args: argparse.Namespace, tmp: Path) -> tuple[list[ModelSpec], list[t
     return specs, stdlib_samples(args.n, 192, 192), src
 
 
-def strategy_scores(cal: list[dict], test: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per strategy: (scores on the calibration half, scores on the test half), each [n, 1]."""
-    out = {f"cascade_{k}": (rt.cascade_scores(cal, k), rt.cascade_scores(test, k)) for k in rt.CONFIDENCES}
-    model, oof = rt.fit_learned(cal)
-    out["learned"] = (oof[:, None], model.predict(np.array([r["features"] for r in test]))[:, None])
-    rng = np.random.default_rng(0)
-    out["random"] = (rng.random((len(cal), 1)), rng.random((len(test), 1)))
-
-    def gap(rs: list[dict]) -> np.ndarray:
-        return -np.array([(r["bits"][0] - r["bits"][1]) / r["n_bytes"] for r in rs])[:, None]
-
-    out["oracle"] = (gap(cal), gap(test))
-    return out
-
-
-def small_share_at_floor(points: list[rt.Point], floor: float) -> float:
-    """Largest share answered by the cheap model with quality >= floor x large (on this set's curve)."""
-    ok = [1 - p.escalation_rate for p in points if p.quality_share >= floor - 1e-12]
-    return max(ok) if ok else 0.0
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", action="store_true", help="fewer requests and training steps (about a minute)")
@@ -112,55 +88,33 @@ def main() -> None:
         t0 = time.perf_counter()
         records = rt.collect_records(backends, samples, preview_tokens=args.preview, answer_tokens=32)
         t_collect = time.perf_counter() - t0
-    half = len(records) // 2
-    cal, test = records[:half], records[half:]
-    result: dict = {
+    routing = rt.cost_quality(records, PRICES, QUALITY_FLOOR)
+    result = {
         "machine": machine(),
         "source": source,
         "models": [s.name for s in specs],
         "prices_per_1m": PRICES,
-        "requests": {"calibration": len(cal), "test": len(test)},
         "quality": "bytes per bit of the reference continuation under the answering model (higher is better)",
-        "quality_floor": QUALITY_FLOOR,
+        "preview_tokens": args.preview,
         "collect_seconds": t_collect,
-        "strategies": {},
+        **routing,
     }
-    always = {
-        "always_small": rt.evaluate(test, np.full((len(test), 1), np.inf), 0.0, PRICES),
-        "always_large": rt.evaluate(test, np.full((len(test), 1), -np.inf), 0.0, PRICES),
-    }
-    result["baselines"] = {k: asdict(v) for k, v in always.items()}
-    large_cost = always["always_large"].cost_usd
-    print(f"{source}; {len(cal)} calibration + {len(test)} test requests; records in {t_collect:.1f}s")
+    base = routing["baselines"]
+    n_cal, n_test = routing["requests"]["calibration"], routing["requests"]["test"]
+    print(f"{source}; {n_cal} calibration + {n_test} test requests; records in {t_collect:.1f}s")
     print(
-        f"always-large bpb {always['always_large'].bpb:.3f}  always-small bpb {always['always_small'].bpb:.3f} "
-        f"(small = {always['always_small'].quality_share:.1%} of large quality)"
+        f"always-large bpb {base['always_large']['bpb']:.3f}  always-small bpb {base['always_small']['bpb']:.3f} "
+        f"(small = {base['always_small']['quality_share']:.1%} of large quality)"
     )
     print(
-        f"{'strategy':24} {'APGR':>6} {'small@>=95%':>12} {'calib: esc':>10} {'test: esc':>9} {'quality':>8} "
-        f"{'cost vs large':>13}"
+        f"{'strategy':22} {'APGR':>6} {'small@>=95%':>11} {'calib esc':>9} {'test esc':>8} {'test quality':>12} "
+        f"{'cost/large':>10}"
     )
-    for name, (s_cal, s_test) in strategy_scores(cal, test).items():
-        c = rt.calibrate(cal, s_cal, PRICES, name, max_escalation=None, min_quality=QUALITY_FLOOR)
-        on_test = rt.evaluate(test, s_test, c.threshold, PRICES)
-        pts = rt.curve(test, s_test, PRICES)
-        entry = {
-            "apgr": rt.apgr(pts),
-            "small_share_at_floor_test_curve": small_share_at_floor(pts, QUALITY_FLOOR),
-            "calibrated": {
-                "threshold": c.threshold,
-                "met_on_calibration": c.met,
-                "calibration": asdict(c.point),
-                "test": asdict(on_test),
-            },
-            "cost_ratio_vs_always_large": on_test.cost_usd / large_cost if large_cost else None,
-            "curve": [asdict(p) for p in pts],
-        }
-        result["strategies"][name] = entry
+    for name, e in routing["strategies"].items():
         print(
-            f"{name:24} {entry['apgr']:6.3f} {entry['small_share_at_floor_test_curve']:12.1%} "
-            f"{c.point.escalation_rate:10.1%} {on_test.escalation_rate:9.1%} {on_test.quality_share:8.1%} "
-            f"{entry['cost_ratio_vs_always_large']:13.3f}"
+            f"{name:22} {e['apgr']:6.3f} {e['small_share_at_floor']:11.1%} {e['calibration']['escalation_rate']:9.1%} "
+            f"{e['test']['escalation_rate']:8.1%} {e['test']['quality_share']:12.1%} "
+            f"{e['cost_ratio_vs_always_large']:10.3f}"
         )
     result["total_seconds"] = time.perf_counter() - t_all
     out = Path(__file__).resolve().parent / "results" / "route.json"

@@ -176,19 +176,21 @@ def evaluate(
         quality=float(q),
         quality_share=float(q / q_large),
         pgr=float((q - q_small) / gap) if abs(gap) > 1e-12 else 1.0,
-        cost_usd=float(sum(_request_cost(r, int(i), prices) for r, i in zip(records, idx, strict=True))),
+        cost_usd=float(_cost_matrix(records, prices)[np.arange(len(idx)), idx].sum()),
         bpb=float(1 / q),
     )
 
 
-def _request_cost(record: dict, answered: int, prices: Sequence[tuple[float, float]]) -> float:
-    """USD for one request: every model tried pays its prompt and preview tokens, the answering one its answer."""
-    cost = 0.0
-    for m in range(answered + 1):
-        p_in, p_out = prices[m]
-        out = record["answer_tokens"] if m == answered else record["preview_tokens"]
-        cost += (record["prompt_tokens"][m] * p_in + out * p_out) / 1e6
-    return cost
+def _cost_matrix(records: list[dict], prices: Sequence[tuple[float, float]]) -> np.ndarray:
+    """[n, M] USD per request if model m answers: every model tried before pays its prompt and preview tokens."""
+    p_in, p_out = np.array(prices, float).T  # [M]
+    prompt = np.array([r["prompt_tokens"] for r in records], float)  # [n, M]
+    preview = np.array([r["preview_tokens"] for r in records], float)[:, None]
+    answer = np.array([r["answer_tokens"] for r in records], float)[:, None]
+    tried = (prompt * p_in + preview * p_out) / 1e6  # cost of a model that passes the request on
+    answered = (prompt * p_in + answer * p_out) / 1e6
+    before = np.concatenate([np.zeros((len(records), 1)), np.cumsum(tried, 1)[:, :-1]], 1)
+    return before + answered
 
 
 def candidate_thresholds(scores: np.ndarray) -> list[float]:
@@ -423,3 +425,70 @@ def router_from_calibration(
     if "model" not in entry:
         raise RouterNameError("the learned router has not been trained; run `tokenwise serve calibrate` first")
     return LearnedRouter(chain, t if t is not None else 0.5, LogisticModel(**entry["model"]))
+
+
+# ---- comparing strategies (bench/route.py, bench/serve.py) ----------------------------------------------------------
+
+
+def strategy_scores(cal: list[dict], test: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per strategy, (scores on the calibration half, scores on the test half), each [n, 1].
+
+    Cascade scores for every confidence kind; the learned router fitted on ``cal`` (out-of-fold scores there);
+    random and oracle (the true per-request gap) as the lower and upper references.
+    """
+    out = {f"cascade_{k}": (cascade_scores(cal, k), cascade_scores(test, k)) for k in CONFIDENCES}
+    model, oof = fit_learned(cal)
+    out["learned"] = (oof[:, None], model.predict(np.array([r["features"] for r in test]))[:, None])
+    rng = np.random.default_rng(0)
+    out["random"] = (rng.random((len(cal), 1)), rng.random((len(test), 1)))
+
+    def gap(rs: list[dict]) -> np.ndarray:
+        return -np.array([(r["bits"][0] - r["bits"][-1]) / r["n_bytes"] for r in rs])[:, None]
+
+    out["oracle"] = (gap(cal), gap(test))
+    return out
+
+
+def small_share_at_floor(points: list[Point], floor: float) -> float:
+    """Largest share answered by the cheapest model with quality >= floor x the large model's (on one curve)."""
+    ok = [1 - p.escalation_rate for p in points if p.quality_share >= floor - 1e-12]
+    return max(ok) if ok else 0.0
+
+
+def cost_quality(
+    records: list[dict], prices: Sequence[tuple[float, float]], floor: float = 0.95, calib_share: float = 0.5
+) -> dict[str, Any]:
+    """The routing section of a benchmark: calibrate each strategy on the first ``calib_share`` of ``records`` for
+    ``floor`` of the large model's quality, evaluate on the rest; curves, APGR, cost vs always-large.
+
+    ``records`` come from :func:`collect_records` (two models, cheapest first); ``prices``: (input, output) USD per
+    1M tokens per model.
+    """
+    from dataclasses import asdict
+
+    half = max(2, int(len(records) * calib_share))
+    cal, test = records[:half], records[half:]
+    n = len(test)
+    small = evaluate(test, np.full((n, 1), np.inf), 0.0, prices)
+    large = evaluate(test, np.full((n, 1), -np.inf), 0.0, prices)
+    out: dict[str, Any] = {
+        "requests": {"calibration": len(cal), "test": n},
+        "quality_floor": floor,
+        "baselines": {"always_small": asdict(small), "always_large": asdict(large)},
+        "strategies": {},
+    }
+    for name, (s_cal, s_test) in strategy_scores(cal, test).items():
+        c = calibrate(cal, s_cal, prices, name, max_escalation=None, min_quality=floor)
+        on_test = evaluate(test, s_test, c.threshold, prices)
+        pts = curve(test, s_test, prices)
+        out["strategies"][name] = {
+            "apgr": apgr(pts),
+            "small_share_at_floor": small_share_at_floor(pts, floor),
+            "threshold": c.threshold,
+            "met_on_calibration": c.met,
+            "calibration": asdict(c.point),
+            "test": asdict(on_test),
+            "cost_ratio_vs_always_large": on_test.cost_usd / large.cost_usd if large.cost_usd else None,
+            "curve": [asdict(p) for p in pts],
+        }
+    return out

@@ -30,6 +30,9 @@ def synthetic(n: int = 200, seed: int = 0) -> tuple[list[dict], np.ndarray]:
         for b, nb in zip(bits, n_bytes, strict=True)
     ]
     score = (-gap + rng.normal(0, 0.15, n))[:, None]
+    for r, sc, g in zip(recs, score[:, 0], gap, strict=True):
+        r["scores"] = {k: [float(sc), 0.0] for k in rt.CONFIDENCES}
+        r["features"] = [float(g + rng.normal(0, 0.3)), *rng.normal(size=7).tolist()]
     return recs, score
 
 
@@ -200,3 +203,22 @@ def test_serve_demo_stage_calibrates_and_serves(tmp_path, tiny):
     smoke = json.loads((run / "serve" / "smoke.json").read_text())
     assert [r["model"] in ("small", "large") for r in smoke["responses"]] == [True] * 3
     assert run_serve_stage(str(cfg), str(run)).startswith("up to date")
+
+
+def test_cost_quality_summary_calibrates_on_one_half_and_tests_on_the_other():
+    recs, _ = synthetic(200)
+    out = rt.cost_quality(recs, PRICES, floor=0.9)
+    assert out["requests"] == {"calibration": 100, "test": 100}
+    s = out["strategies"]
+    assert set(s) == {
+        "cascade_mean_logprob",
+        "cascade_neg_entropy",
+        "cascade_min_logprob",
+        "learned",
+        "random",
+        "oracle",
+    }
+    assert s["oracle"]["apgr"] > s["random"]["apgr"]
+    assert s["oracle"]["calibration"]["quality_share"] >= 0.9 and s["oracle"]["met_on_calibration"]
+    assert s["oracle"]["small_share_at_floor"] >= 1 - s["oracle"]["test"]["escalation_rate"] - 0.2
+    assert out["baselines"]["always_large"]["quality_share"] == pytest.approx(1.0)

@@ -34,6 +34,7 @@ GROUPS: dict[str, str] = {
     "measure": "serving.commands_measure",
     "curate": "curation.commands_curate",
     "serve": "serving.commands_serve",
+    "quantize": "serving.commands_quantize",
     "corpus": "curation.commands_corpus",
     "prefect": "flows.commands",
     "tokenizer": "curation.commands_tokenizer",

@@ -25,6 +25,7 @@ SECTIONS: dict[str, str] = {
     "decide": "curation.decide:DecideConfig",
     "plan": "curation.plans:PlanConfig",
     "serve": "serving.config:ServeConfig",
+    "quantize": "serving.quantize:QuantizeConfig",
     "run": "curation.config:RunConfig",
     "score": "curation.score:ScoreConfig",
     "quality": "curation.quality:QualityConfig",

@@ -23,6 +23,7 @@ DEMO_STAGES: list[tuple[str, str]] = [
     ("tokenizer_eval", "curation.tokenizer_eval:run_stage"),
     ("pretrain", "finetune.pretrain:demo_stage"),  # target + draft models sharing the demo tokenizer
     ("lora", "finetune.lora:demo_stage"),  # LoRA of the target on one domain, bpb before/after
+    ("quantize", "serving.quantize:run_quantize_stage"),  # int8 size/speed/perplexity vs unquantized, per model
     ("serve", "serving.commands_serve:run_serve_stage"),  # after finetune/quantize: router calibration + API check
 ]
 

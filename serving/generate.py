@@ -21,7 +21,8 @@ generation (``stats["finish_reason"] == "stop"``), otherwise ``"length"``.
 
 ``stats`` keys (floats in seconds unless named ``_ms``): ``mode, k, prompt_tokens, new_tokens, finish_reason,
 time_to_first_token_s, prefill_s, decode_s, total_s, tokens_per_second, target_forward_passes, draft_forward_passes,
-num_spec_steps, num_draft_tokens, num_accepted_draft_tokens, num_rejected_draft_tokens, mean_acceptance_length,
+num_spec_steps, num_draft_tokens, num_accepted_draft_tokens, num_rejected_draft_tokens, num_rejection_steps,
+mean_acceptance_length,
 draft_acceptance_rate, alpha, acceptance_histogram (accepted count per draft position), proposed_per_position,
 target_step_s, draft_step_s, c, predicted_speedup, measured_speedup`` (the last is an estimate from the engine's
 recorded target-only step time; ``None`` until a target-mode request has run). vLLM per-request names are used where
@@ -176,6 +177,7 @@ def new_stats(mode: str, k: int, prompt_tokens: int) -> dict[str, Any]:
         "num_draft_tokens": 0,
         "num_accepted_draft_tokens": 0,
         "num_rejected_draft_tokens": 0,
+        "num_rejection_steps": 0,
         "mean_acceptance_length": None,
         "draft_acceptance_rate": None,
         "alpha": None,

@@ -243,6 +243,7 @@ def _acceptance_stats(
 ) -> None:
     proposed, accepted = stats["num_draft_tokens"], stats["num_accepted_draft_tokens"]
     stats["num_rejected_draft_tokens"] = proposed - accepted
+    stats["num_rejection_steps"] = rejections
     if not step_ks:
         return
     if stats["num_spec_steps"]:

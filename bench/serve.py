@@ -1,0 +1,322 @@
+"""Serving benchmark: target-only vs quantized vs speculative (draft model, prompt lookup) vs transformers' assisted
+generation, in one run on the same prompts; writes bench/results/serve.json.
+
+    .venv/bin/python bench/serve.py [--small] [--run runs/demo] [--threads 1]
+
+Models: ``<run>/models/target`` and ``<run>/models/draft`` when they exist, else a pair trained here for a few
+minutes on Python standard-library source with a BPE tokenizer trained by ``tokenizers`` (cached under
+bench/results/tmp/serve_models). Prompts are held-out stdlib files (not used for training): in-domain code.
+Every speculative row shows α, mean accepted length, c and the predicted E/(kc+1) beside the measured speedup, and
+checks its greedy tokens equal the target's. Sections are functions in :data:`SECTIONS` (routing is added there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from serving.generate import Engine  # noqa: E402
+from serving.speculative import expected_tokens  # noqa: E402
+
+CACHE = ROOT / "bench" / "results" / "tmp" / "serve_models"
+TRAIN_FILES = 150  # stdlib files used for training; prompts come from the files after them
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, GPU and torch threads of this run."""
+    from finetune.device import cpu_model
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "gpu": gpu,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def train_pair(out: Path, small: bool) -> None:
+    """Train a tokenizer, a target and a draft Llama on stdlib source (time-budgeted), saved as HF dirs."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from serving.tiny import stdlib_texts, train_tokenizer
+
+    texts = stdlib_texts(limit=TRAIN_FILES, max_chars=20000)
+    train_tokenizer(texts, out / "tokenizer", vocab_size=1024)
+    tok = AutoTokenizer.from_pretrained(str(out / "tokenizer"))
+    ids = torch.tensor([i for t in texts for i in tok.encode(t, add_special_tokens=False)])
+    sizes = {"target": (384, 6, 6, 120 if small else 300), "draft": (96, 2, 2, 40 if small else 90)}
+    for name, (hidden, layers, heads, budget_s) in sizes.items():
+        torch.manual_seed(0)
+        cfg = LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=hidden,
+            intermediate_size=hidden * 8 // 3,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads,
+            max_position_embeddings=1024,
+            eos_token_id=tok.eos_token_id,
+            bos_token_id=tok.eos_token_id,
+            tie_word_embeddings=False,
+        )
+        model = LlamaForCausalLM(cfg)
+        steps, loss = _train(model, ids, budget_s)
+        print(f"trained {name}: {hidden}x{layers}, {steps} steps in {budget_s}s, loss {loss:.3f}", flush=True)
+        model.eval().save_pretrained(str(out / name))
+        tok.save_pretrained(str(out / name))
+
+
+def _train(model: torch.nn.Module, ids: torch.Tensor, budget_s: float, seq: int = 128, batch: int = 16) -> tuple:
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
+    g = torch.Generator().manual_seed(0)
+    t0, step, loss = time.perf_counter(), 0, float("nan")
+    model.train()
+    while time.perf_counter() - t0 < budget_s:
+        starts = torch.randint(0, len(ids) - seq - 1, (batch,), generator=g)
+        x = torch.stack([ids[s : s + seq] for s in starts])
+        for group in opt.param_groups:
+            group["lr"] = 2e-3 * min(1.0, (step + 1) / 20)
+        out = model(input_ids=x, labels=x)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        step, loss = step + 1, float(out.loss)
+    return step, loss
+
+
+def load_pair(run: str | None, small: bool) -> tuple[torch.nn.Module, torch.nn.Module, Any, str]:
+    """(target, draft, tokenizer, where they came from): the run's models, else the cached self-trained pair."""
+    from serving.models import load_model, load_tokenizer
+
+    base = Path(run) / "models" if run else None
+    if not (base and (base / "target" / "config.json").is_file() and (base / "draft" / "config.json").is_file()):
+        base = CACHE
+        if not (base / "draft" / "config.json").is_file():
+            train_pair(base, small)
+    target, draft = load_model(base / "target", "cpu"), load_model(base / "draft", "cpu")
+    return target, draft, load_tokenizer(base / "target"), str(base)
+
+
+def prompts_and_texts(tok: Any, n: int, prompt_tokens: int) -> tuple[list[list[int]], list[str]]:
+    """In-domain prompts (held-out stdlib files) and held-out texts for perplexity."""
+    from serving.tiny import stdlib_texts
+
+    texts = stdlib_texts(limit=n * 2, max_chars=6000, skip=TRAIN_FILES)
+    prompts = [tok.encode(t, add_special_tokens=False)[:prompt_tokens] for t in texts[:n]]
+    return prompts, texts[n:]
+
+
+def time_engine(engine: Engine, prompts: list[list[int]], new: int, **kw: Any) -> dict[str, Any]:
+    """Run every prompt; totals plus acceptance figures summed over requests."""
+    outs, tot = (
+        [],
+        {
+            "new_tokens": 0,
+            "decode_s": 0.0,
+            "total_s": 0.0,
+            "num_draft_tokens": 0,
+            "num_accepted_draft_tokens": 0,
+            "num_rejection_steps": 0,
+            "num_spec_steps": 0,
+            "target_forward_passes": 0,
+            "draft_time_s": 0.0,
+            "target_time_s": 0.0,
+            "steps": 0,
+        },
+    )
+    for p in prompts:
+        toks, st = engine.generate(p, max_new_tokens=new, **kw)
+        outs.append(toks)
+        for key in (
+            "new_tokens",
+            "decode_s",
+            "total_s",
+            "num_draft_tokens",
+            "num_accepted_draft_tokens",
+            "num_rejection_steps",
+            "num_spec_steps",
+            "target_forward_passes",
+        ):
+            tot[key] += st[key]
+        steps = st["target_forward_passes"] - 1
+        tot["steps"] += steps
+        if st["draft_step_s"]:
+            tot["draft_time_s"] += st["draft_step_s"] * st["num_draft_tokens"]
+        if st["target_step_s"]:
+            tot["target_time_s"] += st["target_step_s"] * steps
+    tot["outputs"] = outs
+    tot["decode_tokens_per_s"] = (tot["new_tokens"] - len(prompts)) / tot["decode_s"]
+    tot["tokens_per_s"] = tot["new_tokens"] / tot["total_s"]
+    return tot
+
+
+def spec_row(res: dict[str, Any], base: dict[str, Any], k: int) -> dict[str, Any]:
+    """α, acceptance length, c and predicted vs measured decode speedup against the target-only run."""
+    acc, prop, rej = res["num_accepted_draft_tokens"], res["num_draft_tokens"], res["num_rejection_steps"]
+    alpha = acc / (acc + rej) if acc + rej else 0.0
+    t_target_only = base["decode_s"] / (base["new_tokens"] - base["n_prompts"])  # one target decode step
+    t_draft = res["draft_time_s"] / prop if prop else 0.0
+    t_verify = res["target_time_s"] / res["steps"]
+    k_mean = prop / res["steps"]
+    e = expected_tokens(alpha, k)
+    c = t_draft / t_target_only
+    row = {
+        "tokens_per_s": res["decode_tokens_per_s"],
+        "alpha": alpha,
+        "draft_acceptance_rate": acc / prop if prop else 0.0,
+        "mean_acceptance_length": (res["new_tokens"] - res["n_prompts"]) / res["steps"],
+        "expected_tokens_E": e,
+        "mean_k": k_mean,
+        "c": c,
+        "verify_cost_vs_target_step": t_verify / t_target_only,
+        "predicted_speedup": e / (k_mean * c + 1.0),
+        "predicted_speedup_with_verify_cost": e / (k_mean * c + t_verify / t_target_only),
+        "measured_speedup": res["decode_tokens_per_s"] / base["decode_tokens_per_s"],
+        "target_forward_passes": res["target_forward_passes"],
+        "greedy_equals_target": res["outputs"] == base["outputs"],
+    }
+    row["measured_vs_predicted"] = row["measured_speedup"] / row["predicted_speedup"] - 1.0
+    return row
+
+
+def hf_generate(model: torch.nn.Module, prompts: list[list[int]], new: int, **kw: Any) -> dict[str, Any]:
+    """transformers' generate (greedy), e.g. with assistant_model= or prompt_lookup_num_tokens=: tokens/s, outputs."""
+    outs, produced, elapsed = [], 0, 0.0
+    with torch.inference_mode():
+        for p in prompts:
+            x = torch.tensor([p])
+            t0 = time.perf_counter()
+            y = model.generate(x, max_new_tokens=new, min_new_tokens=new, do_sample=False, **kw)
+            elapsed += time.perf_counter() - t0
+            outs.append(y[0, len(p) :].tolist())
+            produced += len(outs[-1])
+    return {"tokens_per_s": produced / elapsed, "outputs": outs}
+
+
+def speculative_section(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Target-only vs speculative (draft, prompt lookup) vs transformers' generate / assisted generation."""
+    target, draft, prompts, new, k = ctx["target"], ctx["draft"], ctx["prompts"], ctx["new_tokens"], ctx["k"]
+    engine = Engine(target, draft, prompt_lookup_ngram=3)
+    engine.generate(prompts[0], max_new_tokens=4)  # warm-up
+    base = time_engine(engine, prompts, new)
+    base["n_prompts"] = len(prompts)
+    rows: dict[str, Any] = {"target_only": {"tokens_per_s": base["decode_tokens_per_s"]}}
+    for name, kw in (
+        ("speculative_draft", {"mode": "speculative", "k": k}),
+        ("prompt_lookup", {"mode": "prompt_lookup", "k": k}),
+    ):
+        res = time_engine(engine, prompts, new, **kw)
+        res["n_prompts"] = len(prompts)
+        rows[name] = spec_row(res, base, k)
+    for name, kw in (
+        ("hf_generate", {}),
+        ("hf_assisted_generation", {"assistant_model": draft}),
+        ("hf_prompt_lookup", {"prompt_lookup_num_tokens": k}),
+    ):
+        res = hf_generate(target, prompts, new, **kw)
+        rows[name] = {
+            "tokens_per_s": res["tokens_per_s"],
+            "speedup_vs_our_target_only": res["tokens_per_s"] / base["decode_tokens_per_s"],
+            "greedy_equals_target": res["outputs"] == base["outputs"],
+        }
+    return rows
+
+
+def quantization_section(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Size, tokens/s and held-out bits per byte / perplexity of int8 quantizers vs unquantized, per model."""
+    from serving.models import load_model
+    from serving.quantize import compare
+
+    out = {}
+    for name in ("target", "draft"):
+        path = Path(ctx["models_from"]) / name
+        out[name] = compare(
+            lambda p=path: load_model(p, "cpu"),
+            ctx["tokenizer"],
+            ["int8_weight_only", "int8_dynamic", "int4_weight_only"],
+            ctx["texts"],
+            ctx["prompts"][:2],
+            new_tokens=ctx["new_tokens"] // 2,
+            seq_len=256,
+        )
+    return out
+
+
+def routing_section(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Routing cost–quality curve, when the router module provides ``bench_routing(ctx)``."""
+    try:
+        from serving.router import bench_routing  # type: ignore[attr-defined]
+    except ImportError as e:
+        return {"skipped": f"serving.router.bench_routing not available ({e})"}
+    return bench_routing(ctx)
+
+
+SECTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "speculative": speculative_section,
+    "quantization": quantization_section,
+    "routing": routing_section,
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--small", action="store_true", help="fewer prompts and tokens (a quick check)")
+    ap.add_argument("--run", default=None, help="run directory with models/target and models/draft")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadiest on a shared CPU)")
+    ap.add_argument("--k", type=int, default=4, help="draft tokens per step")
+    ap.add_argument("--only", nargs="*", default=list(SECTIONS), help="sections to run")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    target, draft, tok, where = load_pair(args.run, args.small)
+    n, new = (3, 48) if args.small else (6, 96)
+    prompts, texts = prompts_and_texts(tok, n, prompt_tokens=192)
+    ctx = {
+        "target": target,
+        "draft": draft,
+        "tokenizer": tok,
+        "prompts": prompts,
+        "texts": texts[:4],
+        "new_tokens": new,
+        "k": args.k,
+        "models_from": where,
+        "small": args.small,
+    }
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "models": where,
+        "prompts": n,
+        "new_tokens": new,
+        "k": args.k,
+        "params": {
+            "target": sum(p.numel() for p in target.parameters()),
+            "draft": sum(p.numel() for p in draft.parameters()),
+        },
+    }
+    for name in args.only:
+        t0 = time.perf_counter()
+        result[name] = SECTIONS[name](ctx)
+        print(f"[{name}] {time.perf_counter() - t0:.0f}s", flush=True)
+        print(json.dumps(result[name], indent=1, default=str), flush=True)
+    out = ROOT / "bench" / "results" / "serve.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=str))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -48,7 +48,7 @@ def read_artifact(key: str):
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
         found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
-    return found[0] if found else None
+    return max(found, key=lambda a: a.created) if found else None
 
 
 def test_stage_flow_runs_library_and_publishes_artifacts(tmp_path, toy_stages):

@@ -59,6 +59,7 @@ class Backend(Protocol):
     name: str
     eos_ids: set[int]
     max_context: int
+    vocab_size: int
 
     def encode(self, text: str) -> list[int]: ...
     def decode(self, ids: list[int]) -> str: ...
@@ -86,6 +87,10 @@ class HFBackend:
         eos = self.model.config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self._lock = threading.Lock()  # one forward at a time per model: bounds CPU threads and activation memory
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.model.config.vocab_size)
 
     def encode(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False)

@@ -275,6 +275,14 @@ def _plan(state: State, req: CompletionRequest | ChatCompletionRequest) -> Plan:
             param="max_tokens",
             code="invalid_value",
         )
+    if parsed and parsed[0] == "learned" and "learned" not in (state.calibration or {}):
+        raise APIError(
+            404,
+            "the learned router is not trained on this server; run `tokenwise serve calibrate` and restart, "
+            "or use router-cascade",
+            param="model",
+            code="model_not_found",
+        )
     involved = [req.model] if parsed is None else state.chain
     ctx = min(state.spec(n).max_context for n in involved)
     max_prompt = min(lim.max_prompt_tokens, ctx - max_tokens)
@@ -290,6 +298,10 @@ def _plan(state: State, req: CompletionRequest | ChatCompletionRequest) -> Plan:
     if isinstance(req, ChatCompletionRequest):
         prompt = first.chat_prompt([{"role": m.role, "content": m.text()} for m in req.messages])
     elif isinstance(req.prompt, list):
+        vocab = first.vocab_size
+        bad = [i for i in req.prompt if not 0 <= i < vocab]
+        if bad:
+            raise APIError(400, f"prompt token ids must be in [0, {vocab}); got {bad[:5]}", param="prompt")
         prompt_ids, prompt = req.prompt, first.decode(req.prompt)
         if len(prompt_ids) > max_prompt:
             raise _too_long(len(prompt_ids), max_prompt)

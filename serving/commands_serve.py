@@ -156,7 +156,7 @@ def calibrate_run(config_path: str, run_dir: str) -> tuple[str, str]:
 def run_serve_stage(config_path: str, run_dir: str) -> str:
     """Demo stage: calibrate routers, then serve on a free loopback port and answer a few requests via openai."""
     from curation.config import load_section
-    from curation.rundir import RunDir, hash_obj, sha256_file, write_json
+    from curation.rundir import RunDir, hash_obj, read_json, sha256_file, write_json
 
     cfg = load_section(config_path, "serve")
     if not cfg.models:
@@ -172,20 +172,20 @@ def run_serve_stage(config_path: str, run_dir: str) -> str:
     if rd.is_done("serve", inputs):
         return f"up to date: {rd.stage('serve', 'router.json')}"
     path, summary = calibrate_run(config_path, run_dir)
-    smoke = smoke_test(resolved, run_dir)
+    smoke = smoke_test(resolved, run_dir, read_json(path))
     write_json(rd.stage("serve", "smoke.json"), smoke)
     rd.mark_done("serve", inputs, {"calibration": summary})
     return f"{summary}; served {len(smoke['responses'])} requests via openai client ({path})"
 
 
-def smoke_test(cfg: Any, run_dir: str) -> dict[str, Any]:
+def smoke_test(cfg: Any, run_dir: str, calibration: dict | None = None) -> dict[str, Any]:
     """Start the server on 127.0.0.1, send a completion, a chat and a routed request, stop it; return the answers."""
     from openai import OpenAI
 
     from serving.server import serve_in_background
 
     cfg = cfg.model_copy(update={"api_key_env": None})
-    with serve_in_background(cfg, run_dir=run_dir) as srv:
+    with serve_in_background(cfg, calibration=calibration, run_dir=run_dir) as srv:
         client = OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0)
         small = cfg.by_cost()[0].name
         responses = [

@@ -222,3 +222,16 @@ def test_cost_quality_summary_calibrates_on_one_half_and_tests_on_the_other():
     assert s["oracle"]["calibration"]["quality_share"] >= 0.9 and s["oracle"]["met_on_calibration"]
     assert s["oracle"]["small_share_at_floor"] >= 1 - s["oracle"]["test"]["escalation_rate"] - 0.2
     assert out["baselines"]["always_large"]["quality_share"] == pytest.approx(1.0)
+
+
+def test_cli_serve_group(tmp_path):
+    from typer.testing import CliRunner
+
+    from curation.cli import app
+
+    help_out = CliRunner().invoke(app, ["serve", "--help"])
+    assert help_out.exit_code == 0 and "calibrate" in help_out.output
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("serve:\n  port: 0\n")
+    r = CliRunner().invoke(app, ["serve", "--config", str(cfg), "--run", str(tmp_path)])
+    assert r.exit_code != 0 and "serve.models is empty" in r.output

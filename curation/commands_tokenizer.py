@@ -63,6 +63,8 @@ def extend_cmd(
             f"{out}: +{len(meta['added'])} tokens on {cfg.base}; saves {meta['sample']['saved']:.1%} on the "
             f"sample, {held:.1%} held out"
         )
+        for a in meta["added"][:10]:
+            typer.echo(f"  id {a['id']:>6} {a['token']!r:<28} saves {a['tokens_saved']} tokens")
 
 
 @app.command("eval")

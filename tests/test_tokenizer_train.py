@@ -127,6 +127,22 @@ def test_bad_input_fails_before_training(run, tmp_path):
     assert not (run / "tokenizers" / "x").exists()
 
 
+def test_cli_train_reports_bad_input_and_trains(run, tmp_path):
+    from typer.testing import CliRunner
+
+    from curation.cli import app
+
+    conf = tmp_path / "t.yaml"
+    conf.write_text("tokenizer:\n  train:\n    - {name: cli1k, vocab_size: 600, plan: nope, sample_chars: 20000}\n")
+    r = CliRunner().invoke(app, ["tokenizer", "train", "--config", str(conf), "--run", str(run)])
+    assert r.exit_code == 2 and "no plan file" in r.output
+    conf.write_text("tokenizer:\n  train:\n    - {name: cli1k, vocab_size: 600, sample_chars: 20000}\n")
+    r = CliRunner().invoke(app, ["tokenizer", "train", "--config", str(conf), "--run", str(run)])
+    assert r.exit_code == 0 and "cli1k: vocab 600" in r.output, r.output
+    r = CliRunner().invoke(app, ["tokenizer", "train", "--config", str(conf), "--run", str(run)])
+    assert "up to date" in r.output  # the completion marker matches: no retraining
+
+
 def test_demo_config_section_validates():
     section = load_tokenizer_section("configs/demo.yaml")
     assert isinstance(section, TokenizerSection) and {t.name for t in section.train} >= {"multi16k", "multi8k"}

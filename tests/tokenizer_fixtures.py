@@ -40,8 +40,11 @@ def ui_rows(
         for lang in langs:
             if not (LOCALE_DIR / lang / "LC_MESSAGES" / name).is_file():
                 continue
-            with open(LOCALE_DIR / lang / "LC_MESSAGES" / name, "rb") as f:
-                catalog = gettext.GNUTranslations(f)._catalog
+            try:
+                with open(LOCALE_DIR / lang / "LC_MESSAGES" / name, "rb") as f:
+                    catalog = gettext.GNUTranslations(f)._catalog
+            except (UnicodeDecodeError, OSError):  # a few catalogs declare a charset they do not use
+                continue
             n = 0
             for key, text in sorted(catalog.items(), key=lambda kv: str(kv[0])):
                 msgid = key[0] if isinstance(key, tuple) else key

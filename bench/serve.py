@@ -95,7 +95,7 @@ def _train(model: torch.nn.Module, ids: torch.Tensor, budget_s: float, seq: int 
         opt.zero_grad()
         out.loss.backward()
         opt.step()
-        step, loss = step + 1, float(out.loss)
+        step, loss = step + 1, out.loss.item()
     return step, loss
 
 
@@ -112,11 +112,11 @@ def load_pair(run: str | None, small: bool) -> tuple[torch.nn.Module, torch.nn.M
     return target, draft, load_tokenizer(base / "target"), str(base)
 
 
-def prompts_and_texts(tok: Any, n: int, prompt_tokens: int) -> tuple[list[list[int]], list[str]]:
-    """In-domain prompts (held-out stdlib files) and held-out texts for perplexity."""
+def held_out(tok: Any, n: int, prompt_tokens: int, extra: int) -> tuple[list[list[int]], list[str]]:
+    """In-domain prompts (the first n held-out stdlib files) and ``extra`` further held-out files as text."""
     from serving.tiny import stdlib_texts
 
-    texts = stdlib_texts(limit=n * 2, max_chars=6000, skip=TRAIN_FILES)
+    texts = stdlib_texts(limit=n + extra, max_chars=6000, skip=TRAIN_FILES)
     prompts = [tok.encode(t, add_special_tokens=False)[:prompt_tokens] for t in texts[:n]]
     return prompts, texts[n:]
 
@@ -258,12 +258,15 @@ def quantization_section(ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def routing_section(ctx: dict[str, Any]) -> dict[str, Any]:
-    """Routing cost–quality curve, when the router module provides ``bench_routing(ctx)``."""
-    try:
-        from serving.router import bench_routing  # type: ignore[attr-defined]
-    except ImportError as e:
-        return {"skipped": f"serving.router.bench_routing not available ({e})"}
-    return bench_routing(ctx)
+    """Routing cost–quality curve (draft answers, target on escalation) from ``serving.router.cost_quality``."""
+    from serving.backend import HFBackend
+    from serving.router import collect_records, cost_quality
+
+    base = Path(ctx["models_from"])
+    chain = [HFBackend("draft", str(base / "draft")), HFBackend("target", str(base / "target"))]
+    samples = [(t[i : i + 300], t[i + 300 : i + 600]) for t in ctx["route_texts"] for i in range(0, 2400, 600)]
+    records = collect_records(chain, samples, preview_tokens=8, answer_tokens=16)
+    return cost_quality(records, prices=[(0.05, 0.10), (0.50, 1.50)], floor=0.95)
 
 
 SECTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -284,13 +287,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     target, draft, tok, where = load_pair(args.run, args.small)
     n, new = (3, 48) if args.small else (6, 96)
-    prompts, texts = prompts_and_texts(tok, n, prompt_tokens=192)
+    prompts, texts = held_out(tok, n, prompt_tokens=192, extra=4 + (4 if args.small else 10))
     ctx = {
         "target": target,
         "draft": draft,
         "tokenizer": tok,
         "prompts": prompts,
         "texts": texts[:4],
+        "route_texts": texts[4:],
         "new_tokens": new,
         "k": args.k,
         "models_from": where,

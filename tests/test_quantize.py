@@ -80,3 +80,45 @@ def test_config_rejects_unknown_method() -> None:
     assert issubclass(QuantizeConfig, BaseConfig) and set(QUANTIZERS) >= {"int8_weight_only", "int8_dynamic"}
     with pytest.raises(ValueError, match="unknown quantization 'fp3'"):
         QuantizeConfig.model_validate({"models": [{"name": "target", "methods": ["fp3"]}]})
+
+
+def test_quantize_stage_writes_a_report_and_skips_when_done(tmp_path) -> None:
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from transformers import AutoTokenizer
+
+    from curation.documents import CORPUS_SCHEMA
+    from serving.quantize import run_quantize_stage
+    from serving.tiny import stdlib_texts, train_tokenizer
+
+    run = tmp_path / "run"
+    texts = stdlib_texts(limit=4, max_chars=1500)
+    rows = [
+        {"id": f"d{i}", "text": texts[i % 4], "source": "stdlib", "lang": "en", "domain": "code", "unit_id": None}
+        for i in range(60)
+    ]
+    (run / "corpus").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=CORPUS_SCHEMA), run / "corpus" / "shard-00000.parquet")
+    train_tokenizer(texts, tmp_path / "tok", vocab_size=300)
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
+    tiny_llama(vocab_size=len(tok), hidden=64, layers=1, dtype=torch.float32).save_pretrained(
+        run / "models" / "target"
+    )
+    tok.save_pretrained(run / "models" / "target")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "quantize:\n  models: [{name: target, methods: [int8_weight_only, int4_weight_only]}]\n"
+        "  eval_docs: 2\n  eval_chars: 300\n  speed_prompts: 1\n  new_tokens: 4\n  device: cpu\n"
+    )
+    summary = run_quantize_stage(str(cfg), str(run))
+    report = json.loads((run / "models" / "target" / "quantized" / "report.json").read_text())
+    int8 = report["methods"]["int8_weight_only"]
+    assert (
+        int8["size_ratio"] >= 1.5
+        and int8["perplexity"] > 1
+        and "needs a cuda" in report["methods"]["int4_weight_only"]["skipped"]
+    )
+    assert "int8_weight_only" in summary and "int4_weight_only skipped" in summary
+    assert run_quantize_stage(str(cfg), str(run)) == summary  # marker: second call reuses the report

@@ -174,7 +174,7 @@ class CorpusConfig(BaseConfig):
 
     sources: list[SourceConfig] = Field(..., min_length=1, description="inputs, each with a unique name")
     max_doc_bytes: int = Field(8 << 20, ge=1024, description="bigger records are quarantined as too_large")
-    block_bytes: int = Field(16 << 20, ge=1 << 16, description="JSONL read block; more = faster, more memory")
+    block_bytes: int = Field(4 << 20, ge=1 << 16, description="JSONL read block; more = fewer calls, more memory")
     shard_bytes: int = Field(128 << 20, ge=1 << 10, description="uncompressed text per shard before a new one")
     row_group_bytes: int = Field(16 << 20, ge=1 << 10, description="text buffered per Parquet row group")
     compression: Literal["zstd", "snappy", "none"] = Field("zstd", description="Parquet codec")
@@ -182,7 +182,11 @@ class CorpusConfig(BaseConfig):
     executor: Literal["local", "ray", "slurm"] = Field("local", description="datatrove executor (only local today)")
     tasks: int = Field(1, ge=1, le=100_000, description="ranks the work is split into (shard names depend on it)")
     workers: int = Field(1, ge=1, le=1024, description="ranks run at once (local executor)")
-    start_method: Literal["fork", "spawn", "forkserver"] = Field("fork", description="process start for workers>1")
+    start_method: Literal["fork", "spawn", "forkserver"] = Field(
+        "fork",
+        description="workers>1: fork starts fastest and needs no __main__ guard; use forkserver if the calling "
+        "process already runs threads (polars, torch)",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> CorpusConfig:
@@ -190,8 +194,6 @@ class CorpusConfig(BaseConfig):
         dup = [n for n, c in names.items() if c > 1]
         if dup:
             raise ValueError(f"source names must be unique; {dup} appear more than once (set `name:` on each)")
-        if self.max_doc_bytes > self.block_bytes:
-            raise ValueError(f"max_doc_bytes ({self.max_doc_bytes}) must not exceed block_bytes ({self.block_bytes})")
         return self
 
 
@@ -322,12 +324,15 @@ class CorpusStats:
         return out
 
     def add_table(self, file: str, t: pa.Table) -> None:
-        nbytes = pc.binary_length(t.column("text"))
-        n, b = t.num_rows, pc.sum(nbytes).as_py() or 0
+        """Count a batch of kept documents (per-group counts come from :meth:`add_groups` on bigger tables)."""
+        n, b = t.num_rows, pc.sum(pc.binary_length(t.column("text"))).as_py() or 0
         self.read, self.kept, self.bytes = self.read + n, self.kept + n, self.bytes + b
         self.files.setdefault(file, Counter()).update(read=n, kept=n)
+
+    def add_groups(self, t: pa.Table) -> None:
+        """Documents and bytes per language, source and domain of a table (nulls as ``und`` / ``none``)."""
         aug = pa.table({k: pc.fill_null(t.column(k), "und" if k == "lang" else "none") for k in ("lang", "domain")}
-                       | {"source": t.column("source"), "b": nbytes})  # fmt: skip
+                       | {"source": t.column("source"), "b": pc.binary_length(t.column("text"))})  # fmt: skip
         for key in ("lang", "source", "domain"):
             for row in aug.group_by(key).aggregate([("b", "sum"), ("b", "count")]).to_pylist():
                 self.by[key].setdefault(row[key], Counter()).update(documents=row["b_count"], bytes=row["b_sum"] or 0)
@@ -385,8 +390,9 @@ class ShardWriter:
             return
         import pyarrow.parquet as pq
 
-        table = pa.concat_tables(self._buf).combine_chunks()
+        table = pa.concat_tables(self._buf)
         self._buf, self._buf_bytes = [], 0
+        self.stats.add_groups(table)
         if self._writer is None:
             self._name = f"shard-{self.index * self.world + self.rank:05d}.parquet"
             self._stack = contextlib.ExitStack()
@@ -479,10 +485,13 @@ class CorpusBuildStep(_import_step_base()):
                 writer.add(batch)
 
 
+_ADAPTIVE: dict = {}  # per-process parse strategy shared by a rank's JSONL files (see readers._parse_block)
+
+
 def _opts(cfg: CorpusConfig, src: Any, ids: IdSet, **kw: Any) -> ReadOptions:
     return ReadOptions(source=kw.pop("source", src.name), fields=getattr(src, "fields", FieldMap()), lang=src.lang,
                        domain=kw.pop("domain", getattr(src, "domain", None)), max_doc_bytes=cfg.max_doc_bytes,
-                       block_bytes=cfg.block_bytes, seen_ids=ids, **kw)  # fmt: skip
+                       block_bytes=cfg.block_bytes, seen_ids=ids, adaptive=_ADAPTIVE, **kw)  # fmt: skip
 
 
 def _iter_item(

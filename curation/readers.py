@@ -5,11 +5,11 @@ that passed every check, or a :class:`~curation.documents.Quarantined` record sa
 Each input record becomes exactly one document row or one quarantine record, so *records read = kept + quarantined*.
 :func:`iter_documents` flattens batches into :class:`~curation.documents.Document` objects for callers that want them.
 
-JSONL is read in bounded byte blocks cut at newlines. A block is parsed in one vectorised call (``pyarrow.json``)
-and accepted only when every row is valid; a block that fails is bisected until the failing pieces are small, and only
-those are parsed line by line, which gives the exact line number and byte offset of each bad record. Memory is bounded
-by the block size plus ``max_doc_bytes`` whatever the file size; a line longer than ``max_doc_bytes`` is skipped while
-streaming (``too_large``) and never held whole.
+JSONL is read in bounded byte blocks cut at newlines. A block is parsed in one vectorised call (``polars``, which
+checks JSON syntax and UTF-8) and accepted only when every row is valid; a block that fails is split into ~32 pieces
+parsed the same way, and only failing pieces are parsed line by line, which gives the exact line number and byte
+offset of each bad record. Memory is bounded by the block size plus ``max_doc_bytes`` whatever the file size; a line
+longer than ``max_doc_bytes`` is skipped while streaming (``too_large``) and never held whole.
 
 Quarantine reasons (stable): ``invalid_json invalid_utf8 nul_bytes not_an_object missing_text text_not_string
 empty_text bad_field binary_file empty_file too_large duplicate_id truncated_file unreadable_file invalid_parquet
@@ -19,6 +19,7 @@ invalid_dataset invalid_mo invalid_python``. Blank lines in JSONL are not record
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import json
@@ -33,7 +34,6 @@ from typing import IO, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pa_json
 from pydantic import Field
 
 from curation.config import BaseConfig
@@ -47,8 +47,7 @@ REASONS = (
 ).split()
 _META = ("id", "lang", "domain", "unit_id")
 _SNIPPET = 120
-_MIN_BISECT_BYTES = 64 << 10
-_BLANK_LINE = re.compile(rb"(?:\A|\n)[ \t\r]*\n")
+_MIN_BISECT_BYTES = 32 << 10
 
 
 class FieldMap(BaseConfig):
@@ -110,10 +109,11 @@ class ReadOptions:
     lang: str | None = None
     domain: str | None = None
     max_doc_bytes: int = 8 << 20
-    block_bytes: int = 16 << 20
+    block_bytes: int = 4 << 20
     batch_rows: int = 8192
     id_prefix: str = ""
     seen_ids: IdSet | None = None
+    adaptive: dict = field(default_factory=dict)  # parse strategy carried from block to block (and file to file)
 
     def default_id(self, file_label: str, where: int) -> str:
         return f"{self.id_prefix or self.source}:{file_label}:{where}"
@@ -187,10 +187,12 @@ def _string_col(table: pa.Table, key: str | None, n: int) -> pa.ChunkedArray | N
     raise TypeError(f"{key!r} is {col.type}")
 
 
-def vectorised_table(table: pa.Table, opts: ReadOptions, label: str, first: int, step: int = 1) -> pa.Table | None:
+def vectorised_table(table: pa.Table, opts: ReadOptions, label: str, first: int, step: int = 1,
+                     raw_checked: bool = False) -> pa.Table | None:  # fmt: skip
     """Map and check a whole parsed table at once; None when any row needs the exact per-record path.
 
-    ``first``/``step`` give each row's line (JSONL) or row number (Parquet) for generated ids.
+    ``first``/``step`` give each row's line (JSONL) or row number (Parquet) for generated ids; ``raw_checked`` says
+    the caller already checked the raw bytes for invalid UTF-8 and NUL (cheaper on one buffer than per column).
     """
     n, fm = table.num_rows, opts.fields
     if fm.text not in table.column_names:
@@ -201,7 +203,9 @@ def vectorised_table(table: pa.Table, opts: ReadOptions, label: str, first: int,
     text = text.cast(pa.large_string())
     if n and pc.max(pc.binary_length(text)).as_py() > opts.max_doc_bytes:
         return None
-    if pc.any(pc.match_substring_regex(text, r"\A\s*\z")).as_py() or pc.any(pc.match_substring(text, "\x00")).as_py():
+    if pc.any(pc.match_substring_regex(text, r"\A\s*\z")).as_py():
+        return None
+    if not raw_checked and (pc.any(pc.match_substring(text, "\x00")).as_py() or not _valid_utf8(table)):
         return None
     try:
         cols = {key: _string_col(table, getattr(fm, key), n) for key in _META}
@@ -229,6 +233,16 @@ def vectorised_table(table: pa.Table, opts: ReadOptions, label: str, first: int,
             col = pc.fill_null(col, default)
         out[key] = col
     return pa.Table.from_pydict(out, schema=CORPUS_SCHEMA)
+
+
+def _valid_utf8(table: pa.Table) -> bool:
+    try:
+        for col in table.columns:
+            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                col.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- JSONL
@@ -293,7 +307,7 @@ def iter_jsonl(path: str | Path, opts: ReadOptions, label: str | None = None) ->
         if looks_binary(head):
             yield quarantine(file, "binary_file", offset=0, detail="binary content in a text file", raw=head)
             return
-        blocks = _iter_blocks(f, opts, file)
+        blocks, state = _iter_blocks(f, opts, file), opts.adaptive
         while True:
             try:
                 item = next(blocks)
@@ -305,7 +319,7 @@ def iter_jsonl(path: str | Path, opts: ReadOptions, label: str | None = None) ->
             if isinstance(item, Quarantined):
                 yield item
             else:
-                yield from _parse_block(item[2], item[0], item[1], opts, file, label)
+                yield from _parse_block(item[2], item[0], item[1], opts, file, label, state)
 
 
 class _Truncated(Exception):
@@ -368,45 +382,85 @@ def _skip_line(f: IO[bytes], carry: bytes, opts: ReadOptions, file: str, offset:
         size += len(chunk)
 
 
-def _json_schema(opts: ReadOptions, id_type: pa.DataType = pa.string()) -> pa.Schema:
-    fm = opts.fields
-    cols = [(fm.text, pa.large_string())] + [(getattr(fm, k), id_type if k == "id" else pa.string()) for k in _META]
-    return pa.schema([(k, t) for k, t in cols if k])
+def _parse_block(block: bytes, offset: int, line: int, opts: ReadOptions, file: str, label: str,
+                 state: dict) -> Iterator[Batch]:  # fmt: skip
+    """Vectorised parse of a block; when it fails, of ~32 line-aligned pieces, recursively; exact lines only for the
+    small pieces that still fail.
+
+    After a failed block the next one goes straight to pieces (files with bad lines everywhere are not parsed twice);
+    a block whose pieces all pass makes the reader try whole blocks again.
+    """
+    if not state.get("pieces"):
+        table = _try_vectorised(block, line, opts, label)
+        if table is not None:
+            if table.num_rows:
+                yield table
+            return
+    failed = yield from _parse_split(block, offset, line, opts, file, label)
+    state["pieces"] = failed > 0
 
 
-def _parse_block(block: bytes, offset: int, line: int, opts: ReadOptions, file: str, label: str) -> Iterator[Batch]:
-    """Vectorised parse of a block; on any failure bisect, down to exact line-by-line parsing of small pieces."""
-    table = _try_vectorised(block, line, opts, label)
-    if table is not None:
-        if table.num_rows:
+def _parse_split(block: bytes, offset: int, line: int, opts: ReadOptions, file: str, label: str):
+    failed = 0
+    for piece, off, ln in _pieces(block, offset, line, max(4096, len(block) // 32)):
+        table = _try_vectorised(piece, ln, opts, label)
+        if table is None:
+            failed += 1
+            if len(piece) > _MIN_BISECT_BYTES:
+                yield from _parse_split(piece, off, ln, opts, file, label)
+            else:
+                yield from _parse_lines(piece, off, ln, opts, file, label)
+        elif table.num_rows:
             yield table
-        return
-    if len(block) <= _MIN_BISECT_BYTES or block.count(b"\n") < 2:
-        yield from _parse_lines(block, offset, line, opts, file, label)
-        return
-    mid = block.find(b"\n", len(block) // 2) + 1
-    if mid <= 0 or mid >= len(block):
-        mid = block.rfind(b"\n", 0, len(block) - 1) + 1
-    yield from _parse_block(block[:mid], offset, line, opts, file, label)
-    yield from _parse_block(block[mid:], offset + mid, line + block.count(b"\n", 0, mid), opts, file, label)
+    return failed
+
+
+def _pieces(block: bytes, offset: int, line: int, size: int) -> Iterator[tuple[bytes, int, int]]:
+    start = 0
+    while start < len(block):
+        end = block.find(b"\n", start + size) + 1 or len(block)
+        piece = block[start:end]
+        yield piece, offset + start, line
+        line += piece.count(b"\n")
+        start = end
 
 
 def _try_vectorised(block: bytes, line: int, opts: ReadOptions, label: str) -> pa.Table | None:
+    """Parse a whole block with polars (fast, checks UTF-8 and JSON syntax); None when any line needs the exact path.
+
+    polars stringifies non-string values for a String schema, so raw-byte checks send a block to the exact path when a
+    mapped key holds a non-string (``"text": 5``) or an object/array, or when it contains a NUL; blank lines make the
+    row count differ from the line count.
+    """
+    import polars as pl
+
     nlines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-    if b"\x00" in block or _BLANK_LINE.search(block):
+    if b"\x00" in block or b"\\u0000" in block or _suspect_types(opts).search(block):
         return None
-    for id_type in (pa.string(), pa.int64()):
-        po = pa_json.ParseOptions(explicit_schema=_json_schema(opts, id_type), unexpected_field_behavior="ignore")
-        try:
-            parsed = pa_json.read_json(io.BytesIO(block), parse_options=po)
-        except (pa.ArrowInvalid, UnicodeDecodeError) as e:
-            if id_type == pa.string() and opts.fields.id and f"Column(/{opts.fields.id}) changed" in str(e):
-                continue
-            return None
-        if parsed.num_rows != nlines:
-            return None
-        return vectorised_table(parsed, opts, label, line)
-    return None
+    schema = {k: pl.String for k in _mapped_keys(opts)}
+    try:
+        parsed = pl.read_ndjson(io.BytesIO(block), schema=schema).to_arrow()
+    except (pl.exceptions.PolarsError, ValueError):
+        return None
+    if parsed.num_rows != nlines:
+        return None
+    return vectorised_table(parsed, opts, label, line, raw_checked=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _suspect_patterns(text_key: str, other_keys: tuple[str, ...]) -> re.Pattern:
+    text = rb'"%s"\s*:\s*[^"\s]' % re.escape(json.dumps(text_key)[1:-1].encode())
+    others = [rb'"%s"\s*:\s*[\[{]' % re.escape(json.dumps(k)[1:-1].encode()) for k in other_keys]
+    return re.compile(b"|".join([text, *others]))
+
+
+def _mapped_keys(opts: ReadOptions) -> list[str]:
+    return [k for k in (opts.fields.text, *(getattr(opts.fields, m) for m in _META)) if k]
+
+
+def _suspect_types(opts: ReadOptions) -> re.Pattern:
+    keys = _mapped_keys(opts)
+    return _suspect_patterns(keys[0], tuple(keys[1:]))
 
 
 def _parse_lines(block: bytes, offset: int, line: int, opts: ReadOptions, file: str, label: str) -> Iterator[Batch]:

@@ -22,6 +22,7 @@ import math
 import operator
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,17 @@ GATE_RE = re.compile(
     r"^\s*(?:(?P<tok>[A-Za-z0-9_.-]+):)?(?P<metric>[A-Za-z0-9_]+)\s*(?P<op><=|>=|==|<|>)\s*"
     r"(?P<value>-?[0-9.]+(?:e-?[0-9]+)?)\s*$"
 )
+NOTES = {
+    "fertility": "tokens per whitespace-separated word; scripts written without spaces (zho, jpn, tha, mya) have "
+    "few 'words', so compare their fertility only across tokenizers, not across languages",
+    "premium_vs_eng_Latn": "tokens for the held-out units in this language / tokens for the same units in English",
+    "nsl": "tokens / reference tokens on the same documents (normalized sequence length)",
+    "tokens_saved_vs_X": "1 - tokens / X's tokens on the same held-out documents (same bytes)",
+    "renyi_efficiency": "H_alpha(p) / log|V| of the unigram token distribution (Zouhar et al. 2023)",
+    "unk_rate": "unknown or <0xNN> byte-fallback tokens / tokens; above invalid_unk_rate the pair is invalid",
+    "english_parallel_cost_vs_X": "tokens / X's tokens on held-out English documents that have a translation",
+    "ci95": "bootstrap percentile interval over documents (over units for premium)",
+}
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
 
 
@@ -354,6 +366,8 @@ def summarize(result: dict[str, Any], refs: dict[str, Encoded], data: HeldOut, e
     }
     doms = np.array(data.domains)
     en = np.array([is_english(x) for x in data.langs])
+    shared = Counter(u for u in data.units if u)
+    en_par = en & np.array([bool(u) and shared[u] > 1 for u in data.units])  # English side of parallel units
     for name, ref in refs.items():
         if name == enc.name:
             continue
@@ -363,6 +377,8 @@ def summarize(result: dict[str, Any], refs: dict[str, Encoded], data: HeldOut, e
             s[f"tokens_saved_vs_{name}_{dom}"] = float(1 - enc.tokens[m].sum() / max(1, ref.tokens[m].sum()))
         if en.any():
             s[f"english_cost_vs_{name}"] = float(enc.tokens[en].sum() / max(1, ref.tokens[en].sum()))
+        if en_par.any():
+            s[f"english_parallel_cost_vs_{name}"] = float(enc.tokens[en_par].sum() / max(1, ref.tokens[en_par].sum()))
     return s
 
 
@@ -448,6 +464,7 @@ def evaluate(cfg: TokenizerEvalConfig, run_dir: str, source: str = "curated") ->
         "reference": nsl_ref,
         "heldout_documents": len(data),
         "skipped_references": skipped,
+        "notes": NOTES,
         "config": cfg.model_dump(mode="json"),
         "results": results,
     }

@@ -83,6 +83,8 @@ def test_metrics_equal_hand_computation(toy):
     de_tok = sum(len(enc.encode(t)) for t in DE.values())
     en_tok = sum(len(enc.encode(t)) for t in EN.values())
     assert res["languages"]["deu_Latn"]["metrics"]["premium_vs_eng_Latn"]["value"] == pytest.approx(de_tok / en_tok)
+    en_words = sum(len(t.split()) for t in EN.values())
+    assert res["summary"]["english_parallel_cost_vs_wl"] == pytest.approx(en_tok / en_words)
     assert res["languages"]["deu_Latn"]["language_info"] | {} == language_info("de") | {"key": "deu_Latn"}
 
 

@@ -23,9 +23,11 @@ removal) are fixed at datatrove's defaults because they change which lines count
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -140,10 +142,11 @@ def _punct_tables() -> tuple[frozenset[str], frozenset[str]]:
 class _Chunk:
     """Everything the rules need from one whitespace-free chunk, computed once from its spaCy tokens."""
 
-    __slots__ = ("tokens", "n_non_symbol", "len_non_symbol", "n_alpha", "stop_bits", "sent")
+    __slots__ = ("tokens", "hashes", "n_non_symbol", "len_non_symbol", "n_alpha", "stop_bits", "sent")
 
     def __init__(self, toks: list[tuple[str, bool]], punct: frozenset[str], sent_punct: frozenset[str]):
         self.tokens = tuple(text for text, _ in toks)
+        self.hashes = tuple(map(_poly_hash, self.tokens))
         non_symbol = [w for w in self.tokens if any(ch not in punct for ch in w)]
         self.n_non_symbol = len(non_symbol)
         self.len_non_symbol = sum(map(len, non_symbol))
@@ -152,6 +155,62 @@ class _Chunk:
         for w in self.tokens:
             self.stop_bits |= _STOP_BIT.get(w, 0)
         self.sent = (_sentencizer_step(toks, False, sent_punct), _sentencizer_step(toks, True, sent_punct))
+
+
+_B = 0x9E3779B97F4A7C15  # odd, so invertible modulo 2**64
+_B_INV = pow(_B, -1, 1 << 64)
+_MASK = (1 << 64) - 1
+
+
+@lru_cache(1 << 20)
+def _poly_hash(s: str) -> int:
+    """Polynomial hash of a string's code points modulo 2**64 (concatenations compose, see NgramHasher)."""
+    h = 0
+    for c in s:
+        h = (h * _B + ord(c)) & _MASK
+    return h
+
+
+class _Powers:
+    """B**k and B**-k modulo 2**64 for k up to the longest token seen (grown on demand)."""
+
+    def __init__(self) -> None:
+        self.fwd = self.inv = np.ones(1, dtype=np.uint64)
+
+    def get(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if k >= len(self.fwd):
+            size = max(k + 1, 2 * len(self.fwd), 1024)
+            fwd, inv = np.full(size, _B, dtype=np.uint64), np.full(size, _B_INV, dtype=np.uint64)
+            fwd[0] = inv[0] = 1
+            self.fwd, self.inv = np.cumprod(fwd), np.cumprod(inv)
+        return self.fwd, self.inv
+
+
+_POWERS = _Powers()
+_SMALL_DOC_WORDS = 400
+
+
+def _window_keys(hashes: np.ndarray, lens: np.ndarray) -> tuple[Callable[[int], np.ndarray], np.ndarray]:
+    """Hash of the concatenation of every window of words, for any window size, in O(words) numpy work.
+
+    With C_i the chars before word i and S_i = sum_{k<i} h_k * B**-C_{k+1}, the polynomial hash of
+    words[i:i+n] concatenated is B**C_{i+n} * (S_{i+n} - S_i) mod 2**64: equal strings give equal keys;
+    different strings collide with probability ~2**-64 per pair.
+    """
+    fwd, inv = _POWERS.get(int(lens.max()) if len(lens) else 0)
+    b_c = np.empty(len(lens) + 1, dtype=np.uint64)
+    b_c[0] = 1
+    np.cumprod(fwd[lens], out=b_c[1:])
+    binv_c = np.cumprod(inv[lens])
+    s = np.zeros(len(lens) + 1, dtype=np.uint64)
+    np.cumsum(hashes * binv_c, out=s[1:])
+    c = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=c[1:])
+
+    def keys(n: int) -> np.ndarray:
+        return b_c[n:] * (s[n:] - s[:-n])
+
+    return keys, c
 
 
 def _sentencizer_step(toks: list[tuple[str, bool]], seen: bool, sent_punct: frozenset[str]) -> tuple[int, bool]:
@@ -208,7 +267,7 @@ class HeuristicScorer:
         row: dict[str, Any] = {}
         lines = text.splitlines()
         row.update(self._gopher_quality(text, words, chunks, lines))
-        row.update(self._gopher_repetition(text, words))
+        row.update(self._gopher_repetition(text, words, chunks))
         row.update(self._c4(lines))
         row.update(self._fineweb(text, len(words)))
         return row
@@ -244,7 +303,7 @@ class HeuristicScorer:
             "gopher_stop_words": stop_bits.bit_count(),
         }
 
-    def _gopher_repetition(self, text: str, words: list[str]) -> dict:
+    def _gopher_repetition(self, text: str, words: list[str], chunks: list[_Chunk] | None = None) -> dict:
         n_chars = len(text)
         row: dict[str, float] = {}
         if not text:
@@ -258,10 +317,23 @@ class HeuristicScorer:
         dup, dup_chars = _find_duplicates(lines)
         row["gopher_dup_line_frac"] = dup / len(lines)
         row["gopher_dup_line_char_frac"] = dup_chars / n_chars
+        if len(words) < _SMALL_DOC_WORDS:  # numpy's per-call overhead loses on short documents
+            for n in TOP_NGRAMS:
+                row[f"gopher_top_{n}_gram_frac"] = _top_ngram_chars(words, n) / n_chars
+            for n in DUP_NGRAMS:
+                row[f"gopher_dup_{n}_gram_frac"] = _all_duplicate_chars(words, n) / n_chars
+            return row
+        if chunks is None:
+            chunks = [self._chunk(c) for c in text.split()]
+        hashes = np.fromiter(itertools.chain.from_iterable(ch.hashes for ch in chunks), np.uint64, len(words))
+        lens = np.fromiter(map(len, words), np.int64, len(words))
+        keys, cum = _window_keys(hashes, lens)
+        # " ".join(window) == joining the words each followed by one space, minus the last space
+        space_keys, space_cum = _window_keys(hashes * np.uint64(_B) + np.uint64(32), lens + 1)
         for n in TOP_NGRAMS:
-            row[f"gopher_top_{n}_gram_frac"] = _top_ngram_chars(words, n) / n_chars
+            row[f"gopher_top_{n}_gram_frac"] = _top_ngram_chars_hashed(space_keys, space_cum, n) / n_chars
         for n in DUP_NGRAMS:
-            row[f"gopher_dup_{n}_gram_frac"] = _all_duplicate_chars(words, n) / n_chars
+            row[f"gopher_dup_{n}_gram_frac"] = _all_duplicate_chars_hashed(keys, cum, n) / n_chars
         return row
 
     def _c4(self, lines: list[str]) -> dict:
@@ -359,6 +431,44 @@ def _find_duplicates(items: list[str]) -> tuple[int, int]:
         else:
             seen.add(x)
     return dup, dup_chars
+
+
+def _top_ngram_chars_hashed(keys: Callable[[int], np.ndarray], cum: np.ndarray, n: int) -> int:
+    """``find_top_duplicate(get_n_grams(words, n))`` on window keys: most frequent n-gram (first seen on ties)."""
+    m = len(cum) - n
+    if m <= 0:
+        return 0
+    _, first, counts = np.unique(keys(n), return_index=True, return_counts=True)
+    best = counts.max()
+    i = int(first[counts == best].min())
+    return (int(cum[i + n] - cum[i]) - 1) * int(best)
+
+
+def _all_duplicate_chars_hashed(keys: Callable[[int], np.ndarray], cum: np.ndarray, n: int) -> int:
+    """``find_all_duplicate(words, n)`` on window keys: walk only positions whose n-gram occurred before."""
+    m = len(cum) - n
+    if m <= 0:
+        return 0
+    k = keys(n)
+    _, first, inverse = np.unique(k, return_index=True, return_inverse=True)
+    if len(first) == m:
+        return 0
+    candidates = np.flatnonzero(first[inverse] != np.arange(m)).tolist()
+    grams = k.tolist()
+    seen: set[int] = set()
+    repeated, idx = 0, 0
+    for c in candidates:
+        if c < idx:
+            continue
+        seen.update(grams[idx:c])
+        g = grams[c]
+        if g in seen:
+            repeated += int(cum[c + n] - cum[c])
+            idx = c + n
+        else:
+            seen.add(g)
+            idx = c + 1
+    return repeated
 
 
 def _top_ngram_chars(words: list[str], n: int) -> int:

@@ -144,6 +144,13 @@ class Scorers:
         qm = quality_model_path(cfg, run_dir)
         self.quality = QualityScorer(qm) if qm else None
         self.tokenizers = [load_tokenizer(s, run_dir) for s in specs]
+        self.seconds: dict[str, float] = {}  # time per signal group, summed over calls (bench and logs read it)
+
+    def _timed(self, part: str, fn, *args):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - t0
+        return out
 
     def score(self, texts: list[str]) -> dict[str, list]:
         """Signal columns for a batch of texts."""
@@ -152,14 +159,17 @@ class Scorers:
         cols: dict[str, list] = {
             "bytes": [len(t.encode("utf-8", "surrogatepass")) for t in texts],
             "chars": [len(t) for t in texts],
-            "words": count_words_batch(texts),
+            "words": self._timed("words", count_words_batch, texts),
         }
-        cols["lid_label"], cols["lid_score"], cols["lid_script"] = self.lid.predict(texts)
+        cols["lid_label"], cols["lid_score"], cols["lid_script"] = self._timed("lid", self.lid.predict, texts)
         if self.heuristics:
-            cols.update({k: v.tolist() for k, v in self.heuristics.score_batch(texts).items()})
-        cols["quality_score"] = self.quality.score(texts) if self.quality else [None] * len(texts)
+            values = self._timed("heuristics", self.heuristics.score_batch, texts)
+            cols.update({k: v.tolist() for k, v in values.items()})
+        quality = self._timed("quality", self.quality.score, texts) if self.quality else [None] * len(texts)
+        cols["quality_score"] = quality
         for tok in self.tokenizers:
-            cols[f"tokens_{tok.name}"] = [len(ids) for ids in tok.encode_batch(texts)]
+            ids = self._timed(f"tokens_{tok.name}", tok.encode_batch, texts)
+            cols[f"tokens_{tok.name}"] = [len(x) for x in ids]
         return cols
 
 

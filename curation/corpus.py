@@ -590,7 +590,11 @@ def _reset_if_changed(rd: RunDir, h: str, force: bool) -> None:
     if force or (old and old.get("inputs_hash") != h):
         log.info(kv(stage=STAGE, reset="inputs changed" if not force else "forced", run=rd.root))
         rd.fs.rm(rd.path(STAGE), recursive=True)
-    rd.clear_marker(STAGE) if rd.fs.exists(rd.path(STAGE)) else None
+    if rd.fs.exists(rd.path(STAGE)):
+        rd.clear_marker(STAGE)
+        for p in rd.fs.find(rd.path(STAGE)):  # temp files of a killed run (manifest, stats); no rank runs yet
+            if p.rsplit("/", 1)[-1].startswith(".tmp-") and "/logs/" not in p:
+                rd.fs.rm(p)
     write_json(ident, {"inputs_hash": h})
 
 

@@ -125,6 +125,7 @@ def test_resume_after_lost_rank_rebuilds_the_same_shards(inputs, tmp_path):
     (corpus / "_DONE.json").unlink()
     (corpus / rank1[0]).unlink()
     (corpus / f".tmp-deadbeef0000-{rank1[-1]}").write_bytes(b"partial")
+    (corpus / ".tmp-deadbeef0001-manifest.json").write_bytes(b"{")
     second = build(cfg, str(run))
     assert [(s["name"], s["sha256"]) for s in second["shards"]] == [(s["name"], s["sha256"]) for s in first["shards"]]
     assert second["records"] == first["records"]
@@ -193,6 +194,20 @@ def test_optional_missing_source_is_skipped(inputs, tmp_path):
     )
     m = build(CorpusConfig.model_validate(corpus), str(tmp_path / "run"))
     assert "gone" not in m["by_source"] and m["documents"] > 0
+
+
+def test_hf_sources_in_a_build(tmp_path, write_lines):
+    import datasets
+
+    datasets.Dataset.from_dict({"body": ["saved one", "saved two", ""]}).save_to_disk(str(tmp_path / "saved"))
+    files = write_lines("hf/part.jsonl", [b'{"text": "from a data file", "id": "f1"}'])
+    corpus = {"sources": [
+        {"type": "hf", "name": "saved", "path": str(tmp_path / "saved"), "fields": {"text": "body"}, "lang": "en"},
+        {"type": "hf", "name": "files", "data_files": [str(files)], "builder": "json"},
+    ]}  # fmt: skip
+    m = build(CorpusConfig.model_validate(corpus), str(tmp_path / "run"))
+    assert m["by_source"]["saved"]["documents"] == 2 and m["by_source"]["files"]["documents"] == 1
+    assert m["quarantine_reasons"] == {"empty_text": 1} and m["by_lang"]["en"]["documents"] == 2
 
 
 REAL_CATALOGS = sorted({p.stem for p in Path("/usr/share/locale").glob("de/LC_MESSAGES/*.mo")})

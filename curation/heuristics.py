@@ -14,8 +14,11 @@ How it stays exact and fast:
 - C4 counts sentences with spaCy's sentencizer on each kept line. The sentencizer is a two-state machine over tokens
   (``seen_period``); each chunk stores its transition for both entry states, and a gap other than one space adds a
   whitespace token (not punctuation), exactly as spaCy does.
-- n-gram statistics use C-level ``zip``/``map``/``Counter``; the sequential ``find_all_duplicate`` scan only visits
-  positions whose n-gram occurred before.
+- n-gram statistics: short documents (< 400 words) use datatrove's string n-grams through C-level ``zip``/``map``/
+  ``Counter``; longer ones hash every window of words in O(words) numpy work (a polynomial hash of the joined string
+  modulo 2**64, composed from per-token hashes, so equal strings always get equal keys and distinct strings collide
+  with probability ~2**-64), then ``np.unique`` finds the top n-gram and the repeat positions, and the sequential
+  ``find_all_duplicate`` walk visits only positions whose n-gram occurred before.
 
 Line-level C4 knobs (terminal punctuation, 3 words per line, 1000-char words, javascript and policy lines, citation
 removal) are fixed at datatrove's defaults because they change which lines count; document-level thresholds are free.
@@ -162,7 +165,7 @@ _B_INV = pow(_B, -1, 1 << 64)
 _MASK = (1 << 64) - 1
 
 
-@lru_cache(1 << 20)
+@lru_cache(1 << 18)
 def _poly_hash(s: str) -> int:
     """Polynomial hash of a string's code points modulo 2**64 (concatenations compose, see NgramHasher)."""
     h = 0
@@ -229,7 +232,7 @@ def _sentencizer_step(toks: list[tuple[str, bool]], seen: bool, sent_punct: froz
 class HeuristicScorer:
     """Computes every rule value of :data:`COLUMNS` for batches of texts (one pass per document)."""
 
-    def __init__(self, max_cache: int = 2_000_000):
+    def __init__(self, max_cache: int = 500_000):
         self.nlp = _spacy_en()
         self.punct, self.sent_punct = _punct_tables()
         self.cache: dict[str, _Chunk] = {}

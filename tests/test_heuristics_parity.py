@@ -12,7 +12,9 @@ documents past the first rules so later rules decide too.
 Known differences (none observed on this corpus): values are stored even where datatrove would divide by zero and
 crash (n_words == 0 with the rule that guards it turned off) — we store NaN there; C4's line-level knobs
 (terminal punctuation, 3 words per line, 1000-char words, javascript, policy, citation removal) are fixed at
-datatrove's defaults, only its document-level thresholds are free.
+datatrove's defaults, only its document-level thresholds are free; n-gram windows of long documents are compared by
+a 64-bit polynomial hash of the joined string (equal strings always match; a false match between different strings
+has probability ~2**-64 per pair), so the Gopher n-gram fractions are exact unless such a collision happens.
 """
 
 from __future__ import annotations

@@ -167,6 +167,13 @@ def main() -> None:
             r = bench_size(Path(tmp), mb, args.tasks)
             results["sizes"][f"{mb}MB"] = r
             print(_line(r), flush=True)
+    a, b = (results["sizes"][f"{mb}MB"] for mb in sizes)
+    extra_mb = b["input_mb"] - a["input_mb"]
+    results["marginal_mb_per_s"] = {  # the larger run minus the smaller: fixed start-up costs cancel out
+        k: round(extra_mb / max(1e-9, b[k]["seconds"] - a[k]["seconds"]), 1) for k in ("polars", "ours")
+    }
+    marg = results["marginal_mb_per_s"]
+    print(f"marginal (between sizes): polars {marg['polars']} MB/s, ours {marg['ours']} MB/s")
     small, big = (results["sizes"][f"{mb}MB"]["ours"]["peak_rss_mb"] for mb in sizes)
     results["rss_growth_ours"] = round(big / small, 2)
     results["goal"] = "ours within 2x of polars' time; peak RSS independent of corpus size"

@@ -141,16 +141,20 @@ def test_field_mapping(write_lines):
 def test_parquet_good_and_bad_rows(tmp_path):
     good = pa.table({"text": ["alpha", "beta", "gamma"], "id": ["a", "b", "c"], "extra": [1, 2, 3]})
     pq.write_table(good, tmp_path / "good.parquet")
-    mixed = pa.table({"text": ["fine", None, "  ", "dup"], "id": ["x", "y", "z", "x"]})
+    mixed = pa.table(
+        {"text": ["fine", None, "  ", "dup", "nul\x00", "y" * 3000], "id": ["x", "y", "z", "x", "n", "b"]}
+    )
     pq.write_table(mixed, tmp_path / "mixed.parquet")
     pq.write_table(pa.table({"text": [1, 2]}), tmp_path / "ints.parquet")
     (tmp_path / "corrupt.parquet").write_bytes(b"PAR1 this is not parquet at all PAR1")
     (tmp_path / "empty.parquet").write_bytes(b"")
     docs, bad = _split(read_parquet(tmp_path / "good.parquet", seen_ids=IdSet()))
     assert [d.id for d in docs] == ["a", "b", "c"] and not bad
-    docs, bad = _split(read_parquet(tmp_path / "mixed.parquet", seen_ids=IdSet()))
+    docs, bad = _split(read_parquet(tmp_path / "mixed.parquet", seen_ids=IdSet(), max_doc_bytes=2048))
     assert [d.text for d in docs] == ["fine"]
-    assert [(q.line, q.reason) for q in bad] == [(1, "missing_text"), (2, "empty_text"), (3, "duplicate_id")]
+    assert [(q.line, q.reason) for q in bad] == [
+        (1, "missing_text"), (2, "empty_text"), (3, "duplicate_id"), (4, "nul_bytes"), (5, "too_large")
+    ]  # fmt: skip
     _, bad = _split(read_parquet(tmp_path / "ints.parquet"))
     assert [q.reason for q in bad] == ["text_not_string"] * 2
     assert [q.reason for q in read_parquet(tmp_path / "corrupt.parquet")] == ["invalid_parquet"]

@@ -59,6 +59,7 @@ class PretrainConfig(BaseConfig):
     tokenizer: str = Field(..., description="run:NAME (<run>/tokenizers/NAME) or a local HF tokenizer dir.")
     data: DataConfig = Field(default_factory=DataConfig)
     models: list[ModelSpec] = Field(..., min_length=1, description="Trained in order; a distil teacher goes first.")
+    max_positions: int = Field(512, ge=8, description="max_position_embeddings saved in the models (serving context).")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     grad_clip: float = Field(1.0, gt=0, description="Max gradient norm.")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch default).")

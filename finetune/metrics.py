@@ -71,7 +71,11 @@ def doc_windows(ids: list[int], start: int, seq_len: int) -> list[tuple[list[int
     """Split ``[start] + ids`` into (inputs, targets) windows of at most ``seq_len`` predictions each."""
     seq = [start, *ids]
     # window i predicts seq[i*L+1 : (i+1)*L+1] from seq[i*L : (i+1)*L]
-    return [(seq[i : i + seq_len], seq[i + 1 : i + seq_len + 1]) for i in range(0, len(ids), seq_len)]
+    out = []
+    for i in range(0, len(ids), seq_len):
+        targets = seq[i + 1 : i + seq_len + 1]
+        out.append((seq[i : i + len(targets)], targets))
+    return out
 
 
 def _batches(windows: Iterable[tuple[list[int], list[int]]], batch_size: int):

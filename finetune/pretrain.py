@@ -28,7 +28,7 @@ from finetune.metrics import IGNORE, evaluate_texts
 log = get_logger("pretrain")
 
 
-def llama_config(spec: ModelSpec, tokenizer, seq_len: int):
+def llama_config(spec: ModelSpec, tokenizer, seq_len: int, max_positions: int = 512):
     """A LlamaConfig of the spec's shape for this tokenizer."""
     from transformers import LlamaConfig
 
@@ -39,7 +39,7 @@ def llama_config(spec: ModelSpec, tokenizer, seq_len: int):
         num_hidden_layers=spec.layers,
         num_attention_heads=spec.heads,
         num_key_value_heads=spec.kv_heads or spec.heads,
-        max_position_embeddings=max(seq_len, 128),
+        max_position_embeddings=max(seq_len, max_positions),
         tie_word_embeddings=spec.tie_embeddings,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -47,12 +47,12 @@ def llama_config(spec: ModelSpec, tokenizer, seq_len: int):
     )
 
 
-def build_model(spec: ModelSpec, tokenizer, seq_len: int, seed: int):
+def build_model(spec: ModelSpec, tokenizer, seq_len: int, seed: int, max_positions: int = 512):
     """A freshly initialised LlamaForCausalLM (seeded)."""
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(seed)
-    return LlamaForCausalLM(llama_config(spec, tokenizer, seq_len))
+    return LlamaForCausalLM(llama_config(spec, tokenizer, seq_len, max_positions))
 
 
 def distill_loss(student_logits, teacher_logits, labels, alpha: float, temperature: float) -> torch.Tensor:
@@ -132,7 +132,7 @@ def pretrain_one(spec: ModelSpec, cfg: PretrainConfig, run_dir: str, tok, evals:
     batches = PackedBatches(
         lambda: train_texts(curated, cfg.data, run_dir, cfg.seed), tok, cfg.data.seq_len, spec.batch_size
     )
-    model = build_model(spec, tok, cfg.data.seq_len, cfg.seed)
+    model = build_model(spec, tok, cfg.data.seq_len, cfg.seed, cfg.max_positions)
     teacher = None
     if spec.distill_from:
         teacher = load_causal_lm(rd.stage("models", spec.distill_from), rt.dtype, rt.device).eval()

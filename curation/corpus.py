@@ -676,7 +676,7 @@ def _manifest(cfg: CorpusConfig, rd: RunDir, h: str, total: CorpusStats, seconds
             f: {"read": c["read"], "kept": c["kept"], "quarantined": c["quarantined"]}
             for f, c in sorted(total.files.items())
         },  # fmt: skip
-        "quarantine_files": sorted(p.rsplit("/", 1)[-1] for p in rd.fs.glob(rd.path(STAGE, "quarantine", "*.jsonl"))),
+        "quarantine_files": [f"quarantine/rank-{r:05d}.jsonl" for r in range(cfg.tasks)],
         "cross_rank_duplicate_ids": _cross_rank_duplicates(rd, shards, cfg.tasks),
         "config_hash": hash_obj(cfg.model_dump(mode="json")),
         "inputs_hash": h,

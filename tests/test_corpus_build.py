@@ -95,7 +95,8 @@ def test_build_writes_shards_manifest_and_reconciled_quarantine(inputs, tmp_path
     assert m["by_source"]["mine"]["documents"] == 300 and m["by_domain"]["ui"]["documents"] == 3
     assert len(m["shards"]) > 2 and all(sha256_file(run / "corpus" / s["name"]) == s["sha256"] for s in m["shards"])
     assert {s["name"] for s in m["shards"]} == {p.name for p in (run / "corpus").glob("shard-*.parquet")}
-    quarantined = [json.loads(x) for f in (run / "corpus" / "quarantine").glob("*.jsonl") for x in f.open()]
+    assert m["quarantine_files"] == ["quarantine/rank-00000.jsonl", "quarantine/rank-00001.jsonl"]
+    quarantined = [json.loads(x) for f in m["quarantine_files"] for x in (run / "corpus" / f).open()]
     assert len(quarantined) == r["quarantined"]
     assert {"file", "line", "offset", "reason", "detail", "snippet", "source"} <= set(quarantined[0])
     assert not list((run / "corpus").rglob(".tmp-*"))

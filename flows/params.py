@@ -58,4 +58,4 @@ class PrefectConfig(BaseConfig):
     refresh_timezone: str = Field("UTC", description="Timezone the refresh cron is read in.")
     cpu_pool: str = Field("tokenwise-cpu", description="Work pool of CPU stages (corpus, curate, tokenizer ...).")
     gpu_pool: str = Field("gpu", description="Work pool of GPU stages (finetune, quantize, serve, measure).")
-    health_timeout_s: float = Field(60.0, gt=0, description="Seconds to wait for /api/health after starting.")
+    health_timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for /api/health after starting.")

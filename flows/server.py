@@ -119,12 +119,14 @@ def up(config_path: str, run_dir: str, host: str, port: int, home: str, timeout_
     """Start the server, wait for health, serve the deployments, print the UI URL; Ctrl-C stops both children."""
     server = start_server(home, host, port)
     serving = None
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops the children like Ctrl-C does
     try:
         took = wait_healthy(server, timeout_s)
         serving = start_serving(server, config_path, run_dir)
-        print(f"Prefect server healthy in {took:.1f}s (PID {server.proc.pid}, PREFECT_HOME={Path(home).resolve()})")
-        print(f"serving tokenwise deployments (PID {serving.pid}); logs in {Path(home).resolve()}/serve.log")
-        print(f"UI: {server.ui_url}   API: {server.api_url}   Ctrl-C stops everything started here")
+        home_dir = Path(home).resolve()
+        print(f"Prefect server healthy in {took:.1f}s (PID {server.proc.pid}, PREFECT_HOME={home_dir})", flush=True)
+        print(f"serving tokenwise deployments (PID {serving.pid}); logs in {home_dir}/serve.log", flush=True)
+        print(f"UI: {server.ui_url}   API: {server.api_url}   Ctrl-C stops everything started here", flush=True)
         while server.proc.poll() is None and serving.poll() is None:
             time.sleep(1.0)
         print("a child exited; stopping the rest", file=sys.stderr)
@@ -134,6 +136,10 @@ def up(config_path: str, run_dir: str, host: str, port: int, home: str, timeout_
         if serving is not None:
             stop(serving)
         stop(server.proc)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _host_port(api_url: str) -> tuple[str, int]:

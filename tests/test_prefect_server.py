@@ -1,14 +1,18 @@
 """A real Prefect server on a free loopback port: serve the deployments, run them through the REST API like the UI.
 
-One server (temporary SQLite PREFECT_HOME) and one `serve` process for the whole module, both stopped by PID at the
-end.
+One `tokenwise prefect up` (a server with a temporary SQLite PREFECT_HOME plus the `serve` process) for the whole
+module, stopped with Ctrl-C (SIGINT) at the end; the test checks both children it started are gone.
 Runs use a tiny corpus config: two small .mo catalogs in two languages and three stdlib modules.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -17,12 +21,14 @@ import httpx
 import pytest
 
 from flows.deployments import FLOW_ENTRYPOINTS
-from flows.server import start_server, start_serving, stop, wait_healthy
+from flows.server import free_port, stop
+from flows.tasks import REPO
 
 pytestmark = pytest.mark.slow
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 ARTIFACTS = Path(os.environ.get("TOKENWISE_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "runs" / "test"))
 
+CLI = "from curation.cli import main; main()"
 TINY = """\
 run:
   seed: 0
@@ -38,28 +44,59 @@ corpus:
   workers: 1
 prefect:
   refresh_cron: "0 3 * * *"
+  health_timeout_s: 240
 """
 
 
 @pytest.fixture(scope="module")
 def prefect(tmp_path_factory):
-    """(api client, ui url, tmp dir) of a fresh server serving every tokenwise deployment."""
+    """(api client, ui url, tmp dir) of `tokenwise prefect up` on a free port: a fresh server serving every deployment.
+
+    Ctrl-C (SIGINT) at the end must stop the server and the serve process it started, by PID.
+    """
     tmp = tmp_path_factory.mktemp("prefect")
     config = tmp / "tiny.yaml"
     config.write_text(TINY)
-    server = start_server(tmp / "home", PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2")
-    serving = None
+    port = free_port()
+    env = {**os.environ, "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2", "TOKENWISE_PROGRESS": "0"}
+    cmd = [sys.executable, "-c", CLI, "prefect", "up", "--config", str(config), "--run", str(tmp / "run"),
+           "--port", str(port), "--home", str(tmp / "home")]  # fmt: skip
+    log = (tmp / "up.log").open("w")
+    up = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
     try:
-        wait_healthy(server, 120)
-        serving = start_serving(server, str(config), str(tmp / "run"))
-        api = httpx.Client(base_url=server.api_url, timeout=30)
-        _wait_for_deployments(api, serving, tmp / "home" / "serve.log")
-        yield api, server.ui_url, tmp
+        ui_url = _wait_for_line(up, tmp / "up.log", "UI: ").split()[1]
+        assert ui_url == f"http://127.0.0.1:{port}"
+        api = httpx.Client(base_url=f"{ui_url}/api", timeout=30)
+        _wait_for_deployments(api, up, tmp / "home" / "serve.log")
+        yield api, ui_url, tmp
     finally:
-        if serving is not None:
-            stop(serving)
-        stop(server.proc)
-        assert server.proc.poll() is not None, "the server must be stopped by PID"
+        pids = [int(p) for p in re.findall(r"PID (\d+)", (tmp / "up.log").read_text())]
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(60)
+        finally:
+            stop(up)
+            log.close()
+        assert len(pids) == 2 and not [p for p in pids if _alive(p)], f"children left running: {pids}"
+
+
+def _wait_for_line(proc: subprocess.Popen, log: Path, prefix: str, timeout_s: float = 150) -> str:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        lines = [ln for ln in log.read_text().splitlines() if ln.startswith(prefix)]
+        if lines:
+            return lines[0]
+        assert proc.poll() is None, f"`tokenwise prefect up` exited:\n{log.read_text()[-3000:]}"
+        time.sleep(0.5)
+    raise TimeoutError(f"no {prefix!r} line after {timeout_s}s:\n{log.read_text()[-3000:]}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/status").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
 
 
 def _wait_for_deployments(api: httpx.Client, serving, log: Path, timeout_s: float = 150) -> None:

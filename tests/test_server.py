@@ -295,3 +295,18 @@ def test_speculative_model_serves_target_greedy_output_with_spec_metrics(models,
         text = c.get("/metrics").text
     assert 'tokenwise:spec_decode_num_drafts_total{model_name="large-spec"}' in text
     assert 'tokenwise:spec_decode_num_drafts_total{model_name="large-spec"} 0.0' not in text
+
+
+def test_client_disconnect_mid_stream_frees_the_slot(models, backends):
+    cfg = make_config(models, limits={"max_concurrent": 1, "max_queue": 0})
+    with serve_in_background(cfg, backends) as srv:
+        body = {"model": "large", "prompt": "def f():", "max_tokens": 32, "stream": True}
+        with httpx.stream("POST", srv.url + "/v1/completions", json=body, timeout=60) as r:
+            assert r.status_code == 200
+            next(r.iter_lines())
+        deadline = time.monotonic() + 30
+        while httpx.get(srv.url + "/health").json()["running"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert httpx.get(srv.url + "/health").json()["running"] == 0
+        again = httpx.post(srv.url + "/v1/completions", json={**body, "stream": False, "max_tokens": 2}, timeout=60)
+        assert again.status_code == 200

@@ -35,7 +35,6 @@ def measured(tmp_path_factory):
           models:
             - {name: small, path: "{run}/models/small", price_input_per_1m: 0.1, price_output_per_1m: 0.2}
             - {name: large, path: "{run}/models/large", price_input_per_1m: 1.0, price_output_per_1m: 2.0}
-            - {name: large_ref, path: "{run}/models/large_ref", price_input_per_1m: 1.0, price_output_per_1m: 2.0}
           router: {threshold: -3.0, preview_tokens: 4}
         measure:
           requests: 4
@@ -43,6 +42,10 @@ def measured(tmp_path_factory):
           reference_bytes: 80
           max_tokens: 6
           concurrency: 2
+          models:
+            - {name: small, path: "{run}/models/small", price_input_per_1m: 0.1, price_output_per_1m: 0.2}
+            - {name: large, path: "{run}/models/large", price_input_per_1m: 1.0, price_output_per_1m: 2.0}
+            - {name: large_ref, path: "{run}/models/large_ref", price_input_per_1m: 1.0, price_output_per_1m: 2.0}
           stacks:
             - {name: baseline, lever: baseline, model: large_ref, serve_models: [small, large_ref]}
             - {name: baseline_again, lever: none, model: large_ref, serve_models: [small, large_ref]}

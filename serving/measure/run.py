@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 from curation.config import BaseConfig, load_section
 from curation.log import get_logger, kv
 from curation.rundir import RunDir, atomic_open, hash_obj, write_json
+from serving.config import ModelSpec
 from serving.measure import aggregate as agg
 from serving.measure.ledger import add_counterfactuals, write_ledger
 from serving.measure.prices import PriceTable
@@ -56,6 +57,10 @@ class MeasureConfig(BaseConfig):
     source: str = Field("curated", description="Run stage the held-out documents come from (curated or corpus).")
     reference_tokenizer: str = Field("tiktoken:cl100k_base", description="Fixed tokenizer every row is counted in.")
     slo: SLOSpec = Field(default_factory=SLOSpec)
+    models: list[ModelSpec] = Field(
+        default_factory=list,
+        description="Model catalog the stacks draw from (serve.models entries; empty = serve.models).",
+    )
     stacks: list[StackSpec] = Field(..., min_length=2, description="Baseline first, then one lever added per stack.")
     api_key_env: str | None = Field(None, description="Env var holding the API key, when the server requires one.")
     seed: int = 0
@@ -70,15 +75,20 @@ class MeasureConfig(BaseConfig):
         return self
 
 
-def _serve_config(serve_cfg: Any, stack: StackSpec, run_dir: str) -> Any:
+def catalog(cfg: MeasureConfig, serve_cfg: Any) -> list[Any]:
+    """The models stacks may load: measure.models, else serve.models."""
+    return list(cfg.models) or list(serve_cfg.models)
+
+
+def _serve_config(serve_cfg: Any, models: list[Any], stack: StackSpec, run_dir: str) -> Any:
     from serving.config import ServeConfig
 
-    known = {m.name: m for m in serve_cfg.models}
+    known = {m.name: m for m in models}
     missing = [n for n in stack.serve_models if n not in known]
     if missing:
-        raise ValueError(f"stack {stack.name}: serve_models {missing} are not in serve.models {sorted(known)}")
+        raise ValueError(f"stack {stack.name}: serve_models {missing} are not in the model catalog {sorted(known)}")
     data = serve_cfg.model_dump()
-    data["models"] = [m for m in data["models"] if m["name"] in stack.serve_models]
+    data["models"] = [known[n].model_dump() for n in stack.serve_models]
     data["port"] = 0
     return ServeConfig.model_validate(data).resolved(run_dir)
 
@@ -86,8 +96,8 @@ def _serve_config(serve_cfg: Any, stack: StackSpec, run_dir: str) -> Any:
 class Scorer:
     """Bits per byte of each request's reference continuation under the model that answered it (same weights)."""
 
-    def __init__(self, serve_cfg: Any):
-        self.specs = {m.name: m for m in serve_cfg.models}
+    def __init__(self, models: list[Any]):
+        self.specs = {m.name: m for m in models}
         self.backends: dict[str, Any] = {}
 
     def __call__(self, model: str, prompt: str, reference: str) -> float:
@@ -99,6 +109,15 @@ class Scorer:
         if not reference:
             return math.nan
         return bits_per_byte([b.logprob_sum(b.encode(prompt), b.encode(reference))], reference)
+
+
+def _resolved(serve_cfg: Any, models: list[Any], run_dir: str) -> list[Any]:
+    """Catalog models with {run} resolved (via ServeConfig.resolved, which needs >= 2 models)."""
+    from serving.config import ServeConfig
+
+    data = serve_cfg.model_dump()
+    data["models"] = [m.model_dump() for m in models]
+    return ServeConfig.model_validate(data).resolved(run_dir).models
 
 
 def _rows(stack: StackSpec, results: list[dict], prices: PriceTable, ref_tok: Any, largest: str,
@@ -155,9 +174,8 @@ def run_measure(config_path: str, run_dir: str, base_url: str | None = None) -> 
     serve_cfg = load_section(config_path, "serve")
     run = RunDir(run_dir)
     out = run.stage("measure")
-    prices = PriceTable.from_per_million(
-        {m.name: (m.price_input_per_1m, m.price_output_per_1m) for m in serve_cfg.models}
-    )
+    models = catalog(cfg, serve_cfg)
+    prices = PriceTable.from_per_million({m.name: (m.price_input_per_1m, m.price_output_per_1m) for m in models})
     requests = build_requests(run_dir, cfg.requests, cfg.prompt_bytes, cfg.reference_bytes, cfg.seed,
                               cfg.languages, cfg.source)  # fmt: skip
     if not requests:
@@ -165,14 +183,14 @@ def run_measure(config_path: str, run_dir: str, base_url: str | None = None) -> 
     write_requests(requests, f"{out}/requests.jsonl")
     requests = read_requests(f"{out}/requests.jsonl")
     ref_tok = load_tokenizer(cfg.reference_tokenizer, run_dir)
-    scorer = Scorer(serve_cfg.resolved(run_dir))
+    scorer = Scorer(_resolved(serve_cfg, models, run_dir))
     api_key = os.environ.get(cfg.api_key_env, "").split(",")[0] if cfg.api_key_env else None
     rows: list[dict[str, Any]] = []
     wall: dict[str, float] = {}
     for stack in cfg.stacks:
         from serving.server import serve_in_background
 
-        scfg = _serve_config(serve_cfg, stack, run_dir)
+        scfg = _serve_config(serve_cfg, models, stack, run_dir)
         largest = scfg.by_cost()[-1].name
         t0 = time.perf_counter()
         with serve_in_background(scfg, run_dir=run_dir) as srv:

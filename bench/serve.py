@@ -28,7 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from serving.generate import Engine  # noqa: E402
-from serving.speculative import expected_tokens  # noqa: E402
 
 CACHE = ROOT / "bench" / "results" / "tmp" / "serve_models"
 TRAIN_FILES = 150  # stdlib files used for training; prompts come from the files after them
@@ -56,10 +55,10 @@ def train_pair(out: Path, small: bool) -> None:
     from serving.tiny import stdlib_texts, train_tokenizer
 
     texts = stdlib_texts(limit=TRAIN_FILES, max_chars=20000)
-    train_tokenizer(texts, out / "tokenizer", vocab_size=1024)
+    train_tokenizer(texts, out / "tokenizer", vocab_size=512)
     tok = AutoTokenizer.from_pretrained(str(out / "tokenizer"))
     ids = torch.tensor([i for t in texts for i in tok.encode(t, add_special_tokens=False)])
-    sizes = {"target": (384, 6, 6, 120 if small else 300), "draft": (96, 2, 2, 40 if small else 90)}
+    sizes = {"target": (256, 4, 4, 150), "draft": (64, 1, 1, 45)}
     for name, (hidden, layers, heads, budget_s) in sizes.items():
         torch.manual_seed(0)
         cfg = LlamaConfig(
@@ -81,7 +80,7 @@ def train_pair(out: Path, small: bool) -> None:
         tok.save_pretrained(str(out / name))
 
 
-def _train(model: torch.nn.Module, ids: torch.Tensor, budget_s: float, seq: int = 128, batch: int = 16) -> tuple:
+def _train(model: torch.nn.Module, ids: torch.Tensor, budget_s: float, seq: int = 64, batch: int = 8) -> tuple:
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
     g = torch.Generator().manual_seed(0)
     t0, step, loss = time.perf_counter(), 0, float("nan")
@@ -97,6 +96,44 @@ def _train(model: torch.nn.Module, ids: torch.Tensor, budget_s: float, seq: int 
         opt.step()
         step, loss = step + 1, out.loss.item()
     return step, loss
+
+
+def distill(draft: torch.nn.Module, target: torch.nn.Module, ids: torch.Tensor, budget_s: float) -> tuple:
+    """Train the draft toward the target's next-token distributions (KL), which is what acceptance rewards."""
+    opt = torch.optim.AdamW(draft.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(1)
+    t0, step, loss = time.perf_counter(), 0, float("nan")
+    draft.train()
+    while time.perf_counter() - t0 < budget_s:
+        starts = torch.randint(0, len(ids) - 65, (8,), generator=g)
+        x = torch.stack([ids[s : s + 64] for s in starts])
+        with torch.no_grad():
+            p_log = torch.log_softmax(target(input_ids=x).logits, -1)
+        q_log = torch.log_softmax(draft(input_ids=x).logits, -1)
+        kl = torch.nn.functional.kl_div(q_log, p_log, log_target=True, reduction="batchmean") / x.shape[1]
+        opt.zero_grad()
+        kl.backward()
+        opt.step()
+        step, loss = step + 1, kl.item()
+    return step, loss
+
+
+def train_more(out: Path, target_s: float, distill_s: float) -> None:
+    """Continue training the cached target, then distill the cached draft from it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from serving.tiny import stdlib_texts
+
+    tok = AutoTokenizer.from_pretrained(str(out / "tokenizer"))
+    ids = torch.tensor([i for t in stdlib_texts(TRAIN_FILES, 20000) for i in tok.encode(t, add_special_tokens=False)])
+    target = AutoModelForCausalLM.from_pretrained(str(out / "target"))
+    steps, loss = _train(target, ids, target_s)
+    print(f"target: {steps} more steps, loss {loss:.3f}", flush=True)
+    target.eval().save_pretrained(str(out / "target"))
+    draft = AutoModelForCausalLM.from_pretrained(str(out / "draft"))
+    steps, loss = distill(draft, target.eval(), ids, distill_s)
+    print(f"draft distilled: {steps} steps, KL {loss:.3f}", flush=True)
+    draft.eval().save_pretrained(str(out / "draft"))
 
 
 def load_pair(run: str | None, small: bool) -> tuple[torch.nn.Module, torch.nn.Module, Any, str]:
@@ -121,48 +158,31 @@ def held_out(tok: Any, n: int, prompt_tokens: int, extra: int) -> tuple[list[lis
     return prompts, texts[n:]
 
 
-def time_engine(engine: Engine, prompts: list[list[int]], new: int, **kw: Any) -> dict[str, Any]:
-    """Run every prompt; totals plus acceptance figures summed over requests."""
-    outs, tot = (
-        [],
-        {
-            "new_tokens": 0,
-            "decode_s": 0.0,
-            "total_s": 0.0,
-            "num_draft_tokens": 0,
-            "num_accepted_draft_tokens": 0,
-            "num_rejection_steps": 0,
-            "num_spec_steps": 0,
-            "target_forward_passes": 0,
-            "draft_time_s": 0.0,
-            "target_time_s": 0.0,
-            "steps": 0,
-        },
-    )
-    for p in prompts:
-        toks, st = engine.generate(p, max_new_tokens=new, **kw)
-        outs.append(toks)
-        for key in (
-            "new_tokens",
-            "decode_s",
-            "total_s",
-            "num_draft_tokens",
-            "num_accepted_draft_tokens",
-            "num_rejection_steps",
-            "num_spec_steps",
-            "target_forward_passes",
-        ):
-            tot[key] += st[key]
-        steps = st["target_forward_passes"] - 1
-        tot["steps"] += steps
-        if st["draft_step_s"]:
-            tot["draft_time_s"] += st["draft_step_s"] * st["num_draft_tokens"]
-        if st["target_step_s"]:
-            tot["target_time_s"] += st["target_step_s"] * steps
-    tot["outputs"] = outs
-    tot["decode_tokens_per_s"] = (tot["new_tokens"] - len(prompts)) / tot["decode_s"]
+SUMMED = (
+    "new_tokens",
+    "decode_s",
+    "total_s",
+    "num_draft_tokens",
+    "num_accepted_draft_tokens",
+    "num_rejection_steps",
+    "num_spec_steps",
+    "target_forward_passes",
+)
+
+
+def add_request(tot: dict[str, Any], toks: list[int], st: dict[str, Any]) -> None:
+    """Sum one request's stats into a mode's totals."""
+    for key in SUMMED:
+        tot[key] = tot.get(key, 0) + st[key]
+    steps = st["target_forward_passes"] - 1
+    tot["steps"] = tot.get("steps", 0) + steps
+    tot["draft_time_s"] = tot.get("draft_time_s", 0.0) + (st["draft_step_s"] or 0.0) * st["num_draft_tokens"]
+    tot["target_time_s"] = tot.get("target_time_s", 0.0) + (st["target_step_s"] or 0.0) * steps
+    tot["n_prompts"] = tot.get("n_prompts", 0) + 1
+    tot["e_weighted"] = tot.get("e_weighted", 0.0) + (st["expected_tokens"] or 1.0) * steps
+    tot.setdefault("outputs", []).append(toks)
+    tot["decode_tokens_per_s"] = (tot["new_tokens"] - tot["n_prompts"]) / tot["decode_s"]
     tot["tokens_per_s"] = tot["new_tokens"] / tot["total_s"]
-    return tot
 
 
 def spec_row(res: dict[str, Any], base: dict[str, Any], k: int) -> dict[str, Any]:
@@ -173,10 +193,11 @@ def spec_row(res: dict[str, Any], base: dict[str, Any], k: int) -> dict[str, Any
     t_draft = res["draft_time_s"] / prop if prop else 0.0
     t_verify = res["target_time_s"] / res["steps"]
     k_mean = prop / res["steps"]
-    e = expected_tokens(alpha, k)
+    e = res["e_weighted"] / res["steps"]  # E(α, k_i) averaged over steps (prompt lookup proposes k_i <= k)
     c = t_draft / t_target_only
     row = {
-        "tokens_per_s": res["decode_tokens_per_s"],
+        "decode_tokens_per_s": res["decode_tokens_per_s"],
+        "tokens_per_s": res["tokens_per_s"],
         "alpha": alpha,
         "draft_acceptance_rate": acc / prop if prop else 0.0,
         "mean_acceptance_length": (res["new_tokens"] - res["n_prompts"]) / res["steps"],
@@ -194,44 +215,55 @@ def spec_row(res: dict[str, Any], base: dict[str, Any], k: int) -> dict[str, Any
     return row
 
 
-def hf_generate(model: torch.nn.Module, prompts: list[list[int]], new: int, **kw: Any) -> dict[str, Any]:
-    """transformers' generate (greedy), e.g. with assistant_model= or prompt_lookup_num_tokens=: tokens/s, outputs."""
-    outs, produced, elapsed = [], 0, 0.0
+def hf_generate(model: torch.nn.Module, prompt: list[int], new: int, **kw: Any) -> tuple[list[int], float]:
+    """transformers' greedy generate (optionally assisted: assistant_model= / prompt_lookup_num_tokens=)."""
     with torch.inference_mode():
-        for p in prompts:
-            x = torch.tensor([p])
-            t0 = time.perf_counter()
-            y = model.generate(x, max_new_tokens=new, min_new_tokens=new, do_sample=False, **kw)
-            elapsed += time.perf_counter() - t0
-            outs.append(y[0, len(p) :].tolist())
-            produced += len(outs[-1])
-    return {"tokens_per_s": produced / elapsed, "outputs": outs}
+        t0 = time.perf_counter()
+        y = model.generate(torch.tensor([prompt]), max_new_tokens=new, min_new_tokens=new, do_sample=False, **kw)
+        return y[0, len(prompt) :].tolist(), time.perf_counter() - t0
 
 
 def speculative_section(ctx: dict[str, Any]) -> dict[str, Any]:
-    """Target-only vs speculative (draft, prompt lookup) vs transformers' generate / assisted generation."""
+    """Target-only vs speculative (draft, prompt lookup) vs transformers' generate / assisted generation.
+
+    Modes run interleaved per prompt so a busy machine slows them alike.
+    """
     target, draft, prompts, new, k = ctx["target"], ctx["draft"], ctx["prompts"], ctx["new_tokens"], ctx["k"]
     engine = Engine(target, draft, prompt_lookup_ngram=3)
+    ours = {
+        "target_only": {},
+        "speculative_draft": {"mode": "speculative", "k": k},
+        "prompt_lookup": {"mode": "prompt_lookup", "k": k},
+    }
+    peers = {
+        "hf_generate": {},
+        "hf_assisted_generation": {"assistant_model": draft},
+        "hf_prompt_lookup": {"prompt_lookup_num_tokens": k},
+    }
     engine.generate(prompts[0], max_new_tokens=4)  # warm-up
-    base = time_engine(engine, prompts, new)
-    base["n_prompts"] = len(prompts)
-    rows: dict[str, Any] = {"target_only": {"tokens_per_s": base["decode_tokens_per_s"]}}
-    for name, kw in (
-        ("speculative_draft", {"mode": "speculative", "k": k}),
-        ("prompt_lookup", {"mode": "prompt_lookup", "k": k}),
-    ):
-        res = time_engine(engine, prompts, new, **kw)
-        res["n_prompts"] = len(prompts)
-        rows[name] = spec_row(res, base, k)
-    for name, kw in (
-        ("hf_generate", {}),
-        ("hf_assisted_generation", {"assistant_model": draft}),
-        ("hf_prompt_lookup", {"prompt_lookup_num_tokens": k}),
-    ):
-        res = hf_generate(target, prompts, new, **kw)
+    hf_generate(target, prompts[0], 4)
+    tots: dict[str, dict[str, Any]] = {name: {} for name in ours}
+    hf: dict[str, dict[str, Any]] = {name: {"outputs": [], "s": 0.0} for name in peers}
+    for p in prompts:
+        for name, kw in ours.items():
+            add_request(tots[name], *engine.generate(p, max_new_tokens=new, **kw))
+        for name, kw in peers.items():
+            toks, secs = hf_generate(target, p, new, **kw)
+            hf[name]["outputs"].append(toks)
+            hf[name]["s"] += secs
+    base = tots["target_only"]
+    rows: dict[str, Any] = {
+        "target_only": {"decode_tokens_per_s": base["decode_tokens_per_s"], "tokens_per_s": base["tokens_per_s"]}
+    }
+    for name in ("speculative_draft", "prompt_lookup"):
+        rows[name] = spec_row(tots[name], base, k)
+    hf_base = len(prompts) * new / hf["hf_generate"]["s"]
+    for name, res in hf.items():
+        tps = len(prompts) * new / res["s"]
         rows[name] = {
-            "tokens_per_s": res["tokens_per_s"],
-            "speedup_vs_our_target_only": res["tokens_per_s"] / base["decode_tokens_per_s"],
+            "tokens_per_s": tps,
+            "speedup_vs_hf_generate": tps / hf_base,
+            "speedup_vs_our_target_only": tps / base["tokens_per_s"],
             "greedy_equals_target": res["outputs"] == base["outputs"],
         }
     return rows

@@ -19,14 +19,13 @@ is greedy and speculative modes then return exactly the target's greedy tokens; 
 sampler keeps the target's (temperature, top-p) distribution exactly. Stop tokens are included in the output and end
 generation (``stats["finish_reason"] == "stop"``), otherwise ``"length"``.
 
-``stats`` keys (floats in seconds unless named ``_ms``): ``mode, k, prompt_tokens, new_tokens, finish_reason,
+``stats`` keys (seconds unless named otherwise): ``mode, k, prompt_tokens, new_tokens, finish_reason,
 time_to_first_token_s, prefill_s, decode_s, total_s, tokens_per_second, target_forward_passes, draft_forward_passes,
 num_spec_steps, num_draft_tokens, num_accepted_draft_tokens, num_rejected_draft_tokens, num_rejection_steps,
-mean_acceptance_length,
-draft_acceptance_rate, alpha, acceptance_histogram (accepted count per draft position), proposed_per_position,
-target_step_s, draft_step_s, c, predicted_speedup, measured_speedup`` (the last is an estimate from the engine's
-recorded target-only step time; ``None`` until a target-mode request has run). vLLM per-request names are used where
-they exist.
+mean_acceptance_length, draft_acceptance_rate, alpha, acceptance_histogram`` (accepted count per draft position),
+``proposed_per_position, target_step_s, draft_step_s, c, expected_tokens`` (E per target pass from α and each step's
+k), ``predicted_speedup, measured_speedup`` (an estimate from the engine's recorded target-only step time; ``None``
+until a target-mode request has run). vLLM per-request names are used where they exist.
 
 Thread safety: an Engine keeps no per-request state (each call builds its own KV caches), but the models are shared
 and PyTorch CPU kernels already use every core, so callers should serialise calls per Engine (one lock or one worker
@@ -186,6 +185,7 @@ def new_stats(mode: str, k: int, prompt_tokens: int) -> dict[str, Any]:
         "target_step_s": None,
         "draft_step_s": None,
         "c": None,
+        "expected_tokens": None,
         "predicted_speedup": None,
         "measured_speedup": None,
     }

@@ -259,4 +259,5 @@ def _acceptance_stats(
         mean_k = sum(step_ks) / len(step_ks)
         e = sum(expected_tokens(stats["alpha"], kk) for kk in step_ks) / len(step_ks)
         stats["c"] = c
+        stats["expected_tokens"] = e
         stats["predicted_speedup"] = e / (mean_k * c + 1.0)

@@ -7,6 +7,12 @@ its model's ``max_context``); up to ``limits.max_queue`` more wait, and past tha
 model's forward passes are serialised by the backend, so concurrent greedy requests return exactly what they return
 alone. Every error reaches the client as ``{"error": {"message", "type", "param", "code"}}``, never a stack trace.
 
+Differences from OpenAI worth knowing: ``temperature`` defaults to 0 (greedy) so routing and measurements are
+reproducible; ``n`` is 1; streamed responses carry the cost in the final usage chunk's ``metrics.cost_usd`` (headers
+are sent before it is known). ``model`` may be a configured model, ``auto`` (the configured router) or
+``router-<cascade|learned>[-<threshold>]``; the response's ``model`` and ``x-tokenwise-model`` name the model that
+answered.
+
 :func:`serve_in_background` starts a real uvicorn server on a free 127.0.0.1 port in a thread (tests, measurement).
 """
 
@@ -447,12 +453,11 @@ class Detok:
         return new
 
 
-async def _events(state: State, plan: Plan, outcome_box: list) -> AsyncIterator[tuple[str, Any]]:
+async def _events(state: State, plan: Plan) -> AsyncIterator[tuple[str, Any]]:
     """Admit, run and yield ("routed", Routed), then ("text", str) pieces, then ("done", Outcome)."""
     lim, m = state.config.limits, state.metrics
     t_arrival = time.perf_counter()
     if state.running + state.waiting >= lim.max_concurrent + lim.max_queue:
-        m.rejected.labels("queue_full").inc()
         raise APIError(
             429,
             f"server busy: {state.running} running and {state.waiting} queued; retry after {lim.retry_after_s}s",
@@ -484,7 +489,6 @@ async def _events(state: State, plan: Plan, outcome_box: list) -> AsyncIterator[
         if kind == "error":
             raise payload
         out = Outcome(payload, t_arrival=t_arrival, t_start=t_start)
-        outcome_box.append(out)
         yield "routed", payload
         b = state.backends[payload.model]
         detok = Detok(b, plan.stops, b.eos_ids)
@@ -593,7 +597,7 @@ def _finish(state: State, out: Outcome) -> tuple[Usage, RequestMetrics, float]:
     return usage, metrics, cost
 
 
-def _headers(out: Outcome | None, routed: rt.Routed, cost: float | None, rid: str) -> dict[str, str]:
+def _headers(routed: rt.Routed, cost: float | None, rid: str) -> dict[str, str]:
     h = {"x-tokenwise-model": routed.model, "x-request-id": rid}
     if routed.router:
         h["x-tokenwise-router"] = routed.router
@@ -654,13 +658,12 @@ async def _respond(state: State, req: CompletionRequest | ChatCompletionRequest,
     plan = _plan(state, req)
     rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
     created = int(time.time())
-    box: list[Outcome] = []
-    events = _events(state, plan, box)
+    events = _events(state, plan)
     kind, routed = await events.__anext__()  # admission, routing and prompt checks happen before any byte is sent
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         gen = _sse(state, events, routed, rid, created, chat, include_usage)
-        return StreamingResponse(gen, media_type="text/event-stream", headers=_headers(None, routed, None, rid))
+        return StreamingResponse(gen, media_type="text/event-stream", headers=_headers(routed, None, rid))
     async for kind, payload in events:
         if kind == "done":
             out = payload
@@ -685,7 +688,7 @@ async def _respond(state: State, req: CompletionRequest | ChatCompletionRequest,
             metrics=metrics,
             choices=[CompletionChoice(text=text, **choice_kw)],
         )
-    return JSONResponse(body.model_dump(mode="json"), headers=_headers(out, routed, cost, rid))
+    return JSONResponse(body.model_dump(mode="json"), headers=_headers(routed, cost, rid))
 
 
 async def _sse(

@@ -26,6 +26,8 @@ from curation.config import BaseConfig, load_section
 from curation.log import get_logger, kv
 from curation.rundir import RunDir, hash_obj, read_json, sha256_file, write_json
 from curation.splits import is_heldout
+from curation.tokenizer_eval import TokenizerEvalConfig
+from curation.tokenizer_extend import TokenizerExtendConfig
 
 log = get_logger("tokenizer")
 
@@ -444,22 +446,8 @@ class TokenizerSection(BaseConfig):
 
     source: str = Field("curated", description="Stage dir (or a path) holding shard-*.parquet to train and eval on.")
     train: list[TokenizerTrainConfig] = Field(default_factory=list, description="Tokenizers to train.")
-    extend: list[Any] = Field(default_factory=list, description="Tokenizers to extend with domain tokens.")
-    eval: Any = Field(None, description="Evaluation settings (see TokenizerEvalConfig).")
-
-    @field_validator("extend", mode="before")
-    @classmethod
-    def _extend(cls, v: list) -> list:
-        from curation.tokenizer_extend import TokenizerExtendConfig
-
-        return [TokenizerExtendConfig.model_validate(x) for x in v or []]
-
-    @field_validator("eval", mode="before")
-    @classmethod
-    def _eval(cls, v: Any) -> Any:
-        from curation.tokenizer_eval import TokenizerEvalConfig
-
-        return TokenizerEvalConfig.model_validate(v or {})
+    extend: list[TokenizerExtendConfig] = Field(default_factory=list, description="Extensions with domain tokens.")
+    eval: TokenizerEvalConfig = Field(default_factory=TokenizerEvalConfig, description="How to evaluate them.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> TokenizerSection:

@@ -12,7 +12,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 
 from curation.rundir import RunDir, hash_obj
-from flows.params import StageParams
+from flows.params import StageParams, load_prefect_config
 from flows.registry import GROUP_MODULES, stages_of
 from flows.tasks import StageFailed, artifact_key, hash_inputs, publish_summary, stage_task
 
@@ -46,12 +46,13 @@ def run_group(group: str, params: StageParams, publish: Publisher | None = None)
             "`module:function(config_path, run_dir)` in DEMO_STAGES; this flow picks it up without a redeploy."
         )
     inputs = hash_inputs(group, params.config_path, params.run_dir)
+    storage = load_prefect_config(params.config_path).result_storage
     progress = create_progress_artifact(0.0, key=artifact_key(group, "progress"), description=f"{group} stages done")
     results: list[dict[str, Any]] = []
     for i, stage in enumerate(stages):
         # later stages of a group also depend on what the earlier ones wrote
         step_inputs = {**inputs, "key": hash_obj([inputs["key"], [r["markers"] for r in results]])}
-        task = stage_task(asdict(stage), params.run_dir)
+        task = stage_task(asdict(stage), params.run_dir, storage)
         results.append(task(asdict(stage), params.config_path, params.run_dir, step_inputs))
         update_progress_artifact(progress, 100.0 * (i + 1) / len(stages), description=f"{stage.name} done")
     logger.info("%s done: %s", group, "; ".join(f"{r['stage']}: {r['summary']}" for r in results))

@@ -17,8 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from curation.config import read_yaml, validate_section
-from flows.params import EndToEndParams, PrefectConfig, StageParams
+from flows.params import EndToEndParams, PrefectConfig, StageParams, load_prefect_config
 from flows.registry import GPU_GROUPS
 from flows.tasks import REPO
 
@@ -60,9 +59,8 @@ CPU_JOB_VARIABLES: dict[str, Any] = {"env": {"CUDA_VISIBLE_DEVICES": "", "TOKENW
 
 
 def prefect_config(config_path: str) -> PrefectConfig:
-    """The `prefect:` section of a config (defaults when absent); other sections are validated by the flows."""
-    data, lines = read_yaml(config_path)
-    return validate_section(data, PrefectConfig, str(config_path), "prefect", lines)
+    """The `prefect:` section of a config (defaults when absent)."""
+    return load_prefect_config(config_path)
 
 
 def load_flow(name: str) -> Any:

@@ -58,4 +58,17 @@ class PrefectConfig(BaseConfig):
     refresh_timezone: str = Field("UTC", description="Timezone the refresh cron is read in.")
     cpu_pool: str = Field("tokenwise-cpu", description="Work pool of CPU stages (corpus, curate, tokenizer ...).")
     gpu_pool: str = Field("gpu", description="Work pool of GPU stages (finetune, quantize, serve, measure).")
+    result_storage: str | None = Field(
+        None,
+        description="Where task results persist: a local directory or an fsspec URL (s3://bucket/prefix); "
+        "default: PREFECT_LOCAL_STORAGE_PATH under the server's home.",
+    )
     health_timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for /api/health after starting.")
+
+
+def load_prefect_config(config_path: str) -> PrefectConfig:
+    """The `prefect:` section of a config (defaults when absent); other sections are validated by the flows."""
+    from curation.config import read_yaml, validate_section
+
+    data, lines = read_yaml(config_path)
+    return validate_section(data, PrefectConfig, str(config_path), "prefect", lines)

@@ -28,7 +28,7 @@ GPU_GROUPS = frozenset({"finetune", "quantize", "serve", "measure"})
 UPSTREAM: dict[str, tuple[str, ...]] = {
     "corpus": (),
     "quality": ("corpus",),
-    "curate": ("corpus", "quality"),
+    "curate": ("corpus", "models/quality"),
     "tokenizer": ("curated", "plans"),
     "finetune": ("curated", "plans", "tokenizers"),
     "quantize": ("models",),

@@ -176,9 +176,26 @@ def stage_cache_key(context: Any, parameters: dict[str, Any]) -> str:
     return f"tokenwise-{parameters['stage']['name']}-{hash_obj([parameters['stage'], parameters['inputs']['key']])}"
 
 
-def stage_task(stage: dict[str, str], run_dir: str) -> Any:
-    """The stage task, forced to run (refreshing its cache) when the outputs it recorded are missing or changed."""
-    return run_stage if outputs_present(run_dir, stage["name"]) else run_stage.with_options(refresh_cache=True)
+def stage_task(stage: dict[str, str], run_dir: str, result_storage: str | None = None) -> Any:
+    """The stage task, forced to run (refreshing its cache) when the outputs it recorded are missing or changed.
+
+    ``result_storage`` (a directory or fsspec URL) is where its result persists instead of Prefect's default.
+    """
+    options: dict[str, Any] = {}
+    if not outputs_present(run_dir, stage["name"]):
+        options["refresh_cache"] = True
+    if result_storage:
+        options["result_storage"] = storage_block(result_storage)
+    return run_stage.with_options(**options) if options else run_stage
+
+
+def storage_block(url: str) -> Any:
+    """A Prefect filesystem block for a local directory or an fsspec URL, saved server-side (Prefect requires it)."""
+    from prefect.filesystems import LocalFileSystem, RemoteFileSystem
+
+    block = RemoteFileSystem(basepath=url) if "://" in url else LocalFileSystem(basepath=str(Path(url).resolve()))
+    block.save(f"tokenwise-results-{hash_obj(url)}", overwrite=True)
+    return block
 
 
 def _all_markers(run_dir: str) -> dict[str, str]:

@@ -34,7 +34,8 @@ def toy_stages(monkeypatch):
 def write_config(tmp_path: Path, records: list[str]) -> str:
     cfg = tmp_path / "toy.yaml"
     lines = "\n".join(f"# record: {r}" for r in records)
-    cfg.write_text(textwrap.dedent("run:\n  seed: 0\n") + lines + "\n")
+    prefect = f"prefect:\n  result_storage: {tmp_path / 'results'}\n"
+    cfg.write_text(textwrap.dedent("run:\n  seed: 0\n") + prefect + lines + "\n")
     return str(cfg)
 
 
@@ -64,6 +65,7 @@ def test_stage_flow_runs_library_and_publishes_artifacts(tmp_path, toy_stages):
     assert read_artifact("tokenwise-corpus-progress").data == 100.0
     assert read_artifact("tokenwise-toy-progress").data == 100.0, "step=/steps= log lines drive stage progress"
     assert read_artifact("tokenwise-corpus-changes") is not None
+    assert list((tmp_path / "results").iterdir()), "the stage result persists under prefect.result_storage"
 
 
 def test_unchanged_inputs_hit_cache_and_changes_rerun(tmp_path, toy_stages):
@@ -94,7 +96,7 @@ def test_failing_stage_ends_failed_with_file_record_and_fix(tmp_path, toy_stages
     with pytest.raises(Exception) as err:
         state.result()
     msg = str(err.value)
-    assert f"{config}:4" in msg and "record '# record: xx'" in msg
+    assert f"{config}:6" in msg and "record '# record: xx'" in msg
     assert "What to do" in msg and "stage toy" in msg
     assert not (tmp_path / "run" / "toy" / "_DONE.json").exists(), "a failed stage must not look complete"
 

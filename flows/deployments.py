@@ -21,7 +21,7 @@ from flows.params import EndToEndParams, PrefectConfig, StageParams, load_prefec
 from flows.registry import GPU_GROUPS
 from flows.tasks import REPO
 
-# flow name -> (entrypoint "file:function", stage group it runs, tags)
+# deployment name -> (entrypoint "file:function", stage group it runs: decides the CPU or GPU pool)
 FLOW_ENTRYPOINTS: dict[str, tuple[str, str]] = {
     "corpus": ("flows/corpus.py:corpus_flow", "corpus"),
     "corpus-refresh": ("flows/corpus.py:corpus_refresh_flow", "corpus"),

@@ -12,13 +12,15 @@ from flows.tasks import glob_json, publish_table, rows_of
 
 
 def publish_quantize(group: str, run_dir: str) -> None:
-    """Size and quality per quantized model, from ``models/*/quantized/*.json`` when present."""
+    """Size, speed and quality change per model and quantization method, from ``models/*/quantized/report.json``."""
     rows = [
-        {"file": "/".join(rel), **{k: v for k, v in m.items() if not isinstance(v, dict | list)}}
-        for rel, m in glob_json(run_dir, "models", "*", "quantized", "*.json")
+        {"model": rel[1], **{k: v for k, v in m.items() if not isinstance(v, dict | list)}}
+        for rel, report in glob_json(run_dir, "models", "*", "quantized", "report.json")
+        if isinstance(report, dict)
+        for m in report.get("methods", [])
         if isinstance(m, dict)
     ]
-    publish_table(group, "models", rows_of(rows), "quantized models: size and quality")
+    publish_table(group, "methods", rows_of(rows), "quantization methods per model: size, speed, quality change")
 
 
 @flow(name="tokenwise-quantize", flow_run_name=run_name("quantize"), persist_result=True)

@@ -8,6 +8,7 @@ imported lazily so that ``tokenwise --help`` stays fast.
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -79,6 +80,16 @@ def _line_index(text: str) -> dict[tuple, int]:
     return index
 
 
+_SECRET_KEY = re.compile(r"(api_?key|secret|password|passwd|credential|auth|bearer)(?!_env)", re.I)
+_SECRET_VALUE = re.compile(r"^(sk|pk|rk|hf|ghp|gho|xox[bp]|AKIA)[-_]?[A-Za-z0-9]", re.I)
+
+
+def _looks_secret(loc: tuple, value: Any) -> bool:
+    """Config errors echo the bad value; not when the key or the value looks like a credential."""
+    named = any(_SECRET_KEY.search(str(p)) for p in loc)
+    return named or (isinstance(value, str) and bool(_SECRET_VALUE.match(value.strip())))
+
+
 def _format_errors(err: ValidationError, file: str, prefix: tuple, lines: dict[tuple, int]) -> str:
     out = []
     for e in err.errors():
@@ -88,6 +99,8 @@ def _format_errors(err: ValidationError, file: str, prefix: tuple, lines: dict[t
         where = f"{file}:{line}" if line else file
         got = e.get("input")
         got_s = "" if e["type"] == "missing" else f" (got {got!r:.80})"
+        if _looks_secret(loc, got):
+            got_s = " (got a value that looks like a secret; not shown)"
         msg = "unknown key; remove it or check its spelling" if e["type"] == "extra_forbidden" else e["msg"]
         out.append(f"{where}: {key}: {msg}{got_s}")
     return "\n".join(out)

@@ -33,6 +33,25 @@ def join(base: str, *parts: str) -> str:
     return "/".join([str(base).rstrip("/"), *(p.strip("/") for p in parts)])
 
 
+class UnsafePathError(ValueError):
+    """A user-controlled name would point outside the directory it names something in."""
+
+
+def safe_join(root: str | os.PathLike, *names: str) -> str:
+    """``join(root, *names)`` for names that come from users (plan, model, tokenizer, what-if, chart names).
+
+    Rejects absolute names, ``..`` segments, backslashes and NUL bytes, so the result always lies under ``root``.
+    """
+    for name in names:
+        name = str(name)
+        segments = name.split("/")
+        if name.startswith(("/", "~")) or ".." in segments or "\\" in name or "\x00" in name:
+            raise UnsafePathError(
+                f"{name!r} is not a safe name inside {root}: use a relative name without '..', a leading '/' or '~'"
+            )
+    return join(str(root), *(str(n) for n in names))
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb", **kwargs: Any) -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` only if the block succeeds.
@@ -112,12 +131,12 @@ class RunDir:
         return f"RunDir({self.root!r})"
 
     def path(self, *parts: str) -> str:
-        """Path of something inside the run (creating nothing)."""
-        return join(self.root, *parts)
+        """Path of something inside the run (creating nothing); parts may not escape it (:func:`safe_join`)."""
+        return safe_join(self.root, *parts)
 
     def stage(self, name: str, *parts: str, create: bool = True) -> str:
         """Path of a stage directory (``corpus``, ``signals`` ...) or something in it; created on demand."""
-        p = join(self.root, name, *parts)
+        p = safe_join(self.root, name, *parts)
         if create:
             self.fs.makedirs(join(self.root, name) if parts else p, exist_ok=True)
         return p

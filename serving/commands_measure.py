@@ -34,7 +34,7 @@ def project_cmd(
     boot: int = typer.Option(200, help="Bootstrap resamples for the intervals."),
 ) -> None:
     """Project monthly tokens, cost, GPU-hours and savings per stack from the measured per-byte rates."""
-    from curation.rundir import read_json, write_json
+    from curation.rundir import read_json, safe_join, write_json
     from serving.measure.ledger import read_ledger
     from serving.measure.project import load_workload, project
 
@@ -42,7 +42,7 @@ def project_cmd(
     rows = read_ledger(str(Path(run) / "measure" / "ledger.parquet"))
     summary = read_json(str(Path(run) / "measure" / "summary.json"))
     res = project(rows, w, list(summary["stacks"]), summary["baseline"], boot=boot)
-    out = Path(run) / "measure" / f"projection-{w.name}.json"
+    out = safe_join(run, "measure", f"projection-{w.name}.json")
     write_json(out, res)
     for name, s in res["stacks"].items():
         sav = s.get("savings_vs_baseline", {}).get("cost")

@@ -86,7 +86,11 @@ class ServeConfig(BaseConfig):
     models: list[ModelSpec] = Field(default_factory=list, description="At least two models, any order.")
     router: RouterSpec = Field(default_factory=RouterSpec)
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
-    api_key_env: str | None = Field(None, description="NAME of the env var holding API keys (comma-separated).")
+    api_key_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="NAME of the env var holding API keys (comma-separated); never the key itself.",
+    )
     metrics_prefix: Literal["tokenwise", "vllm"] = Field("tokenwise", description="vllm = dashboards for vLLM work.")
     baseline_tokenizer: str = Field("tiktoken:cl100k_base", description="Tokenizer that savings are counted against.")
     seed: int = 0

@@ -19,7 +19,7 @@ from pydantic import Field
 from curation.config import BaseConfig
 from curation.log import get_logger, kv
 from curation.report.html import Section, page
-from curation.rundir import RunDir, atomic_open, write_json
+from curation.rundir import RunDir, atomic_open, safe_join, write_json
 
 log = get_logger("report")
 
@@ -95,7 +95,7 @@ def build_report(run_dir: str, previous: str | None = None, seed: int = 0) -> di
         for c in sec.charts:
             buf = io.StringIO()
             csv.writer(buf).writerows(c.rows)
-            with atomic_open(f"{out}/csv/{c.id}.csv", "w", encoding="utf-8") as f:
+            with atomic_open(safe_join(out, "csv", f"{c.id}.csv"), "w", encoding="utf-8") as f:
                 f.write(buf.getvalue())
     data = {
         "run": str(Path(run_dir).resolve()),

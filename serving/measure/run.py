@@ -62,7 +62,9 @@ class MeasureConfig(BaseConfig):
         description="Model catalog the stacks draw from (serve.models entries; empty = serve.models).",
     )
     stacks: list[StackSpec] = Field(..., min_length=2, description="Baseline first, then one lever added per stack.")
-    api_key_env: str | None = Field(None, description="Env var holding the API key, when the server requires one.")
+    api_key_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Env var NAME holding the API key, when one is needed."
+    )
     seed: int = 0
 
     @model_validator(mode="after")

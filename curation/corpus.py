@@ -240,7 +240,7 @@ def _expand(paths: list[str], suffixes: tuple[str, ...]) -> list[tuple[str, str]
             mp = Path(m)
             if mp.is_dir():
                 for f in sorted(mp.rglob("*")):
-                    if f.is_file() and f.name.endswith(suffixes):
+                    if not f.is_dir() and f.name.endswith(suffixes):  # FIFOs, dangling links: quarantined
                         out[str(f)] = f.relative_to(mp).as_posix()
             else:
                 out[str(mp)] = mp.name

@@ -25,6 +25,7 @@ import io
 import json
 import os
 import re
+import stat
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -248,9 +249,22 @@ def _valid_utf8(table: pa.Table) -> bool:
 # ---------------------------------------------------------------- JSONL
 
 
+class NotRegularFile(OSError):
+    """A FIFO, socket, device or directory where a data file was expected."""
+
+
+def check_regular(path: str | Path) -> None:
+    """Raise :class:`NotRegularFile` unless ``path`` is a regular file (opening a FIFO with no writer blocks)."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kind = "directory" if stat.S_ISDIR(mode) else "FIFO" if stat.S_ISFIFO(mode) else "special file"
+        raise NotRegularFile(f"{path}: is a {kind}, not a regular file")
+
+
 def open_maybe_compressed(path: str | Path) -> IO[bytes]:
-    """Open a file for binary reading, decompressing .gz and .zst on the fly."""
+    """Open a regular file for binary reading, decompressing .gz and .zst on the fly."""
     p = str(path)
+    check_regular(p)
     if p.endswith(".gz"):
         return gzip.open(p, "rb")
     if p.endswith(".zst") or p.endswith(".zstd"):
@@ -406,7 +420,7 @@ def _parse_split(block: bytes, offset: int, line: int, opts: ReadOptions, file: 
         table = _try_vectorised(piece, ln, opts, label)
         if table is None:
             failed += 1
-            if len(piece) > _MIN_BISECT_BYTES:
+            if _MIN_BISECT_BYTES < len(piece) < len(block):  # one long line cannot be split further
                 yield from _parse_split(piece, off, ln, opts, file, label)
             else:
                 yield from _parse_lines(piece, off, ln, opts, file, label)
@@ -494,6 +508,8 @@ def _parse_line(raw: bytes, opts: ReadOptions, file: str, label: str, line: int,
         obj = json.loads(s)
     except json.JSONDecodeError as e:
         return quarantine(file, "invalid_json", line, offset, str(e), raw)
+    except RecursionError:
+        return quarantine(file, "invalid_json", line, offset, "JSON nested too deeply to parse", raw)
     return check_record(obj, opts, file, label, line, offset, raw)
 
 
@@ -505,7 +521,13 @@ def iter_parquet(path: str | Path, opts: ReadOptions, label: str | None = None) 
     import pyarrow.parquet as pq
 
     file, label = str(path), label or Path(path).name
-    if os.path.getsize(file) == 0:
+    try:
+        check_regular(file)
+        size = os.path.getsize(file)
+    except OSError as e:  # vanished since it was listed, or a FIFO/directory
+        yield quarantine(file, "unreadable_file", detail=str(e))
+        return
+    if size == 0:
         yield quarantine(file, "empty_file", detail="file has no bytes")
         return
     try:
@@ -600,7 +622,8 @@ def read_text_file(path: str | Path, opts: ReadOptions, label: str, doc_id: str 
         with open_maybe_compressed(file) as f:
             data = f.read(opts.max_doc_bytes + 1)
     except _READ_ERRORS + _zstd_error() as e:
-        reason = "unreadable_file" if isinstance(e, (FileNotFoundError, PermissionError)) else "truncated_file"
+        unreadable = (FileNotFoundError, PermissionError, IsADirectoryError, NotRegularFile)
+        reason = "unreadable_file" if isinstance(e, unreadable) else "truncated_file"
         return quarantine(file, reason, detail=f"{type(e).__name__}: {e}")
     if not data:
         return quarantine(file, "empty_file", detail="file has no bytes")

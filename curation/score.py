@@ -144,12 +144,12 @@ class Scorers:
         qm = quality_model_path(cfg, run_dir)
         self.quality = QualityScorer(qm) if qm else None
         self.tokenizers = [load_tokenizer(s, run_dir) for s in specs]
-        self.seconds: dict[str, float] = {}  # time per signal group, summed over calls (bench and logs read it)
+        self.seconds: dict[str, float] = {}  # CPU seconds per signal group, summed over calls (bench reads it)
 
     def _timed(self, part: str, fn, *args):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         out = fn(*args)
-        self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - t0
+        self.seconds[part] = self.seconds.get(part, 0.0) + time.process_time() - t0
         return out
 
     def score(self, texts: list[str]) -> dict[str, list]:

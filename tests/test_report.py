@@ -120,6 +120,18 @@ def test_diff_against_previous_run(run, tmp_path):
     build_report(str(run))  # leave the module's report without a diff
 
 
+def test_diff_against_a_snapshot_taken_before_an_in_place_refresh(run, tmp_path):
+    from curation.report.build import snapshot_for_diff
+
+    snap = snapshot_for_diff(str(run), str(tmp_path / "snap"))
+    assert "text" not in pq.read_schema(tmp_path / "snap/corpus/shard-00000.parquet").names
+    res = build_report(str(run), previous=snap)
+    data = json.loads(Path(res["json"]).read_text())["sections"]["diff"]["data"]
+    assert data["new_documents"] == 0 and data["removed_documents"] == 0
+    assert all(abs(v) < 1e-9 for v in data["language_share_delta_pp"].values())
+    build_report(str(run))
+
+
 def test_missing_parts_are_reported_not_crashed(run, tmp_path):
     partial = tmp_path / "partial"
     shutil.copytree(run / "corpus", partial / "corpus")

@@ -123,6 +123,28 @@ def build_report(run_dir: str, previous: str | None = None, seed: int = 0) -> di
     }
 
 
+def snapshot_for_diff(run_dir: str, dest: str) -> str:
+    """Keep what the diff needs of a run before it is refreshed in place: an index of its corpus (id, source, lang,
+    domain, n_bytes — no text) and its curated summary. ``build_report(run, previous=dest)`` diffs against it."""
+    import glob
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from curation.report.sections import corpus_table
+
+    if not glob.glob(f"{run_dir}/corpus/shard-*.parquet"):
+        raise FileNotFoundError(f"{run_dir}: no corpus to snapshot")
+    index = corpus_table(run_dir).select(["id", "source", "lang", "domain", "n_bytes"])
+    with atomic_open(f"{dest}/corpus/shard-00000.parquet", "wb") as f:
+        pq.write_table(index, f)
+    for rel in ("corpus/manifest.json", "curated/summary.json"):
+        if Path(run_dir, rel).exists():
+            Path(dest, rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(run_dir, rel), Path(dest, rel))
+    return dest
+
+
 def summary_markdown(sections: list[Section], link: str) -> str:
     """The short version published as a Prefect markdown artifact, linking to the full file."""
     lines = ["# tokenwise report", "", f"Full report: [{link}](file://{link})", ""]

@@ -35,10 +35,11 @@ def _group(t: pa.Table, key: str, aggs: list[tuple[str, str]]) -> list[dict]:
 
 
 def corpus_table(root: str) -> pa.Table:
-    """Corpus documents with their byte sizes (text dropped after measuring)."""
-    t = _read_shards(root, "corpus", ["id", "text", "source", "lang", "domain", "unit_id"])
-    t = t.append_column("n_bytes", pc.binary_length(t["text"].cast(pa.large_binary())))
-    return t.drop(["text"])
+    """Corpus documents with their byte sizes (text dropped after measuring; a snapshot stores n_bytes already)."""
+    t = _read_shards(root, "corpus", ["id", "text", "source", "lang", "domain", "unit_id", "n_bytes"])
+    if "n_bytes" not in t.column_names:
+        t = t.append_column("n_bytes", pc.binary_length(t["text"].cast(pa.large_binary())))
+    return t.drop([c for c in ("text",) if c in t.column_names])
 
 
 def token_column(root: str) -> tuple[str, pa.Table] | None:

@@ -140,6 +140,9 @@ def _join_dedup(run: RunDir, table: pa.Table, cfg: DecideConfig) -> pa.Table:
         return table
     dd = pa.concat_tables([pq.read_table(f) for f in files])
     dd = dd.drop_columns([c for c in dd.column_names if c != "id" and c in table.column_names])
+    if pc.count_distinct(dd.column("id")).as_py() != len(dd):  # a repeated corpus id must not multiply signal rows
+        _, first = np.unique(dd.column("id").to_numpy(zero_copy_only=False).astype(str), return_index=True)
+        dd = dd.take(np.sort(first))
     joined = table.join(dd, "id", join_type="left outer")
     return joined.sort_by([("_shard", "ascending"), ("_row", "ascending")])
 

@@ -217,9 +217,13 @@ def band_keys(sigs: np.ndarray, num_buckets: int) -> np.ndarray:
 
 
 def _iter_texts(shard: str, batch_rows: int = 2048) -> Iterator[tuple[list[str], list[str]]]:
-    pf = pq.ParquetFile(shard)
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=["id", "text"]):
-        yield batch.column("id").to_pylist(), batch.column("text").to_pylist()
+    try:
+        pf = pq.ParquetFile(shard)
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=["id", "text"]):
+            # a null text (the scorer quarantines it as missing_text) hashes like an empty one instead of crashing
+            yield batch.column("id").to_pylist(), [t or "" for t in batch.column("text").to_pylist()]
+    except (OSError, pa.ArrowException) as e:
+        raise ValueError(f"{shard}: unreadable corpus shard ({e}); rebuild it with `tokenwise corpus build`") from None
 
 
 def _shard_signatures(texts: Iterator[str], cfg: DedupConfig) -> tuple[list[np.ndarray], np.ndarray, int]:

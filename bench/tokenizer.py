@@ -160,7 +160,7 @@ def main() -> None:
         multi = TokenizerTrainConfig(
             name="multi",
             vocab_size=vocab_multi,
-            temperature=5.0,
+            temperature=3.0,
             max_epochs=8,
             pre_tokenization="line_byte_level",
             sample_chars=sample,

@@ -394,7 +394,9 @@ def train(cfg: TokenizerTrainConfig, run_dir: str, source: str = "curated") -> d
     rate_of = {lang: v["rate"] for lang, v in rates["languages"].items()}
     t_train = time.perf_counter()
     with PeakRSS() as mem:
-        tok.train_from_iterator(sample_texts(shards, cfg, rate_of, sampled), trainer=trainer)
+        # single strings, not lists: tokenizers trains measurably faster from a flat iterator of str
+        texts = (t for batch in sample_texts(shards, cfg, rate_of, sampled) for t in batch)
+        tok.train_from_iterator(texts, trainer=trainer)
     train_s = time.perf_counter() - t_train
     if not sampled:
         raise TokenizerTrainError(f"{cfg.name}: the plan sampled no text; raise sample_chars or check the plan")

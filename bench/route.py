@@ -12,6 +12,7 @@ model's quality) and evaluated on the second half. Writes bench/results/route.js
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -79,20 +80,37 @@ def main() -> None:
     ap.add_argument("--run", default=None, help="run directory with models/draft and models/target")
     ap.add_argument("--n", type=int, default=None, help="requests (half calibrate, half test)")
     ap.add_argument("--preview", type=int, default=8, help="cascade preview tokens")
+    ap.add_argument("--save-records", default=None, help="also write the collected per-request records here")
+    ap.add_argument("--records", default=None, help="analyse records saved by --save-records instead of collecting")
     args = ap.parse_args()
     args.n = args.n or (60 if args.small else 160)
     t_all = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        specs, samples, source = models(args, Path(tmp))
-        backends = [load_backend(s) for s in specs]
-        t0 = time.perf_counter()
-        records = rt.collect_records(backends, samples, preview_tokens=args.preview, answer_tokens=32)
-        t_collect = time.perf_counter() - t0
+    if args.records:  # re-analyse saved records without retraining or re-running the models
+        saved = json.loads(Path(args.records).read_text())
+        specs, source, records, t_collect = (
+            saved["models"],
+            saved["source"],
+            saved["records"],
+            saved["collect_seconds"],
+        )
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            model_specs, samples, source = models(args, Path(tmp))
+            backends = [load_backend(s) for s in model_specs]
+            t0 = time.perf_counter()
+            records = rt.collect_records(backends, samples, preview_tokens=args.preview, answer_tokens=32)
+            t_collect = time.perf_counter() - t0
+        specs = [s.name for s in model_specs]
+        if args.save_records:
+            write_json(
+                args.save_records,
+                {"models": specs, "source": source, "records": records, "collect_seconds": t_collect},
+            )
     routing = rt.cost_quality(records, PRICES, QUALITY_FLOOR)
     result = {
         "machine": machine(),
         "source": source,
-        "models": [s.name for s in specs],
+        "models": specs,
         "prices_per_1m": PRICES,
         "quality": "bytes per bit of the reference continuation under the answering model (higher is better)",
         "preview_tokens": args.preview,

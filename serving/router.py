@@ -456,9 +456,13 @@ def small_share_at_floor(points: list[Point], floor: float) -> float:
 
 
 def cost_quality(
-    records: list[dict], prices: Sequence[tuple[float, float]], floor: float = 0.95, calib_share: float = 0.5
+    records: list[dict],
+    prices: Sequence[tuple[float, float]],
+    floor: float = 0.95,
+    calib_share: float = 0.5,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """The routing section of a benchmark: calibrate each strategy on the first ``calib_share`` of ``records`` for
+    """The routing section of a benchmark: calibrate each strategy on a random ``calib_share`` of ``records`` for
     ``floor`` of the large model's quality, evaluate on the rest; curves, APGR, cost vs always-large.
 
     ``records`` come from :func:`collect_records` (two models, cheapest first); ``prices``: (input, output) USD per
@@ -466,8 +470,9 @@ def cost_quality(
     """
     from dataclasses import asdict
 
+    order = np.random.default_rng(seed).permutation(len(records))  # i.i.d. halves: requests arrive in source order
     half = max(2, int(len(records) * calib_share))
-    cal, test = records[:half], records[half:]
+    cal, test = [records[i] for i in order[:half]], [records[i] for i in order[half:]]
     n = len(test)
     small = evaluate(test, np.full((n, 1), np.inf), 0.0, prices)
     large = evaluate(test, np.full((n, 1), -np.inf), 0.0, prices)

@@ -5,7 +5,8 @@ generation, in one run on the same prompts; writes bench/results/serve.json.
 
 Models: ``<run>/models/target`` and ``<run>/models/draft`` when they exist, else a pair trained here for a few
 minutes on Python standard-library source with a BPE tokenizer trained by ``tokenizers`` (cached under
-bench/results/tmp/serve_models). Prompts are held-out stdlib files (not used for training): in-domain code.
+bench/results/tmp/serve_models). Prompts are stdlib package files (training used only top-level modules):
+held-out, in-domain code.
 Every speculative row shows α, mean accepted length, c and the predicted E/(kc+1) beside the measured speedup, and
 checks its greedy tokens equal the target's. Sections are functions in :data:`SECTIONS` (routing is added there).
 """
@@ -150,10 +151,15 @@ def load_pair(run: str | None, small: bool) -> tuple[torch.nn.Module, torch.nn.M
 
 
 def held_out(tok: Any, n: int, prompt_tokens: int, extra: int) -> tuple[list[list[int]], list[str]]:
-    """In-domain prompts (the first n held-out stdlib files) and ``extra`` further held-out files as text."""
-    from serving.tiny import stdlib_texts
+    """In-domain prompts and texts from stdlib packages (``email/``, ``json/`` ...): training used top-level files."""
+    import sysconfig
 
-    texts = stdlib_texts(limit=n + extra, max_chars=6000, skip=TRAIN_FILES)
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = ("test", "site-packages", "idlelib", "lib2to3", "tkinter", "turtledemo")
+    files = sorted(p for p in root.glob("*/*.py") if p.parts[-2] not in skip and p.stat().st_size > 8000)
+    step = max(1, len(files) // (n + extra))
+    texts = [p.read_text(encoding="utf-8", errors="replace")[:6000] for p in files[::step]]
+    texts = texts[: n + extra]
     prompts = [tok.encode(t, add_special_tokens=False)[:prompt_tokens] for t in texts[:n]]
     return prompts, texts[n:]
 

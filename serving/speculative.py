@@ -146,12 +146,21 @@ class PromptLookup:
     def propose(
         self, seq: Sequence[int], k: int, temperature: float, top_p: float, generator: torch.Generator | None
     ) -> tuple[list[int], None]:
-        """Up to k tokens copied from the context (fewer, or none, when no n-gram matches)."""
+        """Up to k tokens copied from the context (fewer, or none, when no n-gram matches).
+
+        Takes the latest match whose continuation has k tokens; a match close to the end (a short loop) has a
+        shorter continuation, so failing a full one the longest continuation found wins.
+        """
         for n in range(min(self.max_ngram, len(seq) - 1), self.min_ngram - 1, -1):
-            tail = list(seq[-n:])
+            tail, best = list(seq[-n:]), []
             for start in range(len(seq) - n - 1, -1, -1):
                 if seq[start] == tail[0] and list(seq[start : start + n]) == tail:
-                    return list(seq[start + n : start + n + k]), None
+                    cont = list(seq[start + n : start + n + k])
+                    if len(cont) == k:
+                        return cont, None
+                    best = cont if len(cont) > len(best) else best
+            if best:
+                return best, None
         return [], None
 
     def rollback(self, length: int) -> None:

@@ -178,3 +178,5 @@ def test_prompt_lookup_proposes_the_continuation_of_the_latest_match() -> None:
     pl = PromptLookup(max_ngram=2)
     assert pl.propose([5, 6, 7, 8, 9, 5, 6, 1, 2, 5, 6], 3, 0.0, 1.0, None)[0] == [1, 2, 5]
     assert pl.propose([1, 2, 3, 4], 3, 0.0, 1.0, None)[0] == []
+    # a short loop: the latest match has one token after it, an earlier one a full continuation
+    assert pl.propose([7, 7, 7, 7, 7], 3, 0.0, 1.0, None)[0] == [7, 7, 7]

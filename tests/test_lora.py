@@ -4,6 +4,7 @@ bad input fails before training, NaN keeps the last good checkpoint, Llama and G
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -176,3 +177,22 @@ def test_rank_and_vocab_and_empty_data_errors(fx, tmp_path):
     (notlm / "config.json").write_text(json.dumps({"model_type": "t5"}))
     with pytest.raises(BaseModelError, match="not a causal LM"):
         LoraRecipe(cfg(str(notlm)), out_dir=str(tmp_path / "n")).setup(finite_texts(TEXTS), TEXTS)
+
+
+def test_cpu_runtime_is_fp32_without_checkpointing():
+    from finetune.device import pick_runtime
+
+    rt = pick_runtime("cpu")
+    assert rt.device.type == "cpu" and rt.dtype == torch.float32 and not rt.gradient_checkpointing
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="use device: auto or cpu"):
+            pick_runtime("cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_with_gradient_checkpointing(fx, tmp_path):
+    r = recipe(fx, tmp_path, device="cuda")
+    m = r.train(max_steps=3)
+    assert r.rt.dtype == torch.bfloat16 and r.rt.gradient_checkpointing
+    assert m["peak_memory_kind"] == "cuda_max_allocated" and all(math.isfinite(x["loss"]) for x in m["train_curve"])

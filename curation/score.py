@@ -81,7 +81,7 @@ def _tokenizer_specs_cached(cfg_json: str, run_dir: str) -> tuple[list[str], lis
     specs = list(cfg.tokenizers)
     tok_dir = Path(run_dir) / "tokenizers"
     if cfg.run_tokenizers and tok_dir.is_dir():
-        specs += [f"run:{d.name}" for d in sorted(tok_dir.iterdir()) if (d / "tokenizer.json").is_file()]
+        specs += [f"run:{d.name}" for d in sorted(tok_dir.iterdir()) if _published_tokenizer(d)]
     ok, missing = [], []
     for spec in dict.fromkeys(specs):
         try:
@@ -93,6 +93,11 @@ def _tokenizer_specs_cached(cfg_json: str, run_dir: str) -> tuple[list[str], lis
             log.warning("tokenizer skipped %s", kv(spec=spec, error=e))
             missing.append(spec)
     return ok, missing
+
+
+def _published_tokenizer(d: Path) -> bool:
+    """A finished tokenizer dir; ``.tmp-*``/``.old-*`` dirs of a killed training run are not tokenizers."""
+    return not d.name.startswith(".") and (d / "tokenizer.json").is_file()
 
 
 def _tokenizer_specs(cfg: ScoreConfig, run_dir: str) -> tuple[list[str], list[str]]:

@@ -345,7 +345,8 @@ def save_tokenizer_dir(tok: Any, cfg_tokens: dict[str, str | None], out_dir: str
 
     out = Path(out_dir)
     tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    for stale in [*out.parent.glob(f".tmp-{out.name}-*"), *out.parent.glob(f".old-{out.name}-*")]:
+        shutil.rmtree(stale, ignore_errors=True)  # left by a killed run; never a published tokenizer
     try:
         fast = PreTrainedTokenizerFast(
             tokenizer_object=tok, clean_up_tokenization_spaces=False, **{k: v for k, v in cfg_tokens.items() if v}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import re
@@ -182,6 +183,19 @@ class CorpusConfig(BaseConfig):
     executor: Literal["local", "ray", "slurm"] = Field("local", description="datatrove executor (only local today)")
     tasks: int = Field(1, ge=1, le=100_000, description="ranks the work is split into (shard names depend on it)")
     workers: int = Field(1, ge=1, le=1024, description="ranks run at once (local executor)")
+    incremental: bool = Field(
+        False,
+        description="rebuilds keep the documents of items (files, catalogs, module groups) whose content hash is "
+        "unchanged and read only new/changed ones; shards are named shard-<item hash>-NNN (content-addressed); "
+        "false: one rank-numbered layout rebuilt from scratch on any change",
+    )
+    item_files: int = Field(
+        16,
+        ge=1,
+        le=100_000,
+        description="incremental: text/stdlib files per item (about; boundaries hashed from paths, so an added file "
+        "changes only its own item); 1 = exactly the changed files are reread, more = fewer, larger shards",
+    )
     start_method: Literal["fork", "spawn", "forkserver"] = Field(
         "fork",
         description="workers>1: fork starts fastest and needs no __main__ guard; use forkserver if the calling "
@@ -214,8 +228,9 @@ class WorkItem:
 def plan(cfg: CorpusConfig) -> list[WorkItem]:
     """Expand sources into work items in a deterministic order; a missing required path is a CorpusError."""
     items: list[WorkItem] = []
+    group = cfg.item_files if cfg.incremental else None
     for i, src in enumerate(cfg.sources):
-        new = list(_plan_source(i, src))
+        new = list(_plan_source(i, src, group))
         if not new:
             where = getattr(src, "paths", None) or getattr(src, "root", None) or getattr(src, "path", None)
             if not src.optional:
@@ -252,7 +267,20 @@ def _chunks(files: list[tuple[str, str]], n: int) -> Iterator[list[tuple[str, st
         yield files[k : k + n]
 
 
-def _plan_source(i: int, src: Any) -> Iterator[WorkItem]:
+def _stable_chunks(files: list[tuple[str, str]], n: int) -> Iterator[list[tuple[str, str]]]:
+    """Groups of about ``n`` files whose boundaries depend only on each file's relative path (content-defined
+    chunking): adding, removing or changing one file changes only the group it falls in."""
+    cur: list[tuple[str, str]] = []
+    for f in files:
+        cur.append(f)
+        if n <= 1 or int(hashlib.sha256(f[1].encode("utf-8", "surrogatepass")).hexdigest()[:8], 16) % n == 0:
+            yield cur
+            cur = []
+    if cur:
+        yield cur
+
+
+def _plan_source(i: int, src: Any, group: int | None = None) -> Iterator[WorkItem]:
     from curation import mo_catalogs, sources
 
     if isinstance(src, RecordsSource):
@@ -267,7 +295,7 @@ def _plan_source(i: int, src: Any) -> Iterator[WorkItem]:
             if not os.path.exists(root):
                 continue
             files = sources.select_files(root, src.patterns, src.exclude, src.max_file_bytes, src.max_files)
-            for chunk in _chunks(files, 256):
+            for chunk in _stable_chunks(files, group) if group else _chunks(files, 256):
                 yield WorkItem(i, "text", chunk, sum(_size(p) for p, _ in chunk))
     elif isinstance(src, GettextSource):
         if os.path.isdir(src.root):
@@ -278,7 +306,7 @@ def _plan_source(i: int, src: Any) -> Iterator[WorkItem]:
     elif isinstance(src, StdlibSource):
         root = src.root or sources.stdlib_root()
         files = sources.select_files(root, ["*.py"], src.exclude, src.max_module_bytes, src.max_modules)
-        for chunk in _chunks(files, 64):
+        for chunk in _stable_chunks(files, group) if group else _chunks(files, 64):
             size = sum(_size(p) for p, _ in chunk)
             if src.code:
                 yield WorkItem(i, "code", chunk, size)
@@ -370,8 +398,9 @@ def _merge(a: dict[str, Counter], b: dict[str, Counter]) -> dict[str, Counter]:
 class ShardWriter:
     """A rank's shard files: row groups of ~row_group_bytes, a new shard every ~shard_bytes, renamed on close."""
 
-    def __init__(self, rd: RunDir, cfg: CorpusConfig, rank: int, world_size: int, stats: CorpusStats):
-        self.rd, self.cfg, self.rank, self.world = rd, cfg, rank, world_size
+    def __init__(self, rd: RunDir, cfg: CorpusConfig, rank: int, world_size: int, stats: CorpusStats,
+                 prefix: str | None = None):  # fmt: skip
+        self.rd, self.cfg, self.rank, self.world, self.prefix = rd, cfg, rank, world_size, prefix
         self.stats, self.index = stats, 0
         self._buf: list[pa.Table] = []
         self._buf_bytes = self._shard_bytes = self._rows = 0
@@ -394,7 +423,8 @@ class ShardWriter:
         self._buf, self._buf_bytes = [], 0
         self.stats.add_groups(table)
         if self._writer is None:
-            self._name = f"shard-{self.index * self.world + self.rank:05d}.parquet"
+            self._name = (f"shard-{self.prefix}-{self.index:03d}.parquet" if self.prefix
+                          else f"shard-{self.index * self.world + self.rank:05d}.parquet")  # fmt: skip
             self._stack = contextlib.ExitStack()
             f = self._stack.enter_context(atomic_open(self.rd.stage(STAGE, self._name), "wb"))
             codec = None if self.cfg.compression == "none" else self.cfg.compression
@@ -449,13 +479,17 @@ class CorpusBuildStep(_import_step_base()):
     name = "tokenwise corpus build"
     type = "📖 - READER"
 
-    def __init__(self, cfg: dict, items: list[WorkItem], ranks: list[list[int]], run: str):
+    def __init__(self, cfg: dict, items: list[WorkItem], ranks: list[list[int]], run: str,
+                 keys: list[str] | None = None):  # fmt: skip
         super().__init__()
-        self.cfg, self.items, self.ranks, self.run_root = cfg, items, ranks, run
+        self.cfg, self.items, self.ranks, self.run_root, self.keys = cfg, items, ranks, run, keys
 
     def run(self, data: Any = None, rank: int = 0, world_size: int = 1) -> None:
         cfg, rd = CorpusConfig.model_validate(self.cfg), RunDir(self.run_root)
         _quiet_task_console(rd, rank)
+        if self.keys is not None:
+            self._run_items(cfg, rd, rank, world_size)
+            return
         _clean_rank(rd, rank, world_size)
         stats, ids = CorpusStats(), IdSet()
         writer = ShardWriter(rd, cfg, rank, world_size, stats)
@@ -472,6 +506,32 @@ class CorpusBuildStep(_import_step_base()):
         self.stat_update("quarantined", value=stats.quarantined)
         write_json(rd.stage(STAGE, "stats", f"rank-{rank:05d}.json"), stats.to_json())
         log.info(kv(stage=STAGE, rank=rank, read=stats.read, kept=stats.kept, quarantined=stats.quarantined))
+
+    def _run_items(self, cfg: CorpusConfig, rd: RunDir, rank: int, world_size: int) -> None:
+        """Incremental layout: each item gets its own shards, quarantine file and stats file (written last)."""
+        todo = self.ranks[rank] if rank < len(self.ranks) else []
+        read = kept = 0
+        for idx in track(todo, f"corpus rank {rank}", total=len(todo)):
+            key = self.keys[idx]
+            if item_done(rd, key):  # finished by an interrupted attempt of this build
+                continue
+            _clean_item(rd, key)
+            stats = CorpusStats()
+            writer = ShardWriter(rd, cfg, rank, world_size, stats, prefix=key)
+            qpath = rd.stage(STAGE, "quarantine", f"item-{key}.jsonl")
+            try:
+                with atomic_open(qpath, "w", encoding="utf-8") as qf:
+                    self._run_item(cfg, self.items[idx], IdSet(), stats, writer, qf)
+                writer.close()
+            except BaseException:
+                writer.abort()
+                raise
+            if not stats.quarantined:
+                rd.fs.rm(qpath)
+            write_json(rd.stage(STAGE, "items", f"{key}.json"), {"key": key, "stats": stats.to_json()})
+            read, kept = read + stats.read, kept + stats.kept
+        self.stat_update("documents", value=kept)
+        log.info(kv(stage=STAGE, rank=rank, items=len(todo), read=read, kept=kept))
 
     def _run_item(self, cfg: CorpusConfig, item: WorkItem, ids: IdSet, stats: CorpusStats, writer: ShardWriter,
                   qf: Any) -> None:  # fmt: skip
@@ -590,18 +650,25 @@ def build(cfg: CorpusConfig, run: str, force: bool = False) -> dict:
     if not force and rd.is_done(STAGE, h):
         log.info(kv(stage=STAGE, skipped="up to date", run=run))
         return read_json(rd.path(STAGE, "manifest.json"))
-    _reset_if_changed(rd, h, force)
-    _execute(cfg, items, rd)
-    manifest = finalize(cfg, rd, h, time.perf_counter() - t0)
+    _reset_if_changed(rd, h, force, "items" if cfg.incremental else "ranks")
+    if cfg.incremental:
+        manifest = _build_items(cfg, items, rd, h, t0)
+    else:
+        _execute(cfg, items, rd)
+        manifest = finalize(cfg, rd, h, time.perf_counter() - t0)
     rd.mark_done(STAGE, h, {k: manifest[k] for k in ("documents", "bytes", "records")})
     return manifest
 
 
-def _reset_if_changed(rd: RunDir, h: str, force: bool) -> None:
-    """A build with other inputs (config, files, tasks) starts from scratch: old shards must not mix with new ones."""
+def _reset_if_changed(rd: RunDir, h: str, force: bool, layout: str = "ranks") -> None:
+    """A build with other inputs (config, files, tasks) starts from scratch: old shards must not mix with new ones.
+
+    The incremental (``items``) layout keeps its content-addressed shards across input changes; switching layouts
+    starts from scratch."""
     ident = rd.path(STAGE, "_build.json")
     old = read_json(ident) if rd.fs.exists(ident) else None
-    if force or (old and old.get("inputs_hash") != h):
+    changed = old and (old.get("layout", "ranks") != layout or (layout == "ranks" and old.get("inputs_hash") != h))
+    if force or changed:
         log.info(kv(stage=STAGE, reset="inputs changed" if not force else "forced", run=rd.root))
         rd.fs.rm(rd.path(STAGE), recursive=True)
     if rd.fs.exists(rd.path(STAGE)):
@@ -609,18 +676,138 @@ def _reset_if_changed(rd: RunDir, h: str, force: bool) -> None:
         for p in rd.fs.find(rd.path(STAGE)):  # temp files of a killed run (manifest, stats); no rank runs yet
             if p.rsplit("/", 1)[-1].startswith(".tmp-") and "/logs/" not in p:
                 rd.fs.rm(p)
-    write_json(ident, {"inputs_hash": h})
+    write_json(ident, {"inputs_hash": h, "layout": layout})
 
 
-def _execute(cfg: CorpusConfig, items: list[WorkItem], rd: RunDir) -> None:
+def _execute(cfg: CorpusConfig, items: list[WorkItem], rd: RunDir, keys: list[str] | None = None) -> None:
     from datatrove.executor import LocalPipelineExecutor
 
     ranks = assign(items, cfg.tasks)
-    step = CorpusBuildStep(cfg.model_dump(mode="json"), items, ranks, rd.root)
+    step = CorpusBuildStep(cfg.model_dump(mode="json"), items, ranks, rd.root, keys)
     log.info(kv(stage=STAGE, items=len(items), tasks=cfg.tasks, workers=cfg.workers, run=rd.root))
+    # items layout: resume is per item (items/<key>.json), and each build assigns a different set of items to ranks,
+    # so datatrove's per-rank completion files must not skip a rank
     with _quiet_datatrove():
         LocalPipelineExecutor(pipeline=[step], tasks=cfg.tasks, workers=cfg.workers, start_method=cfg.start_method,
-                              logging_dir=rd.path(STAGE, "logs")).run()  # fmt: skip
+                              logging_dir=rd.path(STAGE, "logs"), skip_completed=keys is None).run()  # fmt: skip
+
+
+# ---------------------------------------------------------------- incremental (items) layout
+
+_ITEM_FORMAT = 1
+_READ_KNOBS = {"max_doc_bytes", "shard_bytes", "row_group_bytes", "compression", "compression_level"}
+
+
+def item_paths(item: WorkItem) -> list[str]:
+    """The input paths of a work item (gettext items list (locale, path) pairs, the others (path, label))."""
+    return [f[1] if item.kind == "gettext" else f[0] for f in item.files]
+
+
+def content_sha256(path: str) -> str:
+    """sha256 of a file's bytes; of (relative path, sha256) of every file for a directory (``save_to_disk``);
+    a placeholder for what cannot be hashed (FIFOs, vanished files), which the reader quarantines."""
+    if "://" not in path:
+        if os.path.isdir(path):
+            h = hashlib.sha256()
+            for f in sorted(Path(path).rglob("*")):
+                if f.is_file():
+                    h.update(f"{f.relative_to(path).as_posix()}\0{sha256_file(f)}\n".encode())
+            return h.hexdigest()
+        if not os.path.isfile(path):
+            return "unhashable"
+    try:
+        return sha256_file(path)
+    except OSError:
+        return "unhashable"
+
+
+def item_key(cfg: CorpusConfig, item: WorkItem, shas: list[str]) -> str:
+    """Content address of an item: how it is read (source config, read knobs) and the bytes it reads."""
+    return hash_obj({"v": _ITEM_FORMAT, "source": cfg.sources[item.source].model_dump(mode="json"),
+                     "read": cfg.model_dump(mode="json", include=_READ_KNOBS), "kind": item.kind,
+                     "domain": item.domain, "files": item.files, "sha256": shas})  # fmt: skip
+
+
+def item_done(rd: RunDir, key: str) -> bool:
+    """Whether an item's stats file exists and every shard it lists is in place."""
+    p = rd.path(STAGE, "items", f"{key}.json")
+    if not rd.fs.exists(p):
+        return False
+    return all(rd.fs.exists(rd.path(STAGE, s)) for s in read_json(p)["stats"]["shards"])
+
+
+def _clean_item(rd: RunDir, key: str) -> None:
+    """Remove what an interrupted attempt left of one item (shards, temp files, quarantine, stats)."""
+    for pat in (f"shard-{key}-*", f".tmp-*-shard-{key}-*", f"quarantine/*item-{key}.jsonl", f"items/*{key}.json"):
+        for p in rd.fs.glob(rd.path(STAGE, pat)):
+            rd.fs.rm(p)
+
+
+def _build_items(cfg: CorpusConfig, items: list[WorkItem], rd: RunDir, h: str, t0: float) -> dict:
+    """Incremental build: read only items without finished outputs, drop outputs of items no longer planned."""
+    shas = [[content_sha256(p) for p in item_paths(it)] for it in items]
+    keys = [item_key(cfg, it, s) for it, s in zip(items, shas, strict=True)]
+    if len(set(keys)) != len(keys):  # pragma: no cover - plan() never repeats (source, kind, files)
+        raise CorpusError("two work items hash to the same key; report this with the corpus config")
+    todo = [i for i, k in enumerate(keys) if not item_done(rd, k)]
+    if todo:
+        _execute(cfg, [items[i] for i in todo], rd, [keys[i] for i in todo])
+    total, now, fresh = CorpusStats(), CorpusStats(), set(todo)
+    for i, k in enumerate(keys):
+        p = rd.path(STAGE, "items", f"{k}.json")
+        if not item_done(rd, k):
+            raise CorpusError(f"item {k} ({item_paths(items[i])[0]} ...) of the corpus build did not finish "
+                              f"({p} missing); rerun to resume")  # fmt: skip
+        st = CorpusStats.from_json(read_json(p)["stats"])
+        total = total + st
+        if i in fresh:
+            now = now + st
+    if total.kept == 0:
+        raise CorpusError(f"no documents could be read from any source ({', '.join(s.name for s in cfg.sources)}); "
+                          f"{total.quarantined} records were quarantined, see {rd.path(STAGE, 'quarantine')}; "
+                          "check the paths and the `fields:` mapping")  # fmt: skip
+    _drop_stale(rd, set(keys), set(total.shards))
+    old_path = rd.path(STAGE, "manifest.json")
+    old = read_json(old_path).get("file_sha256", {}) if rd.fs.exists(old_path) else {}
+    sha = {p: s for it, ss in zip(items, shas, strict=True) for p, s in zip(item_paths(it), ss, strict=True)}
+    manifest = _manifest(cfg, rd, h, total, time.perf_counter() - t0)
+    manifest["file_sha256"] = dict(sorted(sha.items()))
+    manifest["items"] = [
+        {"key": k, "source": cfg.sources[it.source].name, "kind": it.kind, "domain": it.domain,
+         "files": item_paths(it), "shards": sorted(CorpusStats.from_json(read_json(
+             rd.path(STAGE, "items", f"{k}.json"))["stats"]).shards)}
+        for it, k in zip(items, keys, strict=True)
+    ]  # fmt: skip
+    manifest["refresh"] = {
+        "items": len(keys),
+        "items_read": len(todo),
+        "items_reused": len(keys) - len(todo),
+        "files_reread": sorted({p for i in todo for p in item_paths(items[i])}),
+        "records_read": now.read,
+        "documents_read": now.kept,
+        "files_read": {f: c["read"] for f, c in sorted(now.files.items())},
+        "files_added": sorted(set(sha) - set(old)),
+        "files_changed": sorted(p for p in set(sha) & set(old) if sha[p] != old[p]),
+        "files_removed": sorted(set(old) - set(sha)),
+    }
+    write_json(old_path, manifest)
+    log.info(kv(stage=STAGE, items=len(keys), read=len(todo), reused=len(keys) - len(todo), run=rd.root))
+    return manifest
+
+
+def _drop_stale(rd: RunDir, keys: set[str], shards: set[str]) -> None:
+    """Delete shards, quarantine and stats files of items that are no longer planned (and old rank-layout files)."""
+    base = rd.path(STAGE)
+    for p in rd.fs.glob(f"{base}/shard-*.parquet"):
+        if p.rsplit("/", 1)[-1] not in shards:
+            rd.fs.rm(p)
+    for sub, prefix, suffix in (("quarantine", "item-", ".jsonl"), ("items", "", ".json")):
+        for p in rd.fs.glob(f"{base}/{sub}/*"):
+            name = p.rsplit("/", 1)[-1]
+            if not (name.startswith(prefix) and name.endswith(suffix) and name[len(prefix) : -len(suffix)] in keys):
+                rd.fs.rm(p)
+    for p in rd.fs.glob(f"{base}/stats/rank-*.json"):
+        rd.fs.rm(p)
 
 
 @contextlib.contextmanager
@@ -659,7 +846,7 @@ def finalize(cfg: CorpusConfig, rd: RunDir, h: str, seconds: float) -> dict:
 
 
 def _cross_rank_duplicates(rd: RunDir, shards: list[str], tasks: int) -> int:
-    if tasks == 1:
+    if tasks == 1:  # one rank (rank layout) quarantines every duplicate id
         return 0
     import pyarrow.parquet as pq
 
@@ -690,13 +877,21 @@ def _manifest(cfg: CorpusConfig, rd: RunDir, h: str, total: CorpusStats, seconds
             f: {"read": c["read"], "kept": c["kept"], "quarantined": c["quarantined"]}
             for f, c in sorted(total.files.items())
         },  # fmt: skip
-        "quarantine_files": [f"quarantine/rank-{r:05d}.jsonl" for r in range(cfg.tasks)],
-        "cross_rank_duplicate_ids": _cross_rank_duplicates(rd, shards, cfg.tasks),
+        "quarantine_files": _quarantine_files(cfg, rd, total),
+        # items layout: ids are unique per item; duplicates across items are counted here (as across ranks)
+        "cross_rank_duplicate_ids": _cross_rank_duplicates(rd, shards, 0 if cfg.incremental else cfg.tasks),
         "config_hash": hash_obj(cfg.model_dump(mode="json")),
         "inputs_hash": h,
         "tasks": cfg.tasks,
         "seconds": round(seconds, 2),
     }
+
+
+def _quarantine_files(cfg: CorpusConfig, rd: RunDir, total: CorpusStats) -> list[str]:
+    if not cfg.incremental:
+        return [f"quarantine/rank-{r:05d}.jsonl" for r in range(cfg.tasks)]
+    found = rd.fs.glob(rd.path(STAGE, "quarantine", "item-*.jsonl"))
+    return sorted(f"quarantine/{p.rsplit('/', 1)[-1]}" for p in found)
 
 
 def _sorted(groups: dict[str, Counter]) -> dict[str, dict]:

@@ -331,9 +331,11 @@ def score_run(cfg: ScoreConfig, run_dir: str) -> dict:
                 hash_obj({"shard": sha256_file(s), "fp": fp_hash}),
             )
         )
+    _drop_orphans(run, jobs)
     stage_hash = hash_obj([j[3] for j in jobs])
     if run.is_done("signals", stage_hash):
         return run.marker("signals")["summary"]
+    pending = [j[1] for j in jobs if shard_meta(j[1])[0] != j[3]]
     tasks = min(cfg.tasks, len(jobs))
     step = functools.partial(_score_task, cfg.model_dump(), run_dir, fp["tokenizers"], jobs)
     # resume is per shard (inputs hash in each output), so datatrove's per-task completion markers are not used:
@@ -346,9 +348,26 @@ def score_run(cfg: ScoreConfig, run_dir: str) -> dict:
         skip_completed=False,
     ).run()
     manifest = _manifest(jobs, fp)
+    now = [s for s in manifest["shards"] if s["output"] in set(pending)]
+    # what this run scored (an incremental refresh: only shards whose content is new), the rest was reused
+    manifest["this_run"] = {"shards_scored": len(now), "rows_scored": sum(s["rows_scored"] for s in now),
+                            "shards_reused": len(jobs) - len(now)}  # fmt: skip
+    log.info("score done %s", kv(**manifest["this_run"]))
     write_json(run.stage("signals", "manifest.json"), manifest)
     run.mark_done("signals", stage_hash, manifest["totals"])
     return manifest["totals"]
+
+
+def _drop_orphans(run: RunDir, jobs: list) -> None:
+    """Delete signals shards (and their quarantine files) whose corpus shard no longer exists (a refreshed corpus)."""
+    keep = {Path(j[1]).name for j in jobs}
+    for p in Path(run.path("signals")).glob("shard-*.parquet"):
+        if p.name not in keep:
+            p.unlink()
+            log.info("removed %s", kv(shard=p.name, reason="corpus shard gone"))
+    for p in Path(run.path("signals", "quarantine")).glob("shard-*.jsonl"):
+        if p.name.replace(".jsonl", ".parquet") not in keep:
+            p.unlink()
 
 
 def _manifest(jobs: list, fp: dict) -> dict:

@@ -1,0 +1,160 @@
+"""Incremental corpus refresh: a real small corpus (prose files + installed .mo catalogs), build + score, then add one
+file, change one, delete one; the refresh reads and scores only what changed and the report diff shows it."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from curation.corpus import CorpusConfig, build
+from curation.report.build import build_report, snapshot_for_diff
+from curation.score import ScoreConfig, score_run
+
+LOCALE = Path("/usr/share/locale")
+CATALOGS = [("de", "popt"), ("fr", "popt"), ("de", "libsecret")]
+PROSE = {  # real English prose: docstrings of stdlib modules
+    "a.txt": inspect.getdoc(textwrap),
+    "b.txt": inspect.getdoc(shutil),
+    "c.txt": inspect.getdoc(json),
+    "d.txt": inspect.getdoc(hashlib),
+}
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> Path:
+    missing = [f"{loc}/{dom}" for loc, dom in CATALOGS if not (LOCALE / loc / "LC_MESSAGES" / f"{dom}.mo").is_file()]
+    if missing:
+        pytest.skip(f"installed gettext catalogs missing: {missing}")
+    src = tmp_path / "src"
+    (src / "docs").mkdir(parents=True)
+    for name, text in PROSE.items():
+        (src / "docs" / name).write_text(text + "\n", encoding="utf-8")
+    for loc, dom in CATALOGS:
+        dest = src / "locale" / loc / "LC_MESSAGES" / f"{dom}.mo"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(LOCALE / loc / "LC_MESSAGES" / f"{dom}.mo", dest)
+    return src
+
+
+def corpus_cfg(src: Path, **kw) -> CorpusConfig:
+    return CorpusConfig.model_validate(
+        {
+            "sources": [
+                {"type": "text_dir", "name": "docs", "paths": [str(src / "docs")], "patterns": ["*.txt"]},
+                {"type": "gettext", "root": str(src / "locale"), "min_words": 1},
+            ],
+            "incremental": True,
+            "item_files": 1,
+            "tasks": 2,
+            "workers": 1,
+            **kw,
+        }
+    )
+
+
+SCORE = ScoreConfig(tokenizers=["tiktoken:cl100k_base"], run_tokenizers=False, heuristics=False, tasks=1, workers=1)
+
+
+def shard_files(run: Path, stage: str = "corpus") -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (run / stage).glob("shard-*.parquet")}
+
+
+def ids_by_source(run: Path) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for p in sorted((run / "corpus").glob("shard-*.parquet")):
+        t = pq.read_table(p, columns=["id", "source"])
+        for i, s in zip(t["id"].to_pylist(), t["source"].to_pylist(), strict=True):
+            out.setdefault(s, set()).add(i)
+    return out
+
+
+def item_of(manifest: dict, path: Path) -> dict:
+    (item,) = [it for it in manifest["items"] if str(path) in it["files"]]
+    return item
+
+
+def mutate(src: Path) -> tuple[Path, Path, Path]:
+    """Add docs/e.txt, change docs/b.txt, delete the libsecret catalog; returns (added, changed, removed)."""
+    added, changed = src / "docs" / "e.txt", src / "docs" / "b.txt"
+    added.write_text(inspect.getdoc(inspect) + "\n", encoding="utf-8")
+    changed.write_text(changed.read_text(encoding="utf-8") + "\nA sentence added by the refresh test.\n")
+    removed = src / "locale" / "de" / "LC_MESSAGES" / "libsecret.mo"
+    removed.unlink()
+    return added, changed, removed
+
+
+def test_refresh_reads_and_scores_only_new_and_changed_items(sources, tmp_path):
+    run = tmp_path / "run"
+    m1 = build(corpus_cfg(sources), str(run))
+    assert m1["refresh"]["items_read"] == m1["refresh"]["items"] == 6  # 4 prose files, popt, libsecret
+    score_run(SCORE, str(run))
+    s1 = json.loads((run / "signals" / "manifest.json").read_text())
+    assert s1["this_run"]["rows_scored"] == m1["documents"]
+    before, ids1 = shard_files(run), ids_by_source(run)
+    assert set(before) == {s["name"] for s in m1["shards"]}
+    assert all(before[s["name"]] == s["sha256"] for s in m1["shards"]), "manifest hashes are the shard bytes"
+    assert set(m1["file_sha256"]) == {str(p) for p in sources.rglob("*") if p.is_file()}
+
+    snap = snapshot_for_diff(str(run), str(tmp_path / "history" / "1"))
+    added, changed, removed = mutate(sources)
+    m2 = build(corpus_cfg(sources), str(run))
+    r = m2["refresh"]
+    assert r["files_reread"] == sorted([str(changed), str(added)]), "only the new and the changed file are read"
+    assert set(r["files_read"]) == {str(changed), str(added)}
+    assert (r["files_added"], r["files_changed"], r["files_removed"]) == ([str(added)], [str(changed)], [str(removed)])
+    assert (r["items"], r["items_read"], r["items_reused"]) == (6, 2, 4)
+    assert m2["files"][str(changed)]["read"] == r["files_read"][str(changed)] == 1
+
+    after = shard_files(run)
+    gone = set(item_of(m1, changed)["shards"]) | set(item_of(m1, removed)["shards"])
+    new = set(item_of(m2, changed)["shards"]) | set(item_of(m2, added)["shards"])
+    kept = set(before) - gone
+    assert kept and all(after[n] == before[n] for n in kept), "unchanged shards keep their names and bytes"
+    assert set(after) == kept | new and not (gone & set(after)) and not (new & set(before))
+    assert set(after) == {s["name"] for s in m2["shards"]}
+    assert not list(run.rglob(".tmp-*"))
+
+    # removed catalog's documents are gone; counts reconcile with the per-item shards
+    ids2 = ids_by_source(run)
+    docs_of = {n: pq.read_metadata(run / "corpus" / n).num_rows for n in after}
+    assert m2["documents"] == sum(docs_of.values()) == sum(s["rows"] for s in m2["shards"])
+    assert m2["records"]["read"] == m2["records"]["kept"] + m2["records"]["quarantined"]
+    assert m2["by_source"]["docs"]["documents"] == 5
+    assert m2["documents"] == m1["documents"] + 1 - (len(ids1["gettext"]) - len(ids2["gettext"]))
+    assert ids2["docs"] - ids1["docs"] == {f"docs:{added.name}"}
+
+    # scoring: only the new/changed shards' documents; signals of vanished shards are deleted
+    score_run(SCORE, str(run))
+    s2 = json.loads((run / "signals" / "manifest.json").read_text())
+    assert s2["this_run"]["rows_scored"] == sum(docs_of[n] for n in new) == 2
+    assert s2["this_run"]["shards_scored"] == len(new) and s2["this_run"]["shards_reused"] == len(kept)
+    assert set(shard_files(run, "signals")) == set(after), "one signals shard per corpus shard, none stale"
+    sig_ids = {i for p in (run / "signals").glob("shard-*.parquet") for i in pq.read_table(p)["id"].to_pylist()}
+    assert sig_ids == set().union(*ids2.values())
+
+    # the report's diff names exactly the added and removed documents per source
+    build_report(str(run), previous=snap)
+    diff = json.loads((run / "report" / "report.json").read_text())["sections"]["diff"]
+    assert diff["unavailable"] is None
+    expect = {s: [len(ids2.get(s, set()) - ids1.get(s, set())), len(ids1.get(s, set()) - ids2.get(s, set()))]
+              for s in set(ids1) | set(ids2)}  # fmt: skip
+    expect = {s: v for s, v in expect.items() if v != [0, 0]}
+    assert (
+        diff["data"]["per_source"]
+        == expect
+        == {"docs": [1, 0], "gettext": [0, len(ids1["gettext"] - ids2["gettext"])]}
+    )
+    assert diff["data"]["new_documents"] == 1 and diff["data"]["removed_documents"] == expect["gettext"][1] > 0
+
+    # nothing changed: the stage marker skips, and a rebuild from the items reuses everything
+    assert build(corpus_cfg(sources), str(run))["refresh"]["items_read"] == 2, "marker skip returns the manifest"
+    (run / "corpus" / "_DONE.json").unlink()
+    m3 = build(corpus_cfg(sources), str(run))
+    assert m3["refresh"]["items_read"] == 0 and shard_files(run) == after

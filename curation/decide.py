@@ -24,6 +24,7 @@ from __future__ import annotations
 import glob
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -440,6 +441,7 @@ def write_decisions(d: Decisions, cfg: DecideConfig, out: str, up: dict | None =
         part = json.loads(pipeline_stats(d, cfg.reference_tokenizer, shards == s, cache).to_json())
         write_json(f"{out}/stats/shard-{int(s):05d}.json", part)
         total = total + PipelineStats.from_json(part)  # exactly what datatrove's merge_stats computes
+    _drop_others(f"{out}/stats", "shard-*.json", set(np.unique(shards).tolist()))  # parts an earlier run had
     write_json(f"{out}/stats.json", json.loads(total.to_json()))
     summ = summary(d, cfg)
     if up and up.get("corpus_rows") is not None:
@@ -468,14 +470,24 @@ def write_kept(run: RunDir, d: Decisions, out: str) -> int:
     """Copy kept documents from the corpus shards into ``curated/shard-NNNNN.parquet``; returns docs written."""
     keep = set(np.asarray(d.table.column("id").to_pylist(), dtype=object)[d.status == KEPT].tolist())
     n = 0
-    for i, shard in enumerate(sorted(glob.glob(run.path("corpus", "shard-*.parquet")))):
+    shards = sorted(glob.glob(run.path("corpus", "shard-*.parquet")))
+    for i, shard in enumerate(shards):
         t = pq.read_table(shard).select(list(CORPUS_SCHEMA.names))
         mask = pa.array([x in keep for x in t.column("id").to_pylist()], pa.bool_())
         kept = t.filter(mask).cast(CORPUS_SCHEMA)
         with atomic_open(f"{out}/shard-{i:05d}.parquet", "wb") as f:
             pq.write_table(kept, f)
         n += len(kept)
+    _drop_others(out, "shard-*.parquet", set(range(len(shards))))
     return n
+
+
+def _drop_others(out: str, pattern: str, keep: set[int]) -> None:
+    """Delete ``shard-NNNNN`` outputs whose NNNNN is not in ``keep``: left by an earlier run over other shards."""
+    for p in glob.glob(f"{out}/{pattern}"):
+        num = Path(p).name.split(".")[0].removeprefix("shard-")
+        if num.isdigit() and int(num) not in keep:
+            os.remove(p)
 
 
 def run_decide(run_dir: str, cfg: DecideConfig, force: bool = False) -> dict[str, Any]:

@@ -273,17 +273,28 @@ def _save_npy(path: str, arr: np.ndarray) -> None:
         np.save(f, arr)
 
 
+def _shard_tag(shard: str) -> str:
+    """Which shard file a ``.done`` file was computed from (name, size, mtime): a refreshed corpus changes it."""
+    try:
+        st = os.stat(shard)
+    except OSError:
+        return f"{Path(shard).name}:?"
+    return f"{Path(shard).name}:{st.st_size}:{st.st_mtime_ns}"
+
+
 def write_signatures(shard: str, index: int, out: str, cfg: DedupConfig) -> int:
-    """Stage 1 for one shard; skipped when its ``.done`` file exists. Returns the shard's document count."""
+    """Stage 1 for one shard; skipped when its ``.done`` file names this same shard file. Returns its doc count."""
     done = f"{out}/sigs/shard-{index:05d}.done"
     if os.path.exists(done):
-        return int(Path(done).read_text())
+        n, _, tag = Path(done).read_text().partition(" ")
+        if tag == _shard_tag(shard):
+            return int(n)
     recs, exact, n = _shard_signatures((t for _, batch in _iter_texts(shard) for t in batch), cfg)
     for bi, rec in enumerate(recs):
         _save_npy(f"{out}/sigs/band-{bi:03d}/shard-{index:05d}.npy", rec)
     _save_npy(f"{out}/sigs/band-exact/shard-{index:05d}.npy", _sorted_records(exact, np.arange(n, dtype=np.uint32)))
     with atomic_open(done, "w") as f:
-        f.write(str(n))
+        f.write(f"{n} {_shard_tag(shard)}")
     return n
 
 
@@ -441,6 +452,10 @@ def run_dedup(run_dir: str, cfg: DedupConfig | None = None, shards: list[str] | 
         dups += int((root != g).sum())
         with atomic_open(f"{out}/shard-{i:05d}.parquet", "wb") as f:
             pq.write_table(table, f)
+    for p in glob.glob(f"{out}/shard-*.parquet"):  # outputs of shards a refreshed corpus no longer has
+        num = Path(p).stem.removeprefix("shard-")
+        if num.isdigit() and int(num) >= len(shards):
+            os.remove(p)
     res = DedupResult(int(sum(counts)), len(shards), len(near_pairs), len(exact_pairs), len(sizes), dups)
     write_json(f"{out}/summary.json", {**res.__dict__, "config": cfg.model_dump()})
     log.info("dedup done " + kv(**res.__dict__))

@@ -14,6 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from curation.corpus import CorpusConfig, build
+from curation.decide import DecideConfig, run_decide
+from curation.dedup import run_dedup
 from curation.report.build import build_report, snapshot_for_diff
 from curation.score import ScoreConfig, score_run
 
@@ -75,6 +77,25 @@ def ids_by_source(run: Path) -> dict[str, set[str]]:
     return out
 
 
+def curate(run: Path) -> dict:
+    """score + dedup + decide, then check that no stage kept outputs of shards the corpus no longer has."""
+    score_run(SCORE, str(run))
+    run_dedup(str(run))
+    summ = run_decide(str(run), DecideConfig())
+    corpus_ids = set().union(*ids_by_source(run).values())
+    n = len(list((run / "corpus").glob("shard-*.parquet")))
+    for stage in ("signals", "signals/dedup", "curated"):
+        assert len(list((run / stage).glob("shard-*.parquet"))) == n, stage
+    dedup_ids = [
+        i for p in (run / "signals/dedup").glob("shard-*.parquet") for i in pq.read_table(p)["id"].to_pylist()
+    ]
+    assert sorted(dedup_ids) == sorted(corpus_ids), "dedup signatures of the current shards, not stale ones"
+    curated = {i for p in (run / "curated").glob("shard-*.parquet") for i in pq.read_table(p)["id"].to_pylist()}
+    assert curated <= corpus_ids and len(curated) == summ["kept"] == summ["kept_written"]
+    assert summ["input"] == len(corpus_ids)
+    return json.loads((run / "signals" / "manifest.json").read_text())
+
+
 def item_of(manifest: dict, path: Path) -> dict:
     (item,) = [it for it in manifest["items"] if str(path) in it["files"]]
     return item
@@ -94,8 +115,7 @@ def test_refresh_reads_and_scores_only_new_and_changed_items(sources, tmp_path):
     run = tmp_path / "run"
     m1 = build(corpus_cfg(sources), str(run))
     assert m1["refresh"]["items_read"] == m1["refresh"]["items"] == 6  # 4 prose files, popt, libsecret
-    score_run(SCORE, str(run))
-    s1 = json.loads((run / "signals" / "manifest.json").read_text())
+    s1 = curate(run)
     assert s1["this_run"]["rows_scored"] == m1["documents"]
     before, ids1 = shard_files(run), ids_by_source(run)
     assert set(before) == {s["name"] for s in m1["shards"]}
@@ -131,8 +151,7 @@ def test_refresh_reads_and_scores_only_new_and_changed_items(sources, tmp_path):
     assert ids2["docs"] - ids1["docs"] == {f"docs:{added.name}"}
 
     # scoring: only the new/changed shards' documents; signals of vanished shards are deleted
-    score_run(SCORE, str(run))
-    s2 = json.loads((run / "signals" / "manifest.json").read_text())
+    s2 = curate(run)
     assert s2["this_run"]["rows_scored"] == sum(docs_of[n] for n in new) == 2
     assert s2["this_run"]["shards_scored"] == len(new) and s2["this_run"]["shards_reused"] == len(kept)
     assert set(shard_files(run, "signals")) == set(after), "one signals shard per corpus shard, none stale"
@@ -158,3 +177,10 @@ def test_refresh_reads_and_scores_only_new_and_changed_items(sources, tmp_path):
     (run / "corpus" / "_DONE.json").unlink()
     m3 = build(corpus_cfg(sources), str(run))
     assert m3["refresh"]["items_read"] == 0 and shard_files(run) == after
+
+    # fewer shards than before: downstream stages drop what belonged to the vanished ones
+    (sources / "docs" / "c.txt").unlink()
+    (sources / "docs" / "d.txt").unlink()
+    m4 = build(corpus_cfg(sources), str(run))
+    assert m4["refresh"]["items_read"] == 0 and len(m4["shards"]) == len(after) - 2
+    assert curate(run)["this_run"]["rows_scored"] == 0

@@ -36,6 +36,7 @@ from pydantic import Field, model_validator
 
 from curation.config import BaseConfig, load_section
 from curation.documents import CORPUS_SCHEMA, Quarantined
+from curation.executors import PLACEMENT_FIELDS, ExecutorFields, run_pipeline
 from curation.log import get_logger, kv, track
 from curation.readers import Batch, FieldMap, IdSet, ReadOptions
 from curation.rundir import RunDir, atomic_open, hash_obj, read_json, sha256_file, write_json
@@ -170,7 +171,7 @@ SourceConfig = Annotated[
 ]
 
 
-class CorpusConfig(BaseConfig):
+class CorpusConfig(ExecutorFields):
     """The ``corpus:`` section: where text comes from and how it is sharded."""
 
     sources: list[SourceConfig] = Field(..., min_length=1, description="inputs, each with a unique name")
@@ -180,9 +181,8 @@ class CorpusConfig(BaseConfig):
     row_group_bytes: int = Field(16 << 20, ge=1 << 10, description="text buffered per Parquet row group")
     compression: Literal["zstd", "snappy", "none"] = Field("zstd", description="Parquet codec")
     compression_level: int = Field(3, ge=1, le=19, description="zstd level: higher = smaller, slower")
-    executor: Literal["local", "ray", "slurm"] = Field("local", description="datatrove executor (only local today)")
     tasks: int = Field(1, ge=1, le=100_000, description="ranks the work is split into (shard names depend on it)")
-    workers: int = Field(1, ge=1, le=1024, description="ranks run at once (local executor)")
+    workers: int = Field(1, ge=1, le=1024, description="ranks run at once (processes locally, Ray actors on Ray)")
     incremental: bool = Field(
         False,
         description="rebuilds keep the documents of items (files, catalogs, module groups) whose content hash is "
@@ -629,7 +629,7 @@ def _clean_rank(rd: RunDir, rank: int, world_size: int) -> None:
 def inputs_hash(cfg: CorpusConfig, items: list[WorkItem]) -> str:
     """Hash of the config and every planned input (path, size, mtime)."""
     files = [(p, _size(p), _mtime(p)) for it in items for f in it.files for p in f if os.path.sep in p]
-    return hash_obj({"config": cfg.model_dump(mode="json"), "files": files})
+    return hash_obj({"config": cfg.model_dump(mode="json", exclude=PLACEMENT_FIELDS), "files": files})
 
 
 def _mtime(path: str) -> float:
@@ -640,9 +640,6 @@ def _mtime(path: str) -> float:
 
 def build(cfg: CorpusConfig, run: str, force: bool = False) -> dict:
     """Build the corpus of a run directory; returns the manifest (skips when the stage marker matches)."""
-    if cfg.executor != "local":
-        raise CorpusError(f"corpus.executor={cfg.executor!r} is not supported yet (planned with the Ray/Slurm issue); "
-                          "use executor: local")  # fmt: skip
     rd = RunDir(run)
     t0 = time.perf_counter()
     items = plan(cfg)
@@ -680,16 +677,14 @@ def _reset_if_changed(rd: RunDir, h: str, force: bool, layout: str = "ranks") ->
 
 
 def _execute(cfg: CorpusConfig, items: list[WorkItem], rd: RunDir, keys: list[str] | None = None) -> None:
-    from datatrove.executor import LocalPipelineExecutor
-
     ranks = assign(items, cfg.tasks)
     step = CorpusBuildStep(cfg.model_dump(mode="json"), items, ranks, rd.root, keys)
     log.info(kv(stage=STAGE, items=len(items), tasks=cfg.tasks, workers=cfg.workers, run=rd.root))
     # items layout: resume is per item (items/<key>.json), and each build assigns a different set of items to ranks,
     # so datatrove's per-rank completion files must not skip a rank
     with _quiet_datatrove():
-        LocalPipelineExecutor(pipeline=[step], tasks=cfg.tasks, workers=cfg.workers, start_method=cfg.start_method,
-                              logging_dir=rd.path(STAGE, "logs"), skip_completed=keys is None).run()  # fmt: skip
+        run_pipeline([step], cfg, tasks=cfg.tasks, workers=cfg.workers, start_method=cfg.start_method,
+                     logging_dir=rd.path(STAGE, "logs"), skip_completed=keys is None, stage=STAGE)  # fmt: skip
 
 
 # ---------------------------------------------------------------- incremental (items) layout

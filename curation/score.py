@@ -30,8 +30,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from curation.config import BaseConfig, load_section
+from curation.config import load_section
 from curation.documents import CORPUS_COLUMNS, Quarantined
+from curation.executors import PLACEMENT_FIELDS, ExecutorFields, run_pipeline
 from curation.log import get_logger, kv
 from curation.rundir import RunDir, atomic_open, hash_obj, sha256_file, write_json
 
@@ -41,7 +42,7 @@ COUNTS_KEY = b"tokenwise_counts"
 COPIED = ("id", "source", "lang", "domain", "unit_id")
 
 
-class ScoreConfig(BaseConfig):
+class ScoreConfig(ExecutorFields):
     """What ``curate score`` computes per document and how it spreads over processes."""
 
     tokenizers: list[str] = Field(
@@ -116,7 +117,7 @@ def scoring_fingerprint(cfg: ScoreConfig, run_dir: str) -> dict[str, Any]:
     qm = quality_model_path(cfg, run_dir)
     if qm:
         files["quality_model"] = sha256_file(qm)
-    cfg_sig = cfg.model_dump(exclude={"tasks", "workers", "batch_size"})
+    cfg_sig = cfg.model_dump(exclude={"tasks", "workers", "batch_size"} | PLACEMENT_FIELDS)
     return {
         "config": cfg_sig,
         "tokenizers": specs,
@@ -311,8 +312,7 @@ def _score_task(
 
 
 def score_run(cfg: ScoreConfig, run_dir: str) -> dict:
-    """Score every corpus shard of a run through datatrove's LocalPipelineExecutor; returns the manifest."""
-    from datatrove.executor import LocalPipelineExecutor
+    """Score every corpus shard of a run through a datatrove executor (``cfg.executor``); returns the manifest."""
 
     run = RunDir(run_dir)
     shards = corpus_shards(run)
@@ -340,13 +340,15 @@ def score_run(cfg: ScoreConfig, run_dir: str) -> dict:
     step = functools.partial(_score_task, cfg.model_dump(), run_dir, fp["tokenizers"], jobs)
     # resume is per shard (inputs hash in each output), so datatrove's per-task completion markers are not used:
     # a task whose shard output went missing must run again.
-    LocalPipelineExecutor(
-        pipeline=[step],
+    run_pipeline(
+        [step],
+        cfg,
         tasks=tasks,
         workers=min(cfg.workers, tasks),
         logging_dir=run.stage("signals", "_logs", stage_hash),
         skip_completed=False,
-    ).run()
+        stage="signals",
+    )
     manifest = _manifest(jobs, fp)
     now = [s for s in manifest["shards"] if s["output"] in set(pending)]
     # what this run scored (an incremental refresh: only shards whose content is new), the rest was reused

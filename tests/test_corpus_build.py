@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from curation.config import ConfigError, load_section
 from curation.corpus import CorpusConfig, CorpusError, build
 from curation.documents import CORPUS_SCHEMA
+from curation.executors import ExecutorError
 from curation.rundir import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,11 +182,11 @@ def test_unsupported_executor_and_nothing_readable_are_one_clear_error(tmp_path,
     cfg = CorpusConfig.model_validate({"sources": [{"type": "jsonl", "name": "b", "paths": [str(path)]}]})
     with pytest.raises(CorpusError, match="no documents could be read.*2 records were quarantined"):
         build(cfg, str(tmp_path / "run"))
-    ray = CorpusConfig.model_validate(
-        {"sources": [{"type": "jsonl", "name": "b", "paths": [str(path)]}], "executor": "ray"}
+    slurm = CorpusConfig.model_validate(
+        {"sources": [{"type": "jsonl", "name": "b", "paths": [str(path)]}], "executor": "slurm"}
     )
-    with pytest.raises(CorpusError, match="executor='ray' is not supported yet.*use executor: local"):
-        build(ray, str(tmp_path / "run2"))
+    with pytest.raises(ExecutorError, match="slurm needs slurm_partition"):
+        build(slurm, str(tmp_path / "run2"))
 
 
 def test_optional_missing_source_is_skipped(inputs, tmp_path):

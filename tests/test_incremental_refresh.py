@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from curation.corpus import CorpusConfig, build
+from curation.corpus import CorpusBuildStep, CorpusConfig, build
 from curation.decide import DecideConfig, run_decide
 from curation.dedup import run_dedup
 from curation.report.build import build_report, snapshot_for_diff
@@ -184,3 +184,39 @@ def test_refresh_reads_and_scores_only_new_and_changed_items(sources, tmp_path):
     m4 = build(corpus_cfg(sources), str(run))
     assert m4["refresh"]["items_read"] == 0 and len(m4["shards"]) == len(after) - 2
     assert curate(run)["this_run"]["rows_scored"] == 0
+
+
+class Interrupted(RuntimeError):
+    """Stands for the process dying in the middle of a refresh."""
+
+
+def test_interrupted_refresh_resumes_without_duplicates_or_loss(sources, tmp_path, monkeypatch):
+    cfg = corpus_cfg(sources, tasks=1)
+    run = tmp_path / "run"
+    build(cfg, str(run))
+    mutate(sources)
+    (sources / "docs" / "f.txt").write_text(inspect.getdoc(Path) + "\n", encoding="utf-8")  # 3 items to read
+    real, calls = CorpusBuildStep._run_item, []
+
+    def dies_on_second_item(self, *a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Interrupted("killed mid-refresh")
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(CorpusBuildStep, "_run_item", dies_on_second_item)
+    with pytest.raises(Interrupted):
+        build(cfg, str(run))
+    monkeypatch.undo()
+    assert not (run / "corpus" / "_DONE.json").exists(), "an interrupted refresh is never marked complete"
+    assert "refresh" in json.loads((run / "corpus" / "manifest.json").read_text()), "the old manifest stays"
+
+    m = build(cfg, str(run))
+    assert m["refresh"]["items_read"] == 2, "the item finished before the crash is not read again"
+    fresh = build(cfg, str(tmp_path / "fresh"))
+    assert shard_files(run) == shard_files(tmp_path / "fresh"), "same shards, names and bytes as a clean build"
+    for k in ("documents", "records", "by_source", "by_lang", "files", "file_sha256", "shards"):
+        assert m[k] == fresh[k], k
+    ids = [i for p in (run / "corpus").glob("shard-*.parquet") for i in pq.read_table(p)["id"].to_pylist()]
+    assert len(ids) == len(set(ids)) == m["documents"]
+    assert not list(run.rglob(".tmp-*"))

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 import regex
 from pydantic import Field
 
-from curation.config import BaseConfig
+from curation.executors import PLACEMENT_FIELDS, ExecutorFields, run_pipeline
 from curation.log import get_logger, kv
 from curation.rundir import RunDir, atomic_open, hash_obj, write_json
 
@@ -59,7 +59,7 @@ DEDUP_SCHEMA = pa.schema(
 )
 
 
-class DedupConfig(BaseConfig):
+class DedupConfig(ExecutorFields):
     """MinHash near-duplicate settings (datatrove's defaults: 5-grams, 14 bands x 8 hashes, threshold ~0.72)."""
 
     n_grams: int = Field(5, ge=1, le=32, description="Words per shingle; smaller catches looser matches.")
@@ -308,21 +308,18 @@ def _signature_task(cfg_dict: dict, shards: list[str], out: str, data, rank: int
 
 
 def _signatures_with_executor(shards: list[str], out: str, cfg: DedupConfig) -> None:
-    """Stage 1 through datatrove's LocalPipelineExecutor (the same step runs on its Slurm/Ray executors)."""
+    """Stage 1 through a datatrove executor (``cfg.executor``: local processes, Ray or Slurm)."""
     import functools
 
-    from datatrove.executor import LocalPipelineExecutor
-
     tasks = min(cfg.tasks, len(shards))
-    if tasks == 1 and cfg.workers == 1:  # no executor overhead (logging dirs, forks) for the common small case
+    # no executor overhead (logging dirs, forks) for the common small local case
+    if tasks == 1 and cfg.workers == 1 and cfg.executor == "local":
         for i, shard in enumerate(shards):
             write_signatures(shard, i, out, cfg)
         return
     tag = hash_obj({"config": cfg.model_dump(), "shards": [Path(s).name for s in shards]})
     step = functools.partial(_signature_task, cfg.model_dump(), shards, out)
-    LocalPipelineExecutor(
-        pipeline=[step], tasks=tasks, workers=min(cfg.workers, tasks), logging_dir=f"{out}/_logs/{tag}"
-    ).run()
+    run_pipeline([step], cfg, tasks=tasks, workers=cfg.workers, logging_dir=f"{out}/_logs/{tag}", stage="dedup")
 
 
 # ---------------------------------------------------------------- stage 2: buckets
@@ -511,7 +508,7 @@ def datatrove_clusters(texts: list[str], ids: list[str], workdir: str, cfg: Dedu
 def dedup_inputs_hash(run: RunDir, cfg: DedupConfig) -> str:
     """Hash of the config and the corpus shards' names and sizes (for the stage marker)."""
     files = [(Path(s).name, os.path.getsize(s)) for s in corpus_shards(run)]
-    return hash_obj({"config": cfg.model_dump(), "shards": files})
+    return hash_obj({"config": cfg.model_dump(exclude=PLACEMENT_FIELDS), "shards": files})
 
 
 def run_stage(config_path: str, run_dir: str) -> str:

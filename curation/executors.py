@@ -59,7 +59,8 @@ class ExecutorFields(BaseConfig):
     retries: int = Field(2, ge=0, le=20, description="ray: reruns of run() while ranks are incomplete")
     cpus_per_task: int = Field(1, ge=1, le=256, description="ray/slurm: CPUs reserved per rank")
     mem_per_cpu_gb: float = Field(
-        1.0, gt=0, le=512, description="ray/slurm: memory reserved per CPU; too high and ranks wait for memory")
+        1.0, gt=0, le=512, description="ray/slurm: memory reserved per CPU; too high and ranks wait for memory"
+    )
     slurm_partition: str | None = Field(None, description="slurm: partition (required for executor: slurm)")
     slurm_time: str = Field("04:00:00", description="slurm: time limit per job array task (HH:MM:SS)")
     slurm_venv: str | None = Field(None, description="slurm: virtualenv activated on the nodes (default: this one)")

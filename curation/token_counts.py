@@ -27,7 +27,8 @@ class TokenCountConfig(ExecutorFields):
     """Which shards are counted under which tokenizers, and where the counting runs."""
 
     tokenizers: list[str] = Field(
-        default_factory=lambda: ["tiktoken:cl100k_base"], min_length=1, description="Tokenizer specs to count.")
+        default_factory=lambda: ["tiktoken:cl100k_base"], min_length=1, description="Tokenizer specs to count."
+    )
     source: str = Field("curated", description="Stage folder of the shards (curated or corpus) or a directory.")
     split: Literal["all", "train", "heldout"] = Field("all", description="Documents counted (the tokenizer split).")
     batch_size: int = Field(1024, ge=1, le=100_000, description="Rows per streamed batch; more = more memory.")

@@ -220,3 +220,61 @@ def test_interrupted_refresh_resumes_without_duplicates_or_loss(sources, tmp_pat
     ids = [i for p in (run / "corpus").glob("shard-*.parquet") for i in pq.read_table(p)["id"].to_pylist()]
     assert len(ids) == len(set(ids)) == m["documents"]
     assert not list(run.rglob(".tmp-*"))
+
+
+@pytest.mark.slow  # a Prefect test server (~20 s to start) and two refresh flow runs
+def test_refresh_flow_reports_what_changed(sources, tmp_path, monkeypatch):
+    """The corpus-refresh flow (ephemeral Prefect): snapshot, incremental rebuild, rescore, report diff artifacts."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    import curation.pipeline as pipeline
+    from flows.corpus import corpus_refresh_flow
+    from flows.params import StageParams
+
+    monkeypatch.setattr(pipeline, "DEMO_STAGES", [
+        ("corpus", "curation.corpus:build_from_config"), ("score", "curation.score:score_from_config"),
+        ("dedup", "curation.dedup:run_stage"), ("decide", "curation.decide:run_stage"),
+        ("report", "curation.report.build:report_from_config"),
+    ])  # fmt: skip
+    config = tmp_path / "refresh.yaml"
+    config.write_text(textwrap.dedent(f"""\
+        corpus:
+          sources:
+            - {{type: text_dir, name: docs, paths: ['{sources / "docs"}'], patterns: ['*.txt']}}
+            - {{type: gettext, root: '{sources / "locale"}', min_words: 1}}
+          incremental: true
+          item_files: 1
+          tasks: 1
+          workers: 1
+        score: {{tokenizers: ['tiktoken:cl100k_base'], run_tokenizers: false, heuristics: false, tasks: 1, workers: 1}}
+        dedup: {{}}
+        decide: {{}}
+        prefect: {{result_storage: '{tmp_path / "results"}'}}
+        """))  # fmt: skip
+    run = tmp_path / "run"
+    params = StageParams(config_path=str(config), run_dir=str(run))
+    with prefect_test_harness(server_startup_timeout=120):
+        from tests.test_flows_ephemeral import read_artifact
+
+        first = corpus_refresh_flow(params)
+        assert first["report"]["previous"] is None and not (run / "history").exists()
+        ids1 = ids_by_source(run)
+        added, changed, removed = mutate(sources)
+        out = corpus_refresh_flow(params)
+        summary = read_artifact("tokenwise-report-summary")
+        link = read_artifact("tokenwise-report-link")
+        changes = read_artifact("tokenwise-corpus-refresh-changes")
+    (snap,) = (run / "history").iterdir()
+    assert out["report"]["previous"] == str(snap)
+    manifest = json.loads((run / "corpus" / "manifest.json").read_text())
+    assert manifest["refresh"]["files_reread"] == sorted([str(added), str(changed)])
+    assert json.loads((run / "signals" / "manifest.json").read_text())["this_run"]["rows_scored"] == 2
+    diff = json.loads((run / "report" / "report.json").read_text())["sections"]["diff"]["data"]
+    n_removed = len(ids1["gettext"] - ids_by_source(run)["gettext"])
+    assert diff["per_source"] == {"docs": [1, 0], "gettext": [0, n_removed]} and n_removed > 0
+    assert f"1 new and {n_removed} removed documents" in summary.data
+    assert f"{run}/report/index.html)" in link.data
+    rows = {
+        r["file"]: r["change"] for r in (json.loads(changes.data) if isinstance(changes.data, str) else changes.data)
+    }
+    assert (rows[str(added)], rows[str(changed)], rows[str(removed)]) == ("new", "changed", "removed")

@@ -1,7 +1,7 @@
 """Training and eval data from curated Parquet: streaming, plan-weighted language mixing, token packing.
 
-Documents stream shard by shard (never a corpus in a list). Training skips held-out documents
-(:func:`curation.splits.is_heldout`); evaluation uses only them. A sampling plan (``<run>/plans/NAME.json``,
+Documents stream shard by shard (never a corpus in a list) through a seeded shuffle buffer. Training skips held-out
+documents (:func:`curation.splits.is_heldout`); evaluation uses only them. A sampling plan (``<run>/plans/NAME.json``,
 ``{"languages": {lang: {"weight", ...}}}``) picks each next document's language with probability ``weight``; each
 language's stream restarts when exhausted (that is what a plan's ``epochs`` > 1 means). Documents are tokenized, joined
 with EOS and cut into ``seq_len`` blocks; a final partial block is padded and its padding masked out of the loss.
@@ -115,16 +115,32 @@ def train_texts(curated: str, data: DataConfig, run_dir: str | None, seed: int) 
     if data.langs and weights:
         weights = {k: v for k, v in weights.items() if k in data.langs} or None
     if not weights:
-        yield from _cycle(lambda: iter_docs(curated, "train", data), _what(curated, data), data.max_train_docs)
+        docs = _cycle(lambda: iter_docs(curated, "train", data), _what(curated, data), data.max_train_docs)
+        yield from shuffled(docs, random.Random(seed))
         return
     streams = {
         lang: _cycle(lambda lang=lang: iter_docs(curated, "train", data, [lang]), f"lang={lang}", data.max_train_docs)
         for lang in weights
     }
+    streams = {lang: shuffled(s, random.Random(f"{seed}:{lang}")) for lang, s in streams.items()}
     rng = random.Random(seed)
     langs, probs = list(weights), list(weights.values())
     while True:
         yield next(streams[rng.choices(langs, probs)[0]])
+
+
+def shuffled(items: Iterator[str], rng: random.Random, buffer: int = 1024) -> Iterator[str]:
+    """A seeded streaming shuffle: shards hold documents grouped by source, training wants them mixed."""
+    buf: list[str] = []
+    for item in items:
+        if len(buf) < buffer:
+            buf.append(item)
+            continue
+        i = rng.randrange(buffer)
+        yield buf[i]
+        buf[i] = item
+    rng.shuffle(buf)
+    yield from buf
 
 
 def _what(curated: str, data: DataConfig) -> str:

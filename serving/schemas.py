@@ -113,6 +113,11 @@ class SpecDecoding(BaseModel):
     mean_acceptance_length: float = 0.0
     draft_acceptance_rate: float = 0.0
     acceptance_histogram: list[int] = Field(default_factory=list)
+    # the speedup model beside the counts: alpha (acceptance), k, c = draft/target step time, E/(kc+1)
+    alpha: float | None = None
+    k: float | None = None
+    c: float | None = None
+    predicted_speedup: float | None = None
 
 
 class Routing(BaseModel):

@@ -531,7 +531,15 @@ def _spec(stats: dict) -> SpecDecoding:
         mean_acceptance_length=float(stats.get("mean_acceptance_length") or 0.0),
         draft_acceptance_rate=float(stats.get("draft_acceptance_rate") or 0.0),
         acceptance_histogram=[int(x) for x in stats.get("acceptance_histogram") or []],
+        alpha=_opt_float(stats.get("alpha")),
+        k=_opt_float(stats.get("mean_k") or stats.get("k")),
+        c=_opt_float(stats.get("c")),
+        predicted_speedup=_opt_float(stats.get("predicted_speedup")),
     )
+
+
+def _opt_float(v: Any) -> float | None:
+    return None if v is None else float(v)
 
 
 def _finish(state: State, out: Outcome) -> tuple[Usage, RequestMetrics, float]:

@@ -267,6 +267,6 @@ def _acceptance_stats(
         c = stats["draft_step_s"] / stats["target_step_s"]
         mean_k = sum(step_ks) / len(step_ks)
         e = sum(expected_tokens(stats["alpha"], kk) for kk in step_ks) / len(step_ks)
-        stats["c"] = c
+        stats["c"], stats["mean_k"] = c, mean_k
         stats["expected_tokens"] = e
         stats["predicted_speedup"] = e / (mean_k * c + 1.0)

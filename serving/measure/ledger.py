@@ -28,7 +28,8 @@ TOKENWISE_COLUMNS = (
     "baseline_stack", "baseline_prompt_tokens", "baseline_completion_tokens", "baseline_total_tokens",
     "baseline_spend", "baseline_output_bytes", "spend_prompt", "spend_completion",
     "saved_tokens", "saved_spend", "routed_model", "escalations", "target_forward_passes", "forward_passes",
-    "draft_tokens_proposed", "draft_tokens_accepted", "ttft_ms", "itl_ms", "tpot_ms", "tokens_per_second",
+    "draft_tokens_proposed", "draft_tokens_accepted", "spec_steps", "spec_alpha", "spec_k", "spec_c",
+    "spec_predicted_speedup", "ttft_ms", "itl_ms", "tpot_ms", "tokens_per_second",
     "quality_metric", "quality_value", "bits_per_byte", "completion_text", "price_table_hash",
 )  # fmt: skip
 COLUMNS = LITELLM_COLUMNS + TOKENWISE_COLUMNS

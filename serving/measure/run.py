@@ -156,6 +156,8 @@ def _rows(stack: StackSpec, results: list[dict], prices: PriceTable, ref_tok: An
             "draft_tokens_proposed": spec_m.get("num_draft_tokens", 0),
             "draft_tokens_accepted": spec_m.get("num_accepted_draft_tokens", 0),
             "spec_steps": spec_m.get("num_spec_steps", 0),
+            "spec_alpha": spec_m.get("alpha"), "spec_k": spec_m.get("k"), "spec_c": spec_m.get("c"),
+            "spec_predicted_speedup": spec_m.get("predicted_speedup"),
             "ttft_ms": ttft, "itl_ms": timing.get("mean_itl_ms"),
             "tpot_ms": (dur - ttft) / (c - 1) if c > 1 else 0.0,
             "tokens_per_second": timing.get("tokens_per_second"),
@@ -231,6 +233,12 @@ def summarize(rows: list[dict], cfg: MeasureConfig, wall: dict[str, float], pric
                 "alpha": t["acceptance_rate"],
                 "mean_acceptance_length": 1 + t["draft_tokens_accepted"] / steps if steps else None,
             }
+    for prev, cur in zip(cfg.stacks, cfg.stacks[1:], strict=False):
+        spec = totals[cur.name].get("speculative")
+        if spec is not None:  # measured decode speedup next to the formula's prediction
+            p_tps, c_tps = totals[prev.name]["tokens_per_second_mean"], totals[cur.name]["tokens_per_second_mean"]
+            spec["measured_speedup_vs"] = prev.name
+            spec["measured_speedup"] = c_tps / p_tps if p_tps else None
     b = totals[baseline]
     prompts = [(r["request_id"], ref_tok.encode(r["prompt"])) for r in requests]
     return {

@@ -13,6 +13,17 @@ The build is a datatrove pipeline step (:class:`CorpusBuildStep`) run by ``Local
 
 Document ids are unique per rank: a duplicate id is quarantined (``duplicate_id``) and the first occurrence kept. With
 ``tasks > 1`` a duplicate across ranks is counted in the manifest (``cross_rank_duplicate_ids``) and logged.
+
+**Incremental layout** (``incremental: true``, what the scheduled refresh uses): every work item (a records file, a
+catalog domain with all its locales, a group of ~``item_files`` text/stdlib files whose boundaries are hashed from the
+paths) has a content address ``item_key`` = hash(source config, read knobs, files, sha256 of each file's bytes). An
+item writes its own ``corpus/shard-<key>-NNN.parquet``, ``quarantine/item-<key>.jsonl`` (when it has bad records) and,
+last, ``items/<key>.json`` (its stats). A rebuild reads only items without that stats file: unchanged items keep their
+shards byte for byte, a new or changed file gives its item a new key (read into new shards), and outputs of items no
+longer planned (changed or removed files) are deleted before the manifest is written. The manifest adds
+``file_sha256``, ``items`` (key, files, shards) and ``refresh`` (items read/reused, files re-read, added/changed/gone
+files). An interrupted build resumes item by item. Ids are unique per item; duplicates across items are counted in
+``cross_rank_duplicate_ids``.
 """
 
 from __future__ import annotations

@@ -86,6 +86,16 @@ def _kill_when(cmd: list[str], ready, delay: float, deadline_s: float = 90) -> b
     return killed
 
 
+def _kill_somewhere(make_run, cmd_for, ready_for, k: int, delay: float) -> Path:
+    """Kill at (k outputs published + delay); when the run was faster than that, retry earlier (bounded)."""
+    for attempt in range(4):
+        run = make_run(attempt)
+        if _kill_when(cmd_for(run), ready_for(run, k), delay):
+            return run
+        k, delay = max(0, k - 1), delay / 4
+    raise AssertionError("every run finished before its kill point: nothing was tested")
+
+
 def _rerun(cmd: list[str]) -> None:
     done = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -97,15 +107,21 @@ def _temps(d: Path) -> list[str]:
 
 @pytest.mark.parametrize("seed", SCORE_SEEDS)
 def test_killed_score_run_resumes_to_identical_signals(base, tmp_path, seed):
-    root, cfg, clean = base
+    _, cfg, clean = base
     rng = random.Random(seed)
-    run = tmp_path / "run"
-    _copy_corpus(clean, run)
-    sig = run / "signals"
-    k, delay = rng.randint(0, 4), rng.uniform(0, 0.4)
-    cmd = [*TOKENWISE, "curate", "score", "--config", str(cfg), "--run", str(run)]
-    killed = _kill_when(cmd, lambda: len(list(sig.glob("shard-*.parquet"))) >= k, delay)
-    assert killed, "the run finished before the kill: this seed tested nothing"
+
+    def make_run(attempt: int) -> Path:
+        _copy_corpus(clean, tmp_path / f"run{attempt}")
+        return tmp_path / f"run{attempt}"
+
+    def cmd_for(run: Path) -> list[str]:
+        return [*TOKENWISE, "curate", "score", "--config", str(cfg), "--run", str(run)]
+
+    def ready_for(run: Path, k: int):
+        return lambda: len(list((run / "signals").glob("shard-*.parquet"))) >= k
+
+    run = _kill_somewhere(make_run, cmd_for, ready_for, rng.randint(0, 4), rng.uniform(0, 0.4))
+    sig, cmd = run / "signals", cmd_for(run)
     for p in sig.glob("shard-*.parquet"):  # whatever was published before the kill is complete
         assert pq.read_table(p).equals(pq.read_table(clean / "signals" / p.name)), (seed, p.name)
     assert not (sig / "_DONE.json").exists() or (sig / "manifest.json").exists(), "marker before the manifest"
@@ -130,16 +146,25 @@ def _tokenizer_files(d: Path) -> dict[str, bytes]:
 def test_killed_tokenizer_training_resumes_to_identical_tokenizers(base, tmp_path, seed):
     from tokenizers import Tokenizer
 
-    root, cfg, clean = base
+    _, cfg, clean = base
     rng = random.Random(100 + seed)
-    run = tmp_path / "run"
-    _copy_corpus(clean, run)
-    toks = run / "tokenizers"
-    k, delay = rng.randint(0, 2), rng.uniform(0, 0.8)
-    published = lambda: [d for d in toks.glob("*") if d.is_dir() and not d.name.startswith(".")]  # noqa: E731
-    cmd = [*TOKENWISE, "tokenizer", "train", "--config", str(cfg), "--run", str(run)]
-    assert _kill_when(cmd, lambda: toks.is_dir() and len(published()) >= k, delay), "finished before the kill"
-    for d in published():  # a published tokenizer dir is whole: it loads and equals the clean one
+
+    def make_run(attempt: int) -> Path:
+        _copy_corpus(clean, tmp_path / f"run{attempt}")
+        return tmp_path / f"run{attempt}"
+
+    def cmd_for(run: Path) -> list[str]:
+        return [*TOKENWISE, "tokenizer", "train", "--config", str(cfg), "--run", str(run)]
+
+    def published(toks: Path) -> list[Path]:
+        return [d for d in toks.glob("*") if d.is_dir() and not d.name.startswith(".")] if toks.is_dir() else []
+
+    def ready_for(run: Path, k: int):
+        return lambda: len(published(run / "tokenizers")) >= k
+
+    run = _kill_somewhere(make_run, cmd_for, ready_for, rng.randint(0, 2), rng.uniform(0, 0.8))
+    toks, cmd = run / "tokenizers", cmd_for(run)
+    for d in published(toks):  # a published tokenizer dir is whole: it loads and equals the clean one
         Tokenizer.from_file(str(d / "tokenizer.json"))
         assert (d / "tokenizer.json").read_bytes() == (clean / "tokenizers" / d.name / "tokenizer.json").read_bytes()
     _rerun(cmd)

@@ -38,19 +38,31 @@ class TokenCountConfig(ExecutorFields):
 
 def count_tokens(cfg: TokenCountConfig, run_dir: str) -> dict[str, Any]:
     """Count tokens of every shard of ``cfg.source`` on ``cfg.executor``; returns (and writes) the merged counts."""
+    out_dir, jobs = shard_jobs(cfg, run_dir)
+    tasks = min(cfg.tasks, len(jobs))
+    step = functools.partial(_count_task, cfg.model_dump(), run_dir, jobs)
+    logs = f"{out_dir}/_logs/{hash_obj([j[2] for j in jobs])[:16]}"
+    where = run_pipeline([step], cfg, tasks=tasks, workers=cfg.workers, logging_dir=logs, skip_completed=False,
+                         stage="tokens")  # fmt: skip
+    return merge_jobs(out_dir, jobs, where)
+
+
+def shard_jobs(cfg: TokenCountConfig, run_dir: str) -> tuple[str, list[tuple[str, str, str]]]:
+    """The output folder and one ``(shard, output json, inputs hash)`` job per shard of ``cfg.source``."""
     from curation.tokenizer_train import shard_paths
 
-    run = RunDir(run_dir)
     shards = shard_paths(run_dir, cfg.source)
     if not shards:
         raise FileNotFoundError(f"no shard-*.parquet under {cfg.source!r} of run {run_dir}")
-    out_dir = run.stage("tokens", Path(cfg.source).name)
+    out_dir = RunDir(run_dir).stage("tokens", Path(cfg.source).name)
     sig = hash_obj(cfg.model_dump(exclude=PLACEMENT_FIELDS | {"tasks", "workers", "batch_size"}))
-    jobs = [(s, f"{out_dir}/{Path(s).stem}.json", hash_obj({"shard": sha256_file(s), "cfg": sig})) for s in shards]
-    tasks = min(cfg.tasks, len(jobs))
-    step = functools.partial(_count_task, cfg.model_dump(), run_dir, jobs)
-    where = run_pipeline([step], cfg, tasks=tasks, workers=cfg.workers, logging_dir=f"{out_dir}/_logs/{sig[:16]}",
-                         skip_completed=False, stage="tokens")  # fmt: skip
+    return out_dir, [
+        (s, f"{out_dir}/{Path(s).stem}.json", hash_obj({"shard": sha256_file(s), "cfg": sig})) for s in shards
+    ]
+
+
+def merge_jobs(out_dir: str, jobs: list[tuple[str, str, str]], where: dict[str, Any]) -> dict[str, Any]:
+    """Sum the per-shard files of ``jobs`` into ``<out_dir>/counts.json`` (with where the counting ran)."""
     merged = merge([json.loads(Path(j[1]).read_text()) for j in jobs])
     merged["where"] = where
     write_json(f"{out_dir}/counts.json", merged)
@@ -60,17 +72,27 @@ def count_tokens(cfg: TokenCountConfig, run_dir: str) -> dict[str, Any]:
 
 def _count_task(cfg_dump: dict, run_dir: str, jobs: list, data: Any, rank: int = 0, world_size: int = 1):
     """datatrove pipeline step: count the shards of this rank (shard i -> rank i % world_size)."""
-    cfg = TokenCountConfig(**cfg_dump)
-    counters = None
-    for i, (shard, out, h) in enumerate(jobs):
-        if i % world_size != rank or _done(out, h):
-            continue
-        from curation.tokenizer_registry import load_tokenizer
-
-        counters = counters or {spec: load_tokenizer(spec, run_dir) for spec in cfg.tokenizers}
-        counts = count_shard(shard, counters, cfg.split, cfg.batch_size)
-        write_json(out, {"inputs_hash": h, "shard": Path(shard).name, **counts})
+    counters: dict[str, Any] = {}
+    for i, job in enumerate(jobs):
+        if i % world_size == rank:
+            count_job(cfg_dump, run_dir, job, counters)
     yield from ()
+
+
+def count_job(cfg_dump: dict, run_dir: str, job: tuple[str, str, str], counters: dict | None = None) -> str:
+    """Count one shard into its output file unless the file already holds this inputs hash; returns the path."""
+    from curation.tokenizer_registry import load_tokenizer
+
+    shard, out, h = job
+    if _done(out, h):
+        return out
+    cfg = TokenCountConfig(**cfg_dump)
+    counters = {} if counters is None else counters
+    for spec in cfg.tokenizers:
+        counters.setdefault(spec, load_tokenizer(spec, run_dir))
+    counts = count_shard(shard, {s: counters[s] for s in cfg.tokenizers}, cfg.split, cfg.batch_size)
+    write_json(out, {"inputs_hash": h, "shard": Path(shard).name, **counts})
+    return out
 
 
 def _done(out: str, h: str) -> bool:

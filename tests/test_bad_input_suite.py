@@ -1,4 +1,4 @@
-"""Bad inputs through every reader and every stage (corpus build, score, dedup, decide), with nothing lost.
+"""Bad inputs through every reader (JSONL, Parquet, text dirs, gettext) and every stage, with nothing lost.
 
 Each case below states its outcome: a quarantine record with its reason and location (file + line, or file alone
 for whole-file problems), a kept document, or one clear fatal error. The end-to-end test builds one corpus from all
@@ -136,6 +136,29 @@ def test_parquet_reader_outcome_table(tmp_path):
     os.mkfifo(tmp_path / "fifo.parquet")
     for name in ("fifo.parquet", "vanished.parquet"):
         assert [q.reason for q in read_parquet(tmp_path / name)] == ["unreadable_file"], name
+
+
+def test_gettext_catalog_reader_outcome_table(tmp_path):
+    from curation.mo_catalogs import iter_catalog
+    from curation.readers import ReadOptions
+    from tests.conftest import MO_HEADER, mo_bytes
+
+    raw = mo_bytes({"": MO_HEADER, "Open the selected file": "Ausgewählte Datei öffnen", "Close it": "Schließen"})
+    cases = {  # name -> (bytes, quarantine reasons, documents kept)
+        "good.mo": (raw, [], 4),
+        "truncated.mo": (raw[: len(raw) // 2], ["invalid_mo"], 0),
+        "cut_strings.mo": (raw[:-10], ["invalid_mo"], 0),
+        "binary.mo": (bytes(range(256)) * 4, ["invalid_mo"], 0),
+        "empty.mo": (b"", ["invalid_mo"], 0),
+        "latin1.mo": (raw.replace("ö".encode(), b"\xf6"), ["invalid_utf8"], 2),  # the bad msgstr, not the catalog
+    }
+    for name, (data, reasons, kept) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        out = list(iter_catalog("app", "de", str(tmp_path / name), set(), ReadOptions(source="gettext"), 1, 1,
+                                Counter()))  # fmt: skip
+        bad = [x for x in out if isinstance(x, Quarantined)]
+        assert [q.reason for q in bad] == reasons and all(q.file == str(tmp_path / name) for q in bad), name
+        assert sum(x.num_rows for x in out if isinstance(x, pa.Table)) == kept, name
 
 
 def test_unreadable_paths_never_hang_or_crash_a_reader(tmp_path):

@@ -40,6 +40,9 @@ class ModelSpec(BaseConfig):
     batch_size: int = Field(8, ge=1, description="Packed sequences per step.")
     lr: float = Field(3e-3, gt=0, description="Peak learning rate (cosine decay after warmup).")
     warmup_steps: int = Field(20, ge=0, description="Linear warmup steps.")
+    tokenizer: str | None = Field(
+        None, description="This model's tokenizer (run:NAME or a dir); None = the section's tokenizer."
+    )
     distill_from: str | None = Field(None, description="Name of an already trained model to distil from.")
     distill_alpha: float = Field(0.5, ge=0, le=1, description="Weight of the KL-to-teacher term (1-alpha on CE).")
     distill_temperature: float = Field(1.0, gt=0, description="Softmax temperature of the distillation KL.")
@@ -68,11 +71,18 @@ class PretrainConfig(BaseConfig):
     @model_validator(mode="after")
     def _teachers_first(self) -> PretrainConfig:
         seen: set[str] = set()
+        by_name = {m.name: m for m in self.models}
         for m in self.models:
             if m.distill_from and m.distill_from not in seen:
                 raise ValueError(f"model {m.name!r} distils from {m.distill_from!r}, which must be listed before it")
+            if m.distill_from and self.tokenizer_of(m) != self.tokenizer_of(by_name[m.distill_from]):
+                raise ValueError(f"model {m.name!r} distils from {m.distill_from!r}: both need the same tokenizer")
             seen.add(m.name)
         return self
+
+    def tokenizer_of(self, model: ModelSpec) -> str:
+        """The tokenizer spec a model is trained with."""
+        return model.tokenizer or self.tokenizer
 
 
 class LoraConfig(BaseConfig):

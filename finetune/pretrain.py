@@ -145,7 +145,7 @@ def pretrain_one(spec: ModelSpec, cfg: PretrainConfig, run_dir: str, tok, evals:
         "name": spec.name,
         "params": n_params,
         "spec": spec.model_dump(),
-        "tokenizer": cfg.tokenizer,
+        "tokenizer": cfg.tokenizer_of(spec),
         "device": rt.name,
         "dtype": str(rt.dtype),
         "eval": ev.as_dict(),
@@ -163,7 +163,7 @@ def pretrain_one(spec: ModelSpec, cfg: PretrainConfig, run_dir: str, tok, evals:
 def run_pretrain(cfg: PretrainConfig, run_dir: str) -> dict[str, dict]:
     """Train every model of the config in order (teachers first); skips models whose marker matches."""
     rd = RunDir(run_dir)
-    tok = load_tokenizer(resolve(cfg.tokenizer, run_dir, "tokenizers"))
+    toks: dict[str, object] = {}
     rt = pick_runtime(threads=cfg.threads)
     evals = eval_texts(resolve(cfg.data.curated, run_dir, "curated"), cfg.data)
     out: dict[str, dict] = {}
@@ -174,7 +174,10 @@ def run_pretrain(cfg: PretrainConfig, run_dir: str) -> dict[str, dict]:
             out[spec.name] = rd.marker(stage)["summary"]
             log.info(kv(model=spec.name, skipped="marker matches"))
             continue
-        m = pretrain_one(spec, cfg, run_dir, tok, evals, rt)
+        name = cfg.tokenizer_of(spec)
+        if name not in toks:
+            toks[name] = load_tokenizer(resolve(name, run_dir, "tokenizers"))
+        m = pretrain_one(spec, cfg, run_dir, toks[name], evals, rt)
         out[spec.name] = {k: m[k] for k in ("params", "eval_bits_per_byte", "train_seconds", "tokens_per_s")}
         rd.mark_done(stage, key, out[spec.name])
     return out

@@ -88,3 +88,18 @@ def test_schedule_and_config_errors():
         spec("x", 30, 1, heads=4)
     with pytest.raises(ValidationError, match="must be listed before it"):
         PretrainConfig(tokenizer="t", models=[spec("draft", 16, 1, distill_from="target"), spec("target", 32, 1)])
+
+
+def test_per_model_tokenizer_and_distillation_needs_the_same_one():
+    from finetune.config import PretrainConfig
+
+    shape = {"hidden_size": 16, "layers": 1, "heads": 2, "intermediate_size": 32}
+    cfg = PretrainConfig(
+        tokenizer="run:multi", models=[{"name": "t", **shape}, {"name": "ref", "tokenizer": "run:en", **shape}]
+    )
+    assert [cfg.tokenizer_of(m) for m in cfg.models] == ["run:multi", "run:en"]
+    with pytest.raises(ValueError, match="same tokenizer"):
+        PretrainConfig(
+            tokenizer="run:multi",
+            models=[{"name": "t", **shape}, {"name": "d", "tokenizer": "run:en", "distill_from": "t", **shape}],
+        )

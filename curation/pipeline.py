@@ -25,6 +25,7 @@ DEMO_STAGES: list[tuple[str, str]] = [
     ("lora", "finetune.lora:demo_stage"),  # LoRA of the target on one domain, bpb before/after
     ("quantize", "serving.quantize:run_quantize_stage"),  # int8 size/speed/perplexity vs unquantized, per model
     ("serve", "serving.commands_serve:run_serve_stage"),  # after finetune/quantize: router calibration + API check
+    ("measure", "serving.measure.run:measure_from_config"),  # baseline vs optimized stacks through the HTTP API
     ("report", "curation.report.build:report_from_config"),  # last: reads every stage's outputs
 ]
 

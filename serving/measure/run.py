@@ -168,7 +168,7 @@ def _rows(stack: StackSpec, results: list[dict], prices: PriceTable, ref_tok: An
     return rows
 
 
-def run_measure(config_path: str, run_dir: str, base_url: str | None = None) -> dict[str, Any]:
+def run_measure(config_path: str, run_dir: str, inputs_hash: str | None = None) -> dict[str, Any]:
     """Replay the request set through every stack, write the ledger and the summary; returns the summary."""
     import os
 
@@ -212,7 +212,7 @@ def run_measure(config_path: str, run_dir: str, base_url: str | None = None) -> 
     write_json(f"{out}/summary.json", summary)
     with atomic_open(f"{out}/summary.md", "w", encoding="utf-8") as f:
         f.write(summary_markdown(summary))
-    run.mark_done("measure", hash_obj([cfg.model_dump(), len(rows)]), {"rows": len(rows)})
+    run.mark_done("measure", inputs_hash or measure_inputs_hash(config_path, run_dir), {"rows": len(rows)})
     return summary
 
 
@@ -287,9 +287,28 @@ def summary_markdown(s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def measure_inputs_hash(config_path: str, run_dir: str) -> str:
+    """Config sections + completion markers of every model and of the curated set: what a measurement depends on."""
+    import glob
+
+    from curation.rundir import read_json
+
+    cfg, serve_cfg = load_section(config_path, "measure"), load_section(config_path, "serve")
+    markers = sorted(glob.glob(f"{run_dir}/models/*/_DONE.json")) + sorted(glob.glob(f"{run_dir}/curated/_DONE.json"))
+    marks = [read_json(m).get("inputs_hash") for m in markers]
+    calib = glob.glob(f"{run_dir}/serve/router.json")
+    return hash_obj([cfg.model_dump(), serve_cfg.model_dump(), marks, [open(c).read() for c in calib]])
+
+
 def measure_from_config(config_path: str, run_dir: str) -> str:
-    """Demo stage: measure every stack; one-line summary of the optimized stack vs the baseline."""
-    s = run_measure(config_path, run_dir)
+    """Demo stage: measure every stack (skipped when models, data and config are unchanged); one-line summary."""
+    from curation.rundir import read_json
+
+    run, key = RunDir(run_dir), measure_inputs_hash(config_path, run_dir)
+    if run.is_done("measure", key):
+        s = read_json(run.path("measure", "summary.json"))
+    else:
+        s = run_measure(config_path, run_dir, inputs_hash=key)
     last = list(s["stacks"])[-1]
     t = s["stacks"][last]
     return (f"{last} vs {s['baseline']}: billed tokens {100 * t['saved_tokens_share']:+.1f}% saved, cost "

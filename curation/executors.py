@@ -80,7 +80,7 @@ def run_pipeline(
     workers: int,
     logging_dir: str,
     skip_completed: bool = True,
-    start_method: str = "fork",
+    start_method: str = "forkserver",  # datatrove's default: safe when the caller already runs threads
     stage: str = "pipeline",
 ) -> dict[str, Any]:
     """Run a datatrove pipeline on the executor ``cfg`` names; returns ``{executor, address, workers, attempts}``.

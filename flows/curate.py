@@ -8,6 +8,7 @@ from prefect import flow
 
 from flows.common import run_group, run_name
 from flows.params import StageParams
+from flows.report import write_and_publish_report
 from flows.tasks import MAX_ROWS, glob_json, publish_table, read_json_if, rows_of
 
 KEPT_DROPPED_COLUMNS = ("step", "group", "docs_in", "docs_kept", "docs_dropped", "docs_dropped_share")
@@ -36,6 +37,7 @@ def publish_curate(group: str, run_dir: str) -> None:
         for r in rows_of(plan.get("languages") or plan.get("weights") or {}, "lang")
     ]
     publish_table(group, "plans", plans[:MAX_ROWS], "sampling plans: per-language weight and tokens")
+    write_and_publish_report(run_dir)
 
 
 @flow(name="tokenwise-curate", flow_run_name=run_name("curate"), persist_result=True)

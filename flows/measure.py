@@ -8,6 +8,7 @@ from prefect import flow
 
 from flows.common import run_group, run_name
 from flows.params import StageParams
+from flows.report import write_and_publish_report
 from flows.tasks import publish_table, read_json_if, rows_of
 
 
@@ -17,6 +18,7 @@ def publish_measure(group: str, run_dir: str) -> None:
     if isinstance(summary, dict):
         levers = summary.get("levers") or summary.get("savings") or summary.get("stacks") or summary
         publish_table(group, "savings", rows_of(levers, "lever"), "savings per lever vs the baseline stack")
+    write_and_publish_report(run_dir)
 
 
 @flow(name="tokenwise-measure", flow_run_name=run_name("measure"), persist_result=True)

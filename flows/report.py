@@ -17,6 +17,14 @@ def publish_report(group: str, run_dir: str) -> None:
     publish_report_link(run_dir)
 
 
+def write_and_publish_report(run_dir: str) -> None:
+    """Every curate and measure run rewrites the HTML report and publishes its short version and link."""
+    from curation.report.build import build_report
+
+    build_report(run_dir)
+    publish_report("report", run_dir)
+
+
 @flow(name="tokenwise-report", flow_run_name=run_name("report"), persist_result=True)
 def report_flow(params: StageParams = StageParams()) -> dict[str, Any]:
     """Build the self-contained HTML report of the run and publish its summary and a link to it.

@@ -245,3 +245,25 @@ def test_corpus_refresh_rebuilds_only_when_sources_change_and_reports_what_chang
 
 def _table(artifact) -> list[dict]:
     return json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+
+
+def test_curate_and_measure_publishers_write_the_report_and_publish_it(tmp_path):
+    """Every curate/measure flow run rewrites the HTML report and publishes its summary and link."""
+    from flows.curate import publish_curate
+    from flows.measure import publish_measure
+
+    run = tmp_path / "run"
+    (run / "corpus").mkdir(parents=True)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curation.documents import CORPUS_SCHEMA
+
+    rows = [{"id": "a", "text": "Hallo Welt", "source": "s", "lang": "de", "domain": "ui", "unit_id": None}]
+    pq.write_table(pa.Table.from_pylist(rows, schema=CORPUS_SCHEMA), run / "corpus" / "shard-00000.parquet")
+    for publish in (publish_curate, publish_measure):
+        (run / "report" / "index.html").unlink(missing_ok=True)
+        publish(publish.__name__.removeprefix("publish_"), str(run))
+        assert (run / "report" / "index.html").exists()
+    md = read_artifact("tokenwise-report-summary-md")
+    assert md is not None and "tokenwise report" in md.data

@@ -208,9 +208,9 @@ class CorpusConfig(ExecutorFields):
         "changes only its own item); 1 = exactly the changed files are reread, more = fewer, larger shards",
     )
     start_method: Literal["fork", "spawn", "forkserver"] = Field(
-        "fork",
-        description="workers>1: fork starts fastest and needs no __main__ guard; use forkserver if the calling "
-        "process already runs threads (polars, torch)",
+        "forkserver",
+        description="workers>1: forkserver is safe when the calling process already runs threads (polars, torch: a "
+        "fork then deadlocks in their thread pools); fork starts faster in a fresh single-threaded process",
     )
 
     @model_validator(mode="after")

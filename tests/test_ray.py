@@ -180,7 +180,7 @@ def test_killed_rank_child_reruns_with_nothing_lost_or_duplicated(ray_local, tmp
 
     def go() -> None:
         try:
-            result["manifest"] = build(_corpus_cfg(data, executor="ray", time_limit=10, retries=2), str(run))
+            result["manifest"] = build(_corpus_cfg(data, executor="ray", time_limit=10, retries=5), str(run))
         except Exception as e:  # surfaced by the assertions below
             result["error"] = e
 

@@ -28,6 +28,7 @@ class GenParams:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    ignore_eos: bool = False  # vLLM's extension: exactly max_tokens (measurement compares equal-length outputs)
 
 
 @dataclass
@@ -127,7 +128,7 @@ class HFBackend:
             tok = _pick(logits, params, gen)
             entropy = float(-(logp.exp() * logp).sum())
             yield Step(tok, float(logp[tok]), entropy)
-            if tok in self.eos_ids or i + 1 == params.max_tokens:
+            if (tok in self.eos_ids and not params.ignore_eos) or i + 1 == params.max_tokens:
                 return
             logits, past = self._forward([tok], past)
             stats["forward_passes"] += 1
@@ -199,7 +200,7 @@ class EngineBackend(HFBackend):
             top_p=params.top_p,
             mode=self.mode,
             k=self.spec.speculative.k,
-            stop_ids=tuple(self.eos_ids),
+            stop_ids=() if params.ignore_eos else tuple(self.eos_ids),
             seed=params.seed if params.temperature > 0 else None,
         )
         stats: dict[str, Any] = {}

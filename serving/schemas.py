@@ -32,6 +32,7 @@ class _Sampling(_Req):
     stop: str | list[str] | None = None
     seed: int | None = None
     user: str | None = None
+    ignore_eos: bool = Field(False, description="vLLM extension: generate max_tokens even past the EOS token.")
 
     @field_validator("stop")
     @classmethod

@@ -316,7 +316,8 @@ def _plan(state: State, req: CompletionRequest | ChatCompletionRequest) -> Plan:
     if len(prompt.encode("utf-8")) > max_prompt * 64:  # cheap guard before tokenising a huge prompt
         raise _too_long(len(prompt.encode("utf-8")), max_prompt, unit="bytes")
     temperature = req.temperature if "temperature" in req.model_fields_set else 0.0
-    params = GenParams(max_tokens, temperature, req.top_p, req.seed if req.seed is not None else state.config.seed)
+    seed = req.seed if req.seed is not None else state.config.seed
+    params = GenParams(max_tokens, temperature, req.top_p, seed, ignore_eos=req.ignore_eos)
     threshold = parsed[1] if parsed else None
     return Plan(
         prompt,
@@ -491,7 +492,7 @@ async def _events(state: State, plan: Plan) -> AsyncIterator[tuple[str, Any]]:
         out = Outcome(payload, t_arrival=t_arrival, t_start=t_start)
         yield "routed", payload
         b = state.backends[payload.model]
-        detok = Detok(b, plan.stops, b.eos_ids)
+        detok = Detok(b, plan.stops, set() if plan.params.ignore_eos else b.eos_ids)
         while True:
             ev = await job.next()
             if ev[0] == "error":

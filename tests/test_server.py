@@ -310,3 +310,13 @@ def test_client_disconnect_mid_stream_frees_the_slot(models, backends):
         assert httpx.get(srv.url + "/health").json()["running"] == 0
         again = httpx.post(srv.url + "/v1/completions", json={**body, "stream": False, "max_tokens": 2}, timeout=60)
         assert again.status_code == 200
+
+
+def test_ignore_eos_generates_exactly_max_tokens(client):
+    """vLLM's ignore_eos extension: the measurement asks every stack for the same number of tokens."""
+    body = {"model": "small", "prompt": "def main():", "max_tokens": 12, "ignore_eos": True}
+    r = client.post("/v1/completions", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"]["completion_tokens"] == 12
+    bad = client.post("/v1/completions", json={**body, "ignore_eos": "yes"})
+    assert bad.status_code == 400

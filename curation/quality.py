@@ -49,6 +49,21 @@ class TextSet(BaseConfig):
     )
 
 
+def train_fasttext(lr: float, attempts: int = 4, **kwargs: object) -> object:
+    """``fasttext.train_supervised`` (one thread, quiet); on fastText's "Encountered NaN" retry at half the lr."""
+    import fasttext
+
+    for i in range(attempts):
+        try:
+            return fasttext.train_supervised(lr=lr, thread=1, verbose=0, **kwargs)
+        except RuntimeError as e:
+            if "NaN" not in str(e) or i == attempts - 1:
+                raise RuntimeError(f"fastText training diverged at lr={lr}: {e}; lower quality.lr") from e
+            log.warning(kv(event="fasttext_nan", lr=lr, retry_lr=lr / 2))
+            lr /= 2
+    raise AssertionError("unreachable")
+
+
 class QualityConfig(BaseConfig):
     """Training of the quality classifier (``tokenwise quality train``)."""
 
@@ -141,7 +156,6 @@ def _prf(labels: list[str], preds: list[str]) -> dict[str, float]:
 
 def train(cfg: QualityConfig, out_dir: str | Path) -> dict:
     """Train on the configured sets, evaluate on the held-out split, save ``model.bin`` + ``metrics.json``."""
-    import fasttext
 
     if not cfg.positive or not cfg.negative:
         raise ValueError("quality: both `positive` and `negative` need at least one {glob, extract} entry")
@@ -160,15 +174,8 @@ def train(cfg: QualityConfig, out_dir: str | Path) -> dict:
         f.writelines(f"{label} {normalize(text)}\n" for label, _, text in train_rows)
         train_file = f.name
     try:
-        model = fasttext.train_supervised(
-            input=train_file,
-            epoch=cfg.epoch,
-            lr=cfg.lr,
-            wordNgrams=cfg.word_ngrams,
-            dim=cfg.dim,
-            seed=cfg.seed,
-            thread=1,
-            verbose=0,
+        model = train_fasttext(
+            input=train_file, epoch=cfg.epoch, lr=cfg.lr, wordNgrams=cfg.word_ngrams, dim=cfg.dim, seed=cfg.seed
         )
     finally:
         Path(train_file).unlink(missing_ok=True)

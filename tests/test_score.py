@@ -27,7 +27,6 @@ def _tiny_tokenizer(path: Path, texts: list[str]) -> None:
 
 def _tiny_quality_model(path: Path, table: pa.Table) -> None:
     """A real fastText model trained on the fixture: docs prose = hq, code = lq (only its existence matters here)."""
-    import fasttext
 
     from curation.quality import normalize
 
@@ -35,7 +34,9 @@ def _tiny_quality_model(path: Path, table: pa.Table) -> None:
     rows = table.to_pylist()
     label = {"docs": "__label__hq", "code": "__label__lq"}
     data.write_text("".join(f"{label[r['domain']]} {normalize(r['text'])}\n" for r in rows if r["domain"] in label))
-    fasttext.train_supervised(input=str(data), epoch=5, thread=1, verbose=0, seed=0).save_model(str(path))
+    from curation.quality import train_fasttext
+
+    train_fasttext(lr=0.1, input=str(data), epoch=5, seed=0).save_model(str(path))
 
 
 @pytest.fixture(scope="module")

@@ -658,30 +658,13 @@ def measurement(ctx: Context) -> Section:
     )
     from curation.report.charts import cdf_series
 
-    sec.charts.append(
-        charts.lines(
-            "measure_latency_cdf",
-            "Request latency CDF per stack",
-            {
-                n: cdf_series([r["request_duration_ms"] for r in rows if r["stack"] == n and r["status"] == "success"])
-                for n in names
-            },
-            xlabel="request duration (ms)",
-            ylabel="share of requests",
-        )
-    )
-    sec.charts.append(
-        charts.lines(
-            "measure_ttft_cdf",
-            "Time to first token CDF per stack",
-            {
-                n: cdf_series([r["ttft_ms"] for r in rows if r["stack"] == n and r["status"] == "success"])
-                for n in names
-            },
-            xlabel="TTFT (ms)",
-            ylabel="share of requests",
-        )
-    )
+    for cid, title, key, xlabel in (
+        ("measure_latency_cdf", "Request latency CDF per stack", "request_duration_ms", "request duration (ms)"),
+        ("measure_ttft_cdf", "Time to first token CDF per stack", "ttft_ms", "TTFT (ms)"),
+    ):
+        ok = {n: [r[key] for r in rows if r["stack"] == n and r["status"] == "success"] for n in names}
+        series = {n: cdf_series(v) for n, v in ok.items()}
+        sec.charts.append(charts.lines(cid, title, series, xlabel=xlabel, ylabel="share of requests"))
     sec.charts.append(
         charts.lines(
             "measure_cost_quality",

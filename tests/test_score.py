@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,9 +36,12 @@ def _tiny_quality_model(path: Path, table: pa.Table) -> None:
     rows = table.to_pylist()
     label = {"docs": "__label__hq", "code": "__label__lq"}
     data.write_text("".join(f"{label[r['domain']]} {normalize(r['text'])}\n" for r in rows if r["domain"] in label))
-    from curation.quality import train_fasttext
-
-    train_fasttext(lr=0.1, input=str(data), epoch=5, seed=0).save_model(str(path))
+    # a fresh process: in the full suite, state left by earlier tests made fastText report NaN in-process
+    code = (
+        "import sys; from curation.quality import train_fasttext; "
+        "train_fasttext(lr=0.1, input=sys.argv[1], epoch=5, seed=0).save_model(sys.argv[2])"
+    )
+    subprocess.run([sys.executable, "-c", code, str(data), str(path)], check=True)
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,6 @@ import gettext
 import glob
 import itertools
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -32,26 +30,7 @@ RESULTS = Path(__file__).parent / "results" / "curate.json"
 BENCHES: dict[str, Callable[[list[str], list[str], argparse.Namespace], dict]] = {}
 
 
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = None
-    try:
-        import torch
-
-        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "gpu": gpu,
-        "python": platform.python_version(),
-        "load_avg": os.getloadavg(),
-    }
+from machine import machine  # noqa: E402  (bench/machine.py, shared by every bench)
 
 
 def base_texts() -> list[str]:

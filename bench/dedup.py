@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import subprocess
 import sys
@@ -26,14 +24,7 @@ OUT = ROOT / "bench" / "results" / "dedup.json"
 sys.path.insert(0, str(ROOT))
 
 
-def machine() -> dict:
-    """CPU model, cores, GPU (none expected)."""
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": None, "python": platform.python_version()}
+from machine import machine  # noqa: E402  (bench/machine.py, shared by every bench)
 
 
 def source_files() -> list[Path]:

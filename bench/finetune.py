@@ -105,13 +105,7 @@ def run_child(method: str, args, model: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def machine() -> dict:
-    import torch
-
-    from finetune.device import cpu_model
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__}
+from machine import machine  # noqa: E402  (bench/machine.py, shared by every bench)
 
 
 def main() -> None:

@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,23 +35,7 @@ WORDS = (
 BAD = [b"{truncated", b'{"text": 42}', b"[1, 2]", b'{"text": ""}', b'{"text": "bad \xff utf8"}']
 
 
-def machine() -> dict:
-    """CPU model, cores, memory and GPU (if any) of this machine."""
-    cpu = platform.processor()
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = None
-    if shutil.which("nvidia-smi"):
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True
-        )
-        gpu = out.stdout.strip() or None
-    import psutil
-
-    mem = round(psutil.virtual_memory().total / 1e9, 1)
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": mem, "gpu": gpu, "python": platform.python_version()}
+from machine import machine  # noqa: E402  (bench/machine.py, shared by every bench)
 
 
 def generate(dirpath: Path, total_mb: int, seed: int = 0) -> tuple[list[Path], list[Path], int]:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import sys
 import tempfile
 import threading
@@ -203,14 +201,7 @@ def overload_phase(models: dict[str, Path], burst: int, max_tokens: int) -> dict
     }  # fmt: skip
 
 
-def machine() -> dict:
-    """CPU model, cores and GPU (none: the tiny models run on CPU)."""
-    cpu = platform.processor()
-    try:
-        cpu = next(x.split(":", 1)[1].strip() for x in open("/proc/cpuinfo") if x.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": None, "python": platform.python_version()}
+from machine import machine  # noqa: E402  (bench/machine.py, shared by every bench)
 
 
 def run_load(

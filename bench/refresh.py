@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import shutil
 import sys
@@ -30,13 +28,7 @@ OUT = Path(__file__).parent / "results" / "refresh.json"
 LOCALE = Path("/usr/share/locale")
 
 
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "gpu": None}
+from machine import machine  # noqa: E402  (bench/machine.py, shared by every bench)
 
 
 def copy_sources(dest: Path, domains: int, langs: list[str], modules: int) -> Path:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -31,16 +29,7 @@ PRICES = [(0.05, 0.10), (0.50, 1.50)]  # USD per 1M (input, output): small, larg
 QUALITY_FLOOR = 0.95  # goal: >= 50% of requests answered by the small model at >= 95% of the large's quality
 
 
-def machine() -> dict:
-    import torch
-
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__}
+from machine import machine  # noqa: E402  (bench/machine.py, shared by every bench)
 
 
 def stdlib_samples(n: int, prompt_bytes: int, ref_bytes: int) -> list[tuple[str, str]]:

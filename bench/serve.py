@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -34,19 +32,7 @@ CACHE = ROOT / "bench" / "results" / "tmp" / "serve_models"
 TRAIN_FILES = 150  # stdlib files used for training; prompts come from the files after them
 
 
-def machine() -> dict[str, Any]:
-    """CPU model, cores, GPU and torch threads of this run."""
-    from finetune.device import cpu_model
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "gpu": gpu,
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
+from machine import machine  # noqa: E402  (bench/machine.py, shared by every bench)
 
 
 def train_pair(out: Path, small: bool) -> None:

@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -58,21 +56,7 @@ LANGS_FULL = [
 LANGS_SMALL = ["de", "ru", "ja", "zh_CN", "ar", "hi", "ta", "my"]
 
 
-def machine() -> dict:
-    """CPU model, cores and GPU (if any) of this machine."""
-    cpu = platform.processor()
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = None
-    try:
-        import torch
-
-        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version()}
+from machine import machine  # noqa: E402  (bench/machine.py, shared by every bench)
 
 
 def build(run: Path, langs: list[str], code_files: int, catalogs: int | None, recursive: bool = False) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench():
+    if str(ROOT / "bench") not in sys.path:  # bench scripts import their shared helpers (bench/machine.py)
+        sys.path.insert(0, str(ROOT / "bench"))
     spec = importlib.util.spec_from_file_location("bench_load", ROOT / "bench" / "load.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

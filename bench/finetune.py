@@ -1,6 +1,6 @@
 """LoRA vs full fine-tuning of the same >=20M-parameter Llama in one run: tokens/s, peak memory, trainable share.
 
-Usage: .venv/bin/python bench/finetune.py [--small]
+Usage: .venv/bin/python bench/finetune.py [--small] [--hidden 512 --layers 6 --vocab 8000] [--out PATH]
 Each method runs in its own subprocess so peak memory (CUDA max allocated, else sampled process RSS) is its own.
 Writes bench/results/finetune.json with the machine (CPU model, cores, GPU if any).
 """
@@ -35,6 +35,7 @@ def build_model(out: Path, hidden: int, layers: int, vocab: int) -> None:
         num_attention_heads=8,
         num_key_value_heads=8,
         initializer_range=0.02,
+        max_positions=2048,
     )
 
 
@@ -116,6 +117,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--layers", type=int, default=6)
+    p.add_argument("--vocab", type=int, default=8000)
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "finetune.json"))
     args = p.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.model, args.steps, args.seq_len, args.batch)))
@@ -124,7 +129,7 @@ def main() -> None:
         args.steps = 3
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "model"
-        build_model(model, hidden=512, layers=6, vocab=8000)
+        build_model(model, hidden=args.hidden, layers=args.layers, vocab=args.vocab)
         t0 = time.perf_counter()
         full, lora = run_child("full", args, model), run_child("lora", args, model)
     mem_ratio = lora["peak_memory_bytes"] / full["peak_memory_bytes"]
@@ -132,7 +137,13 @@ def main() -> None:
     growth = [m["peak_memory_bytes"] - m["rss_before_setup_bytes"] for m in (lora, full)]
     result = {
         "machine": machine(),
-        "model": {"arch": "llama", "hidden": 512, "layers": 6, "vocab": 8000, "params": full["total_params"]},
+        "model": {
+            "arch": "llama",
+            "hidden": args.hidden,
+            "layers": args.layers,
+            "vocab": args.vocab,
+            "params": full["total_params"],
+        },
         "settings": {
             "steps": args.steps,
             "seq_len": args.seq_len,
@@ -160,7 +171,7 @@ def main() -> None:
         },
         "seconds": time.perf_counter() - t0,
     }
-    out = ROOT / "bench" / "results" / "finetune.json"
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     gb = 1 / 2**30

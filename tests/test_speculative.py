@@ -86,6 +86,26 @@ def test_greedy_speculative_equals_target_greedy(target, drafts, which: str, k: 
             assert st["draft_forward_passes"] == st["num_draft_tokens"]
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_speculative_on_cuda(target, drafts, dtype) -> None:
+    """The same code on a GPU: fp64 greedy is token-exact; bf16 (the serving dtype) runs, and seeded sampling on the
+    GPU generator reproduces itself."""
+    t = copy.deepcopy(target).to("cuda", dtype)
+    d = DraftModel(copy.deepcopy(drafts["close"]).to("cuda", dtype))
+    for prompt in _prompts(3):
+        want, _ = Stream(target_stream(t, prompt, 24)).run()
+        got, st = Stream(speculative_stream(t, d, prompt, 24, k=4)).run()
+        assert st["new_tokens"] == 24 and st["num_draft_tokens"] > 0
+        if dtype == torch.float64:
+            assert got == want
+    eng = Engine(t, d.model)
+    a, _ = eng.stream(_prompts(1)[0], 16, temperature=1.0, mode="speculative", seed=5).run()
+    b, _ = eng.stream(_prompts(1)[0], 16, temperature=1.0, mode="speculative", seed=5).run()
+    assert a == b
+
+
 def test_close_draft_is_accepted_often_and_unrelated_rarely(target, drafts) -> None:
     prompt = _prompts(1)[0]
     _, close = Stream(speculative_stream(target, DraftModel(drafts["close"]), prompt, 40, k=4)).run()

@@ -1,4 +1,4 @@
-"""``tokenwise curate ...``: score documents once, then dedup, decide, what-if and plan from the stored signals."""
+"""``tokenwise curate ...``: score documents once, then dedup, decide, what-if, plan and count tokens from them."""
 
 from __future__ import annotations
 
@@ -80,6 +80,24 @@ def whatif_cmd(
                    f"{v['tokens_kept_delta']:+d} tokens")  # fmt: skip
     for rule, cost in s["token_cost"].items():
         typer.echo(f"  {rule}: {s['by_reason'].get(rule, 0)} docs, {cost} {s['reference_tokenizer']} tokens removed")
+
+
+@app.command("tokens")
+def tokens_cmd(config: Path = CONFIG, run: str = RUN, force: bool = typer.Option(False, help="Ignore the marker.")):
+    """Token counts of the tokens: section's shards per tokenizer and language, on its executor (local/ray/slurm)."""
+    from curation.config import load_section
+    from curation.executors import placement
+    from curation.rundir import RunDir
+    from curation.token_counts import TokenCountConfig, count_stage, fmt_counts
+
+    cfg = load_section(config, "tokens", TokenCountConfig)
+    where = " ".join(f"{k}={v}" for k, v in placement(cfg).items())
+    typer.echo(f"counting {cfg.source} of {run} under {', '.join(cfg.tokenizers)} ({where})")
+    try:
+        counts = count_stage(cfg, run, force=force)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(e)
+    typer.echo(f"{RunDir(run).path('tokens', Path(cfg.source).name, 'counts.json')}: {fmt_counts(counts)}")
 
 
 @app.command("plan")

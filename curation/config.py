@@ -35,6 +35,7 @@ SECTIONS: dict[str, str] = {
     "measure": "serving.measure.run:MeasureConfig",
     "prefect": "flows.params:PrefectConfig",
     "tokenizer": "curation.tokenizer_train:TokenizerSection",
+    "tokens": "curation.token_counts:TokenCountConfig",
 }
 
 

@@ -18,6 +18,7 @@ DEMO_STAGES: list[tuple[str, str]] = [
     ("score", "curation.score:score_from_config"),
     ("dedup", "curation.dedup:run_stage"),  # after score (needs only the corpus)
     ("decide", "curation.decide:run_stage"),
+    ("tokens", "curation.token_counts:run_stage"),
     ("plan", "curation.plans:run_stage"),
     ("tokenizer_train", "curation.tokenizer_train:run_stage"),  # after the plan stage
     ("tokenizer_eval", "curation.tokenizer_eval:run_stage"),

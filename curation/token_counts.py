@@ -4,7 +4,9 @@ Each shard is streamed in column batches through the same reader tokenizer train
 (:func:`curation.tokenizer_train.iter_rows`), counted under every tokenizer, and its counts are written atomically to
 ``<run>/tokens/<source>/shard-XXXXX.json`` with the shard's inputs hash; a rerun skips shards whose file matches, so
 a killed worker loses nothing and counts nothing twice. The merge sums the per-shard files into ``counts.json``:
-``{"totals": {tok: tokens}, "by_lang": {lang: {"docs", "bytes", "chars", tok: tokens}}}``.
+``{"totals": {tok: tokens}, "by_lang": {lang: {"docs", "bytes", "chars", tok: tokens}}}`` and writes the stage marker
+``<run>/tokens/<source>/_DONE.json`` holding the hash of every shard's inputs hash, so the demo stage
+(:func:`run_stage`, config section ``tokens:``) skips a run whose shards and config have not changed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pydantic import Field
 
 from curation.executors import PLACEMENT_FIELDS, ExecutorFields, run_pipeline
 from curation.log import get_logger, kv
-from curation.rundir import RunDir, hash_obj, sha256_file, write_json
+from curation.rundir import MARKER, RunDir, hash_obj, read_json, sha256_file, write_json
 
 log = get_logger("tokens")
 
@@ -36,12 +38,44 @@ class TokenCountConfig(ExecutorFields):
     workers: int = Field(2, ge=1, le=1024, description="Tasks run at once.")
 
 
-def count_tokens(cfg: TokenCountConfig, run_dir: str) -> dict[str, Any]:
-    """Count tokens of every shard of ``cfg.source`` on ``cfg.executor``; returns (and writes) the merged counts."""
+def run_stage(config_path: str, run_dir: str) -> str:
+    """Demo stage ``tokens``: token counts of the ``tokens:`` section's shards; skipped when its marker matches."""
+    from curation.config import load_section
+
+    return fmt_counts(count_stage(load_section(config_path, "tokens", TokenCountConfig), run_dir))
+
+
+def count_stage(cfg: TokenCountConfig, run_dir: str, force: bool = False) -> dict[str, Any]:
+    """The merged counts: the stored ones (``up_to_date: True``) when the stage marker matches, else counted now."""
     out_dir, jobs = shard_jobs(cfg, run_dir)
+    done = None if force else stored_counts(out_dir, jobs)
+    return done if done is not None else count_jobs(cfg, run_dir, out_dir, jobs)
+
+
+def fmt_counts(counts: dict[str, Any]) -> str:
+    """One line: shards, documents, tokens per tokenizer and where the counting ran."""
+    where = counts.get("where") or {}
+    toks = ", ".join(f"{tok} {n:,}" for tok, n in counts["totals"].items())
+    place = f"{where.get('executor', '?')}, {where.get('workers', len(where.get('pids', [])) or '?')} workers"
+    line = f"{counts['shards']} shards, {counts['docs']:,} docs: {toks} tokens ({place})"
+    return f"up to date: {line}" if counts.get("up_to_date") else line
+
+
+def count_tokens(cfg: TokenCountConfig, run_dir: str) -> dict[str, Any]:
+    """Count tokens of every shard of ``cfg.source`` on ``cfg.executor``; returns (and writes) the merged counts.
+
+    Shards whose output already holds their inputs hash are not counted again; the stage marker is not consulted
+    (:func:`run_stage` is the stage that skips a finished run without starting the executor).
+    """
+    out_dir, jobs = shard_jobs(cfg, run_dir)
+    return count_jobs(cfg, run_dir, out_dir, jobs)
+
+
+def count_jobs(cfg: TokenCountConfig, run_dir: str, out_dir: str, jobs: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """Run the per-shard ``jobs`` of :func:`shard_jobs` on ``cfg.executor`` and merge them."""
     tasks = min(cfg.tasks, len(jobs))
     step = functools.partial(_count_task, cfg.model_dump(), run_dir, jobs)
-    logs = f"{out_dir}/_logs/{hash_obj([j[2] for j in jobs])[:16]}"
+    logs = f"{out_dir}/_logs/{jobs_hash(jobs)}"
     where = run_pipeline([step], cfg, tasks=tasks, workers=cfg.workers, logging_dir=logs, skip_completed=False,
                          stage="tokens")  # fmt: skip
     return merge_jobs(out_dir, jobs, where)
@@ -55,17 +89,49 @@ def shard_jobs(cfg: TokenCountConfig, run_dir: str) -> tuple[str, list[tuple[str
     if not shards:
         raise FileNotFoundError(f"no shard-*.parquet under {cfg.source!r} of run {run_dir}")
     out_dir = RunDir(run_dir).stage("tokens", Path(cfg.source).name)
-    sig = hash_obj(cfg.model_dump(exclude=PLACEMENT_FIELDS | {"tasks", "workers", "batch_size"}))
+    what = cfg.model_dump(exclude=PLACEMENT_FIELDS | {"tasks", "workers", "batch_size"})
+    sig = hash_obj({"config": what, "files": _tokenizer_files(cfg, run_dir)})
     return out_dir, [
         (s, f"{out_dir}/{Path(s).stem}.json", hash_obj({"shard": sha256_file(s), "cfg": sig})) for s in shards
     ]
 
 
+def _tokenizer_files(cfg: TokenCountConfig, run_dir: str) -> dict[str, str]:
+    """Hashes of the ``run:`` tokenizers' files: retraining one recounts every shard."""
+    return {
+        spec: sha256_file(Path(run_dir) / "tokenizers" / spec[4:] / "tokenizer.json")
+        for spec in cfg.tokenizers
+        if spec.startswith("run:") and (Path(run_dir) / "tokenizers" / spec[4:] / "tokenizer.json").is_file()
+    }
+
+
+def jobs_hash(jobs: list[tuple[str, str, str]]) -> str:
+    """The stage's inputs hash: every shard's inputs hash (content + config), in shard order."""
+    return hash_obj([j[2] for j in jobs])
+
+
+def stored_counts(out_dir: str, jobs: list[tuple[str, str, str]]) -> dict[str, Any] | None:
+    """The merged counts of an earlier run with exactly these jobs (its marker matches), else None."""
+    try:
+        marker = read_json(f"{out_dir}/{MARKER}")
+        if marker.get("inputs_hash") == jobs_hash(jobs):
+            return read_json(f"{out_dir}/counts.json") | {"up_to_date": True}
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def merge_jobs(out_dir: str, jobs: list[tuple[str, str, str]], where: dict[str, Any]) -> dict[str, Any]:
-    """Sum the per-shard files of ``jobs`` into ``<out_dir>/counts.json`` (with where the counting ran)."""
+    """Sum the per-shard files of ``jobs`` into ``<out_dir>/counts.json``, then write the stage marker.
+
+    ``where`` (where the counting ran) is stored beside the counts; the marker holds :func:`jobs_hash` of ``jobs``.
+    """
     merged = merge([json.loads(Path(j[1]).read_text()) for j in jobs])
     merged["where"] = where
     write_json(f"{out_dir}/counts.json", merged)
+    summary = {"shards": merged["shards"], "docs": merged["docs"], "totals": merged["totals"]}
+    write_json(f"{out_dir}/{MARKER}", {"stage": f"tokens/{Path(out_dir).name}", "inputs_hash": jobs_hash(jobs),
+                                        "summary": summary})  # fmt: skip
     log.info(kv(stage="tokens", shards=len(jobs), docs=merged["docs"], **merged["totals"], out=out_dir))
     return merged
 

@@ -13,8 +13,8 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 
 from curation.rundir import RunDir, hash_obj
 from flows.params import StageParams, load_prefect_config
-from flows.registry import GROUP_MODULES, stages_of
-from flows.tasks import StageFailed, artifact_key, hash_inputs, publish_summary, stage_task
+from flows.registry import FANOUT, GROUP_MODULES, stages_of
+from flows.tasks import StageFailed, artifact_key, hash_inputs, publish_summary, run_fanout, stage_task
 
 Publisher = Callable[[str, str], None]
 
@@ -46,14 +46,17 @@ def run_group(group: str, params: StageParams, publish: Publisher | None = None)
             "`module:function(config_path, run_dir)` in DEMO_STAGES; this flow picks it up without a redeploy."
         )
     inputs = hash_inputs(group, params.config_path, params.run_dir)
-    storage = load_prefect_config(params.config_path).result_storage
+    prefect_cfg = load_prefect_config(params.config_path)
     progress = create_progress_artifact(0.0, key=artifact_key(group, "progress"), description=f"{group} stages done")
     results: list[dict[str, Any]] = []
     for i, stage in enumerate(stages):
         # later stages of a group also depend on what the earlier ones wrote
-        step_inputs = {**inputs, "key": hash_obj([inputs["key"], [r["markers"] for r in results]])}
-        task = stage_task(asdict(stage), params.run_dir, storage)
-        results.append(task(asdict(stage), params.config_path, params.run_dir, step_inputs))
+        if stage.target in FANOUT:  # one task per shard on the configured task runner (threads or Ray)
+            results.append(run_fanout(asdict(stage), params.config_path, params.run_dir, prefect_cfg.task_runner))
+        else:
+            step_inputs = {**inputs, "key": hash_obj([inputs["key"], [r["markers"] for r in results]])}
+            task = stage_task(asdict(stage), params.run_dir, prefect_cfg.result_storage)
+            results.append(task(asdict(stage), params.config_path, params.run_dir, step_inputs))
         update_progress_artifact(progress, 100.0 * (i + 1) / len(stages), description=f"{stage.name} done")
     logger.info("%s done: %s", group, "; ".join(f"{r['stage']}: {r['summary']}" for r in results))
     publish_summary(group, params.run_dir, results, inputs)

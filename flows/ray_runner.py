@@ -1,36 +1,23 @@
 """Prefect task runners from config: a thread pool by default, Ray through prefect-ray for per-shard fan-out.
 
-``task_runner: {kind: ray, address: ray://head:10001}`` makes a flow's ``.submit``/``.map`` tasks run as Ray tasks.
+``prefect: task_runner: {kind: ray, address: ray://head:10001}`` makes a flow's ``.map`` tasks run as Ray tasks.
 prefect-ray in ephemeral mode starts a temporary Prefect server inside every Ray worker (SQLite "database is locked",
 slow cold starts), so the Ray runner requires a real Prefect server (``PREFECT_API_URL``, e.g. ``tokenwise prefect
 up``) and passes its URL to the workers in ``runtime_env`` (Ray workers do not inherit the driver's environment).
 Point ``address`` at a long-lived cluster (``ray start --head``); without one a local instance lives for one flow run.
 
-:func:`token_counts_flow` is the per-shard example: one task per shard, merged at the end.
+:func:`token_counts_flow` is the per-shard form of the ``tokens`` stage: one task per shard, merged at the end;
+``flows.common.run_group`` runs it (``flows.registry.FANOUT``) on the configured runner instead of one stage task.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow, get_run_logger, task
-from pydantic import Field
 
-from curation.config import BaseConfig
-
-
-class TaskRunnerConfig(BaseConfig):
-    """How a flow's tasks run: ``thread`` (this process) or ``ray`` (a Ray cluster via prefect-ray)."""
-
-    kind: Literal["thread", "ray"] = Field("thread", description="thread: a pool in this process; ray: prefect-ray")
-    max_workers: int = Field(4, ge=1, le=1024, description="thread: tasks at once (more threads, more memory)")
-    address: str | None = Field(
-        None, description="ray: cluster address (ray://head:10001); default RAY_ADDRESS, else a local instance "
-        "started for the flow run (slow cold start: prefer a long-lived `ray start --head`)")  # fmt: skip
-    require_server: bool = Field(
-        True, description="ray: refuse to run without PREFECT_API_URL (ephemeral mode starts a server per worker)"
-    )
+from flows.params import TaskRunnerConfig  # lives with the `prefect:` section (importable without Prefect)
 
 
 class TaskRunnerError(RuntimeError):
@@ -98,17 +85,28 @@ def count_shard_task(cfg_dump: dict, run_dir: str, job: tuple[str, str, str]) ->
 
 
 @flow(name="tokenwise-token-counts")
-def token_counts_flow(run_dir: str, counts: dict | None = None) -> dict[str, Any]:
+def token_counts_flow(run_dir: str, counts: dict | None = None, config_path: str | None = None) -> dict[str, Any]:
     """Token counts of a run's shards, one task per shard on the flow's task runner, merged into ``counts.json``.
+
+    Skips everything when the stage marker matches (as ``tokenwise curate tokens`` does); otherwise each shard task
+    still skips a shard whose output holds its inputs hash.
 
     Args:
         run_dir: Run directory.
         counts: ``TokenCountConfig`` fields (tokenizers, source, split); executor fields are ignored here.
+        config_path: YAML config whose ``tokens:`` section is used when ``counts`` is not given.
     """
-    from curation.token_counts import TokenCountConfig, merge_jobs, shard_jobs
+    from curation.config import load_section
+    from curation.token_counts import TokenCountConfig, merge_jobs, shard_jobs, stored_counts
 
-    cfg = TokenCountConfig(**(counts or {}))
+    if counts is None and config_path:
+        cfg = load_section(config_path, "tokens", TokenCountConfig)
+    else:
+        cfg = TokenCountConfig(**(counts or {}))
     out_dir, jobs = shard_jobs(cfg, run_dir)
+    if (done := stored_counts(out_dir, jobs)) is not None:
+        get_run_logger().info("token counts: up to date (%d shards)", len(jobs))
+        return done
     futures = count_shard_task.map([cfg.model_dump()] * len(jobs), [run_dir] * len(jobs), jobs)
     workers = [f.result() for f in futures]
     pids = sorted({w["pid"] for w in workers})

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 GROUP_MODULES: dict[str, tuple[str, ...]] = {
     "corpus": ("curation.corpus",),
     "quality": ("curation.quality",),
-    "curate": ("curation.score", "curation.dedup", "curation.decide", "curation.plans", "curation.curate"),
+    "curate": (
+        "curation.score",
+        "curation.dedup",
+        "curation.decide",
+        "curation.token_counts",
+        "curation.plans",
+        "curation.curate",
+    ),
     "tokenizer": ("curation.tokenizer_train", "curation.tokenizer_eval", "curation.tokenizer"),
     "finetune": ("finetune.",),
     "quantize": ("serving.quantize",),
@@ -23,6 +30,13 @@ GROUP_MODULES: dict[str, tuple[str, ...]] = {
     "report": ("curation.report",),
 }
 GPU_GROUPS = frozenset({"finetune", "quantize", "serve", "measure"})
+
+# stage target -> ("module:flow" of its per-shard form, "module:function" summarising the flow's result in one line):
+# run_group runs the flow as a subflow on `prefect: task_runner:` (one task per shard, on threads or a Ray cluster)
+# instead of one cached stage task; the flow takes (run_dir, config_path=...)
+FANOUT: dict[str, tuple[str, str]] = {
+    "curation.token_counts:run_stage": ("flows.ray_runner:token_counts_flow", "curation.token_counts:fmt_counts"),
+}
 
 # run-directory stages each group reads (their completion markers feed the cache key)
 UPSTREAM: dict[str, tuple[str, ...]] = {

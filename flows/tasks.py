@@ -2,7 +2,8 @@
 
 Tasks pass paths and content hashes, never DataFrames or models. The stage task caches on (input file hashes, config
 hash, code version), so a retried or re-triggered flow skips finished work; the library's own completion markers make
-the stage itself idempotent, and the flow never writes a completion marker.
+the stage itself idempotent, and the flow never writes a completion marker. Stages with a per-shard form
+(``flows.registry.FANOUT``) run as a subflow of one task per shard on the configured task runner instead.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,9 @@ from prefect.tasks import exponential_backoff
 
 from curation.config import ConfigError, read_yaml, validate_file
 from curation.rundir import MARKER, RunDir, hash_obj, read_json, sha256_file, write_json
-from flows.registry import UPSTREAM
+from flows.params import TaskRunnerConfig
+from flows.ray_runner import TaskRunnerError
+from flows.registry import FANOUT, UPSTREAM
 
 REPO = Path(__file__).resolve().parent.parent
 CODE_PACKAGES = ("curation", "finetune", "serving", "flows")
@@ -220,13 +224,44 @@ def _all_markers(run_dir: str) -> dict[str, str]:
 )
 def run_stage(stage: dict[str, str], config_path: str, run_dir: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """Run one library entry point ``module:function(config_path, run_dir) -> summary``; return paths and hashes."""
+
+    def call() -> str:
+        with LogProgress(stage["name"]):
+            return _load(stage["target"])(config_path, run_dir)
+
+    return _run_recorded(stage, config_path, run_dir, call)
+
+
+def run_fanout(stage: dict[str, str], config_path: str, run_dir: str, runner: TaskRunnerConfig) -> dict[str, Any]:
+    """Run a stage's per-shard flow (``flows.registry.FANOUT``) as a subflow on ``runner``, recorded like run_stage.
+
+    Not a cached task: the subflow checks the library's stage marker first (an unchanged rerun returns the stored
+    result without submitting a task), and each shard task skips a shard whose output holds its inputs hash.
+    """
+    from flows.ray_runner import describe, with_task_runner
+
+    flow_target, summary_target = FANOUT[stage["target"]]
+    get_run_logger().info("%s: one task per shard, %s", stage["name"], describe(runner))
+
+    def call() -> str:
+        subflow = with_task_runner(_load(flow_target), runner)
+        return _load(summary_target)(subflow(run_dir=run_dir, config_path=config_path))
+
+    return _run_recorded(stage, config_path, run_dir, call)
+
+
+def _load(target: str) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _run_recorded(stage: dict[str, str], config_path: str, run_dir: str, call: Callable[[], str]) -> dict[str, Any]:
+    """Run ``call`` (a stage) and record the completion markers it wrote under ``<run>/.flows/<stage>.json``."""
     logger = get_run_logger()
-    module, _, fn = stage["target"].partition(":")
     before = _all_markers(run_dir)
     t0 = time.perf_counter()
     try:
-        with LogProgress(stage["name"]):
-            summary = getattr(importlib.import_module(module), fn)(config_path, run_dir)
+        summary = call()
     except Exception as e:  # re-raised with the stage, the cause and what to do; the traceback stays in the logs
         logger.exception("stage %s failed", stage["name"])
         raise StageFailed(_failure_message(stage, config_path, run_dir, e)) from e
@@ -304,6 +339,8 @@ def _failure_message(stage: dict[str, str], config_path: str, run_dir: str, e: B
     cause = str(e) or type(e).__name__
     if isinstance(e, ConfigError):
         todo = f"fix the named key in {config_path} and run the deployment again"
+    elif isinstance(e, TaskRunnerError):
+        todo = f"do what the message says, or set `prefect: task_runner: {{kind: thread}}` in {config_path}"
     elif isinstance(e, FileNotFoundError | ModuleNotFoundError):
         todo = "check the path or the upstream stage named above exists (run the earlier stage first), then rerun"
     else:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import sys
 import textwrap
 from pathlib import Path
 
@@ -13,6 +16,9 @@ from prefect.testing.utilities import prefect_test_harness
 import curation.pipeline as pipeline
 from flows import registry
 from flows.params import EndToEndParams, StageParams
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _curation_fixtures import parallel_docs, stdlib_docs, write_corpus  # noqa: E402
 
 TOY = [("toy", "tests._flow_stages:count_records"), ("toysum", "tests._flow_stages:summarise")]
 
@@ -138,6 +144,43 @@ def test_end_to_end_runs_groups_in_data_flow_order(tmp_path, toy_stages):
     assert read_artifact("tokenwise-end-to-end-progress").data == 100.0
     out = end_to_end_flow(EndToEndParams(config_path=config, run_dir=str(tmp_path / "run"), stop_after="corpus"))
     assert list(out) == ["corpus"]
+
+
+def test_curate_flow_counts_tokens_one_task_per_shard_on_the_configured_thread_runner(tmp_path, monkeypatch):
+    """`prefect: task_runner: {kind: thread}` runs the tokens stage's per-shard flow (flows.registry.FANOUT): the same
+    counts.json as the CLI stage, one task per shard in this process, and a rerun that submits no task."""
+    from curation.token_counts import run_stage
+    from flows.curate import curate_flow
+
+    monkeypatch.setattr(pipeline, "DEMO_STAGES", [("tokens", "curation.token_counts:run_stage")])
+    shards = write_corpus(tmp_path / "cli", parallel_docs(limit=8) + stdlib_docs(), shard_size=25)
+    shutil.copytree(tmp_path / "cli", tmp_path / "flow")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "tokens: {tokenizers: [tiktoken:cl100k_base, tiktoken:o200k_base], source: corpus, tasks: 1, workers: 1}\n"
+        f"prefect:\n  result_storage: {tmp_path / 'results'}\n  task_runner: {{kind: thread, max_workers: 2}}\n"
+    )
+    run_stage(str(config), str(tmp_path / "cli"))
+    params = StageParams(config_path=str(config), run_dir=str(tmp_path / "flow"))
+    out = curate_flow(params)
+    cli, flow = (json.loads((tmp_path / r / "tokens" / "corpus" / "counts.json").read_text()) for r in ("cli", "flow"))
+    assert cli.pop("where")["executor"] == "local"
+    assert flow.pop("where")["pids"] == [os.getpid()], "thread runner: every shard task ran in this process"
+    assert flow == cli and cli["shards"] == len(shards) > 1
+    assert list(out["stages"][0]["markers"]) == ["tokens/corpus/_DONE.json"]
+    again = curate_flow(params)
+    assert again["stages"][0]["summary"] == "up to date: " + out["stages"][0]["summary"]
+    assert _completed_task_runs(f"count-{tmp_path / 'flow'}") == len(shards), "the rerun must submit no shard task"
+
+
+def _completed_task_runs(name_prefix: str) -> int:
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName, TaskRunFilterState
+
+    flt = TaskRunFilter(
+        name=TaskRunFilterName(like_=name_prefix), state=TaskRunFilterState(type={"any_": ["COMPLETED"]})
+    )
+    with get_client(sync_client=True) as client:
+        return len(client.read_task_runs(task_run_filter=flt))
 
 
 def test_group_without_library_fails_saying_what_is_missing(tmp_path, toy_stages):

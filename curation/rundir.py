@@ -1,8 +1,8 @@
 """The run directory: one place every stage reads from and writes to, with atomic writes and completion markers.
 
-Layout (see DESIGN.md): ``corpus/ signals/ curated/ plans/ tokenizers/ models/ measure/ report/``. A stage writes to a
-temporary name, renames it into place, then writes ``<stage>/_DONE.json`` holding the hash of its inputs and config; a
-rerun whose marker matches skips the stage. Paths may be local or fsspec URLs (``s3://...``).
+Layout (see DESIGN.md): ``corpus/ signals/ curated/ tokens/ plans/ tokenizers/ models/ measure/ report/``. A stage
+writes to a temporary name, renames it into place, then writes ``<stage>/_DONE.json`` holding the hash of its inputs
+and config; a rerun whose marker matches skips the stage. Paths may be local or fsspec URLs (``s3://...``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import IO, Any
 import fsspec
 from fsspec.core import url_to_fs
 
-STAGES = ("corpus", "signals", "curated", "plans", "tokenizers", "models", "measure", "report")
+STAGES = ("corpus", "signals", "curated", "tokens", "plans", "tokenizers", "models", "measure", "report")
 MARKER = "_DONE.json"
 
 

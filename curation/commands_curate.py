@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Curation: signals, duplicates, decisions, what-if and sampling plans.", no_args_is_help=True)
+app = typer.Typer(help="Curation: signals, duplicates, decisions, what-if, token counts, plans.", no_args_is_help=True)
 
-CONFIG = typer.Option(Path("configs/demo.yaml"), "--config", help="YAML config (dedup:, decide:, plan: sections).")
-RUN = typer.Option("runs/demo", "--run", help="Run directory (reads corpus/ and signals/, writes curated/, plans/).")
+CONFIG = typer.Option(Path("configs/demo.yaml"), "--config", help="YAML config (dedup:, decide:, tokens:, plan:).")
+RUN = typer.Option("runs/demo", "--run", help="Run directory (writes curated/, tokens/, plans/).")
 
 
 def _fail(e: Exception) -> None:
@@ -83,7 +83,11 @@ def whatif_cmd(
 
 
 @app.command("tokens")
-def tokens_cmd(config: Path = CONFIG, run: str = RUN, force: bool = typer.Option(False, help="Ignore the marker.")):
+def tokens_cmd(
+    config: Path = CONFIG,
+    run: str = RUN,
+    force: bool = typer.Option(False, help="Ignore the stage marker (shards whose counts file matches still skip)."),
+) -> None:
     """Token counts of the tokens: section's shards per tokenizer and language, on its executor (local/ray/slurm)."""
     from curation.config import load_section
     from curation.executors import placement

@@ -23,6 +23,11 @@ class DataConfig(BaseConfig):
     langs: list[str] | None = Field(None, description="Keep only these languages; None keeps all (or the plan's).")
     seq_len: int = Field(256, ge=8, le=131072, description="Tokens per packed training sequence.")
     eval_docs: int = Field(200, ge=1, description="Held-out documents used for eval loss and bits per byte.")
+    eval_sample: Literal["spread", "first"] = Field(
+        "spread", description="spread: smallest id hashes, equal share per domain; first: first in shard order."
+    )
+    eval_max_chars: int | None = Field(4000, ge=1, description="Cut each eval document to this many characters.")
+    mix_shards: int = Field(64, ge=1, description="Training shards read interleaved at once (shards hold one source).")
     max_train_docs: int | None = Field(None, ge=1, description="Cap on training documents read per pass.")
 
 

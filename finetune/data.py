@@ -1,6 +1,7 @@
 """Training and eval data from curated Parquet: streaming, plan-weighted language mixing, token packing.
 
-Documents stream shard by shard (never a corpus in a list) through a seeded shuffle buffer. Training skips held-out
+Documents stream (never a corpus in a list): training interleaves up to ``mix_shards`` shards in a seeded order, then a
+seeded shuffle buffer mixes further. Training skips held-out
 documents (:func:`curation.splits.is_heldout`); evaluation uses only them. A sampling plan (``<run>/plans/NAME.json``,
 ``{"languages": {lang: {"weight", ...}}}``) picks each next document's language with probability ``weight``; each
 language's stream restarts when exhausted (that is what a plan's ``epochs`` > 1 means). Documents are tokenized, joined
@@ -9,6 +10,8 @@ with EOS and cut into ``seq_len`` blocks; a final partial block is padded and it
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,37 +51,121 @@ def shard_paths(curated: str) -> list[Path]:
     return files
 
 
-def iter_docs(curated: str, split: str, data: DataConfig, langs: list[str] | None = None) -> Iterator[str]:
-    """Texts of one split (``train`` or ``eval``) matching the domain/language filters, streamed shard by shard."""
+def iter_docs(
+    curated: str, split: str, data: DataConfig, langs: list[str] | None = None, seed: int | str | None = None
+) -> Iterator[str]:
+    """Texts of one split (``train`` or ``eval``) matching the domain/language filters, streamed shard by shard.
+
+    With ``seed``, shards are read in a seeded order and up to ``data.mix_shards`` at a time are interleaved (each
+    next document drawn from a shard with probability proportional to its unread rows): shards hold one source each,
+    so reading them one after another would train on one catalog or package at a time.
+    """
+    paths = shard_paths(curated)
+    if seed is None:
+        for path in paths:
+            yield from _shard_docs(path, split, data, langs)
+        return
+    rng = random.Random(seed)
+    rng.shuffle(paths)
+    pending = iter(paths)
+    active: list[Iterator[str]] = []
+    left: list[int] = []
+
+    def refill() -> None:
+        while len(active) < data.mix_shards:
+            path = next(pending, None)
+            if path is None:
+                return
+            active.append(_shard_docs(path, split, data, langs))
+            left.append(max(1, pq.ParquetFile(path).metadata.num_rows))
+
+    refill()
+    while active:
+        i = rng.choices(range(len(active)), left)[0] if len(active) > 1 else 0
+        text = next(active[i], None)
+        if text is None:
+            del active[i], left[i]
+            refill()
+            continue
+        left[i] = max(1, left[i] - 1)
+        yield text
+
+
+def _shard_docs(path: Path, split: str, data: DataConfig, langs: list[str] | None) -> Iterator[str]:
+    for row in _shard_rows(path, split, data, langs):
+        yield row["text"]
+
+
+def _shard_rows(path: Path, split: str, data: DataConfig, langs: list[str] | None) -> Iterator[dict]:
+    """Rows of one shard in ``split`` that pass the domain/language filters and have text."""
     langs = langs if langs is not None else data.langs
+    pf = pq.ParquetFile(path)
+    missing = {"id", "text"} - set(pf.schema_arrow.names)
+    if missing:
+        raise DataError(f"{path}: missing columns {sorted(missing)}; expected the corpus schema {COLUMNS}")
+    cols = [c for c in COLUMNS if c in pf.schema_arrow.names]
+    for batch in pf.iter_batches(columns=cols, batch_size=1024):
+        for row in batch.to_pylist():
+            if data.domains and row.get("domain") not in data.domains:
+                continue
+            if langs and row.get("lang") not in langs:
+                continue
+            if (split == "eval") != is_heldout(row["id"], row.get("unit_id")):
+                continue
+            if row["text"]:
+                yield row
+
+
+def eval_sets(curated: str, data: DataConfig, langs: list[str] | None = None) -> dict[str, list[str]]:
+    """Held-out eval texts per domain, ``data.eval_docs`` in all (deterministic); an error if there are none.
+
+    ``eval_sample: spread`` (default) reads every held-out document and keeps those with the smallest hash of their id,
+    an equal share per domain (a short domain's unused share goes to the others), so the set spans the corpus instead
+    of the first shard's catalog; texts are cut to ``data.eval_max_chars``. ``first`` keeps the first ones in shard
+    order (cheap on a huge corpus).
+    """
+    langs = langs if langs is not None else data.langs
+    cut = (lambda t: t[: data.eval_max_chars]) if data.eval_max_chars else (lambda t: t)
+    if data.eval_sample == "first":
+        out: dict[str, list[str]] = {}
+        n = 0
+        for path in shard_paths(curated):
+            for row in _shard_rows(path, "eval", data, langs):
+                out.setdefault(row.get("domain") or "all", []).append(cut(row["text"]))
+                n += 1
+                if n >= data.eval_docs:
+                    return out
+        return _nonempty(out, curated, data, langs)
+    heaps: dict[str, list[tuple[int, str]]] = {}
     for path in shard_paths(curated):
-        pf = pq.ParquetFile(path)
-        missing = {"id", "text"} - set(pf.schema_arrow.names)
-        if missing:
-            raise DataError(f"{path}: missing columns {sorted(missing)}; expected the corpus schema {COLUMNS}")
-        cols = [c for c in COLUMNS if c in pf.schema_arrow.names]
-        for batch in pf.iter_batches(columns=cols, batch_size=1024):
-            for row in batch.to_pylist():
-                if data.domains and row.get("domain") not in data.domains:
-                    continue
-                if langs and row.get("lang") not in langs:
-                    continue
-                if (split == "eval") != is_heldout(row["id"], row.get("unit_id")):
-                    continue
-                if row["text"]:
-                    yield row["text"]
+        for row in _shard_rows(path, "eval", data, langs):
+            h = -int.from_bytes(hashlib.blake2b(str(row["id"]).encode(), digest_size=8).digest(), "big")
+            heap = heaps.setdefault(row.get("domain") or "all", [])
+            item = (h, cut(row["text"]))
+            if len(heap) < data.eval_docs:
+                heapq.heappush(heap, item)
+            elif item > heap[0]:
+                heapq.heapreplace(heap, item)
+    ranked = {d: [t for _, t in sorted(h, reverse=True)] for d, h in sorted(heaps.items())}
+    out, taken = {d: [] for d in ranked}, 0
+    while taken < data.eval_docs and any(len(out[d]) < len(ranked[d]) for d in ranked):
+        for d in ranked:
+            if taken < data.eval_docs and len(out[d]) < len(ranked[d]):
+                out[d].append(ranked[d][len(out[d])])
+                taken += 1
+    return _nonempty({d: v for d, v in out.items() if v}, curated, data, langs)
 
 
-def eval_texts(curated: str, data: DataConfig, langs: list[str] | None = None) -> list[str]:
-    """The first ``data.eval_docs`` held-out texts (deterministic); an error if there are none."""
-    out: list[str] = []
-    for text in iter_docs(curated, "eval", data, langs):
-        out.append(text)
-        if len(out) >= data.eval_docs:
-            break
+def _nonempty(out: dict[str, list[str]], curated: str, data: DataConfig, langs) -> dict[str, list[str]]:
     if not out:
         raise DataError(f"{curated}: no held-out documents match domains={data.domains} langs={langs or data.langs}")
     return out
+
+
+def eval_texts(curated: str, data: DataConfig, langs: list[str] | None = None) -> list[str]:
+    """:func:`eval_sets` flattened round-robin over domains, so any prefix (a quick eval) stays balanced."""
+    sets = list(eval_sets(curated, data, langs).values())
+    return [s[i] for i in range(max(map(len, sets))) for s in sets if i < len(s)]
 
 
 def plan_weights(run_dir: str | None, plan: str | None) -> dict[str, float] | None:
@@ -97,16 +184,18 @@ def plan_weights(run_dir: str | None, plan: str | None) -> dict[str, float] | No
     return {k: v / total for k, v in sorted(w.items())}
 
 
-def _cycle(make: Callable[[], Iterator[str]], what: str, limit: int | None) -> Iterator[str]:
+def _cycle(make: Callable[[int], Iterator[str]], what: str, limit: int | None) -> Iterator[str]:
+    epoch = 0
     while True:
         n = 0
-        for text in make():
+        for text in make(epoch):
             yield text
             n += 1
             if limit and n >= limit:
                 break
         if n == 0:
             raise DataError(f"empty training set: no training documents for {what}")
+        epoch += 1
 
 
 def train_texts(curated: str, data: DataConfig, run_dir: str | None, seed: int) -> Iterator[str]:
@@ -115,11 +204,17 @@ def train_texts(curated: str, data: DataConfig, run_dir: str | None, seed: int) 
     if data.langs and weights:
         weights = {k: v for k, v in weights.items() if k in data.langs} or None
     if not weights:
-        docs = _cycle(lambda: iter_docs(curated, "train", data), _what(curated, data), data.max_train_docs)
+        docs = _cycle(
+            lambda e: iter_docs(curated, "train", data, seed=f"{seed}:{e}"), _what(curated, data), data.max_train_docs
+        )
         yield from shuffled(docs, random.Random(seed))
         return
     streams = {
-        lang: _cycle(lambda lang=lang: iter_docs(curated, "train", data, [lang]), f"lang={lang}", data.max_train_docs)
+        lang: _cycle(
+            lambda e, lang=lang: iter_docs(curated, "train", data, [lang], seed=f"{seed}:{lang}:{e}"),
+            f"lang={lang}",
+            data.max_train_docs,
+        )
         for lang in weights
     }
     streams = {lang: shuffled(s, random.Random(f"{seed}:{lang}")) for lang, s in streams.items()}

@@ -135,3 +135,19 @@ def evaluate_texts(
         tokens += int((lab != IGNORE).sum())
     model.train(was_training)
     return EvalResult(nll, tokens, n_bytes, n_docs)
+
+
+def evaluate_sets(
+    model, tokenizer, sets: dict[str, list[str]], seq_len: int, batch_size: int = 8, device: torch.device | None = None
+) -> tuple[EvalResult, dict[str, EvalResult]]:
+    """:func:`evaluate_texts` per named set (e.g. per domain) and their sum (sums of NLL, tokens and bytes)."""
+    parts = {
+        name: evaluate_texts(model, tokenizer, texts, seq_len, batch_size, device) for name, texts in sets.items()
+    }
+    total = EvalResult(
+        sum(r.nll_nats for r in parts.values()),
+        sum(r.tokens for r in parts.values()),
+        sum(r.bytes for r in parts.values()),
+        sum(r.docs for r in parts.values()),
+    )
+    return total, parts

@@ -21,9 +21,9 @@ from curation.log import get_logger, kv
 from curation.rundir import RunDir, hash_obj, write_json
 from finetune.base import count_params, load_causal_lm, load_tokenizer
 from finetune.config import ModelSpec, PretrainConfig
-from finetune.data import PackedBatches, eval_texts, resolve, train_texts
+from finetune.data import PackedBatches, eval_sets, resolve, train_texts
 from finetune.device import PeakMemory, Runtime, pick_runtime
-from finetune.metrics import IGNORE, evaluate_texts
+from finetune.metrics import IGNORE, evaluate_sets
 
 log = get_logger("pretrain")
 
@@ -125,7 +125,9 @@ def save_model(model, tokenizer, out: str, metrics: dict) -> None:
     tmp.rename(final)
 
 
-def pretrain_one(spec: ModelSpec, cfg: PretrainConfig, run_dir: str, tok, evals: list[str], rt: Runtime) -> dict:
+def pretrain_one(
+    spec: ModelSpec, cfg: PretrainConfig, run_dir: str, tok, evals: dict[str, list[str]], rt: Runtime
+) -> dict:
     """Build, train, evaluate and save one model; returns its metrics."""
     rd = RunDir(run_dir)
     curated = resolve(cfg.data.curated, run_dir, "curated")
@@ -140,7 +142,7 @@ def pretrain_one(spec: ModelSpec, cfg: PretrainConfig, run_dir: str, tok, evals:
     log.info(kv(model=spec.name, params=n_params, steps=spec.steps, distill_from=spec.distill_from))
     with PeakMemory(rt.device) as mem:
         metrics = train_model(spec, model, batches, rt, cfg, teacher)
-    ev = evaluate_texts(model, tok, evals, cfg.data.seq_len, device=rt.device)
+    ev, by_domain = evaluate_sets(model, tok, evals, cfg.data.seq_len, device=rt.device)
     metrics = {
         "name": spec.name,
         "params": n_params,
@@ -151,6 +153,7 @@ def pretrain_one(spec: ModelSpec, cfg: PretrainConfig, run_dir: str, tok, evals:
         "eval": ev.as_dict(),
         "eval_bits_per_byte": ev.bits_per_byte,
         "eval_perplexity": ev.perplexity,
+        "eval_by_domain": {d: r.as_dict() for d, r in by_domain.items()},
         "peak_memory_bytes": mem.peak,
         "peak_memory_kind": mem.kind,
         **metrics,
@@ -165,7 +168,7 @@ def run_pretrain(cfg: PretrainConfig, run_dir: str) -> dict[str, dict]:
     rd = RunDir(run_dir)
     toks: dict[str, object] = {}
     rt = pick_runtime(threads=cfg.threads)
-    evals = eval_texts(resolve(cfg.data.curated, run_dir, "curated"), cfg.data)
+    evals = eval_sets(resolve(cfg.data.curated, run_dir, "curated"), cfg.data)
     out: dict[str, dict] = {}
     for spec in cfg.models:
         stage = f"models/{spec.name}"

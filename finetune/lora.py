@@ -131,6 +131,8 @@ class LoraRecipe:
         """Run until ``cfg.steps`` (or ``max_steps`` more steps); returns the metrics so far."""
         c, end = self.cfg, self.cfg.steps if max_steps is None else min(self.cfg.steps, self.step + max_steps)
         if self.step == 0 and not self.history["eval"] and self.evals:
+            # the before figure is on the same full eval set as the final one (the curve uses a quick prefix of it)
+            self.history["before"] = self._eval(full=True)
             self._eval()
         with PeakMemory(self.rt.device) as self.mem:
             while self.step < end:
@@ -268,7 +270,7 @@ class LoraRecipe:
         m = self.metrics()
         if self.evals:
             final = self._eval(full=True)
-            before = self.history["eval"][0] if self.history["eval"] and self.history["eval"][0]["step"] == 0 else {}
+            before = self.history.get("before") or {}
             m.update(
                 eval=final,
                 eval_bits_per_byte=final["bits_per_byte"],

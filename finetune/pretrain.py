@@ -172,7 +172,10 @@ def run_pretrain(cfg: PretrainConfig, run_dir: str) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for spec in cfg.models:
         stage = f"models/{spec.name}"
-        key = hash_obj({"cfg": cfg.model_dump(), "model": spec.name, "teacher": out.get(spec.distill_from or "")})
+        # this model's own inputs: shared settings, its spec and tokenizer, its teacher's result (not its siblings')
+        shared = cfg.model_dump(exclude={"models", "threads"})
+        key = hash_obj({"cfg": shared, "spec": spec.model_dump(), "tokenizer": cfg.tokenizer_of(spec),
+                        "teacher": out.get(spec.distill_from or "")})  # fmt: skip
         if rd.is_done(stage, key):
             out[spec.name] = rd.marker(stage)["summary"]
             log.info(kv(model=spec.name, skipped="marker matches"))

@@ -46,30 +46,23 @@ def calibrate_cmd(
     typer.echo(f"wrote {path}\n{summary}")
 
 
-def heldout_samples(run_dir: str, n: int, prompt_bytes: int, reference_bytes: int) -> list[tuple[str, str]]:
-    """(prompt, reference) pairs cut from held-out documents of the run (curated shards, else corpus shards)."""
-    import pyarrow.parquet as pq
+def heldout_samples(
+    run_dir: str, n: int, prompt_bytes: int, reference_bytes: int, seed: int = 1
+) -> list[tuple[str, str]]:
+    """(prompt, reference) pairs from held-out documents of the run, balanced over (language, domain) strata.
 
-    from curation.splits import is_heldout
+    The same stratified sampler as the measurement's request set (:func:`serving.measure.requests.build_requests`),
+    with its own seed, so the router is calibrated on the traffic mix it will route rather than on the first shards.
+    """
+    from serving.measure.requests import build_requests
 
     root = Path(run_dir)
-    shards = sorted((root / "curated").glob("shard-*.parquet")) or sorted((root / "corpus").glob("shard-*.parquet"))
-    if not shards:
+    if not any((root / d).glob("shard-*.parquet") for d in ("curated", "corpus")):
         raise FileNotFoundError(
             f"{run_dir}: no curated/ or corpus/ shards to calibrate on; run the corpus stage first"
         )
-    out: list[tuple[str, str]] = []
-    for shard in shards:
-        t = pq.read_table(shard, columns=["id", "text", "unit_id"]).to_pylist()
-        for row in t:
-            if not is_heldout(row["id"], row["unit_id"]):
-                continue
-            pair = split_text(row["text"], prompt_bytes, reference_bytes)
-            if pair:
-                out.append(pair)
-            if len(out) >= n:
-                return out
-    return out
+    reqs = build_requests(run_dir, n, prompt_bytes, reference_bytes, seed=seed)
+    return [(r["prompt"], r["reference"]) for r in reqs]
 
 
 def split_text(text: str, prompt_bytes: int, reference_bytes: int) -> tuple[str, str] | None:

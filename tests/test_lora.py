@@ -132,12 +132,19 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(fx, tmp_path):
 
 
 def test_gpt2_base_and_curated_data(fx, tmp_path):
-    c = cfg(fx["gpt2"], target_modules=["c_attn"], steps=2, eval_every=1)
+    c = cfg(fx["gpt2"], target_modules=["c_attn"], steps=2, eval_every=1, eval_batches=1)
     r = LoraRecipe(c, run_dir=fx["run"], out_dir=str(tmp_path / "g")).setup()
     r.train()
     m = r.save()
     assert m["trainable_share"] < 0.2 and m["eval_bits_per_byte"] > 0 and len(m["eval_curve"]) == 3
     assert (tmp_path / "g" / "adapter" / "adapter_model.safetensors").is_file()
+    # before/after are on the same full eval set (the curve's quick evals use a prefix of it)
+    from finetune.base import load_causal_lm
+    from finetune.metrics import evaluate_texts
+
+    base = evaluate_texts(load_causal_lm(fx["gpt2"], torch.float32), r.tok, r.evals, c.data.seq_len, c.batch_size)
+    assert m["eval"]["docs"] == base.docs == len(r.evals) > c.eval_batches * c.batch_size
+    assert m["bits_per_byte_before"] == pytest.approx(base.bits_per_byte, rel=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -66,6 +66,13 @@ def test_target_and_draft_share_tokenizer_and_target_is_better(run):
     # a rerun with the same config and inputs is skipped (markers match)
     again = run_pretrain(cfg, run)
     assert again == out
+    assert {"code", "docs", "ui"} >= set(m["eval_by_domain"]) and len(m["eval_by_domain"]) >= 2
+    # changing only the draft retrains only the draft: the target's marker covers its own inputs, not its siblings'
+    stamp = open(f"{run}/models/target/metrics.json").read()
+    edited = cfg.model_copy(update={"models": [cfg.models[0], cfg.models[1].model_copy(update={"steps": 5})]})
+    third = run_pretrain(edited, run)
+    assert open(f"{run}/models/target/metrics.json").read() == stamp and third["target"] == out["target"]
+    assert third["draft"] != out["draft"]
 
 
 def test_distill_loss_limits():

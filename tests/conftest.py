@@ -70,3 +70,15 @@ def write_lines(tmp_path: Path) -> Callable[[str, list[bytes]], Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny-model tests: on two busy shared cores, several threads spin and run ~10x
+    slower. Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

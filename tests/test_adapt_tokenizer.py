@@ -11,13 +11,7 @@ from finetune.config import AdaptConfig, DataConfig
 from finetune.data import finite_texts
 from finetune.testing import stdlib_docs, tiny_llama, train_tokenizer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

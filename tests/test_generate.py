@@ -8,13 +8,7 @@ import torch
 from serving.fixtures import tiny_llama
 from serving.generate import Engine, Stream, probs_from_logits, target_stream
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

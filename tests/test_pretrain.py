@@ -12,13 +12,7 @@ from finetune.config import DataConfig, ModelSpec, PretrainConfig
 from finetune.pretrain import cosine_lr, distill_loss, run_pretrain
 from finetune.testing import mo_docs, stdlib_docs, train_tokenizer, write_curated
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """The corpus stage: config errors, manifest reconciliation, atomic shards, resume after a crash, the real CLI."""
 
+import contextlib
 import json
 import os
 import signal
@@ -147,12 +148,16 @@ def test_killed_build_resumes_without_duplicates_or_losses(tmp_path, write_lines
     run = tmp_path / "run"
     env = {**os.environ, "TOKENWISE_DATATROVE_LEVEL": "ERROR"}
     cmd = [*TOKENWISE, "corpus", "build", "--config", str(cfg_path), "--run", str(run)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 60
     while time.time() < deadline and not list((run / "corpus" / "logs" / "completions").glob("0000*")):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    with contextlib.suppress(ProcessLookupError):  # its orphaned workers too: the whole job died
+        os.killpg(proc.pid, signal.SIGKILL)
     resumed = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     m = json.loads((run / "corpus" / "manifest.json").read_text())

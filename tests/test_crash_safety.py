@@ -9,6 +9,7 @@ has a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -74,8 +75,14 @@ def base(tmp_path_factory):
 
 
 def _kill_when(cmd: list[str], ready, delay: float, deadline_s: float = 90) -> bool:
-    """Start ``cmd``; SIGKILL it ``delay`` seconds after ``ready()`` holds. True when it was killed, not finished."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """Start ``cmd``; SIGKILL it ``delay`` seconds after ``ready()`` holds. True when it was killed, not finished.
+
+    Only the leader is killed (a crash of the driver); its worker processes, orphaned, are killed afterwards through
+    the process group so they do not outlive the test.
+    """
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     end = time.time() + deadline_s
     while time.time() < end and proc.poll() is None and not ready():
         time.sleep(0.01)
@@ -83,6 +90,8 @@ def _kill_when(cmd: list[str], ready, delay: float, deadline_s: float = 90) -> b
     killed = proc.poll() is None
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
     return killed
 
 

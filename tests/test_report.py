@@ -69,7 +69,7 @@ def test_html_is_valid_self_contained_and_has_every_section(run):
     for sid in data["sections"]:
         assert sid in c.ids
     avail = {k for k, v in data["sections"].items() if v["unavailable"] is None}
-    assert {"overview", "languages", "tpsu", "plans", "economics", "filters", "waterfall", "histograms",
+    assert {"overview", "languages", "tokens", "tpsu", "plans", "economics", "filters", "waterfall", "histograms",
             "duplicates"} <= avail  # fmt: skip
     assert "no previous run given" in data["sections"]["diff"]["unavailable"]
     for sec in data["sections"].values():
@@ -94,6 +94,12 @@ def test_numbers_match_the_run(run):
     hi = tpsu["premium_matrix"]["cl100k_base"]["hi"]
     row = next(r for r in data["tpsu"]["charts"]["tpsu_premium"]["rows"] if r[0] == "hi")
     assert row[1] == hi > 1.5  # Hindi costs well above English under cl100k
+    counts = json.loads((run / "tokens" / "curated" / "counts.json").read_text())
+    assert data["tokens"]["data"]["totals"] == counts["totals"] and counts["docs"] == summ["kept"]
+    bpt = data["tokens"]["data"]["bytes_per_token"]["tiktoken:cl100k_base"]
+    en, hi_counts = counts["by_lang"]["en"], counts["by_lang"]["hi"]
+    assert bpt["hi"] == round(hi_counts["bytes"] / hi_counts["tiktoken:cl100k_base"], 3) < bpt["en"]
+    assert bpt["en"] == round(en["bytes"] / en["tiktoken:cl100k_base"], 3)
 
 
 def test_browser_renders_without_console_errors(run):

@@ -7,13 +7,13 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-CURATION_STAGES = ["corpus", "score", "dedup", "decide", "plan"]
+CURATION_STAGES = ["corpus", "score", "dedup", "decide", "tokens", "plan"]
 
 
 def tiny_config(tmp: Path, languages: tuple[str, ...] = ("de", "hi", "ja"), stdlib_modules: int = 12) -> Path:
     """configs/demo.yaml with its corpus cut to a few catalogs/modules and single-process stages."""
     cfg = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
-    keep = {"run", "corpus", "score", "dedup", "decide", "plan", "report"}
+    keep = {"run", "corpus", "score", "dedup", "decide", "tokens", "plan", "report"}
     cfg = {k: v for k, v in cfg.items() if k in keep}
     for src in cfg["corpus"]["sources"]:
         if src.get("type") == "gettext":
@@ -24,6 +24,7 @@ def tiny_config(tmp: Path, languages: tuple[str, ...] = ("de", "hi", "ja"), stdl
             src["max_files"] = 5
     cfg["corpus"].update(tasks=1, workers=1)
     cfg["score"].update(tokenizers=["tiktoken:cl100k_base"], tasks=1, workers=1, run_tokenizers=False)
+    cfg["tokens"].update(tokenizers=["tiktoken:cl100k_base"], tasks=1, workers=1)
     cfg["plan"]["budget_tokens"] = 50_000
     cfg["plan"]["bootstrap"] = 50
     path = tmp / "tiny.yaml"

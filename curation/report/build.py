@@ -37,6 +37,7 @@ STAGE_COMMANDS = {
     "signals": "tokenwise curate score",
     "curated": "tokenwise curate decide",
     "plans": "tokenwise curate plan",
+    "tokens": "tokenwise curate tokens",
     "tokenizers": "tokenwise tokenizer eval",
     "models": "tokenwise finetune pretrain",
     "measure": "tokenwise measure",

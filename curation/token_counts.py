@@ -20,7 +20,7 @@ from pydantic import Field
 
 from curation.executors import PLACEMENT_FIELDS, ExecutorFields, run_pipeline
 from curation.log import get_logger, kv
-from curation.rundir import MARKER, RunDir, hash_obj, read_json, sha256_file, write_json
+from curation.rundir import RunDir, hash_obj, read_json, sha256_file, write_json
 
 log = get_logger("tokens")
 
@@ -112,13 +112,19 @@ def jobs_hash(jobs: list[tuple[str, str, str]]) -> str:
 
 def stored_counts(out_dir: str, jobs: list[tuple[str, str, str]]) -> dict[str, Any] | None:
     """The merged counts of an earlier run with exactly these jobs (its marker matches), else None."""
+    rd, stage = _stage_of(out_dir)
     try:
-        marker = read_json(f"{out_dir}/{MARKER}")
-        if marker.get("inputs_hash") == jobs_hash(jobs):
+        if rd.is_done(stage, jobs_hash(jobs)):
             return read_json(f"{out_dir}/counts.json") | {"up_to_date": True}
     except (OSError, ValueError):
         pass
     return None
+
+
+def _stage_of(out_dir: str) -> tuple[RunDir, str]:
+    """The run and stage name (``tokens/<source>``) of a counts folder ``<run>/tokens/<source>``."""
+    p = Path(out_dir)
+    return RunDir(str(p.parent.parent)), f"{p.parent.name}/{p.name}"
 
 
 def merge_jobs(out_dir: str, jobs: list[tuple[str, str, str]], where: dict[str, Any]) -> dict[str, Any]:
@@ -130,8 +136,8 @@ def merge_jobs(out_dir: str, jobs: list[tuple[str, str, str]], where: dict[str, 
     merged["where"] = where
     write_json(f"{out_dir}/counts.json", merged)
     summary = {"shards": merged["shards"], "docs": merged["docs"], "totals": merged["totals"]}
-    write_json(f"{out_dir}/{MARKER}", {"stage": f"tokens/{Path(out_dir).name}", "inputs_hash": jobs_hash(jobs),
-                                        "summary": summary})  # fmt: skip
+    rd, stage = _stage_of(out_dir)
+    rd.mark_done(stage, jobs_hash(jobs), summary)
     log.info(kv(stage="tokens", shards=len(jobs), docs=merged["docs"], **merged["totals"], out=out_dir))
     return merged
 

@@ -17,4 +17,4 @@ timeout 100 python3 bench/finetune.py --steps 20 --seq-len 512 --batch 8 --out "
 timeout 150 python3 bench/finetune.py --hidden 1024 --layers 16 --steps 20 --seq-len 1024 --batch 8 \
   --out "$OUT/finetune_cuda.json"
 timeout 160 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_lora.py tests/test_pretrain.py \
-  tests/test_adapt_tokenizer.py tests/test_bpb.py tests/test_speculative.py 2>&1 | tee "$OUT/pytest_cuda.txt" | tail -40
+  tests/test_adapt_tokenizer.py tests/test_bpb.py tests/test_speculative.py tests/test_finetune_data.py 2>&1 | tee "$OUT/pytest_cuda.txt" | tail -40

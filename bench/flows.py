@@ -48,7 +48,7 @@ def main() -> None:
 
     import curation.pipeline as pipeline
     from curation.corpus import build_from_config
-    from flows.corpus import corpus_flow
+    from flows.corpus_flow import corpus_flow
     from flows.params import StageParams
 
     pipeline.DEMO_STAGES[:] = [("corpus", "curation.corpus:build_from_config")]

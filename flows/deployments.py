@@ -17,23 +17,26 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from prefect.types.entrypoint import EntrypointType
+
 from flows.params import EndToEndParams, PrefectConfig, StageParams, load_prefect_config
 from flows.registry import GPU_GROUPS
-from flows.tasks import REPO
 
-# deployment name -> (entrypoint "file:function", stage group it runs: decides the CPU or GPU pool)
+# deployment name -> (module-path entrypoint "package.module:function", stage group it runs: decides the CPU or GPU
+# pool). Module paths, never file paths: Prefect imports a file entrypoint under its bare file name, so a flow file
+# named like a package (flows/finetune.py) would shadow that package in the flow-run process.
 FLOW_ENTRYPOINTS: dict[str, tuple[str, str]] = {
-    "corpus": ("flows/corpus.py:corpus_flow", "corpus"),
-    "corpus-refresh": ("flows/corpus.py:corpus_refresh_flow", "corpus"),
-    "quality": ("flows/quality.py:quality_flow", "quality"),
-    "curate": ("flows/curate.py:curate_flow", "curate"),
-    "tokenizer": ("flows/tokenizer.py:tokenizer_flow", "tokenizer"),
-    "finetune": ("flows/finetune.py:finetune_flow", "finetune"),
-    "quantize": ("flows/quantize.py:quantize_flow", "quantize"),
-    "serve": ("flows/serve.py:serve_flow", "serve"),
-    "measure": ("flows/measure.py:measure_flow", "measure"),
-    "report": ("flows/report.py:report_flow", "report"),
-    "end-to-end": ("flows/end_to_end.py:end_to_end_flow", "finetune"),  # trains models: needs the GPU pool
+    "corpus": ("flows.corpus_flow:corpus_flow", "corpus"),
+    "corpus-refresh": ("flows.corpus_flow:corpus_refresh_flow", "corpus"),
+    "quality": ("flows.quality_flow:quality_flow", "quality"),
+    "curate": ("flows.curate_flow:curate_flow", "curate"),
+    "tokenizer": ("flows.tokenizer_flow:tokenizer_flow", "tokenizer"),
+    "finetune": ("flows.finetune_flow:finetune_flow", "finetune"),
+    "quantize": ("flows.quantize_flow:quantize_flow", "quantize"),
+    "serve": ("flows.serve_flow:serve_flow", "serve"),
+    "measure": ("flows.measure_flow:measure_flow", "measure"),
+    "report": ("flows.report_flow:report_flow", "report"),
+    "end-to-end": ("flows.end_to_end_flow:end_to_end_flow", "finetune"),  # trains models: needs the GPU pool
 }
 
 # Job variables that request one GPU, per worker type (`prefect work-pool create gpu --type <type>`).
@@ -67,8 +70,8 @@ def load_flow(name: str) -> Any:
     """Import a flow object from its entrypoint."""
     import importlib
 
-    path, _, fn = FLOW_ENTRYPOINTS[name][0].partition(":")
-    return getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), fn)
+    module, _, fn = FLOW_ENTRYPOINTS[name][0].partition(":")
+    return getattr(importlib.import_module(module), fn)
 
 
 def default_parameters(name: str, config_path: str, run_dir: str) -> dict[str, Any]:
@@ -90,6 +93,7 @@ def build_deployments(config_path: str, run_dir: str) -> list[Any]:
         deployments.append(
             load_flow(name).to_deployment(
                 name=name,
+                entrypoint_type=EntrypointType.MODULE_PATH,
                 parameters=default_parameters(name, config_path, run_dir),
                 tags=["tokenwise", "gpu" if group in GPU_GROUPS else "cpu"],
                 description=load_flow(name).description,
@@ -111,19 +115,23 @@ def pool_for(name: str, cfg: PrefectConfig) -> str:
     return cfg.gpu_pool if FLOW_ENTRYPOINTS[name][1] in GPU_GROUPS else cfg.cpu_pool
 
 
-def deploy_to_pools(config_path: str, run_dir: str, worker_type: str = "process", source: str | None = None) -> list:
-    """Create the CPU and GPU work pools (if missing) and one deployment per flow targeting them; returns their ids."""
+def deploy_to_pools(config_path: str, run_dir: str, worker_type: str = "process") -> list:
+    """Create the CPU and GPU work pools (if missing) and one deployment per flow targeting them; returns their ids.
+
+    Entrypoints are module paths, so a worker needs the project installed (``pip install -e .`` or the image), not a
+    checkout in its working directory.
+    """
     from prefect.schedules import Cron
 
     cfg = prefect_config(config_path)
     ensure_work_pools(cfg, worker_type)
     ids = []
-    for name, (entrypoint, group) in FLOW_ENTRYPOINTS.items():
+    for name, (_, group) in FLOW_ENTRYPOINTS.items():
         gpu = group in GPU_GROUPS
-        flow = load_flow(name).from_source(source=source or str(REPO), entrypoint=entrypoint)
         ids.append(
-            flow.deploy(
+            load_flow(name).deploy(
                 name=name,
+                entrypoint_type=EntrypointType.MODULE_PATH,
                 work_pool_name=pool_for(name, cfg),
                 job_variables=GPU_JOB_VARIABLES[worker_type] if gpu else CPU_JOB_VARIABLES,
                 parameters=default_parameters(name, config_path, run_dir),

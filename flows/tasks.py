@@ -135,9 +135,8 @@ def _markers_under(run: RunDir, stage: str) -> list[str]:
     return found
 
 
-@task(name="hash-inputs", **IO_RETRIES)
-def hash_inputs(group: str, config_path: str, run_dir: str) -> dict[str, Any]:
-    """Validate the config and hash everything a stage group reads: config, upstream outputs, code."""
+def check_config(group: str, config_path: str) -> None:
+    """Validate every section of the config; StageFailed naming file:line, key and the fix otherwise."""
     try:
         validate_file(config_path)
     except ConfigError as e:
@@ -145,6 +144,18 @@ def hash_inputs(group: str, config_path: str, run_dir: str) -> dict[str, Any]:
             f"{group}: the config is invalid:\n{e}\nWhat to do: fix the named key in {config_path} "
             "(`tokenwise config validate` checks it) and run the deployment again."
         ) from None
+
+
+@task(name="validate-config")
+def validate_config(group: str, config_path: str) -> None:
+    """Task form of :func:`check_config`, for flows that validate before any stage starts."""
+    check_config(group, config_path)
+
+
+@task(name="hash-inputs", **IO_RETRIES)
+def hash_inputs(group: str, config_path: str, run_dir: str) -> dict[str, Any]:
+    """Validate the config and hash everything a stage group reads: config, upstream outputs, code."""
+    check_config(group, config_path)
     parts = {
         "config_path": config_path,
         "config_hash": config_hash(config_path),

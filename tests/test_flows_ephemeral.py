@@ -59,7 +59,7 @@ def read_artifact(key: str):
 
 
 def test_stage_flow_runs_library_and_publishes_artifacts(tmp_path, toy_stages):
-    from flows.corpus import corpus_flow
+    from flows.corpus_flow import corpus_flow
 
     config = write_config(tmp_path, ["de Hallo Welt", "de Guten Tag", "fr Bonjour"])
     out = corpus_flow(StageParams(config_path=config, run_dir=str(tmp_path / "run")))
@@ -75,7 +75,7 @@ def test_stage_flow_runs_library_and_publishes_artifacts(tmp_path, toy_stages):
 
 
 def test_unchanged_inputs_hit_cache_and_changes_rerun(tmp_path, toy_stages):
-    from flows.corpus import corpus_flow
+    from flows.corpus_flow import corpus_flow
 
     config = write_config(tmp_path, ["de a", "fr b"])
     params = StageParams(config_path=config, run_dir=str(tmp_path / "run"))
@@ -94,7 +94,7 @@ def test_unchanged_inputs_hit_cache_and_changes_rerun(tmp_path, toy_stages):
 
 
 def test_failing_stage_ends_failed_with_file_record_and_fix(tmp_path, toy_stages):
-    from flows.corpus import corpus_flow
+    from flows.corpus_flow import corpus_flow
 
     config = write_config(tmp_path, ["de ok", "xx"])
     state = corpus_flow(StageParams(config_path=config, run_dir=str(tmp_path / "run")), return_state=True)
@@ -108,7 +108,7 @@ def test_failing_stage_ends_failed_with_file_record_and_fix(tmp_path, toy_stages
 
 
 def test_transient_io_error_is_retried_but_bad_record_is_not(tmp_path, toy_stages):
-    from flows.corpus import corpus_flow
+    from flows.corpus_flow import corpus_flow
 
     config = write_config(tmp_path, ["de a"])
     Path(config).write_text(Path(config).read_text() + "# flaky\n")
@@ -123,7 +123,7 @@ def test_transient_io_error_is_retried_but_bad_record_is_not(tmp_path, toy_stage
 
 
 def test_invalid_config_fails_before_any_stage_with_file_line(tmp_path, toy_stages):
-    from flows.corpus import corpus_flow
+    from flows.corpus_flow import corpus_flow
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("run:\n  seed: zero\n")
@@ -135,7 +135,7 @@ def test_invalid_config_fails_before_any_stage_with_file_line(tmp_path, toy_stag
 
 
 def test_end_to_end_runs_groups_in_data_flow_order(tmp_path, toy_stages):
-    from flows.end_to_end import end_to_end_flow
+    from flows.end_to_end_flow import end_to_end_flow
 
     config = write_config(tmp_path, ["de a", "pt_BR b"])
     out = end_to_end_flow(EndToEndParams(config_path=config, run_dir=str(tmp_path / "run")))
@@ -150,7 +150,7 @@ def test_curate_flow_counts_tokens_one_task_per_shard_on_the_configured_thread_r
     """`prefect: task_runner: {kind: thread}` runs the tokens stage's per-shard flow (flows.registry.FANOUT): the same
     counts.json as the CLI stage, one task per shard in this process, and a rerun that submits no task."""
     from curation.token_counts import run_stage
-    from flows.curate import curate_flow
+    from flows.curate_flow import curate_flow
 
     monkeypatch.setattr(pipeline, "DEMO_STAGES", [("tokens", "curation.token_counts:run_stage")])
     shards = write_corpus(tmp_path / "cli", parallel_docs(limit=8) + stdlib_docs(), shard_size=25)
@@ -184,7 +184,7 @@ def _completed_task_runs(name_prefix: str) -> int:
 
 
 def test_group_without_library_fails_saying_what_is_missing(tmp_path, toy_stages):
-    from flows.quantize import quantize_flow
+    from flows.quantize_flow import quantize_flow
 
     state = quantize_flow(
         StageParams(config_path=write_config(tmp_path, []), run_dir=str(tmp_path)), return_state=True
@@ -259,7 +259,7 @@ def test_artifact_helpers_keep_stable_keys_and_small_tables():
 
 def test_corpus_refresh_rebuilds_only_when_sources_change_and_reports_what_changed(tmp_path, monkeypatch):
     """The real corpus library on a tiny config: one .mo catalog pair and a directory of prose files."""
-    from flows.corpus import corpus_refresh_flow
+    from flows.corpus_flow import corpus_refresh_flow
 
     monkeypatch.setattr(pipeline, "DEMO_STAGES", [("corpus", "curation.corpus:build_from_config")])
     docs = tmp_path / "docs"
@@ -292,8 +292,8 @@ def _table(artifact) -> list[dict]:
 
 def test_curate_and_measure_publishers_write_the_report_and_publish_it(tmp_path):
     """Every curate/measure flow run rewrites the HTML report and publishes its summary and link."""
-    from flows.curate import publish_curate
-    from flows.measure import publish_measure
+    from flows.curate_flow import publish_curate
+    from flows.measure_flow import publish_measure
 
     run = tmp_path / "run"
     (run / "corpus").mkdir(parents=True)

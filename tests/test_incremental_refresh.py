@@ -228,7 +228,7 @@ def test_refresh_flow_reports_what_changed(sources, tmp_path, monkeypatch):
     from prefect.testing.utilities import prefect_test_harness
 
     import curation.pipeline as pipeline
-    from flows.corpus import corpus_refresh_flow
+    from flows.corpus_flow import corpus_refresh_flow
     from flows.params import StageParams
 
     stages = [

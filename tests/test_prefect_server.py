@@ -1,8 +1,9 @@
 """A real Prefect server on a free loopback port: serve the deployments, run them through the REST API like the UI.
 
-One `tokenwise prefect up` (a server with a temporary SQLite PREFECT_HOME plus the `serve` process) for the whole
-module, stopped with Ctrl-C (SIGINT) at the end; the test checks both children it started are gone.
-Runs use a tiny corpus config: two small .mo catalogs in two languages and three stdlib modules.
+One `tokenwise prefect up --config configs/demo.yaml` (the shipped config; only the port, the home and the run dir
+differ) for the whole module: a server with a temporary SQLite PREFECT_HOME plus the `serve` process, stopped with
+Ctrl-C (SIGINT) at the end; the test checks both children it started are gone. Every deployment is triggered the way
+the UI's Run button does it; runs that would build the whole demo corpus use a tiny config in their form instead.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 ARTIFACTS = Path(os.environ.get("TOKENWISE_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "runs" / "test"))
 
 CLI = "from curation.cli import main; main()"
+DEMO_CONFIG = REPO / "configs" / "demo.yaml"
 TINY = """\
 run:
   seed: 0
@@ -55,8 +57,8 @@ def prefect(tmp_path_factory):
     Ctrl-C (SIGINT) at the end must stop the server and the serve process it started, by PID.
     """
     tmp = tmp_path_factory.mktemp("prefect")
-    config = tmp / "tiny.yaml"
-    config.write_text(TINY)
+    (tmp / "tiny.yaml").write_text(TINY)
+    config = DEMO_CONFIG
     port = free_port()
     env = {**os.environ, "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2", "TOKENWISE_PROGRESS": "0"}
     cmd = [sys.executable, "-c", CLI, "prefect", "up", "--config", str(config), "--run", str(tmp / "run"),
@@ -116,13 +118,22 @@ def deployment(api: httpx.Client, name: str) -> dict:
     return found[0]
 
 
-def run_from_ui(api: httpx.Client, name: str, params: dict, timeout_s: float = 150) -> dict:
-    """POST /deployments/{id}/create_flow_run as the UI's Run button does, then poll until a final state."""
+def trigger_from_ui(api: httpx.Client, name: str, params: dict | None = None) -> str:
+    """POST /deployments/{id}/create_flow_run as the UI's Run button does; returns the flow run id.
+
+    ``params`` None submits the form untouched (the deployment's defaults, as the UI does).
+    """
     dep = deployment(api, name)
-    body = {"parameters": {"params": params}, "state": {"type": "SCHEDULED", "message": "Run from the Prefect UI"}}
+    body = {"parameters": {} if params is None else {"params": params}}
+    body["state"] = {"type": "SCHEDULED", "message": "Run from the Prefect UI"}
     r = api.post(f"/deployments/{dep['id']}/create_flow_run", json=body)
     assert r.status_code == 201, r.text
-    run_id = r.json()["id"]
+    return r.json()["id"]
+
+
+def run_from_ui(api: httpx.Client, name: str, params: dict | None, timeout_s: float = 150) -> dict:
+    """Trigger a deployment like the UI, then poll until the run reaches a final state."""
+    run_id = trigger_from_ui(api, name, params)
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout_s:
         run = api.get(f"/flow_runs/{run_id}").json()
@@ -166,6 +177,69 @@ def _table(artifact: dict) -> list[dict]:
     return json.loads(data) if isinstance(data, str) else data
 
 
+def task_runs_of(api: httpx.Client, run_id: str) -> list[dict]:
+    return api.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [run_id]}}}).json()
+
+
+def wait_validated(api: httpx.Client, run_id: str, timeout_s: float = 150) -> dict:
+    """Poll a flow run until its config-validating task (hash-inputs / validate-config) completed or it ended."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        run = api.get(f"/flow_runs/{run_id}").json()
+        tasks = task_runs_of(api, run_id)
+        done = [t for t in tasks if t["name"].startswith(VALIDATING) and t["state_type"] == "COMPLETED"]
+        if done or run["state_type"] in FINAL:
+            return run
+        time.sleep(1.0)
+    raise TimeoutError(f"flow run {run_id} did not validate its config in {timeout_s}s: {run['state_type']}")
+
+
+def cancel(api: httpx.Client, run_id: str, timeout_s: float = 60) -> str:
+    """Cancel a flow run as the UI's Cancel button does; returns its final state type."""
+    api.post(f"/flow_runs/{run_id}/set_state", json={"state": {"type": "CANCELLING"}, "force": True})
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        state = api.get(f"/flow_runs/{run_id}").json()["state_type"]
+        if state in FINAL:
+            return state
+        time.sleep(1.0)
+    return state
+
+
+VALIDATING = ("hash-inputs", "validate-config")
+QUICK = {"report", "corpus"}  # run to COMPLETED; the rest must get past config validation with the shipped config
+
+
+def test_every_deployment_runs_from_the_ui_with_the_shipped_config(prefect):
+    """The UI's Run button on every deployment, form defaults = configs/demo.yaml: no import or config failure.
+
+    report (on an empty run dir) and corpus (on a small source list) must complete; every other deployment must
+    validate the shipped config and start its first stage; runs still going after that are cancelled.
+    """
+    from flows.deployments import FLOW_ENTRYPOINTS
+
+    api, _, tmp = prefect
+    assert {d["name"] for d in api.post("/deployments/filter", json={}).json()} == set(FLOW_ENTRYPOINTS)
+    empty = tmp / "empty-run"
+    report = run_from_ui(api, "report", {"config_path": str(DEMO_CONFIG), "run_dir": str(empty)})
+    assert report["state_type"] == "COMPLETED", report["state"]["message"]
+    assert (empty / "report" / "index.html").exists()
+    for name in sorted(set(FLOW_ENTRYPOINTS) - QUICK):
+        run_id = trigger_from_ui(api, name, {**_defaults(api, name), "run_dir": str(tmp / f"ui-{name}")})
+        run = wait_validated(api, run_id)
+        msg = (run["state"] or {}).get("message") or ""
+        assert "ModuleNotFoundError" not in msg and "config is invalid" not in msg, (name, msg)
+        validated = [t for t in task_runs_of(api, run_id) if t["name"].startswith(VALIDATING)]
+        assert any(t["state_type"] == "COMPLETED" for t in validated), (name, run["state_type"], msg)
+        if run["state_type"] not in FINAL:
+            assert cancel(api, run_id) in FINAL, name
+
+
+def _defaults(api: httpx.Client, name: str) -> dict:
+    """The Run form's initial values: the deployment's parameters."""
+    return dict(deployment(api, name)["parameters"]["params"])
+
+
 def test_failing_run_ends_failed_with_readable_message(prefect):
     api, _, tmp = prefect
     bad = tmp / "bad.yaml"
@@ -200,7 +274,8 @@ def test_gpu_deployments_are_tagged_and_forms_have_defaults(prefect):
     for name in ("finetune", "quantize", "measure", "corpus"):
         dep = deployment(api, name)
         assert ("gpu" in dep["tags"]) == (name != "corpus"), (name, dep["tags"])
-        assert dep["parameters"]["params"]["config_path"] == str(tmp / "tiny.yaml")
+        assert dep["parameters"]["params"]["config_path"] == str(DEMO_CONFIG)
+        assert dep["parameters"]["params"]["run_dir"] == str(tmp / "run")
         assert dep["parameter_openapi_schema"]["properties"]["params"]["description"]
 
 
@@ -258,3 +333,21 @@ def test_failure_automation_and_work_pool_deployments(prefect):
     finetune, corpus = deployment(api, "finetune"), deployment(api, "corpus")
     assert finetune["work_pool_name"] == "gpu" and corpus["work_pool_name"] == "tokenwise-cpu"
     assert finetune["job_variables"]["env"]["CUDA_VISIBLE_DEVICES"] == "0"
+
+
+def test_pool_deployment_runs_on_a_process_worker(prefect):
+    """`tokenwise prefect deploy` deployments (module-path entrypoints, no source checkout) run on a real worker."""
+    from flows.server import server_env
+
+    api, ui_url, tmp = prefect
+    dep = deployment(api, "report")
+    assert dep["work_pool_name"] == "tokenwise-cpu", "runs after test_failure_automation_and_work_pool_deployments"
+    assert ".py:" not in dep["entrypoint"], dep["entrypoint"]
+    run_id = trigger_from_ui(api, "report", {"config_path": str(DEMO_CONFIG), "run_dir": str(tmp / "pool-run")})
+    env = server_env(tmp / "home", "127.0.0.1", int(ui_url.rsplit(":", 1)[1]))
+    cmd = [sys.executable, "-m", "prefect", "worker", "start", "--pool", "tokenwise-cpu", "--type", "process",
+           "--run-once"]  # fmt: skip
+    worker = subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True, timeout=240)
+    run = api.get(f"/flow_runs/{run_id}").json()
+    assert run["state_type"] == "COMPLETED", (run["state"], worker.stdout[-2000:], worker.stderr[-2000:])
+    assert (tmp / "pool-run" / "report" / "index.html").exists()

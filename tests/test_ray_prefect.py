@@ -82,7 +82,7 @@ def test_per_shard_tasks_on_ray_equal_thread_pool_and_executor(server_and_ray, t
 
 def test_curate_flow_fans_token_counts_out_to_ray_from_the_yaml_task_runner(server_and_ray, tmp_path, monkeypatch):
     import curation.pipeline as pipeline
-    from flows.curate import curate_flow
+    from flows.curate_flow import curate_flow
     from flows.params import StageParams
 
     monkeypatch.setattr(pipeline, "DEMO_STAGES", [("tokens", "curation.token_counts:run_stage")])

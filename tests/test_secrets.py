@@ -113,9 +113,9 @@ def test_report_and_prefect_artifacts_carry_no_key(measured, monkeypatch):
     import flows.common
     import flows.tasks
     from curation.report.build import build_report
-    from flows.measure import publish_measure
-    from flows.report import publish_report
-    from flows.serve import publish_serve
+    from flows.measure_flow import publish_measure
+    from flows.report_flow import publish_report
+    from flows.serve_flow import publish_serve
 
     root, _, _, _ = measured
     run = str(root / "run")

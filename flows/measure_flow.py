@@ -8,7 +8,7 @@ from prefect import flow
 
 from flows.common import run_group, run_name
 from flows.params import StageParams
-from flows.report import write_and_publish_report
+from flows.report_flow import write_and_publish_report
 from flows.tasks import publish_table, read_json_if, rows_of
 
 

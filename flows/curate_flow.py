@@ -8,7 +8,7 @@ from prefect import flow
 
 from flows.common import run_group, run_name
 from flows.params import StageParams
-from flows.report import write_and_publish_report
+from flows.report_flow import write_and_publish_report
 from flows.tasks import MAX_ROWS, glob_json, publish_table, read_json_if, rows_of
 
 KEPT_DROPPED_COLUMNS = ("step", "group", "docs_in", "docs_kept", "docs_dropped", "docs_dropped_share")

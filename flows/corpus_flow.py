@@ -120,7 +120,7 @@ def corpus_refresh_flow(params: StageParams = StageParams()) -> dict[str, Any]:
     Args:
         params: Config file and run directory of the run.
     """
-    from flows.curate import curate_flow
+    from flows.curate_flow import curate_flow
 
     previous = snapshot_previous(params.run_dir) if stages_of("report") else None
     out = {"corpus": _build(params, "corpus-refresh")}

@@ -10,20 +10,20 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from flows.common import run_name
 from flows.params import EndToEndParams, StageParams
 from flows.registry import groups_in_order
-from flows.tasks import artifact_key
+from flows.tasks import artifact_key, validate_config
 
 
 def group_flows() -> dict[str, Any]:
     """Stage group → its flow (imported here so each flows/<stage>.py stays independent)."""
-    from flows.corpus import corpus_flow
-    from flows.curate import curate_flow
-    from flows.finetune import finetune_flow
-    from flows.measure import measure_flow
-    from flows.quality import quality_flow
-    from flows.quantize import quantize_flow
-    from flows.report import report_flow
-    from flows.serve import serve_flow
-    from flows.tokenizer import tokenizer_flow
+    from flows.corpus_flow import corpus_flow
+    from flows.curate_flow import curate_flow
+    from flows.finetune_flow import finetune_flow
+    from flows.measure_flow import measure_flow
+    from flows.quality_flow import quality_flow
+    from flows.quantize_flow import quantize_flow
+    from flows.report_flow import report_flow
+    from flows.serve_flow import serve_flow
+    from flows.tokenizer_flow import tokenizer_flow
 
     return {
         "corpus": corpus_flow,
@@ -53,6 +53,7 @@ def end_to_end_flow(params: EndToEndParams = EndToEndParams()) -> dict[str, Any]
     Args:
         params: Stage groups to run, config file and run directory.
     """
+    validate_config("end-to-end", params.config_path)  # every section, before hours of stages start
     flows = group_flows()
     groups = selected_groups(params)
     stage_params = StageParams(config_path=params.config_path, run_dir=params.run_dir)

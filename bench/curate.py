@@ -96,7 +96,7 @@ def batches(texts: list[str], n: int = 256):
 
 def bench_ours(texts: list[str]) -> dict:
     """Full signal set (words, LID + script, every rule value, cl100k tokens) in one pass, timed per part."""
-    from curation.score import ScoreConfig, Scorers
+    from curation.signals.score import ScoreConfig, Scorers
 
     scorers = Scorers(ScoreConfig(tokenizers=["tiktoken:cl100k_base"]), ".", ["tiktoken:cl100k_base"])
     scorers.score(texts[:50])  # load models outside the timings
@@ -114,9 +114,9 @@ def bench_ours(texts: list[str]) -> dict:
 
 def bench_reference(sub: list[str]) -> dict:
     """datatrove's filters and LID on the subsample; our heuristics on the same texts; decisions compared."""
-    from curation import datatrove_reference as ref
-    from curation.heuristics import FILTERS, HeuristicScorer, decide
-    from curation.lid import LanguageIdentifier
+    from curation.signals import datatrove_reference as ref
+    from curation.signals.heuristics import FILTERS, HeuristicScorer, decide
+    from curation.signals.lid import LanguageIdentifier
 
     size = mb(sub)
     out: dict = {"mb": size, "docs": len(sub)}

@@ -79,7 +79,7 @@ def write_docs(run: Path, docs: list[dict], shard_docs: int = 2000) -> float:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from curation.documents import CORPUS_SCHEMA
+    from tokenwise.documents import CORPUS_SCHEMA
 
     (run / "corpus").mkdir(parents=True, exist_ok=True)
     for i in range(0, len(docs), shard_docs):
@@ -91,7 +91,7 @@ def write_docs(run: Path, docs: list[dict], shard_docs: int = 2000) -> float:
 _CHILD = """
 import json, sys, time
 sys.path.insert(0, {root!r})
-from curation.dedup import DedupConfig, run_dedup
+from curation.signals.dedup import DedupConfig, run_dedup
 def hwm():  # peak RSS of this process (VmHWM resets at exec; ru_maxrss would inherit the parent's)
     return next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM")) / 1024
 rss0 = hwm()
@@ -111,7 +111,7 @@ def rss_run(run: Path, range_records: int = 1 << 18) -> dict:
 
 def speed_compare(docs: list[dict], work: Path) -> dict:
     """datatrove's 4 stages vs ours on the same documents; MB/s and whether the clusters agree."""
-    from curation.dedup import DedupConfig, clusters_from_dedup, datatrove_clusters, run_dedup
+    from curation.signals.dedup import DedupConfig, clusters_from_dedup, datatrove_clusters, run_dedup
 
     write_docs(work / "warm", docs[:20])  # one-time costs (imports, regex/spaCy loading) out of both timings
     run_dedup(str(work / "warm"), DedupConfig(exact=False))

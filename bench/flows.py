@@ -46,12 +46,12 @@ def main() -> None:
     os.environ.setdefault("TOKENWISE_PROGRESS", "0")
     from prefect.testing.utilities import prefect_test_harness
 
-    import curation.pipeline as pipeline
-    from curation.corpus import build_from_config
+    import tokenwise.pipeline as pipeline
+    from curation.ingest.build import build_from_config
     from flows.corpus_flow import corpus_flow
     from flows.params import StageParams
 
-    pipeline.DEMO_STAGES[:] = [("corpus", "curation.corpus:build_from_config")]
+    pipeline.DEMO_STAGES[:] = [("corpus", "curation.ingest.build:build_from_config")]
     tmp = Path(tempfile.mkdtemp(prefix="bench-flows-"))
     cfg = tmp / "c.yaml"
     cfg.write_text(CONFIG.format(catalogs="adduser" if a.small else "adduser, bash", modules=3 if a.small else 20))

@@ -76,7 +76,7 @@ OURS = """
 import json, resource, sys, time
 import datatrove.executor, pandas  # imported before timing, like polars (pyarrow imports pandas on its first
 # list conversion); these one-off import costs are in process_seconds
-from curation.corpus import CorpusConfig, build
+from curation.ingest.build import CorpusConfig, build
 cfg = CorpusConfig.model_validate({"sources": [{"type": "jsonl", "name": "bench", "paths": [sys.argv[1]]}],
                                    "tasks": int(sys.argv[3]), "workers": int(sys.argv[3])})
 t = time.perf_counter()

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/load.py [--small] [--requests N] [--concurrency C]
 
-Serves two tiny Llamas (serving.tiny, random init) in this process and sends a fixed number of streaming greedy
+Serves two tiny Llamas (serving.decode.tiny, random init) in this process and sends a fixed number of streaming greedy
 requests at a fixed concurrency; everything stops by itself. Reports client-side TTFT and TPOT (p50/p99), goodput
 under the measure section's default SLOs (serving.measure.slo), resident memory sampled across rounds (flat = no
 leak), whether every greedy output under concurrency equals the same prompt sent alone, and an overload phase: a
@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 
-from curation.rundir import write_json  # noqa: E402
-from serving.config import ServeConfig  # noqa: E402
+from serving.api.config import ServeConfig  # noqa: E402
+from serving.api.server import serve_in_background  # noqa: E402
+from serving.decode.tiny import stdlib_texts, tiny_pair  # noqa: E402
 from serving.measure.slo import goodput, percentile, tpot_ms  # noqa: E402
-from serving.server import serve_in_background  # noqa: E402
-from serving.tiny import stdlib_texts, tiny_pair  # noqa: E402
+from tokenwise.rundir import write_json  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "load.json"
 SLO_TTFT_MS, SLO_TPOT_MS = 2000.0, 200.0  # serving.measure.run.SLOSpec defaults

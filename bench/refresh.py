@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from curation.corpus import CorpusConfig, build  # noqa: E402
-from curation.score import ScoreConfig, score_run  # noqa: E402
+from curation.ingest.build import CorpusConfig, build  # noqa: E402
+from curation.signals.score import ScoreConfig, score_run  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "refresh.json"
 LOCALE = Path("/usr/share/locale")

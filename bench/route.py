@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from curation.rundir import write_json  # noqa: E402
-from serving import router as rt  # noqa: E402
-from serving.backend import load_backend  # noqa: E402
-from serving.config import ModelSpec  # noqa: E402
+from serving.api import router as rt  # noqa: E402
+from serving.api.backend import load_backend  # noqa: E402
+from serving.api.config import ModelSpec  # noqa: E402
+from tokenwise.rundir import write_json  # noqa: E402
 
 PRICES = [(0.05, 0.10), (0.50, 1.50)]  # USD per 1M (input, output): small, large — as in configs/demo.yaml
 QUALITY_FLOOR = 0.95  # goal: >= 50% of requests answered by the small model at >= 95% of the large's quality
@@ -33,8 +33,8 @@ from machine import machine  # noqa: E402  (bench/machine.py, shared by every be
 
 
 def stdlib_samples(n: int, prompt_bytes: int, ref_bytes: int) -> list[tuple[str, str]]:
-    from serving.commands_serve import split_text
-    from serving.tiny import stdlib_texts
+    from serving.api.stage import split_text
+    from serving.decode.tiny import stdlib_texts
 
     out = []
     for text in stdlib_texts(400, max_chars=20000, skip=120):  # files the tiny models never trained on
@@ -49,11 +49,11 @@ def stdlib_samples(n: int, prompt_bytes: int, ref_bytes: int) -> list[tuple[str,
 
 def models(args: argparse.Namespace, tmp: Path) -> tuple[list[ModelSpec], list[tuple[str, str]], str]:
     if args.run and Path(args.run, "models", "target", "config.json").is_file():
-        from serving.commands_serve import heldout_samples
+        from serving.api.stage import heldout_samples
 
         specs = [ModelSpec(name=n, path=str(Path(args.run, "models", n))) for n in ("draft", "target")]
         return specs, heldout_samples(args.run, args.n, 256, 256), f"run {args.run}"
-    from serving.tiny import tiny_pair
+    from serving.decode.tiny import tiny_pair
 
     t0 = time.perf_counter()
     steps = (40, 120) if args.small else (80, 300)

@@ -10,7 +10,7 @@ Measured here, on one input corpus of real text (stdlib/site-packages source cut
   and workers=2 with the local executor, then at workers=2 on an in-process Ray instance (``ray.init(num_cpus=2)``);
 - per-core rate = MB / CPU-seconds of the process tree (local runs), so numbers hold on a shared machine;
 - the dedup split: signatures (parallel over shards, scales with nodes) vs buckets + clustering (one process in
-  ``curation.dedup.run_dedup``), timed separately.
+  ``curation.signals.dedup.run_dedup``), timed separately.
 
 The projection multiplies the measured per-core rates out to a 1 TB corpus on N nodes of C cores (assumed linear in
 cores: the ranks share nothing but the file system), adds the serial dedup stage at its measured rate, and uses the
@@ -91,7 +91,7 @@ def write_jsonl(docs: list[dict], folder: Path, files: int = 8) -> float:
 
 
 def corpus_cfg(data: Path, workers: int, executor: str):
-    from curation.corpus import CorpusConfig
+    from curation.ingest.build import CorpusConfig
 
     return CorpusConfig.model_validate({"sources": [{"type": "jsonl", "name": "bench", "paths": [str(data)],
                                                     "domain": "code"}], "tasks": 8, "workers": workers,
@@ -101,11 +101,11 @@ def corpus_cfg(data: Path, workers: int, executor: str):
 
 def run_stage(stage: str, data: Path, mb: float, tmp: Path, workers: int, executor: str) -> dict:
     """One stage at one placement on a fresh run directory; returns seconds, CPU seconds and MB/s."""
-    from curation.corpus import build
-    from curation.dedup import DedupConfig, _signatures_with_executor, corpus_shards, run_dedup
-    from curation.rundir import RunDir
-    from curation.score import ScoreConfig, score_run
-    from curation.token_counts import TokenCountConfig, count_tokens
+    from curation.ingest.build import build
+    from curation.plans.token_counts import TokenCountConfig, count_tokens
+    from curation.signals.dedup import DedupConfig, _signatures_with_executor, corpus_shards, run_dedup
+    from curation.signals.score import ScoreConfig, score_run
+    from tokenwise.rundir import RunDir
 
     run = tmp / f"{stage}-{executor}-{workers}"
     shutil.rmtree(run, ignore_errors=True)
@@ -145,7 +145,7 @@ def measure(small: bool, tmp: Path) -> tuple[list[dict], dict]:
     docs = make_docs(int(big_mb * MB), dup_rate=0.02)
     data = tmp / "jsonl"
     input_mb = write_jsonl(docs, data)
-    from curation.corpus import build
+    from curation.ingest.build import build
 
     build(corpus_cfg(data, 2, "local"), str(tmp / "ref"))  # the corpus the later stages read
     corpus = tmp / "ref" / "corpus"

@@ -26,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from serving.generate import Engine  # noqa: E402
+from serving.decode.engine import Engine  # noqa: E402
 
 CACHE = ROOT / "bench" / "results" / "tmp" / "serve_models"
 TRAIN_FILES = 150  # stdlib files used for training; prompts come from the files after them
@@ -39,7 +39,7 @@ def train_pair(out: Path, small: bool) -> None:
     """Train a tokenizer, a target and a draft Llama on stdlib source (time-budgeted), saved as HF dirs."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from serving.tiny import stdlib_texts, train_tokenizer
+    from serving.decode.tiny import stdlib_texts, train_tokenizer
 
     texts = stdlib_texts(limit=TRAIN_FILES, max_chars=20000)
     train_tokenizer(texts, out / "tokenizer", vocab_size=512)
@@ -109,7 +109,7 @@ def train_more(out: Path, target_s: float, distill_s: float) -> None:
     """Continue training the cached target, then distill the cached draft from it."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from serving.tiny import stdlib_texts
+    from serving.decode.tiny import stdlib_texts
 
     tok = AutoTokenizer.from_pretrained(str(out / "tokenizer"))
     ids = torch.tensor([i for t in stdlib_texts(TRAIN_FILES, 20000) for i in tok.encode(t, add_special_tokens=False)])
@@ -264,7 +264,7 @@ def speculative_section(ctx: dict[str, Any]) -> dict[str, Any]:
 def quantization_section(ctx: dict[str, Any]) -> dict[str, Any]:
     """Size, tokens/s and held-out bits per byte / perplexity of int8 quantizers vs unquantized, per model."""
     from serving.models import load_model
-    from serving.quantize import compare
+    from serving.quantize.methods import compare
 
     out = {}
     for name in ("target", "draft"):
@@ -282,9 +282,9 @@ def quantization_section(ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def routing_section(ctx: dict[str, Any]) -> dict[str, Any]:
-    """Routing cost–quality curve (draft answers, target on escalation) from ``serving.router.cost_quality``."""
-    from serving.backend import HFBackend
-    from serving.router import collect_records, cost_quality
+    """Routing cost–quality curve (draft answers, target on escalation) from ``serving.api.router.cost_quality``."""
+    from serving.api.backend import HFBackend
+    from serving.api.router import collect_records, cost_quality
 
     base = Path(ctx["models_from"])
     chain = [HFBackend("draft", str(base / "draft")), HFBackend("target", str(base / "target"))]

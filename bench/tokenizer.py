@@ -78,7 +78,8 @@ def build(run: Path, langs: list[str], code_files: int, catalogs: int | None, re
 
 
 def _train_child(cfg_json: str, run: str, q: mp.Queue) -> None:
-    from curation.tokenizer_train import TokenizerTrainConfig, train
+    from curation.tokenizer.config import TokenizerTrainConfig
+    from curation.tokenizer.train import train
 
     q.put(train(TokenizerTrainConfig.model_validate_json(cfg_json), run))
 
@@ -96,7 +97,8 @@ def train_isolated(cfg, run: Path) -> dict:
 
 def direct_baseline(cfg, run: Path) -> dict:
     """The same sampled texts, materialized first, then timed through `train_from_iterator` alone."""
-    from curation.tokenizer_train import build_tokenizer, check_inputs, sample_texts
+    from curation.tokenizer.builders import build_tokenizer
+    from curation.tokenizer.train import check_inputs, sample_texts
 
     checked = check_inputs(cfg, str(run))
     rates = {lang: v["rate"] for lang, v in checked["rates"]["languages"].items()}
@@ -116,8 +118,8 @@ def main() -> None:
     ap.add_argument("--small", action="store_true", help="fewer languages and files, smaller vocabularies (~1 min)")
     args = ap.parse_args()
 
-    from curation.tokenizer_eval import TokenizerEvalConfig, evaluate
-    from curation.tokenizer_train import TokenizerTrainConfig
+    from curation.tokenizer.config import TokenizerEvalConfig, TokenizerTrainConfig
+    from curation.tokenizer.evaluate import evaluate
 
     small = args.small
     langs = LANGS_SMALL if small else LANGS_FULL

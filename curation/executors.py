@@ -18,17 +18,20 @@ calls :func:`run_pipeline` instead of constructing ``LocalPipelineExecutor`` its
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Literal
 
 from pydantic import Field
 
-from curation.config import BaseConfig
-from curation.log import get_logger, kv
+from tokenwise.config import BaseConfig
+from tokenwise.log import kv
 
-log = get_logger("executor")
+log = logging.getLogger(__name__)
 
 # environment the Ray workers need from the driver (Prefect API, offline switches, our own knobs)
 FORWARD_ENV = ("PREFECT_API_URL", "PREFECT_API_KEY", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
@@ -97,7 +100,7 @@ def run_pipeline(
 
 
 def _run_local(pipeline, tasks, workers, logging_dir, skip_completed, start_method, stage) -> dict[str, Any]:
-    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.executor import LocalPipelineExecutor  # heavy: deferred until used
 
     log.info(kv(stage=stage, executor="local", tasks=tasks, workers=workers, logs=logging_dir))
     ex = LocalPipelineExecutor(pipeline=list(pipeline), tasks=tasks, workers=workers, start_method=start_method,
@@ -108,7 +111,7 @@ def _run_local(pipeline, tasks, workers, logging_dir, skip_completed, start_meth
 
 
 def _run_ray(pipeline, cfg, tasks, workers, logging_dir, skip_completed, stage) -> dict[str, Any]:
-    from datatrove.executor import RayPipelineExecutor
+    from datatrove.executor import RayPipelineExecutor  # heavy: deferred until used
 
     with ray_session(cfg.address, num_cpus=workers * cfg.cpus_per_task) as info:
         log.info(kv(stage=stage, executor="ray", address=info["address"], tasks=tasks, workers=workers,
@@ -144,9 +147,8 @@ def _run_once(ex: Any, stage: str) -> str | None:
 
 
 def _run_slurm(pipeline, cfg, tasks, workers, logging_dir, skip_completed, stage) -> dict[str, Any]:
-    import sys
 
-    from datatrove.executor import SlurmPipelineExecutor
+    from datatrove.executor import SlurmPipelineExecutor  # heavy: deferred until used
 
     if not cfg.slurm_partition:
         raise ExecutorError(f"{stage}: executor: slurm needs slurm_partition: (the sbatch partition to submit to)")
@@ -162,7 +164,7 @@ def _run_slurm(pipeline, cfg, tasks, workers, logging_dir, skip_completed, stage
 
 
 def _clear_completions(logging_dir: str) -> None:
-    from datatrove.io import get_datafolder
+    from datatrove.io import get_datafolder  # heavy: deferred until used
 
     folder = get_datafolder(logging_dir)
     for name in folder.list_files("completions"):
@@ -185,7 +187,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     Only an instance this call started is shut down on exit.
     """
     try:
-        import ray
+        import ray  # heavy: deferred until used
     except ImportError as e:  # pragma: no cover - ray is a dependency
         raise ExecutorError("executor: ray needs the ray package: pip install 'ray[default]'") from e
     started = False
@@ -207,7 +209,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
 
 def cluster_info() -> dict[str, Any]:
     """Address, node count and CPUs of the connected Ray cluster."""
-    import ray
+    import ray  # heavy: deferred until used
 
     ctx = ray.get_runtime_context()
     nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -264,7 +266,7 @@ def map_shards(fn: Callable[..., Any], items: Sequence[Any], cfg: ExecutorFields
     workers = max(1, min(workers, len(items) or 1))
     if cfg.executor == "ray":
         with ray_session(cfg.address, num_cpus=workers) as info:
-            import ray
+            import ray  # heavy: deferred until used
 
             log.info(kv(executor="ray", address=info["address"], items=len(items), cluster_cpus=info["cpus"]))
             remote = ray.remote(num_cpus=cfg.cpus_per_task, max_retries=cfg.retries)(fn)
@@ -272,7 +274,6 @@ def map_shards(fn: Callable[..., Any], items: Sequence[Any], cfg: ExecutorFields
     log.info(kv(executor="local", items=len(items), workers=workers))
     if workers == 1:
         return [fn(x) for x in items]
-    from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(workers) as pool:
         return list(pool.map(fn, items))

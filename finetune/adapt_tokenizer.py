@@ -12,21 +12,23 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import uuid
 from pathlib import Path
 
 import torch
 
-from curation.log import get_logger, kv
-from curation.rundir import RunDir, hash_obj, write_json
 from finetune.base import load_causal_lm, load_tokenizer
 from finetune.config import AdaptConfig
 from finetune.data import eval_texts, resolve
 from finetune.lora import LoraRecipe
 from finetune.metrics import evaluate_texts
+from tokenwise.config import load_section
+from tokenwise.log import kv
+from tokenwise.rundir import RunDir, hash_obj, write_json
 
-log = get_logger("adapt")
+log = logging.getLogger(__name__)
 
 
 def old_pieces(token: str, new_tok, old_tok) -> list[int]:
@@ -177,3 +179,9 @@ def summarize(m: dict) -> str:
         f"({100 * t['saved_share']:.1f}% saved); bpb {m['bits_per_byte_old_model']:.3f} (old) -> "
         f"{m['bits_per_byte_init']:.3f} (init) -> {m['eval_bits_per_byte']:.3f} (trained)"
     )
+
+
+def adapt_stage(config_path: str, run_dir: str) -> str:
+    """Stage ``adapt``: move the `adapt` section's base onto its new tokenizer; one-line summary."""
+    m = run_adapt(load_section(config_path, "adapt", AdaptConfig), run_dir)
+    return f"{summarize(m)} -> {m['out']}"

@@ -22,8 +22,8 @@ def check_base_dir(path: str) -> dict:
     if not cfg_file.is_file():
         raise BaseModelError(f"{path}: no config.json; not a Hugging Face model dir")
     cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-    from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    from transformers import AutoConfig  # heavy: deferred until used
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES  # heavy: deferred until used
 
     model_type = cfg.get("model_type")
     if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
@@ -37,7 +37,7 @@ def check_base_dir(path: str) -> dict:
 
 def load_tokenizer(path: str):
     """A local tokenizer via AutoTokenizer, with a pad token (EOS) when it has none."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy: deferred until used
 
     if not Path(path).is_dir():
         raise BaseModelError(f"{path}: tokenizer dir not found")
@@ -52,7 +52,7 @@ def load_tokenizer(path: str):
 
 def load_causal_lm(path: str, dtype: torch.dtype = torch.float32, device: torch.device | None = None):
     """``AutoModelForCausalLM`` from a checked local dir (never downloads)."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # heavy: deferred until used
 
     check_base_dir(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)

@@ -6,6 +6,10 @@ from pathlib import Path
 
 import typer
 
+from finetune import adapt_tokenizer, lora, pretrain
+from finetune.config import AdaptConfig, LoraConfig, PretrainConfig
+from tokenwise.config import load_section
+
 app = typer.Typer(
     help="Train small base models, LoRA fine-tune them, adapt them to a new tokenizer.", no_args_is_help=True
 )
@@ -15,36 +19,24 @@ RUN = typer.Option("runs/demo", "--run", help="Run directory.")
 
 
 @app.command("pretrain")
-def pretrain(config: Path = CONFIG, run: str = RUN) -> None:
+def pretrain_cmd(config: Path = CONFIG, run: str = RUN) -> None:
     """Train the models of the `pretrain` section from scratch (target, then draft) into <run>/models/."""
-    from curation.config import load_section
-    from finetune.config import PretrainConfig
-    from finetune.pretrain import run_pretrain, summarize
-
-    results = run_pretrain(load_section(config, "pretrain", PretrainConfig), run)
+    results = pretrain.run_pretrain(load_section(config, "pretrain", PretrainConfig), run)
     typer.echo(f"wrote {', '.join(f'{run}/models/{n}' for n in results)}")
-    typer.echo(summarize(results))
+    typer.echo(pretrain.summarize(results))
 
 
 @app.command("lora")
-def lora(config: Path = CONFIG, run: str = RUN) -> None:
+def lora_cmd(config: Path = CONFIG, run: str = RUN) -> None:
     """LoRA fine-tune the `lora` section's base; adapter, metrics.json (and merged model) in <run>/models/<output>/."""
-    from curation.config import load_section
-    from finetune.config import LoraConfig
-    from finetune.lora import run_lora, summarize
-
-    m = run_lora(load_section(config, "lora", LoraConfig), run)
+    m = lora.run_lora(load_section(config, "lora", LoraConfig), run)
     typer.echo(f"wrote {m['out']}")
-    typer.echo(summarize(m))
+    typer.echo(lora.summarize(m))
 
 
 @app.command("adapt")
-def adapt(config: Path = CONFIG, run: str = RUN) -> None:
+def adapt_cmd(config: Path = CONFIG, run: str = RUN) -> None:
     """Move the `adapt` section's base onto a new tokenizer (mean-of-pieces init, new rows + LoRA trained)."""
-    from curation.config import load_section
-    from finetune.adapt_tokenizer import run_adapt, summarize
-    from finetune.config import AdaptConfig
-
-    m = run_adapt(load_section(config, "adapt", AdaptConfig), run)
+    m = adapt_tokenizer.run_adapt(load_section(config, "adapt", AdaptConfig), run)
     typer.echo(f"wrote {m['out']}")
-    typer.echo(summarize(m))
+    typer.echo(adapt_tokenizer.summarize(m))

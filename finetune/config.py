@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from curation.config import BaseConfig
+from tokenwise.config import BaseConfig
 
 
 class DataConfig(BaseConfig):

@@ -2,7 +2,7 @@
 
 Documents stream (never a corpus in a list): training interleaves up to ``mix_shards`` shards in a seeded order, then a
 seeded shuffle buffer mixes further. Training skips held-out
-documents (:func:`curation.splits.is_heldout`); evaluation uses only them. A sampling plan (``<run>/plans/NAME.json``,
+documents (:func:`tokenwise.splits.is_heldout`); evaluation uses only them. A sampling plan (``<run>/plans/NAME.json``,
 ``{"languages": {lang: {"weight", ...}}}``) picks each next document's language with probability ``weight``; each
 language's stream restarts when exhausted (that is what a plan's ``epochs`` > 1 means). Documents are tokenized, joined
 with EOS and cut into ``seq_len`` blocks; a final partial block is padded and its padding masked out of the loss.
@@ -19,10 +19,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import torch
 
-from curation.rundir import read_json
-from curation.splits import is_heldout
 from finetune.config import DataConfig
 from finetune.metrics import IGNORE, start_token_id
+from tokenwise.rundir import read_json
+from tokenwise.splits import is_heldout
 
 COLUMNS = ["id", "text", "lang", "domain", "unit_id"]
 

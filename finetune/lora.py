@@ -10,6 +10,7 @@ checkpoint and raises :class:`TrainingDiverged`. ``method="full"`` trains every 
 
 from __future__ import annotations
 
+import logging
 import random
 import shutil
 import time
@@ -19,9 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from curation.config import load_section
-from curation.log import get_logger, kv
-from curation.rundir import RunDir, hash_obj, write_json
 from finetune.base import (
     BaseModelError,
     check_base_dir,
@@ -32,10 +30,13 @@ from finetune.base import (
 )
 from finetune.config import LoraConfig
 from finetune.data import PackedBatches, eval_texts, resolve, train_texts
-from finetune.device import PeakMemory, pick_runtime
 from finetune.metrics import evaluate_texts
+from tokenwise.config import load_section
+from tokenwise.device import PeakMemory, pick_runtime
+from tokenwise.log import kv
+from tokenwise.rundir import RunDir, hash_obj, write_json
 
-log = get_logger("lora")
+log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
@@ -86,7 +87,7 @@ class LoraRecipe:
         return model.to(self.rt.device).train()
 
     def _peft_config(self):
-        from peft import LoraConfig as PeftLoraConfig
+        from peft import LoraConfig as PeftLoraConfig  # heavy: deferred until used
 
         c = self.cfg
         return PeftLoraConfig(
@@ -98,7 +99,7 @@ class LoraRecipe:
         )
 
     def _wrap(self, base):
-        from peft import get_peft_model
+        from peft import get_peft_model  # heavy: deferred until used
 
         try:
             return get_peft_model(base, self._peft_config())
@@ -120,7 +121,7 @@ class LoraRecipe:
         next(PackedBatches(texts, self.tok, c.data.seq_len, 1))  # empty training set -> DataError before training
 
     def _setup_optimizer(self) -> None:
-        from transformers import get_cosine_schedule_with_warmup
+        from transformers import get_cosine_schedule_with_warmup  # heavy: deferred until used
 
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
@@ -288,7 +289,7 @@ class LoraRecipe:
 
     def save_merged(self, out: Path) -> None:
         """The base with the adapter merged in, as a plain HF dir (the in-memory adapter stays unmerged)."""
-        from peft import PeftModel
+        from peft import PeftModel  # heavy: deferred until used
 
         base = load_causal_lm(self.base_dir, torch.float32)
         merged = PeftModel.from_pretrained(base, str(self.out / "adapter")).merge_and_unload()

@@ -9,28 +9,31 @@ acceptance rate speculative decoding lives on). Each model is saved as a standar
 
 from __future__ import annotations
 
+import logging
 import math
+import shutil
 import time
+import uuid
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from curation.config import load_section
-from curation.log import get_logger, kv
-from curation.rundir import RunDir, hash_obj, write_json
 from finetune.base import count_params, load_causal_lm, load_tokenizer
 from finetune.config import ModelSpec, PretrainConfig
 from finetune.data import PackedBatches, eval_sets, resolve, train_texts
-from finetune.device import PeakMemory, Runtime, pick_runtime
 from finetune.metrics import IGNORE, evaluate_sets
+from tokenwise.config import load_section
+from tokenwise.device import PeakMemory, Runtime, pick_runtime
+from tokenwise.log import kv
+from tokenwise.rundir import RunDir, hash_obj, write_json
 
-log = get_logger("pretrain")
+log = logging.getLogger(__name__)
 
 
 def llama_config(spec: ModelSpec, tokenizer, seq_len: int, max_positions: int = 512):
     """A LlamaConfig of the spec's shape for this tokenizer."""
-    from transformers import LlamaConfig
+    from transformers import LlamaConfig  # heavy: deferred until used
 
     return LlamaConfig(
         vocab_size=len(tokenizer),
@@ -49,7 +52,7 @@ def llama_config(spec: ModelSpec, tokenizer, seq_len: int, max_positions: int = 
 
 def build_model(spec: ModelSpec, tokenizer, seq_len: int, seed: int, max_positions: int = 512):
     """A freshly initialised LlamaForCausalLM (seeded)."""
-    from transformers import LlamaForCausalLM
+    from transformers import LlamaForCausalLM  # heavy: deferred until used
 
     torch.manual_seed(seed)
     return LlamaForCausalLM(llama_config(spec, tokenizer, seq_len, max_positions))
@@ -112,9 +115,6 @@ def train_model(spec: ModelSpec, model, batches, rt: Runtime, cfg: PretrainConfi
 
 def save_model(model, tokenizer, out: str, metrics: dict) -> None:
     """Save a standard HF dir (safetensors, tokenizer, metrics.json) via a temp dir renamed into place."""
-    import shutil
-    import uuid
-
     final = Path(out)
     tmp = final.parent / f".tmp-{uuid.uuid4().hex[:8]}-{final.name}"
     model.save_pretrained(tmp, safe_serialization=True)

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from curation.documents import CORPUS_SCHEMA
+from tokenwise.documents import CORPUS_SCHEMA
 
 STDLIB_MODULES = ("json", "csv", "argparse", "textwrap", "string", "shlex", "fractions", "heapq", "bisect", "queue")
 SPECIAL = {"bos_token": "<|bos|>", "eos_token": "<|endoftext|>", "pad_token": "<|pad|>"}
@@ -84,8 +85,7 @@ def write_curated(run_dir: str | os.PathLike, docs: list[dict], shards: int = 2)
 
 def train_tokenizer(out_dir: str | os.PathLike, texts: list[str], vocab_size: int = 1024):
     """A byte-level BPE trained on ``texts``, saved with PreTrainedTokenizerFast.save_pretrained; returns it."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast  # heavy: deferred until used
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -103,8 +103,8 @@ def train_tokenizer(out_dir: str | os.PathLike, texts: list[str], vocab_size: in
 
 def tiny_llama(out_dir: str | os.PathLike, tokenizer, hidden: int = 32, layers: int = 2, seed: int = 0, **kw):
     """A seeded tiny LlamaForCausalLM saved with its tokenizer; returns the model."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    import torch  # heavy: deferred until used
+    from transformers import LlamaConfig, LlamaForCausalLM  # heavy: deferred until used
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(
@@ -129,8 +129,8 @@ def tiny_llama(out_dir: str | os.PathLike, tokenizer, hidden: int = 32, layers: 
 
 def tiny_gpt2(out_dir: str | os.PathLike, tokenizer, hidden: int = 32, layers: int = 2, seed: int = 0):
     """A seeded tiny GPT2LMHeadModel saved with its tokenizer; returns the model."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+    import torch  # heavy: deferred until used
+    from transformers import GPT2Config, GPT2LMHeadModel  # heavy: deferred until used
 
     torch.manual_seed(seed)
     cfg = GPT2Config(

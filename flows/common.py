@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 
-from curation.rundir import RunDir, hash_obj
-from flows.params import StageParams, load_prefect_config
-from flows.registry import FANOUT, GROUP_MODULES, stages_of
+from flows.params import StageParams
+from flows.ray_runner import FANOUT
 from flows.tasks import StageFailed, artifact_key, hash_inputs, publish_summary, run_fanout, stage_task
+from tokenwise.orchestration import load_prefect_config
+from tokenwise.registry import Stage
+from tokenwise.rundir import RunDir, hash_obj
+from tokenwise.stages import REGISTRY
 
 Publisher = Callable[[str, str], None]
 
@@ -23,7 +25,7 @@ def run_name(group: str) -> Callable[[], str]:
     """Flow-run name ``<group> · <run dir> · <config> · <UTC time>`` so the runs list says what each run was."""
 
     def name() -> str:
-        from prefect.runtime import flow_run
+        from prefect.runtime import flow_run  # heavy: deferred until used
 
         params = flow_run.parameters.get("params") or {}
         if hasattr(params, "model_dump"):
@@ -38,12 +40,11 @@ def run_name(group: str) -> Callable[[], str]:
 def run_group(group: str, params: StageParams, publish: Publisher | None = None) -> dict[str, Any]:
     """Run every registered stage of ``group`` in order; returns stage → summary plus the inputs key."""
     logger = get_run_logger()
-    stages = stages_of(group)
+    stages = [s for s in REGISTRY.stages_of(group) if s.demo]
     if not stages:
         raise StageFailed(
-            f"{group}: no library entry point is registered yet (modules {', '.join(GROUP_MODULES[group])} have no "
-            "entry in curation/pipeline.py DEMO_STAGES).\nWhat to do: land the stage's library and register "
-            "`module:function(config_path, run_dir)` in DEMO_STAGES; this flow picks it up without a redeploy."
+            f"{group}: no stage of this group is registered.\nWhat to do: add a Stage(..., group={group!r}) entry "
+            "to tokenwise/stages.py (see ARCHITECTURE.md, 'Adding a stage')."
         )
     inputs = hash_inputs(group, params.config_path, params.run_dir)
     prefect_cfg = load_prefect_config(params.config_path)
@@ -51,18 +52,24 @@ def run_group(group: str, params: StageParams, publish: Publisher | None = None)
     results: list[dict[str, Any]] = []
     for i, stage in enumerate(stages):
         # later stages of a group also depend on what the earlier ones wrote
-        if stage.target in FANOUT:  # one task per shard on the configured task runner (threads or Ray)
-            results.append(run_fanout(asdict(stage), params.config_path, params.run_dir, prefect_cfg.task_runner))
+        ref = stage_ref(stage)
+        if stage.run in FANOUT:  # one task per shard on the configured task runner (threads or Ray)
+            results.append(run_fanout(ref, params.config_path, params.run_dir, prefect_cfg.task_runner))
         else:
             step_inputs = {**inputs, "key": hash_obj([inputs["key"], [r["markers"] for r in results]])}
-            task = stage_task(asdict(stage), params.run_dir, prefect_cfg.result_storage)
-            results.append(task(asdict(stage), params.config_path, params.run_dir, step_inputs))
+            task = stage_task(ref, params.run_dir, prefect_cfg.result_storage)
+            results.append(task(ref, params.config_path, params.run_dir, step_inputs))
         update_progress_artifact(progress, 100.0 * (i + 1) / len(stages), description=f"{stage.name} done")
     logger.info("%s done: %s", group, "; ".join(f"{r['stage']}: {r['summary']}" for r in results))
     publish_summary(group, params.run_dir, results, inputs)
     if publish is not None:
         publish(group, params.run_dir)
     return {"group": group, "run_dir": params.run_dir, "inputs_key": inputs["key"], "stages": results}
+
+
+def stage_ref(stage: Stage) -> dict[str, str]:
+    """What a stage task receives (and caches on): the stage's name and its function's import path."""
+    return {"name": stage.name, "target": f"{stage.run.__module__}:{stage.run.__qualname__}"}
 
 
 def publish_markdown_file(run_dir: str, rel: str, key: str, description: str) -> bool:

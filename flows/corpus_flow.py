@@ -1,4 +1,4 @@
-"""Corpus build and incremental refresh flows: thin wrappers over curation/corpus.py.
+"""Corpus build and incremental refresh flows: thin wrappers over curation/ingest/build.py.
 
 The refresh is incremental in the library (``corpus.incremental: true``): the corpus build keeps the shards of work
 items whose content hash is unchanged and re-reads only new or changed files, and ``curate score`` scores only shards
@@ -16,10 +16,9 @@ from typing import Any
 
 from prefect import flow, task
 
-from curation.rundir import RunDir, sha256_file, write_json
 from flows.common import publish_markdown_file, run_group, run_name
+from flows.curate_flow import curate_flow
 from flows.params import StageParams
-from flows.registry import stages_of
 from flows.tasks import (
     IO_RETRIES,
     artifact_key,
@@ -29,6 +28,10 @@ from flows.tasks import (
     read_json_if,
     rows_of,
 )
+from report.build import ReportConfig, build_report, snapshot_for_diff
+from tokenwise.config import load_section
+from tokenwise.rundir import RunDir, sha256_file, write_json
+from tokenwise.stages import REGISTRY
 
 HISTORY_KEEP = 10  # snapshots kept under <run>/history (text-free indexes; the newest is the refresh's baseline)
 
@@ -82,8 +85,6 @@ def snapshot_previous(run_dir: str) -> str | None:
 
     Returns the snapshot to diff against: a new one when the corpus stage is complete, else the newest earlier one
     (an interrupted refresh leaves a half-rebuilt corpus that must not become the baseline), else None."""
-    from curation.report.build import snapshot_for_diff
-
     run, history = RunDir(run_dir), Path(run_dir) / "history"
     if run.marker("corpus") is not None:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -103,10 +104,7 @@ def snapshot_previous(run_dir: str) -> str | None:
 @task(name="report-vs-previous", **IO_RETRIES)
 def report_vs_previous(config_path: str, run_dir: str, previous: str | None) -> dict[str, Any]:
     """The curation report of the run, its diff section against ``previous``; publishes summary and link."""
-    from curation.config import load_section, read_yaml
-    from curation.report.build import ReportConfig, build_report
-
-    cfg = load_section(config_path, "report") if "report" in read_yaml(config_path)[0] else ReportConfig()
+    cfg = load_section(config_path, "report", ReportConfig)
     res = build_report(run_dir, previous=previous or cfg.previous, seed=cfg.seed)
     publish_markdown_file(run_dir, "report/summary.md", artifact_key("report", "summary"), "report headlines and diff")
     publish_report_link(run_dir)
@@ -120,12 +118,10 @@ def corpus_refresh_flow(params: StageParams = StageParams()) -> dict[str, Any]:
     Args:
         params: Config file and run directory of the run.
     """
-    from flows.curate_flow import curate_flow
-
-    previous = snapshot_previous(params.run_dir) if stages_of("report") else None
+    previous = snapshot_previous(params.run_dir) if REGISTRY.stages_of("report") else None
     out = {"corpus": _build(params, "corpus-refresh")}
-    if stages_of("curate"):
+    if REGISTRY.stages_of("curate"):
         out["curate"] = curate_flow(params)
-    if stages_of("report"):
+    if REGISTRY.stages_of("report"):
         out["report"] = report_vs_previous(params.config_path, params.run_dir, previous)
     return out

@@ -1,4 +1,4 @@
-"""Curation flow (score, dedup, decide, plan): a thin wrapper over curation/score.py, dedup.py, decide.py, plans.py."""
+"""Curation flow (score, dedup, decide, tokens, plan): a thin wrapper over curation/signals, decide and plans."""
 
 from __future__ import annotations
 

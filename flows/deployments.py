@@ -19,25 +19,34 @@ from typing import Any
 
 from prefect.types.entrypoint import EntrypointType
 
-from flows.params import EndToEndParams, PrefectConfig, StageParams, load_prefect_config
-from flows.registry import GPU_GROUPS
+from flows.catalog import group_flow
+from flows.corpus_flow import corpus_refresh_flow
+from flows.end_to_end_flow import end_to_end_flow
+from flows.params import EndToEndParams, StageParams
+from tokenwise.orchestration import PrefectConfig, load_prefect_config
+from tokenwise.stages import REGISTRY
 
-# deployment name -> (module-path entrypoint "package.module:function", stage group it runs: decides the CPU or GPU
-# pool). Module paths, never file paths: Prefect imports a file entrypoint under its bare file name, so a flow file
-# named like a package (flows/finetune.py) would shadow that package in the flow-run process.
-FLOW_ENTRYPOINTS: dict[str, tuple[str, str]] = {
-    "corpus": ("flows.corpus_flow:corpus_flow", "corpus"),
-    "corpus-refresh": ("flows.corpus_flow:corpus_refresh_flow", "corpus"),
-    "quality": ("flows.quality_flow:quality_flow", "quality"),
-    "curate": ("flows.curate_flow:curate_flow", "curate"),
-    "tokenizer": ("flows.tokenizer_flow:tokenizer_flow", "tokenizer"),
-    "finetune": ("flows.finetune_flow:finetune_flow", "finetune"),
-    "quantize": ("flows.quantize_flow:quantize_flow", "quantize"),
-    "serve": ("flows.serve_flow:serve_flow", "serve"),
-    "measure": ("flows.measure_flow:measure_flow", "measure"),
-    "report": ("flows.report_flow:report_flow", "report"),
-    "end-to-end": ("flows.end_to_end_flow:end_to_end_flow", "finetune"),  # trains models: needs the GPU pool
-}
+
+def deployment_flows() -> dict[str, tuple[Any, str]]:
+    """Deployment name -> (flow, stage group it runs: decides the CPU or GPU pool), read from the registry.
+
+    One deployment per registry group, plus the scheduled ``corpus-refresh`` and the ``end-to-end`` flow (it trains
+    models, so it goes to the GPU pool).
+    """
+    out = {g: (group_flow(g), g) for g in REGISTRY.group_names()}
+    out["corpus-refresh"] = (corpus_refresh_flow, "corpus")
+    out["end-to-end"] = (end_to_end_flow, "finetune")
+    return out
+
+
+def entrypoint(flow: Any) -> str:
+    """The module-path entrypoint ``package.module:function`` of a flow.
+
+    Module paths, never file paths: Prefect imports a file entrypoint under its bare file name, so a flow file named
+    like a package (flows/finetune.py) would shadow that package in the flow-run process.
+    """
+    return f"{flow.fn.__module__}:{flow.fn.__name__}"
+
 
 # Job variables that request one GPU, per worker type (`prefect work-pool create gpu --type <type>`).
 GPU_JOB_VARIABLES: dict[str, dict[str, Any]] = {
@@ -66,14 +75,6 @@ def prefect_config(config_path: str) -> PrefectConfig:
     return load_prefect_config(config_path)
 
 
-def load_flow(name: str) -> Any:
-    """Import a flow object from its entrypoint."""
-    import importlib
-
-    module, _, fn = FLOW_ENTRYPOINTS[name][0].partition(":")
-    return getattr(importlib.import_module(module), fn)
-
-
 def default_parameters(name: str, config_path: str, run_dir: str) -> dict[str, Any]:
     """The parameters a deployment's Run form starts with."""
     model = EndToEndParams if name == "end-to-end" else StageParams
@@ -84,19 +85,19 @@ def build_deployments(config_path: str, run_dir: str) -> list[Any]:
     """One RunnerDeployment per flow for ``serve``; the corpus refresh carries the cron schedule from config."""
     cfg = prefect_config(config_path)
     deployments = []
-    for name, (_, group) in FLOW_ENTRYPOINTS.items():
+    for name, (flow, group) in deployment_flows().items():
         kwargs: dict[str, Any] = {}
         if name == "corpus-refresh":
-            from prefect.schedules import Cron
+            from prefect.schedules import Cron  # heavy: deferred until used
 
             kwargs["schedule"] = Cron(cfg.refresh_cron, timezone=cfg.refresh_timezone)
         deployments.append(
-            load_flow(name).to_deployment(
+            flow.to_deployment(
                 name=name,
                 entrypoint_type=EntrypointType.MODULE_PATH,
                 parameters=default_parameters(name, config_path, run_dir),
-                tags=["tokenwise", "gpu" if group in GPU_GROUPS else "cpu"],
-                description=load_flow(name).description,
+                tags=["tokenwise", REGISTRY.group_device(group)],
+                description=flow.description,
                 **kwargs,
             )
         )
@@ -105,14 +106,14 @@ def build_deployments(config_path: str, run_dir: str) -> list[Any]:
 
 def serve_all(config_path: str, run_dir: str, limit: int | None = None) -> None:
     """Register every deployment and run triggered flow runs here until interrupted (blocks)."""
-    from prefect import serve
+    from prefect import serve  # heavy: deferred until used
 
     serve(*build_deployments(config_path, run_dir), limit=limit, print_starting_message=True)
 
 
 def pool_for(name: str, cfg: PrefectConfig) -> str:
     """The work pool a flow's deployment targets: the GPU pool for GPU stages, the CPU pool otherwise."""
-    return cfg.gpu_pool if FLOW_ENTRYPOINTS[name][1] in GPU_GROUPS else cfg.cpu_pool
+    return cfg.gpu_pool if REGISTRY.group_device(deployment_flows()[name][1]) == "gpu" else cfg.cpu_pool
 
 
 def deploy_to_pools(config_path: str, run_dir: str, worker_type: str = "process") -> list:
@@ -121,15 +122,15 @@ def deploy_to_pools(config_path: str, run_dir: str, worker_type: str = "process"
     Entrypoints are module paths, so a worker needs the project installed (``pip install -e .`` or the image), not a
     checkout in its working directory.
     """
-    from prefect.schedules import Cron
+    from prefect.schedules import Cron  # heavy: deferred until used
 
     cfg = prefect_config(config_path)
     ensure_work_pools(cfg, worker_type)
     ids = []
-    for name, (_, group) in FLOW_ENTRYPOINTS.items():
-        gpu = group in GPU_GROUPS
+    for name, (flow, group) in deployment_flows().items():
+        gpu = REGISTRY.group_device(group) == "gpu"
         ids.append(
-            load_flow(name).deploy(
+            flow.deploy(
                 name=name,
                 entrypoint_type=EntrypointType.MODULE_PATH,
                 work_pool_name=pool_for(name, cfg),
@@ -147,9 +148,9 @@ def deploy_to_pools(config_path: str, run_dir: str, worker_type: str = "process"
 
 def ensure_work_pools(cfg: PrefectConfig, worker_type: str = "process") -> None:
     """Create the CPU and GPU work pools when they do not exist yet."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.client.orchestration import get_client  # heavy: deferred until used
+    from prefect.client.schemas.actions import WorkPoolCreate  # heavy: deferred until used
+    from prefect.exceptions import ObjectAlreadyExists  # heavy: deferred until used
 
     with get_client(sync_client=True) as client:
         for pool in (cfg.cpu_pool, cfg.gpu_pool):
@@ -161,10 +162,10 @@ def ensure_work_pools(cfg: PrefectConfig, worker_type: str = "process") -> None:
 
 def create_failure_automation(webhook_url: str, name: str = "tokenwise-failed-or-crashed") -> str:
     """An automation that posts to ``webhook_url`` whenever a tokenwise flow run ends Failed or Crashed."""
-    from prefect.automations import Automation
-    from prefect.blocks.notifications import CustomWebhookNotificationBlock
-    from prefect.events.actions import SendNotification
-    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.automations import Automation  # heavy: deferred until used
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock  # heavy: deferred until used
+    from prefect.events.actions import SendNotification  # heavy: deferred until used
+    from prefect.events.schemas.automations import EventTrigger, Posture  # heavy: deferred until used
 
     block = CustomWebhookNotificationBlock(
         name="tokenwise-failures", url=webhook_url, json_data={"text": "{{subject}}: {{body}}"}

@@ -1,4 +1,4 @@
-"""Quality-classifier training flow: a thin wrapper over curation/quality.py."""
+"""Quality-classifier training flow: a thin wrapper over curation/quality/classifier.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Quantization flow: a thin wrapper over serving/quantize.py."""
+"""Quantization flow: a thin wrapper over serving/quantize/methods.py."""
 
 from __future__ import annotations
 

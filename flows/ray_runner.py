@@ -7,17 +7,22 @@ up``) and passes its URL to the workers in ``runtime_env`` (Ray workers do not i
 Point ``address`` at a long-lived cluster (``ray start --head``); without one a local instance lives for one flow run.
 
 :func:`token_counts_flow` is the per-shard form of the ``tokens`` stage: one task per shard, merged at the end;
-``flows.common.run_group`` runs it (``flows.registry.FANOUT``) on the configured runner instead of one stage task.
+``flows.common.run_group`` runs it (:data:`FANOUT`) on the configured runner instead of one stage task.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 
-from flows.params import TaskRunnerConfig  # lives with the `prefect:` section (importable without Prefect)
+from curation.executors import runtime_env
+from curation.plans import token_counts
+from curation.plans.token_counts import TokenCountConfig, count_job, merge_jobs, shard_jobs, stored_counts
+from tokenwise.config import load_section
+from tokenwise.orchestration import TaskRunnerConfig
 
 
 class TaskRunnerError(RuntimeError):
@@ -27,20 +32,19 @@ class TaskRunnerError(RuntimeError):
 def build_task_runner(cfg: TaskRunnerConfig) -> Any:
     """A ``ThreadPoolTaskRunner`` or a ``RayTaskRunner`` connected as ``cfg`` says."""
     if cfg.kind == "thread":
-        from prefect.task_runners import ThreadPoolTaskRunner
+        from prefect.task_runners import ThreadPoolTaskRunner  # heavy: deferred until used
 
         return ThreadPoolTaskRunner(max_workers=cfg.max_workers)
     return _ray_runner(cfg)
 
 
 def _ray_runner(cfg: TaskRunnerConfig) -> Any:
-    from prefect.settings import PREFECT_API_URL
+    from prefect.settings import PREFECT_API_URL  # heavy: deferred until used
 
     try:
-        from prefect_ray import RayTaskRunner
+        from prefect_ray import RayTaskRunner  # heavy: deferred until used
     except ImportError as e:  # pragma: no cover - a dependency
         raise TaskRunnerError("task_runner kind: ray needs prefect-ray: pip install prefect-ray==0.6.0") from e
-    from curation.executors import runtime_env
 
     api = PREFECT_API_URL.value()
     if cfg.require_server and not api:
@@ -76,9 +80,7 @@ def with_task_runner(flow_obj: Any, cfg: TaskRunnerConfig) -> Any:
 @task(name="count-shard", task_run_name="count-{job[0]}")
 def count_shard_task(cfg_dump: dict, run_dir: str, job: tuple[str, str, str]) -> dict[str, Any]:
     """Count one shard (skipped when its output already holds the same inputs hash); returns where it ran."""
-    import socket
 
-    from curation.token_counts import count_job
 
     count_job(cfg_dump, run_dir, job)
     return {"shard": job[0], "host": socket.gethostname(), "pid": os.getpid()}
@@ -96,9 +98,6 @@ def token_counts_flow(run_dir: str, counts: dict | None = None, config_path: str
         counts: ``TokenCountConfig`` fields (tokenizers, source, split); executor fields are ignored here.
         config_path: YAML config whose ``tokens:`` section is used when ``counts`` is not given.
     """
-    from curation.config import load_section
-    from curation.token_counts import TokenCountConfig, merge_jobs, shard_jobs, stored_counts
-
     if counts is None and config_path:
         cfg = load_section(config_path, "tokens", TokenCountConfig)
     else:
@@ -113,3 +112,8 @@ def token_counts_flow(run_dir: str, counts: dict | None = None, config_path: str
     where = {"executor": "prefect", "hosts": sorted({w["host"] for w in workers}), "pids": pids, "shards": len(jobs)}
     get_run_logger().info("token counts: %d shards on %d worker processes", len(jobs), len(pids))
     return merge_jobs(out_dir, jobs, where)
+
+
+# stage function -> (its per-shard flow, the function summarising that flow's result in one line): run_group runs
+# these stages as a subflow on `prefect: task_runner:` (one task per shard, threads or Ray) instead of one task
+FANOUT: dict[Any, tuple[Any, Any]] = {token_counts.run_stage: (token_counts_flow, token_counts.fmt_counts)}

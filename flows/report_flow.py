@@ -9,6 +9,7 @@ from prefect import flow
 from flows.common import publish_markdown_file, run_group, run_name
 from flows.params import StageParams
 from flows.tasks import artifact_key, publish_report_link
+from report.build import build_report
 
 
 def publish_report(group: str, run_dir: str) -> None:
@@ -19,8 +20,6 @@ def publish_report(group: str, run_dir: str) -> None:
 
 def write_and_publish_report(run_dir: str) -> None:
     """Every curate and measure run rewrites the HTML report and publishes its short version and link."""
-    from curation.report.build import build_report
-
     build_report(run_dir)
     publish_report("report", run_dir)
 

@@ -1,4 +1,4 @@
-"""Serving check flow: a thin wrapper over serving/commands_serve.py (router calibration + an API smoke check)."""
+"""Serving check flow: a thin wrapper over serving/api/commands.py (router calibration + an API smoke check)."""
 
 from __future__ import annotations
 

@@ -3,14 +3,15 @@
 Tasks pass paths and content hashes, never DataFrames or models. The stage task caches on (input file hashes, config
 hash, code version), so a retried or re-triggered flow skips finished work; the library's own completion markers make
 the stage itself idempotent, and the flow never writes a completion marker. Stages with a per-shard form
-(``flows.registry.FANOUT``) run as a subflow of one task per shard on the configured task runner instead.
+(``flows.ray_runner.FANOUT``) run as a subflow of one task per shard on the configured task runner instead.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
 import hashlib
-import importlib
+import itertools
 import logging
 import os
 import re
@@ -29,15 +30,18 @@ from prefect.artifacts import (
 )
 from prefect.tasks import exponential_backoff
 
-from curation.config import ConfigError, read_yaml, validate_file
-from curation.rundir import MARKER, RunDir, hash_obj, read_json, sha256_file, write_json
-from flows.params import TaskRunnerConfig
-from flows.ray_runner import TaskRunnerError
-from flows.registry import FANOUT, UPSTREAM
+from flows.ray_runner import FANOUT, TaskRunnerError, describe, with_task_runner
+from tokenwise.config import ConfigError, read_yaml
+from tokenwise.log import LIBRARY_LOGGERS
+from tokenwise.orchestration import TaskRunnerConfig
+from tokenwise.rundir import MARKER, RunDir, hash_obj, read_json, sha256_file, write_json
+from tokenwise.stages import REGISTRY
 
 REPO = Path(__file__).resolve().parent.parent
-CODE_PACKAGES = ("curation", "finetune", "serving", "flows")
+CODE_PACKAGES = ("tokenwise", "curation", "finetune", "serving", "report", "flows")
 MAX_ROWS = 200
+# library loggers a stage task forwards to the run's logs (flows' own lines go through Prefect's logger already)
+FORWARDED = tuple(n for n in LIBRARY_LOGGERS if n != "flows")
 
 
 class StageFailed(RuntimeError):
@@ -67,7 +71,7 @@ IO_RETRIES: dict[str, Any] = dict(
 
 
 def _task_run_name() -> str:
-    from prefect.runtime import task_run
+    from prefect.runtime import task_run  # heavy: deferred until used
 
     return f"{task_run.parameters['stage']['name']}"
 
@@ -92,7 +96,7 @@ def upstream_hashes(run_dir: str, group: str) -> dict[str, str]:
     """Content hashes of the run-directory inputs of a stage group: each upstream stage's completion marker."""
     run = RunDir(run_dir)
     out: dict[str, str] = {}
-    for stage in UPSTREAM.get(group, ()):
+    for stage in REGISTRY.upstream_paths(group):
         for marker in sorted(_markers_under(run, stage)):
             out[marker] = sha256_file(run.path(marker))
     return out
@@ -138,7 +142,7 @@ def _markers_under(run: RunDir, stage: str) -> list[str]:
 def check_config(group: str, config_path: str) -> None:
     """Validate every section of the config; StageFailed naming file:line, key and the fix otherwise."""
     try:
-        validate_file(config_path)
+        REGISTRY.validate_file(config_path)
     except ConfigError as e:
         raise StageFailed(
             f"{group}: the config is invalid:\n{e}\nWhat to do: fix the named key in {config_path} "
@@ -206,7 +210,7 @@ def stage_task(stage: dict[str, str], run_dir: str, result_storage: str | None =
 
 def storage_block(url: str) -> Any:
     """A Prefect filesystem block for a local directory or an fsspec URL, saved server-side (Prefect requires it)."""
-    from prefect.filesystems import LocalFileSystem, RemoteFileSystem
+    from prefect.filesystems import LocalFileSystem, RemoteFileSystem  # heavy: deferred until used
 
     block = RemoteFileSystem(basepath=url) if "://" in url else LocalFileSystem(basepath=str(Path(url).resolve()))
     block.save(f"tokenwise-results-{hash_obj(url)}", overwrite=True)
@@ -234,36 +238,31 @@ def _all_markers(run_dir: str) -> dict[str, str]:
     retry_condition_fn=_retry_io_only,
 )
 def run_stage(stage: dict[str, str], config_path: str, run_dir: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    """Run one library entry point ``module:function(config_path, run_dir) -> summary``; return paths and hashes."""
+    """Run one registered stage ``run(config_path, run_dir) -> summary``; return paths and hashes."""
 
     def call() -> str:
-        with LogProgress(stage["name"]):
-            return _load(stage["target"])(config_path, run_dir)
+        fn = REGISTRY.stage(stage["name"]).run
+        with LogProgress(stage["name"], loggers=(*FORWARDED, fn.__module__)):
+            return fn(config_path, run_dir)
 
     return _run_recorded(stage, config_path, run_dir, call)
 
 
 def run_fanout(stage: dict[str, str], config_path: str, run_dir: str, runner: TaskRunnerConfig) -> dict[str, Any]:
-    """Run a stage's per-shard flow (``flows.registry.FANOUT``) as a subflow on ``runner``, recorded like run_stage.
+    """Run a stage's per-shard flow (:data:`flows.ray_runner.FANOUT`) as a subflow on ``runner``, recorded like
+    run_stage.
 
     Not a cached task: the subflow checks the library's stage marker first (an unchanged rerun returns the stored
     result without submitting a task), and each shard task skips a shard whose output holds its inputs hash.
     """
-    from flows.ray_runner import describe, with_task_runner
-
-    flow_target, summary_target = FANOUT[stage["target"]]
+    per_shard, summarize = FANOUT[REGISTRY.stage(stage["name"]).run]
     get_run_logger().info("%s: one task per shard, %s", stage["name"], describe(runner))
 
     def call() -> str:
-        subflow = with_task_runner(_load(flow_target), runner)
-        return _load(summary_target)(subflow(run_dir=run_dir, config_path=config_path))
+        subflow = with_task_runner(per_shard, runner)
+        return summarize(subflow(run_dir=run_dir, config_path=config_path))
 
     return _run_recorded(stage, config_path, run_dir, call)
-
-
-def _load(target: str) -> Any:
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def _run_recorded(stage: dict[str, str], config_path: str, run_dir: str, call: Callable[[], str]) -> dict[str, Any]:
@@ -298,23 +297,33 @@ class LogProgress(logging.Handler):
 
     Training stages log ``kv(model=..., steps=N)`` at the start and ``kv(step=i, loss=...)`` as they go; this handler
     turns them into ``tokenwise-<stage>-progress`` (updated at most every few seconds) and forwards every library log
-    line to the run's logs in the UI. Stages that log no steps get no progress artifact.
+    line (the library packages' loggers and the stage module's own, which a plugin stage outside them uses) to the
+    run's logs in the UI. Stages that log no steps get no progress artifact.
     """
 
-    def __init__(self, stage: str, every_s: float = 5.0):
+    def __init__(self, stage: str, loggers: tuple[str, ...] = FORWARDED, every_s: float = 5.0):
         super().__init__(logging.INFO)
         self.stage, self.every_s = stage, every_s
+        self.loggers = tuple(dict.fromkeys(loggers))
         self.total = self.step = 0
         self.artifact_id: Any = None
         self.last = 0.0
         self.run_logger = get_run_logger()
 
     def __enter__(self) -> LogProgress:
-        logging.getLogger("tokenwise").addHandler(self)
+        self.levels = {}
+        for name in self.loggers:
+            logger = logging.getLogger(name)
+            self.levels[name] = logger.level
+            if logger.getEffectiveLevel() > logging.INFO:  # unconfigured in a flow-run process: let INFO through
+                logger.setLevel(logging.INFO)
+            logger.addHandler(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        logging.getLogger("tokenwise").removeHandler(self)
+        for name, level in self.levels.items():
+            logging.getLogger(name).removeHandler(self)
+            logging.getLogger(name).setLevel(level)
         if self.artifact_id is not None and not any(exc):
             update_progress_artifact(self.artifact_id, 100.0, description=f"{self.stage} done")
 
@@ -455,9 +464,6 @@ def project_env() -> dict[str, str]:
 
 def read_csv_if(run_dir: str, *parts: str) -> list[dict[str, Any]]:
     """Rows of a CSV at ``<run>/<parts>`` (at most MAX_ROWS; numbers parsed), or [] when absent."""
-    import csv
-    import itertools
-
     run = RunDir(run_dir)
     if not run.exists(*parts):
         return []

@@ -1,4 +1,4 @@
-"""Tokenizer train/eval flow: a thin wrapper over curation/tokenizer_train.py and tokenizer_eval.py."""
+"""Tokenizer train/eval flow: a thin wrapper over curation/tokenizer/train.py and tokenizer_eval.py."""
 
 from __future__ import annotations
 

@@ -7,11 +7,12 @@ from typing import Any
 
 import torch
 
+from serving.quantize.methods import quantize_model
+from tokenwise.device import pick_runtime
+
 
 def runtime_device(device: str = "auto") -> tuple[torch.device, torch.dtype]:
     """CUDA with bf16 when available (or asked for), else CPU with fp32."""
-    from finetune.device import pick_runtime
-
     rt = pick_runtime(device)
     return rt.device, rt.dtype
 
@@ -21,10 +22,10 @@ def load_model(
 ) -> torch.nn.Module:
     """An HF causal LM from a local directory, in eval mode on the run-time device, optionally quantized.
 
-    ``quantization``: one of :data:`serving.quantize.QUANTIZERS` (``none``, ``int8_weight_only``, ``int8_dynamic``,
-    ``int4_weight_only``).
+    ``quantization``: one of :data:`serving.quantize.methods.QUANTIZERS` (``none``, ``int8_weight_only``,
+    ``int8_dynamic``, ``int4_weight_only``).
     """
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # heavy: deferred until used
 
     p = Path(path)
     if not (p / "config.json").is_file():
@@ -32,7 +33,6 @@ def load_model(
     dev, default_dtype = runtime_device(device)
     model = AutoModelForCausalLM.from_pretrained(str(p), dtype=dtype or default_dtype).to(dev).eval()
     if quantization != "none":
-        from serving.quantize import quantize_model
 
         quantize_model(model, quantization)
     return model
@@ -40,7 +40,7 @@ def load_model(
 
 def load_tokenizer(path: str | Path) -> Any:
     """The HF tokenizer saved in a model (or tokenizer) directory."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy: deferred until used
 
     p = Path(path)
     if not p.exists():

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.documents import CORPUS_SCHEMA
+from tokenwise.documents import CORPUS_SCHEMA
 
 LOCALE = Path("/usr/share/locale")
 LANGS = ("de", "fr", "es", "ru", "ja", "hi")
@@ -82,7 +82,7 @@ def small_bpe(texts: list[str], vocab_size: int = 2000):
 
 def signal_rows(docs: list[dict]) -> list[dict]:
     """Per-document signals in B's column names, computed from the text (tokens under cl100k and a small BPE)."""
-    from curation.tokenizer_registry import HFTokenizer, load_tokenizer
+    from tokenwise.tokenizer_specs import HFTokenizer, load_tokenizer
 
     toks = {"cl100k_base": load_tokenizer("tiktoken:cl100k_base")}
     toks["bpe2k"] = HFTokenizer("bpe2k", small_bpe([d["text"] for d in docs if d["lang"] == "en"]))

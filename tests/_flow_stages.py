@@ -8,10 +8,13 @@ tests can see whether the orchestration ran it or served it from cache.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from curation.log import get_logger, kv
-from curation.rundir import RunDir, atomic_open, hash_obj, sha256_file, write_json
+from prefect.client.orchestration import get_client
+
+from tokenwise.log import kv
+from tokenwise.rundir import RunDir, atomic_open, hash_obj, sha256_file, write_json
 
 
 def count_records(config_path: str, run_dir: str) -> str:
@@ -28,7 +31,7 @@ def count_records(config_path: str, run_dir: str) -> str:
         raise OSError(5, "Input/output error (a flaky network filesystem)", config_path)
     counts: dict[str, int] = {}
     lines = Path(config_path).read_text().splitlines()
-    log = get_logger("toy")
+    log = logging.getLogger(__name__)
     log.info(kv(stage="toy", steps=len(lines)))
     for i, line in enumerate(lines, 1):
         log.info(kv(step=i))
@@ -57,3 +60,12 @@ def summarise(config_path: str, run_dir: str) -> str:
     write_json(run.stage("toysum", "summary.json"), {"languages": sorted(counts["by_lang"])})
     run.mark_done("toysum", hash_obj(counts))
     return f"{len(counts['by_lang'])} languages"
+
+
+def read_artifact(key: str):
+    """The newest artifact with this key on the current Prefect API (None when there is none)."""
+    with get_client(sync_client=True) as client:
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    return max(found, key=lambda a: a.created) if found else None

@@ -82,3 +82,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """One shared tokenizer + small/large random-init Llama pair (serving.decode.tiny.tiny_pair) for the whole session.
+
+    Read-only: tests that change a model copy it first. Built once instead of once per serving test module.
+    """
+    from serving.decode.tiny import tiny_pair
+
+    return tiny_pair(tmp_path_factory.mktemp("tiny-models"))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from _paths import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 CURATION_STAGES = ["corpus", "score", "dedup", "decide", "tokens", "plan"]
 
 
@@ -34,6 +35,7 @@ def tiny_config(tmp: Path, languages: tuple[str, ...] = ("de", "hi", "ja"), stdl
 
 def run_stages(config: Path, run: Path, stages: list[str] = CURATION_STAGES) -> dict[str, str]:
     """Run the named demo stages in order (the same functions `make demo` runs)."""
-    from curation.pipeline import run_demo
+    from tokenwise.pipeline import run_demo
+    from tokenwise.stages import REGISTRY
 
-    return run_demo(config, str(run), only=stages)
+    return run_demo(REGISTRY, config, str(run), only=stages)

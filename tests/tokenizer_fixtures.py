@@ -13,8 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.documents import CORPUS_SCHEMA
-from curation.rundir import atomic_open
+from tokenwise.documents import CORPUS_SCHEMA
+from tokenwise.rundir import atomic_open
 
 LOCALE_DIR = Path("/usr/share/locale")
 STDLIB = Path(sysconfig.get_paths()["stdlib"])

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.rundir import atomic_open
+from tokenwise.rundir import atomic_open
 
 LITELLM_COLUMNS = (
     "request_id", "startTime", "endTime", "completionStartTime", "request_duration_ms", "model", "model_id",

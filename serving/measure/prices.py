@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from curation.rundir import hash_obj
+from tokenwise.rundir import hash_obj
 
 
 class PriceError(KeyError):

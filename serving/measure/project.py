@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
-from curation.config import BaseConfig, ConfigError, read_yaml, validate_section
+from tokenwise.config import BaseConfig, ConfigError, read_yaml, validate_section
 
 
 class Traffic(BaseConfig):

@@ -1,6 +1,6 @@
 """The held-out request set: prompts with reference continuations, stratified by language and domain.
 
-Requests are cut from documents in the held-out split (:func:`curation.splits.is_heldout`, by unit), which no
+Requests are cut from documents in the held-out split (:func:`tokenwise.splits.is_heldout`, by unit), which no
 training stage reads, so no model has seen a request or any translation of it.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from curation.rundir import atomic_open
-from curation.splits import is_heldout
+from tokenwise.rundir import atomic_open
+from tokenwise.splits import is_heldout
 
 
 def cut(text: str, prompt_bytes: int, reference_bytes: int) -> tuple[str, str] | None:

@@ -11,24 +11,30 @@ Outputs under ``<run>/measure/``: ``requests.jsonl``, ``ledger.parquet`` + ``led
 
 from __future__ import annotations
 
+import glob
+import logging
 import math
+import os
 import time
 from typing import Any
 
 from pydantic import Field, model_validator
 
-from curation.config import BaseConfig, load_section
-from curation.log import get_logger, kv
-from curation.rundir import RunDir, atomic_open, hash_obj, write_json
-from serving.config import ModelSpec
+from serving.api.backend import load_backend
+from serving.api.config import ModelSpec, ServeConfig
+from serving.api.server import serve_in_background
 from serving.measure import aggregate as agg
 from serving.measure.ledger import add_counterfactuals, write_ledger
 from serving.measure.prices import PriceTable
 from serving.measure.quality import bits_per_byte, chrf
 from serving.measure.replay import iso, replay
 from serving.measure.requests import build_requests, read_requests, write_requests
+from tokenwise.config import BaseConfig, load_section
+from tokenwise.log import kv
+from tokenwise.rundir import RunDir, atomic_open, hash_obj, read_json, write_json
+from tokenwise.tokenizer_specs import load_tokenizer
 
-log = get_logger("measure")
+log = logging.getLogger(__name__)
 
 
 class StackSpec(BaseConfig):
@@ -83,7 +89,6 @@ def catalog(cfg: MeasureConfig, serve_cfg: Any) -> list[Any]:
 
 
 def _serve_config(serve_cfg: Any, models: list[Any], stack: StackSpec, run_dir: str) -> Any:
-    from serving.config import ServeConfig
 
     known = {m.name: m for m in models}
     missing = [n for n in stack.serve_models if n not in known]
@@ -103,7 +108,6 @@ class Scorer:
         self.backends: dict[str, Any] = {}
 
     def __call__(self, model: str, prompt: str, reference: str) -> float:
-        from serving.backend import load_backend
 
         if model not in self.backends:
             self.backends[model] = load_backend(self.specs[model])
@@ -115,8 +119,6 @@ class Scorer:
 
 def _resolved(serve_cfg: Any, models: list[Any], run_dir: str) -> list[Any]:
     """Catalog models with {run} resolved (via ServeConfig.resolved, which needs >= 2 models)."""
-    from serving.config import ServeConfig
-
     data = serve_cfg.model_dump()
     data["models"] = [m.model_dump() for m in models]
     return ServeConfig.model_validate(data).resolved(run_dir).models
@@ -170,12 +172,10 @@ def _rows(stack: StackSpec, results: list[dict], prices: PriceTable, ref_tok: An
 
 def run_measure(config_path: str, run_dir: str, inputs_hash: str | None = None) -> dict[str, Any]:
     """Replay the request set through every stack, write the ledger and the summary; returns the summary."""
-    import os
 
-    from curation.tokenizer_registry import load_tokenizer
 
-    cfg: MeasureConfig = load_section(config_path, "measure")
-    serve_cfg = load_section(config_path, "serve")
+    cfg: MeasureConfig = load_section(config_path, "measure", MeasureConfig)
+    serve_cfg = load_section(config_path, "serve", ServeConfig)
     run = RunDir(run_dir)
     out = run.stage("measure")
     models = catalog(cfg, serve_cfg)
@@ -192,7 +192,6 @@ def run_measure(config_path: str, run_dir: str, inputs_hash: str | None = None) 
     rows: list[dict[str, Any]] = []
     wall: dict[str, float] = {}
     for stack in cfg.stacks:
-        from serving.server import serve_in_background
 
         scfg = _serve_config(serve_cfg, models, stack, run_dir)
         largest = scfg.by_cost()[-1].name
@@ -289,11 +288,10 @@ def summary_markdown(s: dict[str, Any]) -> str:
 
 def measure_inputs_hash(config_path: str, run_dir: str) -> str:
     """Config sections + completion markers of every model and of the curated set: what a measurement depends on."""
-    import glob
 
-    from curation.rundir import read_json
 
-    cfg, serve_cfg = load_section(config_path, "measure"), load_section(config_path, "serve")
+    cfg = load_section(config_path, "measure", MeasureConfig)
+    serve_cfg = load_section(config_path, "serve", ServeConfig)
     markers = sorted(glob.glob(f"{run_dir}/models/*/_DONE.json")) + sorted(glob.glob(f"{run_dir}/curated/_DONE.json"))
     marks = [read_json(m).get("inputs_hash") for m in markers]
     calib = glob.glob(f"{run_dir}/serve/router.json")
@@ -302,8 +300,6 @@ def measure_inputs_hash(config_path: str, run_dir: str) -> str:
 
 def measure_from_config(config_path: str, run_dir: str) -> str:
     """Demo stage: measure every stack (skipped when models, data and config are unchanged); one-line summary."""
-    from curation.rundir import read_json
-
     run, key = RunDir(run_dir), measure_inputs_hash(config_path, run_dir)
     if run.is_done("measure", key):
         s = read_json(run.path("measure", "summary.json"))

@@ -1,0 +1,697 @@
+"""Streaming readers for JSONL (plain, .gz, .zst), Parquet, text directories and ``datasets`` data, never raising.
+
+Every reader yields **batches**: a ``pyarrow.Table`` in :data:`~tokenwise.documents.CORPUS_SCHEMA` holding documents
+that passed every check, or a :class:`~tokenwise.documents.Quarantined` record saying where a bad record was and why.
+Each input record becomes exactly one document row or one quarantine record, so *records read = kept + quarantined*.
+:func:`iter_documents` flattens batches into :class:`~tokenwise.documents.Document` objects for callers that want them.
+
+JSONL is read in bounded byte blocks cut at newlines. A block is parsed in one vectorised call (``polars``, which
+checks JSON syntax and UTF-8) and accepted only when every row is valid; a block that fails is split into ~32 pieces
+parsed the same way, and only failing pieces are parsed line by line, which gives the exact line number and byte
+offset of each bad record. Memory is bounded by the block size plus ``max_doc_bytes`` whatever the file size; a line
+longer than ``max_doc_bytes`` is skipped while streaming (``too_large``) and never held whole.
+
+Quarantine reasons (stable): ``invalid_json invalid_utf8 nul_bytes not_an_object missing_text text_not_string
+empty_text bad_field binary_file empty_file too_large duplicate_id truncated_file unreadable_file invalid_parquet
+invalid_dataset invalid_mo invalid_python``. Blank lines in JSONL are not records. Duplicate ids are quarantined
+(``duplicate_id``): the first occurrence is kept, later ones are not silently renamed, so an id always names one text.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import io
+import json
+import os
+import re
+import stat
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import zstandard
+from pydantic import Field
+
+from tokenwise.config import BaseConfig
+from tokenwise.documents import CORPUS_COLUMNS, CORPUS_SCHEMA, Document, Quarantined
+
+Batch = pa.Table | Quarantined
+REASONS = (
+    "invalid_json invalid_utf8 nul_bytes not_an_object missing_text text_not_string empty_text bad_field binary_file"
+    " empty_file too_large duplicate_id truncated_file unreadable_file invalid_parquet invalid_dataset invalid_mo"
+    " invalid_python"
+).split()
+_META = ("id", "lang", "domain", "unit_id")
+_SNIPPET = 120
+_MIN_BISECT_BYTES = 32 << 10
+
+
+class FieldMap(BaseConfig):
+    """Which record keys hold the document fields (``null`` for a key the data does not have)."""
+
+    text: str = Field("text", min_length=1, description="key holding the document text (required in every record)")
+    id: str | None = Field("id", description="key holding the document id; missing ids become <source>:<file>:<line>")
+    lang: str | None = Field("lang", description="key holding the language code (optional)")
+    domain: str | None = Field("domain", description="key holding the domain (optional)")
+    unit_id: str | None = Field("unit_id", description="key holding the semantic unit id (optional)")
+
+
+class IdSet:
+    """Ids seen so far as 8-byte hashes (sorted numpy runs plus a small recent set), not a set of id strings."""
+
+    def __init__(self, recent_max: int = 1 << 16) -> None:
+        self._runs: list[np.ndarray] = []
+        self._recent: set[int] = set()
+        self._recent_max = recent_max
+
+    def check(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Hashes of ids and a bool mask of those already seen (earlier, or earlier in this list); adds nothing."""
+        h = np.fromiter((hash(s) for s in ids), dtype=np.int64, count=len(ids))
+        dup = np.fromiter((int(x) in self._recent for x in h), dtype=bool, count=len(h)) if self._recent else None
+        dup = np.zeros(len(h), dtype=bool) if dup is None else dup
+        for run in self._runs:
+            pos = np.minimum(np.searchsorted(run, h), len(run) - 1)
+            dup |= run[pos] == h
+        if len(h) > 1:
+            _, first = np.unique(h, return_index=True)
+            within = np.ones(len(h), dtype=bool)
+            within[first] = False
+            dup |= within
+        return h, dup
+
+    def commit(self, hashes: np.ndarray) -> None:
+        """Remember hashes returned by :meth:`check` (only after their rows were accepted)."""
+        self._recent.update(hashes.tolist())
+        if len(self._recent) > self._recent_max:
+            self._runs.append(np.sort(np.fromiter(self._recent, dtype=np.int64, count=len(self._recent))))
+            self._recent = set()
+            while len(self._runs) > 1 and len(self._runs[-1]) * 2 >= len(self._runs[-2]):
+                b, a = self._runs.pop(), self._runs.pop()
+                self._runs.append(np.sort(np.concatenate([a, b])))
+
+    def add(self, ids: list[str]) -> np.ndarray:
+        """Check and remember ids; returns the mask of duplicates (those are not remembered twice)."""
+        h, dup = self.check(ids)
+        self.commit(h[~dup])
+        return dup
+
+
+@dataclass
+class ReadOptions:
+    """How a reader maps and checks records (one per source; the build fills it from the source config)."""
+
+    source: str
+    fields: FieldMap = field(default_factory=FieldMap)
+    lang: str | None = None
+    domain: str | None = None
+    max_doc_bytes: int = 8 << 20
+    block_bytes: int = 4 << 20
+    batch_rows: int = 8192
+    id_prefix: str = ""
+    seen_ids: IdSet | None = None
+    adaptive: dict = field(default_factory=dict)  # parse strategy carried from block to block (and file to file)
+
+    def default_id(self, file_label: str, where: int) -> str:
+        return f"{self.id_prefix or self.source}:{file_label}:{where}"
+
+
+def quarantine(file: str, reason: str, line: int | None = None, offset: int | None = None, detail: str = "",
+               raw: bytes | str = b"") -> Quarantined:  # fmt: skip
+    """A quarantine record with a short printable snippet of the bad input."""
+    snippet = raw[:_SNIPPET].decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw[:_SNIPPET]
+    return Quarantined(file=file, line=line, offset=offset, reason=reason, detail=detail[:300], snippet=snippet)
+
+
+# ---------------------------------------------------------------- record checks shared by every reader
+
+
+def _as_str(value: Any) -> str | None | bool:
+    """A field value as str (scalars coerced); False when it cannot be one."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float, bool)):
+        return str(value)
+    return False
+
+
+def check_record(obj: Any, opts: ReadOptions, file: str, label: str, line: int | None, offset: int | None,
+                 raw: bytes | str = b"") -> dict | Quarantined:  # fmt: skip
+    """Validate one parsed record; a corpus row dict, or the reason it cannot be one."""
+    if not isinstance(obj, dict):
+        return quarantine(file, "not_an_object", line, offset, f"got JSON {type(obj).__name__}", raw)
+    fm = opts.fields
+    if fm.text not in obj or obj[fm.text] is None:
+        return quarantine(file, "missing_text", line, offset, f"no {fm.text!r} key", raw)
+    text = obj[fm.text]
+    if not isinstance(text, str):
+        return quarantine(file, "text_not_string", line, offset, f"{fm.text!r} is {type(text).__name__}", raw)
+    if "\x00" in text:
+        return quarantine(file, "nul_bytes", line, offset, "text contains NUL characters", raw)
+    if not text.strip():
+        return quarantine(file, "empty_text", line, offset, "text is empty or whitespace only", raw)
+    if len(text) > opts.max_doc_bytes or len(text.encode("utf-8", "surrogatepass")) > opts.max_doc_bytes:
+        return quarantine(file, "too_large", line, offset, f"text over max_doc_bytes={opts.max_doc_bytes}", raw)
+    row: dict[str, Any] = {"text": text, "source": opts.source}
+    for key in _META:
+        src = getattr(fm, key)
+        value = _as_str(obj.get(src)) if src else None
+        if value is False:
+            return quarantine(file, "bad_field", line, offset, f"{src!r} must be a string", raw)
+        row[key] = value
+    row["lang"] = row["lang"] or opts.lang
+    row["domain"] = row["domain"] or opts.domain
+    if row["id"] is None:
+        row["id"] = opts.default_id(label, line if line is not None else offset or 0)
+    elif opts.seen_ids is not None and opts.seen_ids.add([row["id"]])[0]:
+        return quarantine(file, "duplicate_id", line, offset, f"id {row['id']!r} seen before", raw)
+    return row
+
+
+def rows_to_table(rows: list[dict]) -> pa.Table:
+    """Corpus rows (dicts) to a CORPUS_SCHEMA table."""
+    return pa.Table.from_pydict({c: [r.get(c) for r in rows] for c in CORPUS_COLUMNS}, schema=CORPUS_SCHEMA)
+
+
+def _string_col(table: pa.Table, key: str | None, n: int) -> pa.ChunkedArray | None:
+    if not key or key not in table.column_names:
+        return None
+    col = table.column(key)
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return col.cast(pa.string())
+    if pa.types.is_integer(col.type) or pa.types.is_null(col.type):
+        return col.cast(pa.string())
+    raise TypeError(f"{key!r} is {col.type}")
+
+
+def vectorised_table(table: pa.Table, opts: ReadOptions, label: str, first: int, step: int = 1,
+                     raw_checked: bool = False) -> pa.Table | None:  # fmt: skip
+    """Map and check a whole parsed table at once; None when any row needs the exact per-record path.
+
+    ``first``/``step`` give each row's line (JSONL) or row number (Parquet) for generated ids; ``raw_checked`` says
+    the caller already checked the raw bytes for invalid UTF-8 and NUL (cheaper on one buffer than per column).
+    """
+    n, fm = table.num_rows, opts.fields
+    if fm.text not in table.column_names:
+        return None
+    text = table.column(fm.text)
+    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)) or text.null_count:
+        return None
+    text = text.cast(pa.large_string())
+    if n and pc.max(pc.binary_length(text)).as_py() > opts.max_doc_bytes:
+        return None
+    if pc.any(pc.match_substring_regex(text, r"\A\s*\z")).as_py():
+        return None
+    if not raw_checked and (pc.any(pc.match_substring(text, "\x00")).as_py() or not _valid_utf8(table)):
+        return None
+    try:
+        cols = {key: _string_col(table, getattr(fm, key), n) for key in _META}
+    except (TypeError, pa.ArrowInvalid):
+        return None
+    ids = cols["id"]
+    if ids is None or ids.null_count:
+        given = ids.to_pylist() if ids is not None else [None] * n
+        ids = pa.array([v if v is not None else opts.default_id(label, first + i * step) for i, v in enumerate(given)],
+                       pa.string())  # fmt: skip
+        explicit = [v for v in given if v is not None]
+    else:
+        explicit = ids.to_pylist()
+    if opts.seen_ids is not None and explicit:
+        hashes, dup = opts.seen_ids.check(explicit)
+        if dup.any():
+            return None
+        opts.seen_ids.commit(hashes)
+    out = {"id": ids, "text": text, "source": pa.array([opts.source] * n, pa.string())}
+    for key, default in (("lang", opts.lang), ("domain", opts.domain), ("unit_id", None)):
+        col = cols[key]
+        if col is None:
+            col = pa.nulls(n, pa.string()) if default is None else pa.array([default] * n, pa.string())
+        elif default is not None:
+            col = pc.fill_null(col, default)
+        out[key] = col
+    return pa.Table.from_pydict(out, schema=CORPUS_SCHEMA)
+
+
+def _valid_utf8(table: pa.Table) -> bool:
+    try:
+        for col in table.columns:
+            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                col.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- JSONL
+
+
+class NotRegularFile(OSError):
+    """A FIFO, socket, device or directory where a data file was expected."""
+
+
+def check_regular(path: str | Path) -> None:
+    """Raise :class:`NotRegularFile` unless ``path`` is a regular file (opening a FIFO with no writer blocks)."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kind = "directory" if stat.S_ISDIR(mode) else "FIFO" if stat.S_ISFIFO(mode) else "special file"
+        raise NotRegularFile(f"{path}: is a {kind}, not a regular file")
+
+
+def open_maybe_compressed(path: str | Path) -> IO[bytes]:
+    """Open a regular file for binary reading, decompressing .gz and .zst on the fly."""
+    p = str(path)
+    check_regular(p)
+    if p.endswith(".gz"):
+        return gzip.open(p, "rb")
+    if p.endswith(".zst") or p.endswith(".zstd"):
+        raw = open(p, "rb")  # noqa: SIM115 - closed by the reader wrapper
+        return io.BufferedReader(
+            zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
+        )
+    return open(p, "rb")  # noqa: SIM115
+
+
+def looks_binary(sample: bytes) -> bool:
+    """True for bytes that are not text: many control bytes or mostly undecodable as UTF-8."""
+    if not sample:
+        return False
+    ctrl = sum(sample.count(bytes([b])) for b in (*range(0, 9), 11, 12, *range(14, 27), *range(28, 32)))
+    if ctrl > max(2, 0.05 * len(sample)):
+        return True
+    bad = sample[:4096].decode("utf-8", "replace").count("\ufffd")
+    return bad / max(1, len(sample[:4096])) > 0.1
+
+
+_READ_ERRORS = (OSError, EOFError, zlib.error, ValueError)
+
+
+def _zstd_error() -> tuple[type[BaseException], ...]:
+    return (zstandard.ZstdError,)
+
+
+def iter_jsonl(path: str | Path, opts: ReadOptions, label: str | None = None) -> Iterator[Batch]:
+    """Stream a JSONL file (plain, .gz, .zst) as validated tables and quarantine records."""
+    file, label = str(path), label or Path(path).name
+    errors = _READ_ERRORS + _zstd_error()
+    try:
+        f = open_maybe_compressed(path)
+    except OSError as e:
+        yield quarantine(file, "unreadable_file", detail=str(e))
+        return
+    with f:
+        try:
+            head = f.peek(8192)[:8192] if hasattr(f, "peek") else b""
+        except errors as e:
+            yield quarantine(file, "truncated_file", offset=0, detail=f"{type(e).__name__}: {e}")
+            return
+        if not head.strip() and len(head) < 8192:
+            yield quarantine(file, "empty_file", detail="file has no records" if head else "file has no bytes")
+            return
+        if looks_binary(head):
+            yield quarantine(file, "binary_file", offset=0, detail="binary content in a text file", raw=head)
+            return
+        blocks, state = _iter_blocks(f, opts, file), opts.adaptive
+        while True:
+            try:
+                item = next(blocks)
+            except StopIteration:
+                break
+            except errors as e:
+                yield quarantine(file, "truncated_file", detail=f"{type(e).__name__}: {e}")
+                break
+            if isinstance(item, Quarantined):
+                yield item
+            else:
+                yield from _parse_block(item[2], item[0], item[1], opts, file, label, state)
+
+
+class _Truncated(Exception):
+    def __init__(self, data: bytes, error: BaseException):
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.data = data
+
+
+def _read(f: IO[bytes], n: int, errors: tuple[type[BaseException], ...]) -> bytes:
+    """Up to n bytes in 1 MiB reads, so a decompression error keeps what was read before it."""
+    parts, size = [], 0
+    read = getattr(f, "read1", f.read)
+    try:
+        while size < n and (piece := read(min(1 << 20, n - size))):
+            parts.append(piece)
+            size += len(piece)
+    except errors as e:
+        raise _Truncated(b"".join(parts), e) from None
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _iter_blocks(f: IO[bytes], opts: ReadOptions, file: str) -> Iterator[tuple[int, int, bytes] | Quarantined]:
+    """Newline-aligned blocks as (byte offset, first line number, bytes); over-long lines skipped as too_large."""
+    carry, offset, line = b"", 0, 1
+    errors = _READ_ERRORS + _zstd_error()
+    while True:
+        try:
+            chunk, error = _read(f, opts.block_bytes, errors), None
+        except _Truncated as t:
+            chunk, error = t.data, t
+        if not chunk and error is None:
+            if carry:
+                yield offset, line, carry
+            return
+        buf = carry + chunk if carry else chunk
+        cut = buf.rfind(b"\n") + 1
+        block, carry = buf[:cut], buf[cut:]
+        if block:
+            yield offset, line, block
+            offset, line = offset + len(block), line + block.count(b"\n")
+        if error is not None:
+            yield quarantine(file, "truncated_file", line, offset, f"stream ends early: {error}", carry)
+            return
+        if len(carry) > opts.max_doc_bytes:
+            size, carry = yield from _skip_line(f, carry, opts, file, offset, line)
+            offset, line = offset + size, line + 1
+
+
+def _skip_line(f: IO[bytes], carry: bytes, opts: ReadOptions, file: str, offset: int, line: int):
+    """Discard the rest of an over-long line while streaming; returns (its size incl. newline, remainder)."""
+    yield quarantine(file, "too_large", line, offset, f"line over max_doc_bytes={opts.max_doc_bytes}", carry)
+    size = len(carry)
+    while True:
+        chunk = f.read(opts.block_bytes)
+        if not chunk:
+            return size, b""
+        nl = chunk.find(b"\n")
+        if nl >= 0:
+            return size + nl + 1, chunk[nl + 1 :]
+        size += len(chunk)
+
+
+def _parse_block(block: bytes, offset: int, line: int, opts: ReadOptions, file: str, label: str,
+                 state: dict) -> Iterator[Batch]:  # fmt: skip
+    """Vectorised parse of a block; when it fails, of ~32 line-aligned pieces, recursively; exact lines only for the
+    small pieces that still fail.
+
+    After a failed block the next one goes straight to pieces (files with bad lines everywhere are not parsed twice);
+    a block whose pieces all pass makes the reader try whole blocks again.
+    """
+    if not state.get("pieces"):
+        table = _try_vectorised(block, line, opts, label)
+        if table is not None:
+            if table.num_rows:
+                yield table
+            return
+    failed = yield from _parse_split(block, offset, line, opts, file, label)
+    state["pieces"] = failed > 0
+
+
+def _parse_split(block: bytes, offset: int, line: int, opts: ReadOptions, file: str, label: str):
+    failed = 0
+    for piece, off, ln in _pieces(block, offset, line, max(4096, len(block) // 32)):
+        table = _try_vectorised(piece, ln, opts, label)
+        if table is None:
+            failed += 1
+            if _MIN_BISECT_BYTES < len(piece) < len(block):  # one long line cannot be split further
+                yield from _parse_split(piece, off, ln, opts, file, label)
+            else:
+                yield from _parse_lines(piece, off, ln, opts, file, label)
+        elif table.num_rows:
+            yield table
+    return failed
+
+
+def _pieces(block: bytes, offset: int, line: int, size: int) -> Iterator[tuple[bytes, int, int]]:
+    start = 0
+    while start < len(block):
+        end = block.find(b"\n", start + size) + 1 or len(block)
+        piece = block[start:end]
+        yield piece, offset + start, line
+        line += piece.count(b"\n")
+        start = end
+
+
+def _try_vectorised(block: bytes, line: int, opts: ReadOptions, label: str) -> pa.Table | None:
+    """Parse a whole block with polars (fast, checks UTF-8 and JSON syntax); None when any line needs the exact path.
+
+    polars stringifies non-string values for a String schema, so raw-byte checks send a block to the exact path when a
+    mapped key holds a non-string (``"text": 5``) or an object/array, or when it contains a NUL; blank lines make the
+    row count differ from the line count.
+    """
+    nlines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    if b"\x00" in block or b"\\u0000" in block or _suspect_types(opts).search(block):
+        return None
+    schema = {k: pl.String for k in _mapped_keys(opts)}
+    try:
+        parsed = pl.read_ndjson(io.BytesIO(block), schema=schema).to_arrow()
+    except (pl.exceptions.PolarsError, ValueError):
+        return None
+    if parsed.num_rows != nlines:
+        return None
+    return vectorised_table(parsed, opts, label, line, raw_checked=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _suspect_patterns(text_key: str, other_keys: tuple[str, ...]) -> re.Pattern:
+    text = rb'"%s"\s*:\s*[^"\s]' % re.escape(json.dumps(text_key)[1:-1].encode())
+    others = [rb'"%s"\s*:\s*[\[{]' % re.escape(json.dumps(k)[1:-1].encode()) for k in other_keys]
+    return re.compile(b"|".join([text, *others]))
+
+
+def _mapped_keys(opts: ReadOptions) -> list[str]:
+    return [k for k in (opts.fields.text, *(getattr(opts.fields, m) for m in _META)) if k]
+
+
+def _suspect_types(opts: ReadOptions) -> re.Pattern:
+    keys = _mapped_keys(opts)
+    return _suspect_patterns(keys[0], tuple(keys[1:]))
+
+
+def _parse_lines(block: bytes, offset: int, line: int, opts: ReadOptions, file: str, label: str) -> Iterator[Batch]:
+    """Exact path: one record per non-blank line with its line number and byte offset."""
+    rows: list[dict] = []
+    pos = 0
+    for i, raw in enumerate(block.split(b"\n")):
+        here, ln = offset + pos, line + i
+        pos += len(raw) + 1
+        if not raw.strip():
+            continue
+        rec = _parse_line(raw, opts, file, label, ln, here)
+        if isinstance(rec, Quarantined):
+            yield rec
+        else:
+            rows.append(rec)
+    if rows:
+        yield rows_to_table(rows)
+
+
+def _parse_line(raw: bytes, opts: ReadOptions, file: str, label: str, line: int, offset: int) -> dict | Quarantined:
+    if len(raw) > opts.max_doc_bytes:
+        return quarantine(file, "too_large", line, offset, f"line over max_doc_bytes={opts.max_doc_bytes}", raw)
+    if b"\x00" in raw:
+        return quarantine(file, "nul_bytes", line, offset, "raw NUL byte in line", raw)
+    try:
+        s = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return quarantine(file, "invalid_utf8", line, offset, str(e), raw)
+    try:
+        obj = json.loads(s)
+    except json.JSONDecodeError as e:
+        return quarantine(file, "invalid_json", line, offset, str(e), raw)
+    except RecursionError:
+        return quarantine(file, "invalid_json", line, offset, "JSON nested too deeply to parse", raw)
+    return check_record(obj, opts, file, label, line, offset, raw)
+
+
+# ---------------------------------------------------------------- Parquet and datasets tables
+
+
+def iter_parquet(path: str | Path, opts: ReadOptions, label: str | None = None) -> Iterator[Batch]:
+    """Stream a Parquet file in row batches; rows are numbered from 0 for ids and quarantine records."""
+    file, label = str(path), label or Path(path).name
+    try:
+        check_regular(file)
+        size = os.path.getsize(file)
+    except OSError as e:  # vanished since it was listed, or a FIFO/directory
+        yield quarantine(file, "unreadable_file", detail=str(e))
+        return
+    if size == 0:
+        yield quarantine(file, "empty_file", detail="file has no bytes")
+        return
+    try:
+        pf = pq.ParquetFile(file)
+    except (pa.ArrowInvalid, OSError) as e:
+        yield quarantine(file, "invalid_parquet", offset=0, detail=str(e))
+        return
+    wanted = [c for c in (opts.fields.text, *(getattr(opts.fields, k) for k in _META)) if c]
+    cols = [c for c in wanted if c in pf.schema_arrow.names]
+    yield from iter_tables(_safe_batches(pf, cols, opts, file), opts, file, label)
+
+
+def _safe_batches(pf: Any, cols: list[str], opts: ReadOptions, file: str) -> Iterator[pa.Table | Quarantined]:
+    try:
+        for b in pf.iter_batches(batch_size=opts.batch_rows, columns=cols):
+            yield pa.Table.from_batches([b])
+    except (pa.ArrowInvalid, OSError) as e:
+        yield quarantine(file, "invalid_parquet", detail=f"stopped reading: {e}")
+
+
+def iter_tables(tables: Iterable[pa.Table | Quarantined], opts: ReadOptions, file: str, label: str) -> Iterator[Batch]:
+    """Validate a stream of arbitrary tables (Parquet batches, dataset batches) row-numbered from 0."""
+    row = 0
+    for t in tables:
+        if isinstance(t, Quarantined):
+            yield t
+            continue
+        ok = vectorised_table(t, opts, label, row)
+        if ok is not None:
+            yield ok
+        else:
+            good = []
+            for i, rec in enumerate(t.to_pylist()):
+                r = check_record(rec, opts, file, label, row + i, None, json.dumps(rec, default=str)[:_SNIPPET])
+                if isinstance(r, Quarantined):
+                    yield r
+                else:
+                    good.append(r)
+            if good:
+                yield rows_to_table(good)
+        row += t.num_rows
+
+
+def iter_hf_disk(path: str | Path, opts: ReadOptions, split: str | None = None) -> Iterator[Batch]:
+    """Stream a dataset saved with ``datasets.save_to_disk`` (a Dataset, or one split of a DatasetDict)."""
+    import datasets  # heavy: deferred until used
+
+    file = str(path)
+    try:
+        ds = datasets.load_from_disk(file)
+    except (FileNotFoundError, ValueError, OSError) as e:
+        yield quarantine(file, "invalid_dataset", detail=str(e))
+        return
+    if isinstance(ds, datasets.DatasetDict):
+        splits = [split] if split else sorted(ds)
+        for s in splits:
+            yield from iter_tables(_dataset_batches(ds[s], opts), opts, f"{file}[{s}]", s)
+    else:
+        yield from iter_tables(_dataset_batches(ds, opts), opts, file, Path(file).name)
+
+
+def _dataset_batches(ds: Any, opts: ReadOptions) -> Iterator[pa.Table]:
+    for batch in ds.data.to_batches(max_chunksize=opts.batch_rows):
+        yield pa.Table.from_batches([batch])
+
+
+def iter_hf_files(files: list[str], builder: str, opts: ReadOptions) -> Iterator[Batch]:
+    """Stream local data files through a packaged ``datasets`` builder (json, parquet, csv, text), offline."""
+    import datasets  # heavy: deferred until used
+
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    file = ",".join(files)
+    try:
+        ds = datasets.load_dataset(builder, data_files=files, split="train", streaming=True)
+        yield from iter_tables(_iterable_batches(ds, opts), opts, file, Path(files[0]).name)
+    except (ValueError, OSError, pa.ArrowInvalid, datasets.exceptions.DatasetGenerationError) as e:
+        yield quarantine(file, "invalid_dataset", detail=f"{type(e).__name__}: {e}")
+
+
+def _iterable_batches(ds: Any, opts: ReadOptions) -> Iterator[pa.Table]:
+    for batch in ds.iter(batch_size=opts.batch_rows):
+        yield pa.Table.from_pydict(batch)
+
+
+# ---------------------------------------------------------------- whole files (text, markdown, rst, .gz)
+
+
+def read_text_file(path: str | Path, opts: ReadOptions, label: str, doc_id: str | None = None) -> Batch:
+    """One file as one document: checks size (without reading a huge file whole), binary content and UTF-8."""
+    file = str(path)
+    try:
+        with open_maybe_compressed(file) as f:
+            data = f.read(opts.max_doc_bytes + 1)
+    except _READ_ERRORS + _zstd_error() as e:
+        unreadable = (FileNotFoundError, PermissionError, IsADirectoryError, NotRegularFile)
+        reason = "unreadable_file" if isinstance(e, unreadable) else "truncated_file"
+        return quarantine(file, reason, detail=f"{type(e).__name__}: {e}")
+    if not data:
+        return quarantine(file, "empty_file", detail="file has no bytes")
+    if len(data) > opts.max_doc_bytes:
+        return quarantine(file, "too_large", offset=0, detail=f"file over max_doc_bytes={opts.max_doc_bytes}")
+    if looks_binary(data[:8192]):
+        return quarantine(file, "binary_file", offset=0, detail="binary content in a text file", raw=data)
+    if b"\x00" in data:
+        return quarantine(file, "nul_bytes", offset=data.find(b"\x00"), detail="NUL byte in text file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return quarantine(file, "invalid_utf8", offset=e.start, detail=str(e), raw=data[max(0, e.start - 20) :])
+    if not text.strip():
+        return quarantine(file, "empty_text", offset=0, detail="file is whitespace only")
+    row = {"id": doc_id or f"{opts.id_prefix or opts.source}:{label}", "text": text, "source": opts.source,
+           "lang": opts.lang, "domain": opts.domain, "unit_id": None}  # fmt: skip
+    return rows_to_table([row])
+
+
+def iter_text_files(files: Iterable[tuple[str, str]], opts: ReadOptions) -> Iterator[Batch]:
+    """(path, label) pairs as one document each, batched into tables of up to ``batch_rows``."""
+    pending: list[pa.Table] = []
+    for path, label in files:
+        item = read_text_file(path, opts, label)
+        if isinstance(item, Quarantined):
+            yield item
+        else:
+            pending.append(item)
+            if len(pending) >= opts.batch_rows:
+                yield pa.concat_tables(pending)
+                pending = []
+    if pending:
+        yield pa.concat_tables(pending)
+
+
+def list_files(root: str | Path, patterns: list[str]) -> list[tuple[str, str]]:
+    """Sorted (path, path relative to root) of regular files under root matching any glob pattern."""
+    base = Path(root)
+    if base.is_file():
+        return [(str(base), base.name)]
+    found = {str(p): p.relative_to(base).as_posix() for pat in patterns for p in base.rglob(pat) if p.is_file()}
+    return sorted(found.items())
+
+
+# ---------------------------------------------------------------- documents view
+
+
+def iter_documents(batches: Iterable[Batch]) -> Iterator[Document | Quarantined]:
+    """Flatten batches into Document objects (and pass Quarantined records through)."""
+    for b in batches:
+        if isinstance(b, Quarantined):
+            yield b
+        else:
+            for row in b.to_pylist():
+                yield Document(**row)
+
+
+def read_jsonl(path: str | Path, source: str = "jsonl", **kw: Any) -> Iterator[Document | Quarantined]:
+    """Documents and quarantine records of a JSONL file (see :class:`ReadOptions` for keywords)."""
+    return iter_documents(iter_jsonl(path, ReadOptions(source=source, **kw)))
+
+
+def read_parquet(path: str | Path, source: str = "parquet", **kw: Any) -> Iterator[Document | Quarantined]:
+    """Documents and quarantine records of a Parquet file."""
+    return iter_documents(iter_parquet(path, ReadOptions(source=source, **kw)))
+
+
+def read_text_dir(root: str | Path, source: str = "text", patterns: list[str] | None = None,
+                  **kw: Any) -> Iterator[Document | Quarantined]:  # fmt: skip
+    """Documents and quarantine records of a directory of text/markdown/rst files (one document per file)."""
+    files = list_files(root, patterns or ["*.txt", "*.md", "*.rst"])
+    return iter_documents(iter_text_files(files, ReadOptions(source=source, **kw)))
+
+
+def read_hf_disk(path: str | Path, source: str = "hf", split: str | None = None,
+                 **kw: Any) -> Iterator[Document | Quarantined]:  # fmt: skip
+    """Documents and quarantine records of a dataset saved with ``save_to_disk``."""
+    return iter_documents(iter_hf_disk(path, ReadOptions(source=source, **kw), split))

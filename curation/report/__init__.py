@@ -1,1 +1,0 @@
-"""The offline HTML report of a run (curation, tokenizers, measurement) and its run-to-run diff."""

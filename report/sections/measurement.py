@@ -1,0 +1,118 @@
+"""Report section "Measured savings" (outputs of the measure stage)."""
+
+from __future__ import annotations
+
+from report import charts
+from report.charts import cdf_series
+from report.context import Context
+from report.html import Section, esc
+from report.tables import stage_json
+from serving.measure.ledger import read_ledger
+
+
+def measurement(ctx: Context) -> Section:
+    summ = stage_json(ctx, "measure", "summary.json")
+
+    rows = read_ledger(str(ctx.need("measure", "ledger.parquet")))
+    base = summ["baseline"]
+    sec = Section("measurement", f"Measured savings vs baseline “{base}”, with quality beside them")
+    stacks = summ["stacks"]
+    names = list(stacks)
+    t = [
+        [
+            "stack",
+            "lever",
+            "billed tokens",
+            "saved tokens %",
+            "cost USD",
+            "saved cost %",
+            "target fwd / out token",
+            "TTFT p50 ms",
+            "TTFT p99 ms",
+            "TPOT p50 ms",
+            "goodput req/s",
+            "bits/byte",
+            "bits/byte Δ%",
+            "chrF",
+            "chrF Δ",
+        ]
+    ]
+    for n, x in stacks.items():
+        t.append(
+            [
+                n,
+                x["lever"],
+                x["billed_tokens"],
+                100 * x["saved_tokens_share"],
+                x["spend"],
+                100 * x["saved_spend_share"],
+                x["forward_passes_per_output_token"],
+                x["ttft_ms"]["p50"],
+                x["ttft_ms"]["p99"],
+                x["tpot_ms"]["p50"],
+                x["goodput"]["goodput_rps"],
+                x["bits_per_byte_mean"],
+                100 * x["bits_per_byte_delta_rel"],
+                x["quality_mean"],
+                x["quality_delta"],
+            ]
+        )
+    sec.tables.append((f"Every stack on the same {summ['requests']} held-out requests (same output bytes)", t))
+    levers = summ["levers"]
+    sec.charts.append(
+        charts.hbar(
+            "measure_savings_per_lever",
+            "Billed tokens saved by each lever (added one at a time)",
+            [lv["lever"] for lv in levers],
+            {"tokens saved": [lv["billed_tokens_saved"] for lv in levers]},
+            xlabel="tokens saved on the request set",
+            ylabel="lever",
+        )
+    )
+    langs = sorted({g["language"] for g in summ["by_language"]})
+    share = {(g["stack"], g["language"]): 100 * g["saved_tokens_share"] for g in summ["by_language"]}
+    opt = names[-1]
+    sec.charts.append(
+        charts.hbar(
+            "measure_savings_per_language",
+            f"Billed tokens saved per language: {opt} vs {base}",
+            langs,
+            {opt: [share.get((opt, lg)) for lg in langs]},
+            xlabel="tokens saved (% of baseline)",
+            ylabel="language",
+        )
+    )
+
+    for cid, title, key, xlabel in (
+        ("measure_latency_cdf", "Request latency CDF per stack", "request_duration_ms", "request duration (ms)"),
+        ("measure_ttft_cdf", "Time to first token CDF per stack", "ttft_ms", "TTFT (ms)"),
+    ):
+        ok = {n: [r[key] for r in rows if r["stack"] == n and r["status"] == "success"] for n in names}
+        series = {n: cdf_series(v) for n, v in ok.items()}
+        sec.charts.append(charts.lines(cid, title, series, xlabel=xlabel, ylabel="share of requests"))
+    sec.charts.append(
+        charts.lines(
+            "measure_cost_quality",
+            "Cost vs quality per stack (bits per byte: lower is better)",
+            {
+                n: ([stacks[n]["spend"] * 1e6 / max(1, stacks[n]["requests"])], [stacks[n]["bits_per_byte_mean"]])
+                for n in names
+            },
+            xlabel="cost per million requests (USD)",
+            ylabel="bits per byte",
+            points=True,
+        )
+    )
+    sec.data = {
+        "baseline": base,
+        "stacks": {n: {k: v for k, v in x.items() if not isinstance(v, dict)} for n, x in stacks.items()},
+        "levers": levers,
+    }
+    last = stacks[opt]
+    sec.data["headline"] = (
+        f"{opt} vs {base}: {100 * last['saved_tokens_share']:.1f}% tokens and "
+        f"{100 * last['saved_spend_share']:.1f}% cost saved, bits/byte "
+        f"{100 * last['bits_per_byte_delta_rel']:+.1f}%"
+    )
+    sec.intro = esc(sec.data["headline"] + ". Savings count the same requests and the same output bytes.")
+    return sec

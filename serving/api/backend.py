@@ -1,0 +1,237 @@
+"""The interface the server and router generate through, and a plain Hugging Face implementation of it.
+
+A :class:`Backend` turns prompt ids into a :class:`Generation`: an iterator of :class:`Step` (token id, its log-prob
+and the entropy of the distribution it came from) whose ``stats`` dict is complete once the iterator is exhausted
+(speculative decoding counters, forward passes). The router needs the per-token log-probs for its confidence; the
+server needs the stream for SSE. ``load_backend`` serves a configured model through ``serving.decode.generate.Engine``
+(target-only, speculative or prompt-lookup, quantized as configured); :class:`HFBackend` is a plain KV-cached decode
+loop over any local HF model, kept as the reference the Engine path is tested against.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from serving.api.config import ModelSpec
+from serving.decode.engine import Engine
+from serving.models import load_model
+
+
+@dataclass
+class GenParams:
+    """Per-request decoding settings."""
+
+    max_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    ignore_eos: bool = False  # vLLM's extension: exactly max_tokens (measurement compares equal-length outputs)
+
+
+@dataclass
+class Step:
+    """One generated token with the model's own log-prob of it and the entropy (nats) of its distribution."""
+
+    token_id: int
+    logprob: float
+    entropy: float
+
+
+@dataclass
+class Generation:
+    """An iterator of steps; ``stats`` is final once iteration ends (or :meth:`close` is called)."""
+
+    steps: Iterator[Step]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Step]:
+        return self.steps
+
+    def close(self) -> None:
+        close = getattr(self.steps, "close", None)
+        if close:
+            close()
+
+
+class Backend(Protocol):
+    name: str
+    eos_ids: set[int]
+    max_context: int
+    vocab_size: int
+
+    def encode(self, text: str) -> list[int]: ...
+    def decode(self, ids: list[int]) -> str: ...
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str: ...
+    def generate(self, prompt_ids: list[int], params: GenParams) -> Generation: ...
+    def logprob_sum(self, context_ids: list[int], target_ids: list[int]) -> float: ...
+
+
+def simple_chat_prompt(messages: list[dict[str, str]]) -> str:
+    """A plain-text chat layout for models without a chat template: ``role: content`` lines, then ``assistant:``."""
+    lines = [f"{m['role']}: {m['content']}" for m in messages]
+    return "\n".join(lines) + "\nassistant:"
+
+
+class HFBackend:
+    """A causal LM from a local HF directory with a manual KV-cached decode loop (one sequence per call)."""
+
+    def __init__(self, name: str, path: str, tokenizer: str | None = None, max_context: int = 512, threads: int = 0):
+        import torch  # heavy: deferred until used
+        from transformers import AutoModelForCausalLM  # heavy: deferred until used
+
+        self.name, self.max_context = name, max_context
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        self.tok = _load_hf_tokenizer(tokenizer or path)
+        eos = self.model.config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self._lock = threading.Lock()  # one forward at a time per model: bounds CPU threads and activation memory
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.model.config.vocab_size)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode(ids, skip_special_tokens=True)
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        if getattr(self.tok, "chat_template", None):
+            return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return simple_chat_prompt(messages)
+
+    def generate(self, prompt_ids: list[int], params: GenParams) -> Generation:
+        stats: dict[str, Any] = {"forward_passes": 0}
+        return Generation(self._decode(prompt_ids, params, stats), stats)
+
+    def _forward(self, ids: list[int], past: Any) -> tuple[Any, Any]:
+        import torch  # heavy: deferred until used
+
+        with self._lock, torch.inference_mode():
+            out = self.model(
+                input_ids=torch.tensor([ids], device=self.model.device), past_key_values=past, use_cache=True
+            )
+        return out.logits[0, -1].float(), out.past_key_values
+
+    def _decode(self, prompt_ids: list[int], params: GenParams, stats: dict) -> Iterator[Step]:
+        import torch  # heavy: deferred until used
+
+        gen = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
+        logits, past = self._forward(prompt_ids, None)
+        stats["forward_passes"] += 1
+        for i in range(params.max_tokens):
+            logp = torch.log_softmax(logits, -1)
+            tok = _pick(logits, params, gen)
+            entropy = float(-(logp.exp() * logp).sum())
+            yield Step(tok, float(logp[tok]), entropy)
+            if (tok in self.eos_ids and not params.ignore_eos) or i + 1 == params.max_tokens:
+                return
+            logits, past = self._forward([tok], past)
+            stats["forward_passes"] += 1
+
+    def logprob_sum(self, context_ids: list[int], target_ids: list[int]) -> float:
+        """Sum of natural-log probabilities of ``target_ids`` following ``context_ids`` (one forward pass)."""
+        import torch  # heavy: deferred until used
+
+        ids = (context_ids + target_ids)[-self.max_context :]
+        n = len(target_ids)
+        with self._lock, torch.inference_mode():
+            logits = self.model(input_ids=torch.tensor([ids], device=self.model.device)).logits[0].float()
+        logp = torch.log_softmax(logits[-n - 1 : -1], -1)  # [n, V]: position t predicts token t+1
+        return float(logp.gather(1, torch.tensor(ids[-n:], device=logp.device)[:, None]).sum())
+
+
+def _pick(logits: Any, params: GenParams, gen: Any) -> int:
+    import torch  # heavy: deferred until used
+
+    if params.temperature <= 0:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits / params.temperature, -1)
+    if params.top_p < 1.0:
+        sorted_p, idx = torch.sort(probs, descending=True)
+        keep = torch.cumsum(sorted_p, 0) - sorted_p < params.top_p
+        probs = torch.zeros_like(probs).scatter(0, idx[keep], sorted_p[keep])
+    return int(torch.multinomial(probs / probs.sum(), 1, generator=gen))
+
+
+def _load_hf_tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast  # heavy: deferred until used
+
+    p = Path(path)
+    if p.is_file() and p.suffix == ".json":
+        return PreTrainedTokenizerFast(tokenizer_file=str(p))
+    return AutoTokenizer.from_pretrained(str(p))
+
+
+class EngineBackend(HFBackend):
+    """A configured model served through ``serving.decode.generate.Engine`` (target-only, draft-model speculative or
+    prompt-lookup decoding; quantized weights when configured). Steps carry the target's log-prob and entropy."""
+
+    def __init__(self, spec: ModelSpec):
+
+        self.name, self.max_context, self.spec = spec.name, spec.max_context, spec
+        self.model = _load_model(spec.path, spec.quantization)
+        self.tok = _load_hf_tokenizer(spec.tokenizer or spec.path)
+        draft = None
+        if spec.speculative.method == "draft":
+            if not spec.speculative.draft:
+                raise ValueError(
+                    f"model {spec.name!r}: speculative.method=draft needs speculative.draft (a model dir)"
+                )
+            draft = _load_model(spec.speculative.draft, spec.quantization)
+        self.engine = Engine(self.model, draft, prompt_lookup_ngram=spec.speculative.ngram)
+        self.mode = {"none": "target", "draft": "speculative", "prompt_lookup": "prompt_lookup"}[
+            spec.speculative.method
+        ]
+        eos = self.model.config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self._lock = threading.Lock()
+
+    def generate(self, prompt_ids: list[int], params: GenParams) -> Generation:
+        stream = self.engine.stream(
+            prompt_ids,
+            max_new_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            mode=self.mode,
+            k=self.spec.speculative.k,
+            stop_ids=() if params.ignore_eos else tuple(self.eos_ids),
+            seed=params.seed if params.temperature > 0 else None,
+        )
+        stats: dict[str, Any] = {}
+        return Generation(self._steps(stream, stats), stats)
+
+    def _steps(self, stream: Any, stats: dict) -> Iterator[Step]:
+        it = iter(stream)
+        done = 0
+        while True:
+            with self._lock:  # one forward at a time per model (the Engine's models are shared)
+                chunk = next(it, None)
+            if chunk is None:
+                break
+            for j in range(done, len(stream.tokens)):
+                yield Step(stream.tokens[j], stream.logprobs[j], stream.entropies[j])
+            done = len(stream.tokens)
+        stats.update(stream.stats or {})
+        stats["forward_passes"] = stats.get("target_forward_passes", 0)
+
+
+def _load_model(path: str, quantization: str) -> Any:
+
+    return load_model(path, quantization=quantization)
+
+
+def load_backend(spec: ModelSpec) -> Backend:
+    """The generation backend for one configured model: the Engine (speculative/quantized as configured)."""
+    return EngineBackend(spec)
+
+
+def bits_per_byte(logprob_sum: float, n_bytes: int) -> float:
+    """Bits per UTF-8 byte of a text whose tokens have this summed natural-log probability."""
+    return -logprob_sum / math.log(2) / max(n_bytes, 1)

@@ -1,0 +1,129 @@
+"""The ``serve:`` config section: models with prices, router, limits and where API keys come from.
+
+API keys are never read from the file: ``api_key_env`` names an environment variable whose value holds one key or
+several comma-separated keys. Model paths may use ``{run}`` for the run directory (``{run}/models/target``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from tokenwise.config import BaseConfig
+
+
+class SpeculativeSpec(BaseConfig):
+    """How a model decodes speculatively (executed by the generation backend)."""
+
+    method: Literal["none", "draft", "prompt_lookup"] = Field("none", description="Draft source; none = plain decode.")
+    draft: str | None = Field(None, description="Path of the draft model (method=draft); may use {run}.")
+    k: int = Field(4, ge=1, le=16, description="Draft tokens proposed per step.")
+    ngram: int = Field(3, ge=1, le=8, description="Longest n-gram matched against the context (prompt_lookup).")
+
+
+class ModelSpec(BaseConfig):
+    """One servable model and its price."""
+
+    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.:/-]+$", description="Name clients pass as `model`.")
+    path: str = Field(..., description="HF model directory (safetensors); may use {run}.")
+    tokenizer: str | None = Field(None, description="Tokenizer dir or tokenizer.json; default: the model dir.")
+    price_input_per_1m: float = Field(0.0, ge=0, description="Price in USD per 1M prompt tokens.")
+    price_output_per_1m: float = Field(0.0, ge=0, description="Price in USD per 1M completion tokens.")
+    quantization: Literal["none", "int8_weight_only", "int8_dynamic", "int4_weight_only"] = "none"
+    speculative: SpeculativeSpec = Field(default_factory=SpeculativeSpec)
+    max_context: int = Field(512, ge=8, le=131072, description="Prompt + completion tokens; bounds KV cache memory.")
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD cost of one request."""
+        return (prompt_tokens * self.price_input_per_1m + completion_tokens * self.price_output_per_1m) / 1e6
+
+
+class RouterSpec(BaseConfig):
+    """Routing between the listed models (cheapest first)."""
+
+    strategy: Literal["cascade", "learned"] = Field("cascade", description="Default router for `model: auto`.")
+    confidence: Literal["mean_logprob", "neg_entropy", "min_logprob"] = Field(
+        "mean_logprob", description="Cascade score of the cheap model's own tokens; higher = more confident."
+    )
+    preview_tokens: int = Field(
+        8,
+        ge=0,
+        le=4096,
+        description="Tokens the cheap model drafts before deciding (0 = its whole answer); "
+        "fewer = cheaper escalations, noisier score.",
+    )
+    threshold: float | None = Field(None, description="Escalate when score < threshold; None = use calibration file.")
+    calibration_file: str | None = Field(None, description="JSON written by `serve calibrate`; may use {run}.")
+    budget_max_escalation: float | None = Field(
+        None, gt=0, le=1, description="Calibrate: at most this share of requests go past the cheapest model."
+    )
+    budget_min_quality: float | None = Field(
+        0.95, gt=0, le=1, description="Calibrate: at least this share of the largest model's quality."
+    )
+    calibration_prompts: int = Field(64, ge=4, le=100000, description="Held-out documents used to calibrate.")
+    prompt_bytes: int = Field(256, ge=16, description="Bytes of each calibration document used as the prompt.")
+    reference_bytes: int = Field(256, ge=16, description="Bytes of its continuation scored as the reference.")
+
+
+class LimitsSpec(BaseConfig):
+    """Request limits and queueing; every one bounds memory or abuse."""
+
+    max_concurrent: int = Field(4, ge=1, le=1024, description="Requests generating at once (bounds KV cache memory).")
+    max_queue: int = Field(16, ge=0, le=100000, description="Requests waiting beyond max_concurrent before 429.")
+    max_tokens: int = Field(256, ge=1, description="Largest max_tokens a request may ask for.")
+    default_max_tokens: int = Field(64, ge=1, description="max_tokens when a request gives none.")
+    max_prompt_tokens: int = Field(1024, ge=1, description="Longest prompt in tokens (413 past it).")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body in bytes (413 past it).")
+    retry_after_s: int = Field(1, ge=1, description="Retry-After seconds sent with 429.")
+
+
+class ServeConfig(BaseConfig):
+    """The ``serve:`` section: what `tokenwise serve` loads and how it answers."""
+
+    host: str = Field("127.0.0.1", description="Bind address; keep loopback unless behind a proxy.")
+    port: int = Field(8000, ge=0, le=65535, description="0 = any free port.")
+    models: list[ModelSpec] = Field(default_factory=list, description="At least two models, any order.")
+    router: RouterSpec = Field(default_factory=RouterSpec)
+    limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    api_key_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="NAME of the env var holding API keys (comma-separated); never the key itself.",
+    )
+    metrics_prefix: Literal["tokenwise", "vllm"] = Field("tokenwise", description="vllm = dashboards for vLLM work.")
+    baseline_tokenizer: str = Field("tiktoken:cl100k_base", description="Tokenizer that savings are counted against.")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> ServeConfig:
+        if len(self.models) == 1:
+            raise ValueError("list at least two models to route between (one cheap, one large), or none to skip")
+        names = [m.name for m in self.models]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"model names must be unique; repeated: {sorted(dup)}")
+        reserved = {n for n in names if n == "auto" or n.startswith("router-")}
+        if reserved:
+            raise ValueError(f"model names 'auto' and 'router-*' are reserved for routers; rename {sorted(reserved)}")
+        if self.limits.default_max_tokens > self.limits.max_tokens:
+            raise ValueError("limits.default_max_tokens must be <= limits.max_tokens")
+        return self
+
+    def by_cost(self) -> list[ModelSpec]:
+        """Models cheapest first (output price, then input price, then listed order)."""
+        return sorted(self.models, key=lambda m: (m.price_output_per_1m, m.price_input_per_1m))
+
+    def resolved(self, run_dir: str | None) -> ServeConfig:
+        """A copy with ``{run}`` in paths replaced by the run directory."""
+        run = str(run_dir or ".")
+        data = self.model_dump()
+        for m in data["models"]:
+            m["path"] = m["path"].replace("{run}", run)
+            if m["tokenizer"]:
+                m["tokenizer"] = m["tokenizer"].replace("{run}", run)
+            if m["speculative"]["draft"]:
+                m["speculative"]["draft"] = m["speculative"]["draft"].replace("{run}", run)
+        if data["router"]["calibration_file"]:
+            data["router"]["calibration_file"] = data["router"]["calibration_file"].replace("{run}", run)
+        return ServeConfig.model_validate(data)

@@ -1,0 +1,377 @@
+"""A real Prefect server on a free loopback port: serve the deployments, run them through the REST API like the UI.
+
+One `tokenwise prefect up --config configs/demo.yaml` (the shipped config; only the port, the home and the run dir
+differ) for the whole module: a server with a temporary SQLite PREFECT_HOME plus the `serve` process, stopped with
+Ctrl-C (SIGINT) at the end; the test checks both children it started are gone. Every deployment is triggered the way
+the UI's Run button does it; runs that would build the whole demo corpus use a tiny config in their form instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import _paths
+import httpx
+import pytest
+
+from flows.deployments import deployment_flows
+from flows.server import free_port, stop
+from flows.tasks import REPO
+
+pytestmark = pytest.mark.slow
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+ARTIFACTS = Path(os.environ.get("TOKENWISE_TEST_ARTIFACTS", _paths.ARTIFACTS))
+
+CLI = "from tokenwise.cli import main; main()"
+DEMO_CONFIG = REPO / "configs" / "demo.yaml"
+TINY = """\
+run:
+  seed: 0
+corpus:
+  sources:
+    - type: gettext
+      languages: [de, fr]
+      catalogs: [adduser]
+      min_words: 2
+    - type: stdlib
+      max_modules: 3
+  tasks: 1
+  workers: 1
+prefect:
+  refresh_cron: "0 3 * * *"
+  health_timeout_s: 240
+"""
+
+
+@pytest.fixture(scope="module")
+def prefect(tmp_path_factory):
+    """(api client, ui url, tmp dir) of `tokenwise prefect up` on a free port: a fresh server serving every deployment.
+
+    Ctrl-C (SIGINT) at the end must stop the server and the serve process it started, by PID.
+    """
+    tmp = tmp_path_factory.mktemp("prefect")
+    (tmp / "tiny.yaml").write_text(TINY)
+    config = DEMO_CONFIG
+    port = free_port()
+    env = {**os.environ, "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2", "TOKENWISE_PROGRESS": "0",
+           "PREFECT_RUNNER_POLL_FREQUENCY": "2"}  # the serve process picks up triggered runs within 2 s, not 10
+    cmd = [sys.executable, "-c", CLI, "prefect", "up", "--config", str(config), "--run", str(tmp / "run"),
+           "--port", str(port), "--home", str(tmp / "home")]  # fmt: skip
+    log = (tmp / "up.log").open("w")
+    up = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
+    try:
+        ui_url = _wait_for_line(up, tmp / "up.log", "UI: ").split()[1]
+        assert ui_url == f"http://127.0.0.1:{port}"
+        api = httpx.Client(base_url=f"{ui_url}/api", timeout=30)
+        _wait_for_deployments(api, up, tmp / "home" / "serve.log")
+        yield api, ui_url, tmp
+    finally:
+        pids = [int(p) for p in re.findall(r"PID (\d+)", (tmp / "up.log").read_text())]
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(60)
+        finally:
+            stop(up)
+            log.close()
+        assert len(pids) == 2 and not [p for p in pids if _alive(p)], f"children left running: {pids}"
+
+
+def _wait_for_line(proc: subprocess.Popen, log: Path, prefix: str, timeout_s: float = 150) -> str:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        lines = [ln for ln in log.read_text().splitlines() if ln.startswith(prefix)]
+        if lines:
+            return lines[0]
+        assert proc.poll() is None, f"`tokenwise prefect up` exited:\n{log.read_text()[-3000:]}"
+        time.sleep(0.5)
+    raise TimeoutError(f"no {prefix!r} line after {timeout_s}s:\n{log.read_text()[-3000:]}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/status").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+
+
+def _wait_for_deployments(api: httpx.Client, serving, log: Path, timeout_s: float = 150) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        assert serving.poll() is None, f"serve process exited:\n{log.read_text()[-3000:]}"
+        if len(api.post("/deployments/filter", json={}).json()) == len(deployment_flows()):
+            time.sleep(2.0)  # serve registers, then starts polling for runs
+            return
+        time.sleep(1.0)
+    raise TimeoutError(f"deployments not registered after {timeout_s}s:\n{log.read_text()[-3000:]}")
+
+
+def deployment(api: httpx.Client, name: str) -> dict:
+    found = [d for d in api.post("/deployments/filter", json={}).json() if d["name"] == name]
+    assert found, f"no deployment {name!r}"
+    return found[0]
+
+
+def trigger_from_ui(api: httpx.Client, name: str, params: dict | None = None) -> str:
+    """POST /deployments/{id}/create_flow_run as the UI's Run button does; returns the flow run id.
+
+    ``params`` None submits the form untouched (the deployment's defaults, as the UI does).
+    """
+    dep = deployment(api, name)
+    body = {"parameters": {} if params is None else {"params": params}}
+    body["state"] = {"type": "SCHEDULED", "message": "Run from the Prefect UI"}
+    for _ in range(30):  # SQLite under a loaded 2-core machine answers 503 now and then; the UI's user clicks again
+        r = api.post(f"/deployments/{dep['id']}/create_flow_run", json=body)
+        if r.status_code != 503:
+            break
+        time.sleep(1.0)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def run_from_ui(api: httpx.Client, name: str, params: dict | None, timeout_s: float = 150) -> dict:
+    """Trigger a deployment like the UI, then poll until the run reaches a final state."""
+    run_id = trigger_from_ui(api, name, params)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        run = api.get(f"/flow_runs/{run_id}").json()
+        if run["state_type"] in FINAL:
+            return run
+        time.sleep(1.0)
+    raise TimeoutError(f"flow run {run_id} of {name} not finished after {timeout_s}s: {run['state_type']}")
+
+
+def artifacts_of(api: httpx.Client, run_id: str) -> dict[str, dict]:
+    body = {"artifacts": {"flow_run_id": {"any_": [run_id]}}}
+    return {a["key"]: a for a in api.post("/artifacts/filter", json=body).json() if a["key"]}
+
+
+@pytest.fixture(scope="module")
+def corpus_run(prefect):
+    api, _, tmp = prefect
+    params = {"config_path": str(tmp / "tiny.yaml"), "run_dir": str(tmp / "run")}
+    return run_from_ui(api, "corpus", params), params
+
+
+def test_corpus_deployment_run_from_api_completes_with_outputs_and_artifacts(prefect, corpus_run):
+    api, _, tmp = prefect
+    run, params = corpus_run
+    assert run["state_type"] == "COMPLETED", run["state"]["message"]
+    assert run["name"].startswith("corpus-run-tiny-")
+    out = Path(params["run_dir"]) / "corpus"
+    assert (out / "manifest.json").exists() and (out / "_DONE.json").exists()
+    assert list(out.glob("shard-*.parquet"))
+    arts = artifacts_of(api, run["id"])
+    for key in ("tokenwise-corpus-summary", "tokenwise-corpus-by-lang", "tokenwise-corpus-changes"):
+        assert key in arts, sorted(arts)
+    assert {"de", "fr", "en"} <= {row["lang"] for row in _table(arts["tokenwise-corpus-by-lang"])}
+    assert arts["tokenwise-corpus-progress"]["data"] == 100.0
+
+
+def _table(artifact: dict) -> list[dict]:
+    import json
+
+    data = artifact["data"]
+    return json.loads(data) if isinstance(data, str) else data
+
+
+def task_runs_of(api: httpx.Client, run_id: str) -> list[dict]:
+    return api.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [run_id]}}}).json()
+
+
+def wait_validated(api: httpx.Client, run_id: str, timeout_s: float = 150) -> dict:
+    """Poll a flow run until its config-validating task (hash-inputs / validate-config) completed or it ended."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        run = api.get(f"/flow_runs/{run_id}").json()
+        tasks = task_runs_of(api, run_id)
+        done = [t for t in tasks if t["name"].startswith(VALIDATING) and t["state_type"] == "COMPLETED"]
+        if done or run["state_type"] in FINAL:
+            return run
+        time.sleep(1.0)
+    raise TimeoutError(f"flow run {run_id} did not validate its config in {timeout_s}s: {run['state_type']}")
+
+
+def cancel(api: httpx.Client, run_id: str, timeout_s: float = 60) -> str:
+    """Cancel a flow run as the UI's Cancel button does; returns its final state type."""
+    api.post(f"/flow_runs/{run_id}/set_state", json={"state": {"type": "CANCELLING"}, "force": True})
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        state = api.get(f"/flow_runs/{run_id}").json()["state_type"]
+        if state in FINAL:
+            return state
+        time.sleep(1.0)
+    return state
+
+
+VALIDATING = ("hash-inputs", "validate-config")
+QUICK = {"report", "corpus"}  # run to COMPLETED; the rest must get past config validation with the shipped config
+
+
+def test_every_deployment_runs_from_the_ui_with_the_shipped_config(prefect):
+    """The UI's Run button on every deployment, form defaults = configs/demo.yaml: no import or config failure.
+
+    report (on an empty run dir) and corpus (on a small source list) must complete; every other deployment must
+    validate the shipped config and start its first stage; runs still going after that are cancelled.
+    """
+    DEPLOYMENTS = deployment_flows()
+
+    api, _, tmp = prefect
+    assert {d["name"] for d in api.post("/deployments/filter", json={}).json()} == set(DEPLOYMENTS)
+    empty = tmp / "empty-run"
+    report = run_from_ui(api, "report", {"config_path": str(DEMO_CONFIG), "run_dir": str(empty)})
+    assert report["state_type"] == "COMPLETED", report["state"]["message"]
+    assert (empty / "report" / "index.html").exists()
+    for name in sorted(set(DEPLOYMENTS) - QUICK):  # one at a time: a run is cancelled once it validated
+        run_id = trigger_from_ui(api, name, {**_defaults(api, name), "run_dir": str(tmp / f"ui-{name}")})
+        run = wait_validated(api, run_id)
+        msg = (run["state"] or {}).get("message") or ""
+        assert "ModuleNotFoundError" not in msg and "config is invalid" not in msg, (name, msg)
+        validated = [t for t in task_runs_of(api, run_id) if t["name"].startswith(VALIDATING)]
+        assert any(t["state_type"] == "COMPLETED" for t in validated), (name, run["state_type"], msg)
+        if run["state_type"] not in FINAL:
+            assert cancel(api, run_id) in FINAL, name
+
+
+def _defaults(api: httpx.Client, name: str) -> dict:
+    """The Run form's initial values: the deployment's parameters."""
+    return dict(deployment(api, name)["parameters"]["params"])
+
+
+def test_failing_run_ends_failed_with_readable_message(prefect):
+    api, _, tmp = prefect
+    bad = tmp / "bad.yaml"
+    bad.write_text(
+        TINY.replace(
+            "type: stdlib\n      max_modules: 3", "type: text_dir\n      name: docs\n      paths: [/nonexistent/docs]"
+        )
+    )
+    run = run_from_ui(api, "corpus", {"config_path": str(bad), "run_dir": str(tmp / "bad-run")})
+    assert run["state_type"] == "FAILED"
+    msg = run["state"]["message"]
+    assert str(bad) in msg and "/nonexistent/docs" in msg and "does not exist" in msg, msg
+    assert "What to do" in msg, msg
+    assert not (tmp / "bad-run" / "corpus" / "_DONE.json").exists()
+
+
+def test_refresh_schedule_creates_scheduled_runs(prefect):
+    api, _, _ = prefect
+    dep = deployment(api, "corpus-refresh")
+    assert [s["schedule"]["cron"] for s in dep["schedules"]] == ["0 3 * * *"]
+    body = {"flow_runs": {"deployment_id": {"any_": [dep["id"]]}, "state": {"type": {"any_": ["SCHEDULED"]}}}}
+    t0, runs = time.monotonic(), []
+    while time.monotonic() - t0 < 60 and not runs:
+        runs = api.post("/flow_runs/filter", json=body).json()
+        time.sleep(1.0)
+    assert runs, "the scheduler created no runs for the corpus-refresh cron"
+    assert all(r["expected_start_time"][11:16] == "03:00" for r in runs)
+
+
+def test_gpu_deployments_are_tagged_and_forms_have_defaults(prefect):
+    api, _, tmp = prefect
+    for name in ("finetune", "quantize", "measure", "corpus"):
+        dep = deployment(api, name)
+        assert ("gpu" in dep["tags"]) == (name != "corpus"), (name, dep["tags"])
+        assert dep["parameters"]["params"]["config_path"] == str(DEMO_CONFIG)
+        assert dep["parameters"]["params"]["run_dir"] == str(tmp / "run")
+        assert dep["parameter_openapi_schema"]["properties"]["params"]["description"]
+
+
+def test_ui_renders_the_completed_run(prefect, corpus_run):
+    from browser_util import open_browser, require_browser
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    require_browser()
+    _, ui_url, _ = prefect
+    run, _ = corpus_run
+    drv = open_browser(1400, 1000)
+    try:
+        drv.get(f"{ui_url}/runs/flow-run/{run['id']}")
+        WebDriverWait(drv, 60).until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), run["name"]))
+        WebDriverWait(drv, 30).until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "Completed"))
+        time.sleep(1.0)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / "prefect-ui-flow-run.png"
+        drv.save_screenshot(str(shot))
+    finally:
+        drv.quit()
+    assert distinct_pixel_bytes(shot.read_bytes()) > 20, f"{shot} looks blank"
+
+
+def distinct_pixel_bytes(png: bytes) -> int:
+    """Distinct byte values in the decompressed image data (a blank page has a handful)."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat = 8, b""
+    while pos < len(png):
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        kind = png[pos + 4 : pos + 8]
+        if kind == b"IDAT":
+            idat += png[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    return len(set(zlib.decompress(idat)))
+
+
+def test_failure_automation_and_work_pool_deployments(prefect):
+    """Runs last: deploying to pools replaces the served deployments of the same names."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.deployments import create_failure_automation, deploy_to_pools
+
+    api, _, tmp = prefect
+    with temporary_settings(updates={PREFECT_API_URL: str(api.base_url).rstrip("/")}):
+        automation_id = create_failure_automation("http://127.0.0.1:9/hook")
+        deploy_to_pools(str(tmp / "tiny.yaml"), str(tmp / "run"), "process")
+    automation = api.get(f"/automations/{automation_id}").json()
+    assert set(automation["trigger"]["expect"]) == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
+    assert automation["actions"][0]["type"] == "send-notification"
+    pools = {p["name"]: p for p in api.post("/work_pools/filter", json={}).json()}
+    assert {"tokenwise-cpu", "gpu"} <= set(pools)
+    finetune, corpus = deployment(api, "finetune"), deployment(api, "corpus")
+    assert finetune["work_pool_name"] == "gpu" and corpus["work_pool_name"] == "tokenwise-cpu"
+    assert finetune["job_variables"]["env"]["CUDA_VISIBLE_DEVICES"] == "0"
+
+
+def test_pool_deployment_runs_on_a_process_worker(prefect):
+    """A work-pool deployment like `tokenwise prefect deploy` makes (module-path entrypoint, no source checkout) runs
+    on a real process worker started in another directory. Its own name: the serve process of `prefect up` polls the
+    deployments it registered and would pick up a run of theirs before the worker."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.deployments import CPU_JOB_VARIABLES, default_parameters, deployment_flows
+    from flows.server import server_env
+
+    api, ui_url, tmp = prefect
+    flow = deployment_flows()["report"][0]
+    params = {"config_path": str(DEMO_CONFIG), "run_dir": str(tmp / "pool-run")}
+    with temporary_settings(updates={PREFECT_API_URL: str(api.base_url).rstrip("/")}):
+        flow.deploy(
+            name="report-on-worker",
+            work_pool_name="tokenwise-cpu",
+            job_variables=CPU_JOB_VARIABLES,
+            parameters=default_parameters("report", params["config_path"], params["run_dir"]),
+            entrypoint_type=EntrypointType.MODULE_PATH,
+            build=False,
+            push=False,
+            print_next_steps=False,
+        )
+    dep = deployment(api, "report-on-worker")
+    assert dep["work_pool_name"] == "tokenwise-cpu" and ".py:" not in dep["entrypoint"], dep["entrypoint"]
+    run_id = trigger_from_ui(api, "report-on-worker", params)
+    env = server_env(tmp / "home", "127.0.0.1", int(ui_url.rsplit(":", 1)[1]))
+    cmd = [sys.executable, "-m", "prefect", "worker", "start", "--pool", "tokenwise-cpu", "--type", "process",
+           "--run-once"]  # fmt: skip
+    worker = subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True, timeout=240)
+    run = api.get(f"/flow_runs/{run_id}").json()
+    assert run["state_type"] == "COMPLETED", (run["state"], (worker.stdout + worker.stderr)[-3000:])
+    assert (tmp / "pool-run" / "report" / "index.html").exists()

@@ -1,0 +1,197 @@
+"""Speculative decoding is exact: greedy equals target greedy, sampling keeps the target's distribution."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from serving.api.fixtures import tiny_llama
+from serving.decode.engine import Engine
+from serving.decode.generate import Stream, probs_from_logits, target_stream
+from serving.decode.speculative import (
+    DraftModel,
+    PromptLookup,
+    expected_tokens,
+    predicted_speedup,
+    rejection_sample,
+    speculative_stream,
+)
+
+VOCAB = 48
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def target() -> torch.nn.Module:
+    return tiny_llama(vocab_size=VOCAB, hidden=32, layers=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def drafts(target: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """A close draft (target plus noise: many acceptances and some rejections) and an unrelated one."""
+    close = copy.deepcopy(target)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in close.parameters():
+            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.01)
+    return {"close": close, "unrelated": tiny_llama(vocab_size=VOCAB, hidden=16, layers=1, seed=7)}
+
+
+def _prompts(n: int) -> list[list[int]]:
+    g = torch.Generator().manual_seed(3)
+    out = []
+    for i in range(n):
+        base = torch.randint(1, VOCAB, (4 + i % 5,), generator=g).tolist()
+        out.append(base * (1 + i % 3))  # repeats give prompt lookup something to find
+    return out
+
+
+def chi_square_pvalue(counts: torch.Tensor, probs: torch.Tensor) -> float:
+    """Pearson chi-square goodness of fit; bins with expected count < 5 are pooled."""
+    expected = probs.double() * counts.sum()
+    small = expected < 5
+    if small.any():
+        counts = torch.cat([counts[~small].double(), counts[small].double().sum().reshape(1)])
+        expected = torch.cat([expected[~small], expected[small].sum().reshape(1)])
+    keep = expected > 0
+    stat = ((counts[keep] - expected[keep]) ** 2 / expected[keep]).sum()
+    df = int(keep.sum()) - 1
+    return float(torch.special.gammaincc(torch.tensor(df / 2.0, dtype=torch.float64), stat / 2.0))
+
+
+@pytest.mark.parametrize("which", ["close", "unrelated", "prompt_lookup"])
+@pytest.mark.parametrize("k", [1, 3, 6])
+def test_greedy_speculative_equals_target_greedy(target, drafts, which: str, k: int) -> None:
+    """Token for token over many prompts, for both drafters and several k; stats add up."""
+    for prompt in _prompts(6):
+        want, _ = Stream(target_stream(target, prompt, 24)).run()
+        drafter = PromptLookup(3) if which == "prompt_lookup" else DraftModel(drafts[which])
+        got, st = Stream(speculative_stream(target, drafter, prompt, 24, k=k)).run()
+        assert got == want
+        assert st["num_accepted_draft_tokens"] + st["num_rejected_draft_tokens"] == st["num_draft_tokens"]
+        # one prefill plus one verify pass per step; each pass emits its accepted drafts plus one target token
+        assert st["new_tokens"] == st["num_accepted_draft_tokens"] + st["target_forward_passes"]
+        assert sum(st["acceptance_histogram"]) == st["num_accepted_draft_tokens"]
+        assert sum(st["proposed_per_position"]) == st["num_draft_tokens"]
+        if which != "prompt_lookup":
+            assert st["draft_forward_passes"] == st["num_draft_tokens"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_speculative_on_cuda(target, drafts, dtype) -> None:
+    """The same code on a GPU: fp64 greedy is token-exact; bf16 (the serving dtype) runs, and seeded sampling on the
+    GPU generator reproduces itself."""
+    t = copy.deepcopy(target).to("cuda", dtype)
+    d = DraftModel(copy.deepcopy(drafts["close"]).to("cuda", dtype))
+    for prompt in _prompts(3):
+        want, _ = Stream(target_stream(t, prompt, 24)).run()
+        got, st = Stream(speculative_stream(t, d, prompt, 24, k=4)).run()
+        assert st["new_tokens"] == 24 and st["num_draft_tokens"] > 0
+        if dtype == torch.float64:
+            assert got == want
+    eng = Engine(t, d.model)
+    a, _ = eng.stream(_prompts(1)[0], 16, temperature=1.0, mode="speculative", seed=5).run()
+    b, _ = eng.stream(_prompts(1)[0], 16, temperature=1.0, mode="speculative", seed=5).run()
+    assert a == b
+
+
+def test_close_draft_is_accepted_often_and_unrelated_rarely(target, drafts) -> None:
+    prompt = _prompts(1)[0]
+    _, close = Stream(speculative_stream(target, DraftModel(drafts["close"]), prompt, 40, k=4)).run()
+    _, far = Stream(speculative_stream(target, DraftModel(drafts["unrelated"]), prompt, 40, k=4)).run()
+    assert close["alpha"] > 0.6 > far["alpha"]
+    assert close["target_forward_passes"] < far["target_forward_passes"]
+
+
+def test_adaptive_k_and_stop_tokens_keep_greedy_exact(target, drafts) -> None:
+    for prompt in _prompts(4):
+        want, _ = Stream(target_stream(target, prompt, 30)).run()
+        stop = want[10]
+        want_stopped = want[: want.index(stop) + 1]
+        got, st = Stream(
+            speculative_stream(target, DraftModel(drafts["close"]), prompt, 30, k=2, stop_ids=[stop], adaptive_k=True)
+        ).run()
+        assert got == want_stopped and st["finish_reason"] == "stop"
+
+
+def _random_pq(n: int, vocab: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    p = torch.softmax(torch.randn(n + 1, vocab, generator=g, dtype=torch.float64) * 1.5, -1)
+    q = torch.softmax(torch.randn(n, vocab, generator=g, dtype=torch.float64) * 1.5, -1)
+    return p, q
+
+
+def _first_token_counts(p, q, samples: int, sampler, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    counts = torch.zeros(p.shape[1])
+    n = p.shape[0] - 1
+    for _ in range(samples):
+        drafts = [int(torch.multinomial(q[i], 1, generator=g)) for i in range(n)] if q is not None else [0] * n
+        n_acc, nxt = sampler(p, q, drafts, g)
+        counts[drafts[0] if n_acc > 0 else nxt] += 1
+    return counts
+
+
+def test_rejection_sampler_keeps_target_distribution() -> None:
+    """First emitted token ~ p[0] exactly (chi-square), for a model draft q and a deterministic proposal."""
+    p, q = _random_pq(n=3, vocab=6, seed=0)
+    counts = _first_token_counts(p, q, 4000, rejection_sample, seed=1)
+    assert chi_square_pvalue(counts, p[0]) > 1e-3
+    counts = _first_token_counts(p, None, 4000, rejection_sample, seed=2)  # proposal: always token 0
+    assert chi_square_pvalue(counts, p[0]) > 1e-3
+
+
+def test_chi_square_detects_a_biased_sampler() -> None:
+    """The statistical test has power: always accepting the draft yields q's distribution and fails it."""
+    p, q = _random_pq(n=3, vocab=6, seed=0)
+
+    def always_accept(p, q, drafts, g):
+        return len(drafts), int(torch.multinomial(p[-1], 1, generator=g))
+
+    counts = _first_token_counts(p, q, 4000, always_accept, seed=1)
+    assert chi_square_pvalue(counts, p[0]) < 1e-6
+
+
+@pytest.mark.parametrize("mode", ["speculative", "prompt_lookup"])
+def test_sampling_end_to_end_matches_target_distribution(mode: str) -> None:
+    """On a tiny model the second token (the first one that goes through verification) has the target's marginal."""
+    vocab, temp, top_p = 10, 1.3, 0.95
+    target = tiny_llama(vocab_size=vocab, hidden=16, layers=1, seed=11)
+    draft = tiny_llama(vocab_size=vocab, hidden=16, layers=1, seed=12)
+    prompt = [1, 2, 3, 1, 2, 3, 1, 2]
+    with torch.inference_mode():
+        p1 = probs_from_logits(target(torch.tensor([prompt])).logits[0, -1], temp, top_p)
+        seqs = torch.tensor([prompt + [t] for t in range(vocab)])
+        p2 = probs_from_logits(target(seqs).logits[:, -1], temp, top_p)  # [V, V]: p(t2 | t1)
+    marginal = (p1[:, None] * p2).sum(0)
+    engine = Engine(target, draft, prompt_lookup_ngram=2)
+    counts = torch.zeros(vocab)
+    drafted = 0
+    for seed in range(800):
+        toks, st = engine.generate(prompt, max_new_tokens=3, temperature=temp, top_p=top_p, mode=mode, k=1, seed=seed)
+        counts[toks[1]] += 1
+        drafted += st["num_draft_tokens"] > 0
+    assert drafted > 200  # the verify path was exercised
+    assert chi_square_pvalue(counts, marginal) > 1e-3
+
+
+def test_speedup_formula() -> None:
+    assert expected_tokens(0.0, 4) == 1.0
+    assert expected_tokens(1.0, 4) == 5.0
+    assert expected_tokens(0.5, 2) == pytest.approx(1.75)
+    assert predicted_speedup(0.8, 4, 0.0) == pytest.approx((1 - 0.8**5) / 0.2)
+    assert predicted_speedup(0.8, 4, 0.1) == pytest.approx((1 - 0.8**5) / 0.2 / 1.4)
+
+
+def test_prompt_lookup_proposes_the_continuation_of_the_latest_match() -> None:
+    pl = PromptLookup(max_ngram=2)
+    assert pl.propose([5, 6, 7, 8, 9, 5, 6, 1, 2, 5, 6], 3, 0.0, 1.0, None)[0] == [1, 2, 5]
+    assert pl.propose([1, 2, 3, 4], 3, 0.0, 1.0, None)[0] == []
+    # a short loop: the latest match has one token after it, an earlier one a full continuation
+    assert pl.propose([7, 7, 7, 7, 7], 3, 0.0, 1.0, None)[0] == [7, 7, 7]

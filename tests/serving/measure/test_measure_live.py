@@ -1,0 +1,108 @@
+"""`tokenwise measure` against live servers on 127.0.0.1 with tiny real models: ledger, counterfactuals, CLI."""
+
+import json
+import textwrap
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from serving.decode.tiny import make_tiny_llama, stdlib_texts, train_tokenizer
+from serving.measure.ledger import read_ledger
+from serving.measure.run import run_measure
+from tokenwise.documents import CORPUS_SCHEMA
+from tokenwise.splits import is_heldout
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    root = tmp_path_factory.mktemp("measure")
+    texts = stdlib_texts(40)
+    tok = train_tokenizer(texts, root / "tok", vocab_size=384)
+    ref_tok = train_tokenizer(texts[:5], root / "reftok", vocab_size=280)
+    make_tiny_llama(root / "run/models/small", tok, 32, 1, seed=1)
+    make_tiny_llama(root / "run/models/large", tok, 64, 2, seed=2)
+    make_tiny_llama(root / "run/models/large_ref", ref_tok, 64, 2, seed=2)
+    docs = [{"id": f"d{i}", "text": t, "source": "stdlib", "lang": "en", "domain": "code", "unit_id": None}
+            for i, t in enumerate(stdlib_texts(120, skip=40))]  # fmt: skip
+    assert sum(is_heldout(d["id"]) for d in docs) >= 4
+    (root / "run/curated").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(docs, schema=CORPUS_SCHEMA), root / "run/curated/shard-00000.parquet")
+    cfg = root / "measure.yaml"
+    cfg.write_text(
+        textwrap.dedent("""
+        serve:
+          models:
+            - {name: small, path: "{run}/models/small", price_input_per_1m: 0.1, price_output_per_1m: 0.2}
+            - {name: large, path: "{run}/models/large", price_input_per_1m: 1.0, price_output_per_1m: 2.0}
+          router: {threshold: -3.0, preview_tokens: 4}
+        measure:
+          requests: 4
+          prompt_bytes: 120
+          reference_bytes: 80
+          max_tokens: 6
+          concurrency: 2
+          models:
+            - {name: small, path: "{run}/models/small", price_input_per_1m: 0.1, price_output_per_1m: 0.2}
+            - {name: large, path: "{run}/models/large", price_input_per_1m: 1.0, price_output_per_1m: 2.0}
+            - {name: large_ref, path: "{run}/models/large_ref", price_input_per_1m: 1.0, price_output_per_1m: 2.0}
+          stacks:
+            - {name: baseline, lever: baseline, model: large_ref, serve_models: [small, large_ref]}
+            - {name: baseline_again, lever: none, model: large_ref, serve_models: [small, large_ref]}
+            - {name: tok, lever: tokenizer, model: large, serve_models: [small, large]}
+            - {name: routed, lever: routing, model: auto, serve_models: [small, large]}
+    """)
+    )
+    summary = run_measure(str(cfg), str(root / "run"))
+    return root, summary
+
+
+def test_ledger_rows_and_totals(measured):
+    root, summary = measured
+    rows = read_ledger(str(root / "run/measure/ledger.parquet"))
+    assert len(rows) == 4 * summary["requests"] and all(r["status"] == "success" for r in rows)
+    assert rows == read_ledger(str(root / "run/measure/ledger.jsonl"))
+    for name, t in summary["stacks"].items():
+        mine = [r for r in rows if r["stack"] == name]
+        assert t["billed_tokens"] == sum(r["total_tokens"] for r in mine)
+        assert t["spend"] == pytest.approx(sum(r["spend"] for r in mine))
+        assert t["saved_tokens"] == pytest.approx(sum(r["saved_tokens"] for r in mine))
+        assert t["baseline"] == "baseline"
+    for r in rows:
+        assert r["total_tokens"] == r["prompt_tokens"] + r["completion_tokens"]
+        assert r["spend"] == pytest.approx(r["spend_prompt"] + r["spend_completion"])
+        assert r["reference_tokenizer"] == "cl100k_base" and r["reference_prompt_tokens"] > 0
+
+
+def test_every_lever_off_reproduces_the_baseline(measured):
+    _, summary = measured
+    again = summary["stacks"]["baseline_again"]
+    assert again["saved_tokens"] == 0 and again["saved_spend"] == pytest.approx(0, abs=1e-15)
+    assert again["quality_delta"] == 0 and again["bits_per_byte_delta_rel"] == 0
+
+
+def test_tokenizer_lever_and_routing_recorded(measured):
+    root, summary = measured
+    tok = summary["stacks"]["tok"]
+    # the same prompt bytes cost fewer tokens under the larger-vocabulary tokenizer
+    assert tok["prompt_tokens"] < summary["stacks"]["baseline"]["prompt_tokens"]
+    routed = summary["stacks"]["routed"]
+    assert sum(routed["routed_models"].values()) == summary["requests"]
+    assert [lv["lever"] for lv in summary["levers"]] == ["none", "tokenizer", "routing"]
+    md = (root / "run/measure/summary.md").read_text()
+    assert "Savings vs baseline `baseline`" in md and "bits/byte" in md
+
+
+def test_ledger_export_cli(measured, tmp_path):
+    from typer.testing import CliRunner
+
+    from tokenwise.cli import app
+
+    root, _ = measured
+    out = tmp_path / "lf.jsonl"
+    res = CliRunner().invoke(
+        app, ["ledger", "export", "--run", str(root / "run"), "--to", "langfuse", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    first = json.loads(out.read_text().splitlines()[0])
+    assert first["type"] == "generation-create" and "usageDetails" in first["body"]

@@ -28,7 +28,7 @@ from tokenwise.stages import REGISTRY
 
 FORM = "run form"  # stands where a file:line would: the value came from the Run form, not the config file
 _PART = re.compile(r"[^.\[\]]+|\[[^\]]*\]")
-_MISSING = object()
+MISSING = object()
 
 
 class KnobError(ValueError):
@@ -123,12 +123,12 @@ def _matches(node: Any, part: Any) -> list[Any]:
 
 
 def read_key(data: dict[str, Any], key: str) -> Any:
-    """The value at ``key`` (the first match of each selector), or ``_MISSING``."""
+    """The value at ``key`` (the first match of each selector), or ``MISSING``."""
     node: Any = data
     for part in parse_key(key):
         found = _matches(node, part)
         if not found:
-            return _MISSING
+            return MISSING
         node = found[0]
     return node
 
@@ -148,7 +148,7 @@ def set_key(data: dict[str, Any], key: str, value: Any) -> int:
     last, changed = parts[-1], 0
     for node in nodes:
         if isinstance(last, str) and isinstance(node, dict):
-            changed += node.get(last, _MISSING) != value
+            changed += node.get(last, MISSING) != value
             node[last] = copy.deepcopy(value)
         elif isinstance(last, int) and isinstance(node, list) and -len(node) <= last < len(node):
             changed += node[last] != value
@@ -203,7 +203,7 @@ def knob_value(knob: Knob, data: dict[str, Any], variables: dict[str, Any]) -> A
     if knob.assign:
         return None
     value = read_key(data, _with_vars(knob.key, variables))
-    if value is _MISSING:
+    if value is MISSING:
         return None
     if knob.select_by is not None and isinstance(value, list):
         return [str(x.get(knob.select_by)) for x in value if isinstance(x, dict)]

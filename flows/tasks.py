@@ -389,9 +389,9 @@ class ShardProgress:
     corpus shards, polled from the run directory by a thread while the stage runs (its workers may be processes or
     Ray tasks, whose logs never reach the flow).
 
-    Counts files under the stage's ``writes`` paths (and one level below, minus other stages' paths) that are new or
-    changed since the stage started; publishes ``score: 3/8 shards`` as each appears. A stage that writes no shard
-    (a skipped rerun, a training stage) publishes nothing.
+    Counts the shards (``shard-<name>.*``) with a file under the stage's ``writes`` paths (or one level below, minus
+    other stages' paths) that is new or changed since the stage started; publishes ``score: 3/8 shards`` as each
+    appears. A stage that writes no shard (a skipped rerun, a training stage) publishes nothing.
     """
 
     def __init__(self, stage: str, run_dir: str, progress: ProgressArtifact, every_s: float = 1.0):
@@ -426,7 +426,9 @@ class ShardProgress:
                 continue
 
     def _poll(self) -> int:
-        written = sum(1 for p, stamp in self._outputs().items() if self.before.get(p) != stamp)
+        # a shard counts once any of its outputs is new (score: signals + quarantine, dedup: signatures then rows)
+        new = [p for p, stamp in self._outputs().items() if self.before.get(p) != stamp]
+        written = len({Path(p).name.split(".")[0] for p in new})
         if written != self.seen:
             self.seen = written
             self.progress.update(100.0 * written / self.total, f"{self.stage}: {written}/{self.total} shards",

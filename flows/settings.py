@@ -14,6 +14,7 @@ same value hits the cache) beside ``<run>/.flows/<group>-settings.yaml``, and pu
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -64,14 +65,7 @@ class Settings:
     sections: dict[str, Any] = field(default_factory=dict)  # the group's validated sections (JSON-able)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "group": self.group,
-            "config_path": self.config_path,
-            "stage_config": self.stage_config,
-            "overrides": self.overrides,
-            "knobs": self.knobs,
-            "sections": self.sections,
-        }
+        return dataclasses.asdict(self)
 
 
 def knobs_of(model: type) -> list[Knob]:
@@ -303,8 +297,7 @@ def _selected(knob: Knob, key: str, names: list[str], full: dict[str, Any]) -> l
     unknown = [n for n in names if n not in have]
     if unknown:
         raise KnobError(f"{FORM}: {key}: unknown {', '.join(unknown)}; the config has: {', '.join(have)}")
-    raw_items = read_key(full, key)
-    return [x for x in raw_items if str(x.get(knob.select_by)) in set(names)]
+    return [x for x in items if str(x.get(knob.select_by)) in set(names)]
 
 
 def _set_or_fill(data: dict[str, Any], full: dict[str, Any], section: str, key: str, value: Any) -> bool:

@@ -362,6 +362,11 @@ def test_out_of_range_form_value_fails_the_run_at_once_with_the_section_message(
     assert not [t for t in task_runs_of(api, run["id"]) if t["name"].startswith(("hash-inputs", "run-stage"))]
 
 
+# Prefect 3.9's UI itself requests /favicon.ico and /ico/undefined.svg (a state icon before the state loads): 404s
+# on every page, even of a bare flow run; anything else logged as an error fails the test.
+UI_OWN_404S = ("/favicon.ico - Failed to load resource", "/ico/undefined.svg - Failed to load resource")
+
+
 def test_ui_renders_the_completed_run(prefect, curate_run):
     """Headless Chromium on the UI-triggered curate run's page: Completed, its artifacts listed, no console errors."""
     from browser_util import console_errors, open_browser, require_browser
@@ -370,9 +375,10 @@ def test_ui_renders_the_completed_run(prefect, curate_run):
     from selenium.webdriver.support.ui import WebDriverWait
 
     require_browser()
-    _, ui_url, _ = prefect
+    api, ui_url, _ = prefect
     run, _ = curate_run
     assert run["state_type"] == "COMPLETED", run["state"]["message"]
+    settings_id = artifacts_of(api, run["id"])["tokenwise-curate-settings"]["id"]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     drv = open_browser(1400, 1000)
     shots, errors = {}, []
@@ -383,21 +389,21 @@ def test_ui_renders_the_completed_run(prefect, curate_run):
         time.sleep(1.0)  # charts and the logs pane render after the text
         shots["run"] = ARTIFACTS / "prefect-ui-flow-run.png"
         drv.save_screenshot(str(shots["run"]))
-        errors += console_errors(drv)
-        drv.find_element(By.XPATH, "//*[normalize-space(text())='Artifacts']").click()
+        errors += console_errors(drv, ignore=UI_OWN_404S)
+        next(tab for tab in drv.find_elements(By.CSS_SELECTOR, "li.p-tab") if tab.text.strip() == "Artifacts").click()
         listed = ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "tokenwise-curate-settings")
         WebDriverWait(drv, 60).until(listed)
         time.sleep(1.0)
         shots["artifacts"] = ARTIFACTS / "prefect-ui-flow-run-artifacts.png"
         drv.save_screenshot(str(shots["artifacts"]))
-        errors += console_errors(drv)
-        drv.get(f"{ui_url}/artifacts/key/tokenwise-curate-settings")  # the settings markdown, rendered
+        errors += console_errors(drv, ignore=UI_OWN_404S)
+        drv.get(f"{ui_url}/artifacts/artifact/{settings_id}")  # the settings markdown, rendered
         shown = ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "decide.rules.lang_low_score.threshold")
         WebDriverWait(drv, 60).until(shown)
         time.sleep(1.0)
         shots["settings"] = ARTIFACTS / "prefect-ui-settings-artifact.png"
         drv.save_screenshot(str(shots["settings"]))
-        errors += console_errors(drv)
+        errors += console_errors(drv, ignore=UI_OWN_404S)
     finally:
         drv.quit()
     assert not errors, errors

@@ -368,7 +368,8 @@ UI_OWN_404S = ("/favicon.ico - Failed to load resource", "/ico/undefined.svg - F
 
 
 def test_ui_renders_the_completed_run(prefect, curate_run):
-    """Headless Chromium on the UI-triggered curate run's page: Completed, its artifacts listed, no console errors."""
+    """Headless Chromium on the UI-triggered curate run's page: Completed, its artifacts (the report link) listed, its
+    settings artifact rendered, no console errors."""
     from browser_util import console_errors, open_browser, require_browser
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -391,7 +392,7 @@ def test_ui_renders_the_completed_run(prefect, curate_run):
         drv.save_screenshot(str(shots["run"]))
         errors += console_errors(drv, ignore=UI_OWN_404S)
         next(tab for tab in drv.find_elements(By.CSS_SELECTOR, "li.p-tab") if tab.text.strip() == "Artifacts").click()
-        listed = ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "tokenwise-curate-settings")
+        listed = ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "tokenwise-report-link")  # flow-level
         WebDriverWait(drv, 60).until(listed)
         time.sleep(1.0)
         shots["artifacts"] = ARTIFACTS / "prefect-ui-flow-run-artifacts.png"

@@ -83,7 +83,8 @@ class LoraRecipe:
         if self.rt.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.trainable, self.total = count_params(model)
-        log.info(kv(base=self.base_dir, method=self.method, trainable=self.trainable, total=self.total))
+        log.info(kv(base=self.base_dir, method=self.method, trainable=self.trainable, total=self.total,
+                    steps=self.cfg.steps))  # fmt: skip
         return model.to(self.rt.device).train()
 
     def _peft_config(self):
@@ -142,6 +143,8 @@ class LoraRecipe:
                 self.train_seconds += time.perf_counter() - t0
                 self.step += 1
                 self.history["train"].append({"step": self.step, "loss": loss, "lr": self.sched.get_last_lr()[0]})
+                if self.step % max(1, c.steps // 10) == 0:  # ~10 progress lines per run (flows show them as progress)
+                    log.info(kv(step=self.step, loss=f"{loss:.4f}"))
                 if self.step % c.eval_every == 0 and self.evals:
                     self._eval()
                 if self.step % c.checkpoint_every == 0 or self.step == c.steps:

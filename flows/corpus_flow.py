@@ -18,7 +18,7 @@ from prefect import flow, task
 
 from flows.common import publish_markdown_file, run_group, run_name
 from flows.curate_flow import curate_flow
-from flows.params import StageParams
+from flows.params import CorpusParams, CurateParams
 from flows.tasks import (
     IO_RETRIES,
     artifact_key,
@@ -61,7 +61,7 @@ def diff_source_files(run_dir: str) -> list[dict[str, str]]:
     return diff_sources(before, now)
 
 
-def _build(params: StageParams, key: str) -> dict[str, Any]:
+def _build(params: CorpusParams, key: str) -> dict[str, Any]:
     out = run_group("corpus", params, publish=publish_corpus)
     changes = diff_source_files(params.run_dir)
     publish_table(key, "changes", changes, "source files new/changed/removed since the previous build")
@@ -70,11 +70,11 @@ def _build(params: StageParams, key: str) -> dict[str, Any]:
 
 
 @flow(name="tokenwise-corpus", flow_run_name=run_name("corpus"), persist_result=True)
-def corpus_flow(params: StageParams = StageParams()) -> dict[str, Any]:
+def corpus_flow(params: CorpusParams = CorpusParams()) -> dict[str, Any]:
     """Build the corpus (shards, manifest, quarantine) from the sources in the config's `corpus:` section.
 
     Args:
-        params: Config file and run directory of the run.
+        params: Config file, run directory and the sources to read (blank = the config's).
     """
     return _build(params, "corpus")
 
@@ -112,16 +112,16 @@ def report_vs_previous(config_path: str, run_dir: str, previous: str | None) -> 
 
 
 @flow(name="tokenwise-corpus-refresh", flow_run_name=run_name("corpus-refresh"), persist_result=True)
-def corpus_refresh_flow(params: StageParams = StageParams()) -> dict[str, Any]:
+def corpus_refresh_flow(params: CorpusParams = CorpusParams()) -> dict[str, Any]:
     """Scheduled incremental refresh: rebuild the corpus from new/changed files, rescore, refresh the report.
 
     Args:
-        params: Config file and run directory of the run.
+        params: Config file, run directory and the sources to read (blank = the config's).
     """
     previous = snapshot_previous(params.run_dir) if REGISTRY.stages_of("report") else None
     out = {"corpus": _build(params, "corpus-refresh")}
     if REGISTRY.stages_of("curate"):
-        out["curate"] = curate_flow(params)
+        out["curate"] = curate_flow(CurateParams(config_path=params.config_path, run_dir=params.run_dir))
     if REGISTRY.stages_of("report"):
         out["report"] = report_vs_previous(params.config_path, params.run_dir, previous)
     return out

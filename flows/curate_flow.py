@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from flows.common import run_group, run_name
-from flows.params import StageParams
+from flows.params import CurateParams
 from flows.report_flow import write_and_publish_report
 from flows.tasks import MAX_ROWS, glob_json, publish_table, read_json_if, rows_of
 
@@ -41,10 +41,10 @@ def publish_curate(group: str, run_dir: str) -> None:
 
 
 @flow(name="tokenwise-curate", flow_run_name=run_name("curate"), persist_result=True)
-def curate_flow(params: StageParams = StageParams()) -> dict[str, Any]:
+def curate_flow(params: CurateParams = CurateParams()) -> dict[str, Any]:
     """Score, deduplicate and decide on every corpus document, then write the sampling plans.
 
     Args:
-        params: Config file and run directory of the run.
+        params: Config file, run directory and the decide rules' thresholds (blank = the config's).
     """
     return run_group("curate", params, publish=publish_curate)

@@ -14,6 +14,7 @@ Failed/Crashed notifications: :func:`create_failure_automation` registers an aut
 from __future__ import annotations
 
 import argparse
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from prefect.types.entrypoint import EntrypointType
 from flows.catalog import group_flow
 from flows.corpus_flow import corpus_refresh_flow
 from flows.end_to_end_flow import end_to_end_flow
-from flows.params import EndToEndParams, StageParams
+from flows.params import StageParams
+from flows.settings import form_defaults
 from tokenwise.orchestration import PrefectConfig, load_prefect_config
 from tokenwise.stages import REGISTRY
 
@@ -75,10 +77,18 @@ def prefect_config(config_path: str) -> PrefectConfig:
     return load_prefect_config(config_path)
 
 
+def params_model(flow: Any) -> type[StageParams]:
+    """The pydantic model of a flow's ``params`` parameter (its Run form)."""
+    model = typing.get_type_hints(flow.fn).get("params", StageParams)
+    return model if isinstance(model, type) and issubclass(model, StageParams) else StageParams
+
+
 def default_parameters(name: str, config_path: str, run_dir: str) -> dict[str, Any]:
-    """The parameters a deployment's Run form starts with."""
-    model = EndToEndParams if name == "end-to-end" else StageParams
-    return {"params": model(config_path=config_path, run_dir=run_dir).model_dump(mode="json")}
+    """The parameters a deployment's Run form starts with: the config path, the run dir and each knob's value in
+    that config (a knob left at it means "the config's value" when the run starts; see flows.settings)."""
+    model = params_model(deployment_flows()[name][0])
+    knobs = form_defaults(model, config_path)
+    return {"params": model(config_path=config_path, run_dir=run_dir, **knobs).model_dump(mode="json")}
 
 
 def build_deployments(config_path: str, run_dir: str) -> list[Any]:

@@ -10,7 +10,7 @@ from typing import Any
 from prefect import flow
 
 from flows.common import run_group, run_name
-from flows.params import StageParams
+from flows.params import FinetuneParams
 from flows.tasks import glob_json, publish_table, rows_of
 
 
@@ -25,10 +25,10 @@ def publish_finetune(group: str, run_dir: str) -> None:
 
 
 @flow(name="tokenwise-finetune", flow_run_name=run_name("finetune"), persist_result=True)
-def finetune_flow(params: StageParams = StageParams()) -> dict[str, Any]:
+def finetune_flow(params: FinetuneParams = FinetuneParams()) -> dict[str, Any]:
     """Pretrain the small base/draft model and fine-tune LoRA adapters; resumes from the library's checkpoints.
 
     Args:
-        params: Config file and run directory of the run.
+        params: Config file, run directory and the LoRA knobs (blank = the config's).
     """
     return run_group("finetune", params, publish=publish_finetune)

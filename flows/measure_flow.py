@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from flows.common import run_group, run_name
-from flows.params import StageParams
+from flows.params import MeasureParams
 from flows.report_flow import write_and_publish_report
 from flows.tasks import publish_table, read_json_if, rows_of
 
@@ -22,10 +22,10 @@ def publish_measure(group: str, run_dir: str) -> None:
 
 
 @flow(name="tokenwise-measure", flow_run_name=run_name("measure"), persist_result=True)
-def measure_flow(params: StageParams = StageParams()) -> dict[str, Any]:
+def measure_flow(params: MeasureParams = MeasureParams()) -> dict[str, Any]:
     """Measure baseline vs optimized stacks on the same requests; writes the ledger and summary.
 
     Args:
-        params: Config file and run directory of the run.
+        params: Config file, run directory, requests and stacks (blank = the config's).
     """
     return run_group("measure", params, publish=publish_measure)

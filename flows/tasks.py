@@ -8,6 +8,7 @@ the stage itself idempotent, and the flow never writes a completion marker. Stag
 
 from __future__ import annotations
 
+import contextvars
 import csv
 import functools
 import hashlib
@@ -15,6 +16,7 @@ import itertools
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -157,12 +159,16 @@ def validate_config(group: str, config_path: str) -> None:
 
 
 @task(name="hash-inputs", **IO_RETRIES)
-def hash_inputs(group: str, config_path: str, run_dir: str) -> dict[str, Any]:
-    """Validate the config and hash everything a stage group reads: config, upstream outputs, code."""
+def hash_inputs(
+    group: str, config_path: str, run_dir: str, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Validate the config and hash everything a stage group reads: config, Run-form overrides, upstream outputs,
+    code. ``config_path`` is the config the stages read (the effective one when the form changed a knob)."""
     check_config(group, config_path)
     parts = {
         "config_path": config_path,
         "config_hash": config_hash(config_path),
+        "overrides": overrides or {},
         "code_version": code_version(),
         "upstream": upstream_hashes(run_dir, group),
         "sources": source_fingerprint(config_path) if group == "corpus" else {},
@@ -240,9 +246,9 @@ def _all_markers(run_dir: str) -> dict[str, str]:
 def run_stage(stage: dict[str, str], config_path: str, run_dir: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """Run one registered stage ``run(config_path, run_dir) -> summary``; return paths and hashes."""
 
-    def call() -> str:
+    def call(progress: ProgressArtifact) -> str:
         fn = REGISTRY.stage(stage["name"]).run
-        with LogProgress(stage["name"], loggers=(*FORWARDED, fn.__module__)):
+        with LogProgress(stage["name"], loggers=(*FORWARDED, fn.__module__), progress=progress):
             return fn(config_path, run_dir)
 
     return _run_recorded(stage, config_path, run_dir, call)
@@ -258,20 +264,28 @@ def run_fanout(stage: dict[str, str], config_path: str, run_dir: str, runner: Ta
     per_shard, summarize = FANOUT[REGISTRY.stage(stage["name"]).run]
     get_run_logger().info("%s: one task per shard, %s", stage["name"], describe(runner))
 
-    def call() -> str:
+    def call(progress: ProgressArtifact) -> str:
         subflow = with_task_runner(per_shard, runner)
         return summarize(subflow(run_dir=run_dir, config_path=config_path))
 
     return _run_recorded(stage, config_path, run_dir, call)
 
 
-def _run_recorded(stage: dict[str, str], config_path: str, run_dir: str, call: Callable[[], str]) -> dict[str, Any]:
-    """Run ``call`` (a stage) and record the completion markers it wrote under ``<run>/.flows/<stage>.json``."""
+def _run_recorded(
+    stage: dict[str, str], config_path: str, run_dir: str, call: Callable[[ProgressArtifact], str]
+) -> dict[str, Any]:
+    """Run ``call`` (a stage) and record the completion markers it wrote under ``<run>/.flows/<stage>.json``.
+
+    While it runs, its ``shard-*`` outputs drive the stage's progress artifact (:class:`ShardProgress`); ``call``
+    gets the same artifact for step progress read from the logs (:class:`LogProgress`).
+    """
+    progress = ProgressArtifact(stage["name"])
     logger = get_run_logger()
     before = _all_markers(run_dir)
     t0 = time.perf_counter()
     try:
-        summary = call()
+        with ShardProgress(stage["name"], run_dir, progress):
+            summary = call(progress)
     except Exception as e:  # re-raised with the stage, the cause and what to do; the traceback stays in the logs
         logger.exception("stage %s failed", stage["name"])
         raise StageFailed(_failure_message(stage, config_path, run_dir, e)) from e
@@ -292,22 +306,50 @@ def _run_recorded(stage: dict[str, str], config_path: str, run_dir: str, call: C
     }
 
 
-class LogProgress(logging.Handler):
-    """Progress artifact of a long stage, read from the library's ``steps=N`` / ``step=i`` log lines.
+class ProgressArtifact:
+    """The ``tokenwise-<stage>-progress`` artifact of one stage run: created on the first update, then updated.
 
-    Training stages log ``kv(model=..., steps=N)`` at the start and ``kv(step=i, loss=...)`` as they go; this handler
-    turns them into ``tokenwise-<stage>-progress`` (updated at most every few seconds) and forwards every library log
-    line (the library packages' loggers and the stage module's own, which a plugin stage outside them uses) to the
-    run's logs in the UI. Stages that log no steps get no progress artifact.
+    Thread-safe (the shard watcher updates it from its own thread); updates closer than ``every_s`` apart are skipped
+    unless forced, so a fast stage does not flood the API.
     """
 
-    def __init__(self, stage: str, loggers: tuple[str, ...] = FORWARDED, every_s: float = 5.0):
-        super().__init__(logging.INFO)
+    def __init__(self, stage: str, every_s: float = 2.0):
         self.stage, self.every_s = stage, every_s
-        self.loggers = tuple(dict.fromkeys(loggers))
-        self.total = self.step = 0
         self.artifact_id: Any = None
         self.last = 0.0
+        self.lock = threading.Lock()
+
+    def update(self, pct: float, description: str, force: bool = False) -> bool:
+        """Publish ``pct`` (0-100) with ``description``; False when rate-limited."""
+        with self.lock:
+            if not force and self.artifact_id is not None and time.monotonic() - self.last < self.every_s:
+                return False
+            self.last = time.monotonic()
+            pct = max(0.0, min(100.0, pct))
+            if self.artifact_id is None:
+                key = artifact_key(self.stage, "progress")
+                self.artifact_id = create_progress_artifact(pct, key=key, description=description)
+            else:
+                update_progress_artifact(self.artifact_id, pct, description=description)
+            return True
+
+
+class LogProgress(logging.Handler):
+    """Progress of a training stage, read from the library's ``steps=N`` / ``step=i`` log lines.
+
+    Training stages log ``kv(model=..., steps=N)`` when a model starts and ``kv(step=i, loss=...)`` as they go; this
+    handler turns them into the stage's progress artifact (``pretrain: target step 250/500``) and forwards every
+    library log line (the library packages' loggers and the stage module's own, which a plugin stage outside them
+    uses) to the run's logs in the UI. Stages that log no steps get no progress from it.
+    """
+
+    def __init__(self, stage: str, loggers: tuple[str, ...] = FORWARDED, progress: ProgressArtifact | None = None):
+        super().__init__(logging.INFO)
+        self.stage = stage
+        self.loggers = tuple(dict.fromkeys(loggers))
+        self.total = self.step = 0
+        self.model: str | None = None
+        self.progress = progress or ProgressArtifact(stage, every_s=5.0)
         self.run_logger = get_run_logger()
 
     def __enter__(self) -> LogProgress:
@@ -324,35 +366,112 @@ class LogProgress(logging.Handler):
         for name, level in self.levels.items():
             logging.getLogger(name).removeHandler(self)
             logging.getLogger(name).setLevel(level)
-        if self.artifact_id is not None and not any(exc):
-            update_progress_artifact(self.artifact_id, 100.0, description=f"{self.stage} done")
+        if self.total and not any(exc):
+            self.progress.update(100.0, f"{self.stage} done", force=True)
 
     def emit(self, record: logging.LogRecord) -> None:
         msg = record.getMessage()
         self.run_logger.log(record.levelno, "%s: %s", record.name, msg)
         if m := _STEPS.search(msg):
-            self.total, self.step = int(m.group(1)), 0
+            model = _MODEL.search(msg)
+            self.total, self.step, self.model = int(m.group(1)), 0, model.group(1) if model else None
         elif (m := _STEP.search(msg)) and self.total:
             self.step = int(m.group(1))
         else:
             return
-        if time.monotonic() - self.last >= self.every_s or self.step >= self.total:
-            self.last = time.monotonic()
-            self._publish()
-
-    def _publish(self) -> None:
+        who = f"{self.stage} {self.model}" if self.model else self.stage
         pct = 100.0 * min(self.step, self.total) / max(1, self.total)
-        desc = f"{self.stage}: step {self.step}/{self.total}"
-        if self.artifact_id is None:
-            self.artifact_id = create_progress_artifact(
-                pct, key=artifact_key(self.stage, "progress"), description=desc
-            )
-        else:
-            update_progress_artifact(self.artifact_id, pct, description=desc)
+        self.progress.update(pct, f"{who}: step {self.step}/{self.total}", force=self.step >= self.total)
+
+
+class ShardProgress:
+    """Progress of a per-shard stage (score, dedup, decide, tokens): its ``shard-*`` outputs written so far over the
+    corpus shards, polled from the run directory by a thread while the stage runs (its workers may be processes or
+    Ray tasks, whose logs never reach the flow).
+
+    Counts the shards (``shard-<name>.*``) with a file under the stage's ``writes`` paths (or one level below, minus
+    other stages' paths) that is new or changed since the stage started; publishes ``score: 3/8 shards`` as each
+    appears. A stage that writes no shard (a skipped rerun, a training stage) publishes nothing.
+    """
+
+    def __init__(self, stage: str, run_dir: str, progress: ProgressArtifact, every_s: float = 1.0):
+        self.stage, self.run_dir, self.progress, self.every_s = stage, run_dir, progress, every_s
+        self.run = RunDir(run_dir)
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.seen = 0
+
+    def __enter__(self) -> ShardProgress:
+        self.total = self._count(SHARD_SOURCE)
+        if stage_writes(self.stage) and self.stage != SHARD_SOURCE and self.total:
+            self.before = self._outputs()
+            ctx = contextvars.copy_context()  # the run context, so artifacts attach to this flow/task run
+            self.thread = threading.Thread(target=ctx.run, args=(self._watch,), daemon=True, name="shard-progress")
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.thread is None:
+            return
+        self.stop.set()
+        self.thread.join()
+        if not any(exc) and self._poll():
+            self.progress.update(100.0, f"{self.stage} done: {self.seen} shards written", force=True)
+
+    def _watch(self) -> None:
+        while not self.stop.wait(self.every_s):
+            try:
+                self._poll()
+            except OSError:  # a listing racing a rename; the next poll sees it
+                continue
+
+    def _poll(self) -> int:
+        # a shard counts once any of its outputs is new (score: signals + quarantine, dedup: signatures then rows)
+        new = [p for p, stamp in self._outputs().items() if self.before.get(p) != stamp]
+        written = len({Path(p).name.split(".")[0] for p in new})
+        if written != self.seen:
+            self.seen = written
+            self.progress.update(100.0 * written / self.total, f"{self.stage}: {written}/{self.total} shards",
+                                 force=True)  # fmt: skip
+        return self.seen
+
+    def _count(self, path: str) -> int:
+        return len(self.run.fs.glob(self.run.path(path, "shard-*")))
+
+    def _outputs(self) -> dict[str, Any]:
+        inner = nested_writes(self.stage)
+        out = {}
+        for w in stage_writes(self.stage):
+            for pattern in ((w, "shard-*"), (w, "*", "shard-*")):
+                for p in self.run.fs.glob(self.run.path(*pattern)):
+                    rel = str(p)[len(self.run._path) :].lstrip("/")
+                    if not any(rel.startswith(n + "/") for n in inner):
+                        info = self.run.fs.info(p)
+                        out[rel] = (info.get("mtime") or info.get("LastModified"), info.get("size"))
+        return out
+
+
+SHARD_SOURCE = "corpus"  # per-shard stages write one output per corpus shard
+
+
+def stage_writes(stage: str) -> tuple[str, ...]:
+    """The run-dir paths a registered stage writes (none for an unknown stage)."""
+    try:
+        return REGISTRY.stage(stage).writes
+    except ValueError:
+        return ()
+
+
+def nested_writes(stage: str) -> list[str]:
+    """Other stages' paths inside this stage's (``signals/dedup`` inside ``signals``): not this stage's shards."""
+    mine = stage_writes(stage)
+    return [p for s in REGISTRY.stages if s.name != stage for p in s.writes
+            if any(p.startswith(w + "/") for w in mine)]  # fmt: skip
 
 
 _STEPS = re.compile(r"\bsteps=(\d+)")
 _STEP = re.compile(r"\bstep=(\d+)")
+_MODEL = re.compile(r"\bmodel=(\S+)")
 
 
 def _failure_message(stage: dict[str, str], config_path: str, run_dir: str, e: BaseException) -> str:
@@ -414,6 +533,8 @@ def publish_summary(group: str, run_dir: str, results: list[dict[str, Any]], inp
     lines += ["| stage | summary | seconds |", "|---|---|---|"]
     lines += [f"| {r['stage']} | {r['summary']} | {r['seconds']} |" for r in results]
     lines += ["", f"inputs key `{inputs['key']}` (config `{inputs['config_hash']}`, code `{inputs['code_version']}`)"]
+    if inputs.get("overrides"):
+        lines += ["", f"Run form overrides: `{inputs['overrides']}` (artifact `{artifact_key(group, 'settings')}`)"]
     create_markdown_artifact("\n".join(lines), key=artifact_key(group, "summary"), description=f"{group} summary")
     publish_report_link(run_dir)
     return artifact_key(group, "summary")

@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from flows.common import run_group, run_name
-from flows.params import StageParams
+from flows.params import TokenizerParams
 from flows.tasks import publish_table, read_csv_if
 
 
@@ -22,10 +22,10 @@ def publish_tokenizer(group: str, run_dir: str) -> None:
 
 
 @flow(name="tokenwise-tokenizer", flow_run_name=run_name("tokenizer"), persist_result=True)
-def tokenizer_flow(params: StageParams = StageParams()) -> dict[str, Any]:
+def tokenizer_flow(params: TokenizerParams = TokenizerParams()) -> dict[str, Any]:
     """Train the run's tokenizers and evaluate them (TPSU, premium vs English, fertility) on held-out units.
 
     Args:
-        params: Config file and run directory of the run.
+        params: Config file, run directory and one tokenizer's model and vocabulary size.
     """
     return run_group("tokenizer", params, publish=publish_tokenizer)

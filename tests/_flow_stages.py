@@ -69,3 +69,30 @@ def read_artifact(key: str):
 
         found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
     return max(found, key=lambda a: a.created) if found else None
+
+
+def write_shards(config_path: str, run_dir: str) -> str:
+    """A per-shard stage: one ``toyshards/shard-*.json`` per corpus shard, each time waiting until the flow's progress
+    artifact shows it (so a test sees every per-shard update); what it saw goes to ``toyshards/seen.json``."""
+    run = RunDir(run_dir)
+    shards = sorted(Path(run.path("corpus")).glob("shard-*"))
+    seen = []
+    for i, shard in enumerate(shards, 1):
+        write_json(run.stage("toyshards", f"shard-{i:05d}.json"), {"from": shard.name})
+        seen.append(wait_for_progress("tokenwise-toyshards-progress", f"toyshards: {i}/{len(shards)} shards"))
+    write_json(run.stage("toyshards", "seen.json"), seen)
+    run.mark_done("toyshards", hash_obj(seen))
+    return f"{len(shards)} shards"
+
+
+def wait_for_progress(key: str, description: str, timeout_s: float = 60.0) -> list:
+    """Poll the artifact ``key`` until its description is ``description``; returns [description, percent]."""
+    import time
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        art = read_artifact(key)
+        if art is not None and art.description == description:
+            return [art.description, art.data]
+        time.sleep(0.2)
+    raise TimeoutError(f"artifact {key} never showed {description!r} (last: {art and art.description!r})")

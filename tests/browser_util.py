@@ -58,3 +58,10 @@ def inspect_page(url: str, screenshot: Path) -> dict:
         return {"errors": errors, "charts": chart_sizes, "sections": sections, "unavailable": unavailable}
     finally:
         drv.quit()
+
+
+def console_errors(drv, ignore: tuple[str, ...] = ()) -> list[dict]:
+    """SEVERE console entries logged since the last call (reading the browser log drains it), minus messages that
+    contain one of ``ignore``."""
+    entries = drv.get_log("browser")
+    return [e for e in entries if e.get("level") == "SEVERE" and not any(s in e.get("message", "") for s in ignore)]

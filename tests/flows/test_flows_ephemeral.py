@@ -9,13 +9,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from _curation_fixtures import parallel_docs, stdlib_docs, write_corpus  # noqa: E402
-from _flow_stages import count_records, read_artifact, summarise  # noqa: E402
+from _flow_stages import count_records, read_artifact, summarise, write_shards  # noqa: E402
 from prefect.client.orchestration import get_client
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.params import EndToEndParams, StageParams
-from tokenwise.registry import Stage
+from flows.params import CorpusParams, EndToEndParams, StageParams
+from tokenwise.registry import Group, Stage
 from tokenwise.stages import REGISTRY
 
 TOY = [
@@ -123,6 +124,125 @@ def test_invalid_config_fails_before_any_stage_with_file_line(tmp_path, toy_stag
     with pytest.raises(Exception, match=r"bad.yaml:2: run.seed"):
         state.result()
     assert calls(tmp_path) == []
+
+
+@pytest.fixture
+def corpus_section(monkeypatch):
+    """The toy registry still knows the `corpus:` section (the corpus form's knobs set it; the toy stage runs)."""
+    from curation.ingest.build import CorpusConfig
+
+    monkeypatch.setitem(REGISTRY.extra_sections, "corpus", CorpusConfig)
+
+
+def _knob_config(tmp_path: Path, corpus: str) -> str:
+    cfg = tmp_path / "knobs.yaml"
+    cfg.write_text(f"corpus:\n  sources:\n    - {corpus}\nprefect:\n  result_storage: {tmp_path / 'results'}\n"
+                   "# record: de Hallo Welt\n")  # fmt: skip
+    return str(cfg)
+
+
+def test_form_knobs_enter_the_cache_key_and_are_written_and_published(tmp_path, toy_stages, corpus_section):
+    """A changed knob reruns the stage, the same value hits the cache; the settings go beside the outputs."""
+    from flows.corpus_flow import corpus_flow
+
+    config = _knob_config(tmp_path, "{type: gettext, languages: [de]}")
+    run = tmp_path / "run"
+
+    def build(**knobs):
+        return corpus_flow(CorpusParams(config_path=config, run_dir=str(run), **knobs))
+
+    build(languages=["fr"])
+    out = build(languages=["fr"])
+    assert calls(tmp_path) == ["count_records"], "the same knob value must come from the cache"
+    effective = run / ".flows" / "corpus-config.yaml"
+    assert out["settings"]["stage_config"] == str(effective) and out["settings"]["overrides"] == {"languages": ["fr"]}
+    build(languages=["es"])
+    assert calls(tmp_path) == ["count_records"] * 2, "a changed knob must rerun the stage"
+    assert yaml.safe_load(effective.read_text())["corpus"]["sources"][0]["languages"] == ["es"]
+    settings = yaml.safe_load((run / ".flows" / "corpus-settings.yaml").read_text())
+    assert settings["overrides"] == {"languages": ["es"]} and settings["config_path"] == config
+    assert settings["sections"]["corpus"]["sources"][0]["languages"] == ["es"]
+    assert settings["flow_run"].startswith("corpus-run-knobs-")
+    md = read_artifact("tokenwise-corpus-settings").data
+    assert "| languages | `corpus.sources[type=gettext].languages` | `[es]` | run form |" in md
+    assert build()["settings"]["stage_config"] == config, "blank knobs: the stages read the config itself"
+    assert calls(tmp_path) == ["count_records"] * 3
+    build(languages=["de"])
+    assert calls(tmp_path) == ["count_records"] * 3, "a value equal to the config's is no override: cache hit"
+
+
+def test_bad_form_value_fails_at_once_and_writes_nothing(tmp_path, toy_stages, corpus_section):
+    from flows.corpus_flow import corpus_flow
+
+    config = _knob_config(tmp_path, "{type: stdlib, max_modules: 3}")
+    params = CorpusParams(config_path=config, run_dir=str(tmp_path / "run"), max_stdlib_modules=0)
+    state = corpus_flow(params, return_state=True)
+    assert state.is_failed()
+    msg = state.message
+    assert "run form: corpus.sources.0.stdlib.max_modules: Input should be greater than or equal to 1 (got 0)" in msg
+    assert "What to do" in msg
+    assert not (tmp_path / "run").exists() and calls(tmp_path) == []
+    state = corpus_flow(CorpusParams(config_path=config, run_dir=str(tmp_path / "run"), languages=["de"]),
+                        return_state=True)  # fmt: skip
+    assert "corpus.sources[type=gettext]: not in the config" in state.message and not (tmp_path / "run").exists()
+
+
+def test_per_shard_stage_progress_is_updated_as_each_shard_is_written(tmp_path):
+    """The shard watcher publishes `<stage>: i/N shards` while the stage runs (the stage waits to see each)."""
+    from flows.catalog import group_flow
+
+    corpus = tmp_path / "run" / "corpus"
+    corpus.mkdir(parents=True)
+    for i in range(3):
+        (corpus / f"shard-{i:05d}.parquet").write_bytes(b"")
+    stage = Stage("toyshards", "toyshards", write_shards, writes=("toyshards",))
+    with REGISTRY.added(stage, Group("toyshards", "A per-shard toy stage.")):
+        out = group_flow("toyshards")(StageParams(config_path=write_config(tmp_path, []), run_dir=str(corpus.parent)))
+    assert out["stages"][0]["summary"] == "3 shards"
+    seen = json.loads((corpus.parent / "toyshards" / "seen.json").read_text())
+    assert [d for d, _ in seen] == [f"toyshards: {i}/3 shards" for i in (1, 2, 3)]
+    assert [round(p) for _, p in seen] == [33, 67, 100]
+    final = read_artifact("tokenwise-toyshards-progress")
+    assert final.data == 100.0 and final.description == "toyshards done: 3 shards written"
+
+
+def test_lora_training_steps_drive_the_progress_artifact(tmp_path):
+    """The real LoRA recipe logs `steps=N` then `step=i`: the stage's progress artifact follows every step."""
+    import torch
+    from prefect import flow
+
+    from finetune.config import DataConfig, LoraConfig
+    from finetune.data import finite_texts
+    from finetune.lora import LoraRecipe
+    from finetune.testing import stdlib_docs, tiny_llama, train_tokenizer
+    from flows.tasks import LogProgress, ProgressArtifact
+
+    texts = [d["text"] for d in stdlib_docs(("json", "heapq"))]
+    tok = train_tokenizer(tmp_path / "tok", texts, vocab_size=400)
+    tiny_llama(tmp_path / "llama", tok)
+    cfg = LoraConfig(base=str(tmp_path / "llama"), data=DataConfig(seq_len=32, eval_docs=2), rank=2, alpha=4,
+                     steps=4, batch_size=2, warmup_steps=1, eval_every=100, checkpoint_every=100)  # fmt: skip
+
+    class Recorded(ProgressArtifact):
+        def update(self, pct, description, force=False):
+            self.seen = [*getattr(self, "seen", []), description]
+            return super().update(pct, description, force=True)
+
+    @flow
+    def train() -> list[str]:
+        progress = Recorded("lora")
+        with LogProgress("lora", loggers=("finetune",), progress=progress):
+            LoraRecipe(cfg, out_dir=str(tmp_path / "out")).setup(finite_texts(texts), texts[:2]).train()
+        return progress.seen
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        seen = train()
+    finally:
+        torch.set_num_threads(threads)
+    assert [s for s in seen if "/4" in s and "step 0" not in s] == [f"lora: step {i}/4" for i in (1, 2, 3, 4)]
+    assert seen[-1] == "lora done" and read_artifact("tokenwise-lora-progress").data == 100.0
 
 
 def test_end_to_end_runs_groups_in_data_flow_order(tmp_path, toy_stages):

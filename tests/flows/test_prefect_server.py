@@ -3,7 +3,8 @@
 One `tokenwise prefect up --config configs/demo.yaml` (the shipped config; only the port, the home and the run dir
 differ) for the whole module: a server with a temporary SQLite PREFECT_HOME plus the `serve` process, stopped with
 Ctrl-C (SIGINT) at the end; the test checks both children it started are gone. Every deployment is triggered the way
-the UI's Run button does it; runs that would build the whole demo corpus use a tiny config in their form instead.
+the UI's Run button does it, with the form's defaults (the shipped config's values); the corpus and curate runs that
+complete change a few form knobs so they read a small source list. A tiny config covers the failure and pool paths.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import _paths
 import httpx
 import pytest
+import yaml
 
 from flows.deployments import deployment_flows
 from flows.server import free_port, stop
@@ -154,18 +156,30 @@ def artifacts_of(api: httpx.Client, run_id: str) -> dict[str, dict]:
     return {a["key"]: a for a in api.post("/artifacts/filter", json=body).json() if a["key"]}
 
 
+SMALL_SOURCES = {"languages": ["de", "fr"], "catalogs": ["adduser"], "max_stdlib_modules": 3, "text_dir_max_files": 5}
+
+
 @pytest.fixture(scope="module")
 def corpus_run(prefect):
+    """The corpus deployment from the UI: the shipped config, four form fields changed to read a small source list."""
     api, _, tmp = prefect
-    params = {"config_path": str(tmp / "tiny.yaml"), "run_dir": str(tmp / "run")}
+    params = {**_defaults(api, "corpus"), "run_dir": str(tmp / "run"), **SMALL_SOURCES}
     return run_from_ui(api, "corpus", params), params
+
+
+@pytest.fixture(scope="module")
+def curate_run(prefect, corpus_run):
+    """The curate deployment from the UI on that corpus: the shipped config, one rule threshold changed."""
+    api, _, tmp = prefect
+    params = {**_defaults(api, "curate"), "run_dir": str(tmp / "run"), "lang_low_score": 0.5}
+    return run_from_ui(api, "curate", params, timeout_s=300), params
 
 
 def test_corpus_deployment_run_from_api_completes_with_outputs_and_artifacts(prefect, corpus_run):
     api, _, tmp = prefect
     run, params = corpus_run
     assert run["state_type"] == "COMPLETED", run["state"]["message"]
-    assert run["name"].startswith("corpus-run-tiny-")
+    assert run["name"].startswith("corpus-run-demo-")
     out = Path(params["run_dir"]) / "corpus"
     assert (out / "manifest.json").exists() and (out / "_DONE.json").exists()
     assert list(out.glob("shard-*.parquet"))
@@ -174,6 +188,40 @@ def test_corpus_deployment_run_from_api_completes_with_outputs_and_artifacts(pre
         assert key in arts, sorted(arts)
     assert {"de", "fr", "en"} <= {row["lang"] for row in _table(arts["tokenwise-corpus-by-lang"])}
     assert arts["tokenwise-corpus-progress"]["data"] == 100.0
+    settings = yaml.safe_load((out.parent / ".flows" / "corpus-settings.yaml").read_text())
+    assert settings["overrides"] == SMALL_SOURCES and settings["config_path"] == str(DEMO_CONFIG)
+    effective = yaml.safe_load((out.parent / ".flows" / "corpus-config.yaml").read_text())
+    assert effective["corpus"]["sources"][1] == {**_demo_source("stdlib"), "max_modules": 3}
+    assert "| max_stdlib_modules | `corpus.sources[type=stdlib].max_modules` | `3` | run form |" in (
+        arts["tokenwise-corpus-settings"]["data"]
+    )
+
+
+def _demo_source(kind: str) -> dict:
+    return next(s for s in yaml.safe_load(DEMO_CONFIG.read_text())["corpus"]["sources"] if s["type"] == kind)
+
+
+def test_curate_run_from_the_ui_shows_settings_shard_progress_and_links_the_report(prefect, curate_run):
+    api, _, tmp = prefect
+    run, params = curate_run
+    assert run["state_type"] == "COMPLETED", run["state"]["message"]
+    out = Path(params["run_dir"])
+    effective = yaml.safe_load((out / ".flows" / "curate-config.yaml").read_text())
+    assert effective["decide"]["rules"]["lang_low_score"]["threshold"] == 0.5
+    settings = yaml.safe_load((out / ".flows" / "curate-settings.yaml").read_text())
+    assert settings["overrides"] == {"lang_low_score": 0.5}
+    assert (out / "curated" / "_DONE.json").exists() and (out / "plans" / "_DONE.json").exists()
+    arts = artifacts_of(api, run["id"])
+    md = arts["tokenwise-curate-settings"]["data"]
+    assert "| lang_low_score | `decide.rules.lang_low_score.threshold` | `0.5` | run form |" in md
+    assert "| top_2_gram | `decide.rules.top_2_gram.threshold` | `0.5` | config |" in md
+    n = len(list((out / "corpus").glob("shard-*.parquet")))
+    for stage in ("score", "dedup", "decide", "tokens"):  # per-shard stages: progress from their shard outputs
+        progress = arts[f"tokenwise-{stage}-progress"]
+        assert progress["data"] == 100.0 and progress["description"] == f"{stage} done: {n} shards written", stage
+    link = arts["tokenwise-report-link"]["data"]
+    report = out / "report" / "index.html"
+    assert report.exists() and report.as_uri() in link, link
 
 
 def _table(artifact: dict) -> list[dict]:
@@ -213,19 +261,20 @@ def cancel(api: httpx.Client, run_id: str, timeout_s: float = 60) -> str:
 
 
 VALIDATING = ("hash-inputs", "validate-config")
-QUICK = {"report", "corpus"}  # run to COMPLETED; the rest must get past config validation with the shipped config
+QUICK = {"report", "corpus", "curate"}  # run to COMPLETED; the rest must get past config validation
 
 
-def test_every_deployment_runs_from_the_ui_with_the_shipped_config(prefect):
+def test_every_deployment_runs_from_the_ui_with_the_shipped_config(prefect, corpus_run, curate_run):
     """The UI's Run button on every deployment, form defaults = configs/demo.yaml: no import or config failure.
 
-    report (on an empty run dir) and corpus (on a small source list) must complete; every other deployment must
-    validate the shipped config and start its first stage; runs still going after that are cancelled.
+    report (on an empty run dir), corpus (on a small source list) and curate (on that corpus) must complete; every
+    other deployment must validate the shipped config and start its first stage; runs still going are cancelled.
     """
     DEPLOYMENTS = deployment_flows()
 
     api, _, tmp = prefect
     assert {d["name"] for d in api.post("/deployments/filter", json={}).json()} == set(DEPLOYMENTS)
+    assert corpus_run[0]["state_type"] == curate_run[0]["state_type"] == "COMPLETED"
     empty = tmp / "empty-run"
     report = run_from_ui(api, "report", {"config_path": str(DEMO_CONFIG), "run_dir": str(empty)})
     assert report["state_type"] == "COMPLETED", report["state"]["message"]
@@ -283,29 +332,84 @@ def test_gpu_deployments_are_tagged_and_forms_have_defaults(prefect):
         assert dep["parameters"]["params"]["config_path"] == str(DEMO_CONFIG)
         assert dep["parameters"]["params"]["run_dir"] == str(tmp / "run")
         assert dep["parameter_openapi_schema"]["properties"]["params"]["description"]
+    demo = yaml.safe_load(DEMO_CONFIG.read_text())
+    knobs = {name: _defaults(api, name) for name in ("finetune", "tokenizer", "measure")}
+    assert (knobs["finetune"]["steps"], knobs["finetune"]["rank"]) == (demo["lora"]["steps"], demo["lora"]["rank"])
+    assert knobs["tokenizer"]["vocab_size"] == demo["tokenizer"]["train"][0]["vocab_size"]
+    assert knobs["measure"]["stacks"] == [s["name"] for s in demo["measure"]["stacks"]]
 
 
-def test_ui_renders_the_completed_run(prefect, corpus_run):
-    from browser_util import open_browser, require_browser
+def test_form_value_of_the_wrong_type_is_refused_before_a_run_exists(prefect):
+    """Prefect checks the form against the flow's parameter schema: a string for an integer knob is a 409, no run."""
+    api, _, tmp = prefect
+    dep = deployment(api, "finetune")
+    params = {**_defaults(api, "finetune"), "run_dir": str(tmp / "typo-run"), "steps": "many"}
+    r = api.post(f"/deployments/{dep['id']}/create_flow_run", json={"parameters": {"params": params}})
+    assert r.status_code == 409 and "params.steps" in r.text, r.text
+    assert not (tmp / "typo-run").exists()
+
+
+def test_out_of_range_form_value_fails_the_run_at_once_with_the_section_message(prefect):
+    """A value the schema lets through but the section model refuses: FAILED with `lora.steps: ...`, no writes."""
+    api, _, tmp = prefect
+    params = {**_defaults(api, "finetune"), "run_dir": str(tmp / "bad-form-run"), "steps": 0}
+    run = run_from_ui(api, "finetune", params)
+    assert run["state_type"] == "FAILED"
+    msg = run["state"]["message"]
+    assert "run form: lora.steps: Input should be greater than or equal to 1 (got 0)" in msg, msg
+    assert "What to do" in msg and "nothing was written" in msg
+    assert not (tmp / "bad-form-run").exists()
+    assert not [t for t in task_runs_of(api, run["id"]) if t["name"].startswith(("hash-inputs", "run-stage"))]
+
+
+# Prefect 3.9's UI itself requests /favicon.ico and /ico/undefined.svg (a state icon before the state loads): 404s
+# on every page, even of a bare flow run; anything else logged as an error fails the test.
+UI_OWN_404S = ("/favicon.ico - Failed to load resource", "/ico/undefined.svg - Failed to load resource")
+
+
+def test_ui_renders_the_completed_run(prefect, curate_run):
+    """Headless Chromium on the UI-triggered curate run's page: Completed, its artifacts (the report link) listed, its
+    settings artifact rendered, no console errors."""
+    from browser_util import console_errors, open_browser, require_browser
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     require_browser()
-    _, ui_url, _ = prefect
-    run, _ = corpus_run
+    api, ui_url, _ = prefect
+    run, _ = curate_run
+    assert run["state_type"] == "COMPLETED", run["state"]["message"]
+    settings_id = artifacts_of(api, run["id"])["tokenwise-curate-settings"]["id"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     drv = open_browser(1400, 1000)
+    shots, errors = {}, []
     try:
         drv.get(f"{ui_url}/runs/flow-run/{run['id']}")
         WebDriverWait(drv, 60).until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), run["name"]))
         WebDriverWait(drv, 30).until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "Completed"))
+        time.sleep(1.0)  # charts and the logs pane render after the text
+        shots["run"] = ARTIFACTS / "prefect-ui-flow-run.png"
+        drv.save_screenshot(str(shots["run"]))
+        errors += console_errors(drv, ignore=UI_OWN_404S)
+        next(tab for tab in drv.find_elements(By.CSS_SELECTOR, "li.p-tab") if tab.text.strip() == "Artifacts").click()
+        listed = ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "tokenwise-report-link")  # flow-level
+        WebDriverWait(drv, 60).until(listed)
         time.sleep(1.0)
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shot = ARTIFACTS / "prefect-ui-flow-run.png"
-        drv.save_screenshot(str(shot))
+        shots["artifacts"] = ARTIFACTS / "prefect-ui-flow-run-artifacts.png"
+        drv.save_screenshot(str(shots["artifacts"]))
+        errors += console_errors(drv, ignore=UI_OWN_404S)
+        drv.get(f"{ui_url}/artifacts/artifact/{settings_id}")  # the settings markdown, rendered
+        shown = ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "decide.rules.lang_low_score.threshold")
+        WebDriverWait(drv, 60).until(shown)
+        time.sleep(1.0)
+        shots["settings"] = ARTIFACTS / "prefect-ui-settings-artifact.png"
+        drv.save_screenshot(str(shots["settings"]))
+        errors += console_errors(drv, ignore=UI_OWN_404S)
     finally:
         drv.quit()
-    assert distinct_pixel_bytes(shot.read_bytes()) > 20, f"{shot} looks blank"
+    assert not errors, errors
+    for shot in shots.values():
+        assert distinct_pixel_bytes(shot.read_bytes()) > 20, f"{shot} looks blank"
 
 
 def distinct_pixel_bytes(png: bytes) -> int:

@@ -15,7 +15,7 @@ from curation.tokenizer.config import (
 )
 from curation.tokenizer.evaluate import check_gates, evaluate
 from curation.tokenizer.extend import extend
-from curation.tokenizer.train import train_all
+from curation.tokenizer.train import describe, train_all
 from tokenwise.tokenizer_specs import TokenizerSpecError
 
 app = typer.Typer(help="Train, extend and evaluate tokenizers on the run's curated data.", no_args_is_help=True)
@@ -44,7 +44,7 @@ def train_cmd(
         _fail(e)
     for d in done:
         how = "up to date" if d.get("skipped") else f"trained in {d.get('train_seconds')}s"
-        typer.echo(f"{Path(run) / 'tokenizers' / d['name']}: vocab {d.get('vocab_size')} ({how})")
+        typer.echo(f"{Path(run) / 'tokenizers' / d['name']}: {describe(d)} ({how})")
 
 
 @app.command("extend")

@@ -160,7 +160,12 @@ class TokenizerEvalConfig(BaseConfig):
     reference: str = Field("tiktoken:cl100k_base", description="Spec whose length normalizes sequence length (NSL).")
     languages: list[str] | None = Field(None, description="Only these locales (default: all held-out languages).")
     domains: list[str] | None = Field(None, description="Only these domains (default: all).")
-    max_docs_per_group: int = Field(2000, ge=1, description="Held-out documents per language × domain (speed vs CI).")
+    max_docs_per_group: int = Field(
+        2000, ge=1, description="Held-out documents per language × domain, sampled by unit (speed vs CI width)."
+    )
+    min_units: int = Field(
+        30, ge=1, description="A language with fewer parallel units is flagged few_units (wide CI), never dropped."
+    )
     bootstrap: int = Field(200, ge=10, le=10_000, description="Bootstrap resamples for the 95% intervals.")
     alpha: float = Field(2.5, ge=1.01, le=10.0, description="Rényi order; Zouhar et al. 2023 found 2.5-3 predictive.")
     invalid_unk_rate: float = Field(

@@ -279,7 +279,7 @@ def evaluate_one(
         }
         prem = premium_metric(enc, data, idx, en_by_unit, cfg.bootstrap, rng)
         if prem:
-            prem["few_units"] = prem["n"] < cfg.min_units
+            prem["few_units"] = prem["n"] < cfg.min_units and not is_english(loc)
             entry["metrics"]["premium_vs_eng_Latn"] = prem
         for dom in sorted(set(doms[idx])):
             didx = idx[doms[idx] == dom]

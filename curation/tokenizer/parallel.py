@@ -90,7 +90,10 @@ def _rows(line: str, name: str, lineno: int):
         yield None, None, None, None, f"not_an_object: got {type(obj).__name__}"
         return
     dom = obj.get("domain") if isinstance(obj.get("domain"), str) else None
-    if "lang" in obj and "text" in obj:
+    if "lang" in obj or "text" in obj:
+        if "lang" not in obj or "text" not in obj:
+            yield None, None, None, None, "long_row_incomplete: long rows need unit_id, lang and text"
+            return
         unit = obj.get("unit_id")
         if not isinstance(unit, str | int) or unit == "":
             yield None, None, None, None, "missing_unit_id: long rows need unit_id, lang and text"

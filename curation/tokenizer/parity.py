@@ -72,7 +72,11 @@ class Segments:
             start, k = len(sym), len(piece)
             if not k:
                 continue
-            sym.extend(char_id[ch] for ch in piece)
+            try:
+                sym.extend(char_id[ch] for ch in piece)
+            except KeyError as e:
+                raise ValueError(f"pre-token {piece[:40]!r} is not byte-level (char {e.args[0]!r}); parity BPE "
+                                 "needs a byte-level pre-tokenizer") from None  # fmt: skip
             lang.extend([lg] * k)
             weight.extend([n] * k)
             nxt.extend(range(start + 1, start + k + 1))

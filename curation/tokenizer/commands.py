@@ -29,6 +29,17 @@ def _fail(e: Exception) -> None:
     raise typer.Exit(2)
 
 
+def _by_domain(s: dict, ref: str) -> str:
+    """Savings per domain and English's cost per domain: a domain tokenizer's off-domain cost shows beside its gain."""
+    def per_domain(prefix: str) -> dict[str, float]:
+        return {k.removeprefix(prefix): v for k, v in s.items() if k.startswith(prefix)}
+
+    saved, en = per_domain(f"tokens_saved_vs_{ref}_"), per_domain(f"english_cost_vs_{ref}_")
+    parts = ", ".join(f"{d} {v:+.1%}" for d, v in saved.items())
+    cost = ", ".join(f"{d} {v:.2f}x" for d, v in en.items())
+    return f"saved vs {ref} by domain: {parts}; English tokens vs {ref} by domain: {cost}"
+
+
 @app.command("train")
 def train_cmd(
     config: Path = CONFIG,
@@ -117,6 +128,8 @@ def eval_cmd(
             f"saved vs {ref} {'-' if saved is None else f'{saved:+.1%}'}, roundtrip failures "
             f"{s['roundtrip_failures']}, {s['throughput_batch_mb_s']} MB/s batch"
         )
+        if n != ref and r.get("role") == "candidate":
+            typer.echo(f"{'':>18}{_by_domain(s, ref)}")
     few = {k: n for r in report["results"].values() for k, n in r["summary"]["premium_few_units"].items()}
     if few:
         typer.echo(f"warning: few parallel units (wide intervals, still in premium_max): {few}", err=True)

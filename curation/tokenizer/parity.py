@@ -282,8 +282,9 @@ def train_parity_bpe(
     dev_tokens = np.zeros(n_langs, dtype=np.int64)
     np.add.at(dev_tokens, np.frombuffer(dev.lang, dtype=np.int32), np.frombuffer(dev.weight, dtype=np.int32))
     content = np.array([dev_content.get(i, 0) for i in range(n_langs)], dtype=float)
-    if english in lang_id and content[lang_id[english]] > 0:
-        content[lang_id[english]] /= target_premium  # cost = tokens / content: English weighs target_premium times
+    scaled = content.copy()  # the worst language is the one with most tokens / scaled content
+    if english in lang_id:
+        scaled[lang_id[english]] /= target_premium  # English's cost counts target_premium times
     parity_langs = [i for i in range(n_langs) if content[i] > 0 and counts.by_lang[i]]
     names = {i: lang for lang, i in lang_id.items()}
     if not parity_langs:
@@ -300,7 +301,7 @@ def train_parity_bpe(
     trace = []
     while len(strs) < len(alphabet) + n_merges_target:
         step = len(merges)
-        lg = None if step < n_global else _worst_language(counts, dev_tokens, content, parity_langs, recent,
+        lg = None if step < n_global else _worst_language(counts, dev_tokens, scaled, parity_langs, recent,
                                                           window, limit, min_frequency)  # fmt: skip
         key, c = counts.top(lg)
         if c < min_frequency:
@@ -325,8 +326,6 @@ def train_parity_bpe(
     vocab = {t: i for i, t in enumerate(special_tokens)}
     for s in strs:
         vocab.setdefault(s, len(vocab))
-    if english in lang_id and content[lang_id[english]] > 0:
-        content[lang_id[english]] *= target_premium
     cost = {names[i]: float(dev_tokens[i] / content[i]) for i in parity_langs}
     stats = {
         "merges": len(merges),
@@ -340,7 +339,7 @@ def train_parity_bpe(
         "dev_cost_per_english_byte": cost,
         "dev_premium_vs_english": _dev_premium(cost, english),
         "train_chars": dict(train_chars),
-        "distinct_words": len(segs.sym) and int(np.count_nonzero(np.frombuffer(segs.prv, dtype=np.int32) < 0)),
+        "distinct_words": int(np.count_nonzero(np.frombuffer(segs.prv, dtype=np.int32) < 0)),
         "symbols": len(segs.sym),
         "trace": trace,
     }

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import psutil
+from tokenizers import models
 
 from curation.tokenizer.builders import build_tokenizer
 from curation.tokenizer.config import (
@@ -225,8 +226,6 @@ def train_parity(
 ) -> tuple[Any, dict[str, Any]]:
     """Parity-aware BPE on the sampled texts (see :mod:`curation.tokenizer.parity`), as a ``tokenizers.Tokenizer``
     with the classic recipe's normalizer, pre-tokenizer and decoder; returns (tokenizer, training stats)."""
-    from tokenizers import models
-
     tok, _ = build_tokenizer(cfg.model_copy(update={"model": "bpe"}))
     norm, pre = tok.normalizer, tok.pre_tokenizer
 

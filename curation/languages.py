@@ -131,3 +131,14 @@ def unique_keys(locales: list[str]) -> dict[str, str]:
 def is_english(locale: str | None) -> bool:
     """True only for plain English (``en``); ``en_GB`` catalogs are translations into a variant of English."""
     return locale == "en"
+
+
+def locale_of_key(code: str) -> str:
+    """The locale a FLORES key stands for (``mya_Mymr`` -> ``my``, ``eng_Latn`` -> ``en``); anything else (a locale
+    already, or a key no known locale maps to) is returned unchanged."""
+    if len(code) < 8 or code[3] != "_":
+        return code
+    by_key = {}
+    for loc in sorted(_LANGS):
+        by_key.setdefault(flores_key(loc), loc)
+    return by_key.get(code, code)

@@ -102,8 +102,9 @@ class TokenizerParams(StageParams):
         "The `tokenizer.train` entry the fields below change (default: the first).",
         selector=True,
     )
-    model: Literal["bpe", "unigram"] | None = knob(
-        "tokenizer.train[name={tokenizer_name}].model", "bpe trains fast; unigram often splits morphology better."
+    model: Literal["bpe", "unigram", "parity_bpe"] | None = knob(
+        "tokenizer.train[name={tokenizer_name}].model",
+        "bpe trains fast; unigram often splits morphology better; parity_bpe balances tokens across languages.",
     )
     vocab_size: int | None = knob(
         "tokenizer.train[name={tokenizer_name}].vocab_size", "Vocabulary size (bigger = shorter sequences)."

@@ -17,7 +17,12 @@ def split_key(doc_id: str, unit_id: str | None) -> str:
     return unit_id or doc_id
 
 
+def split_position(doc_id: str, unit_id: str | None = None) -> float:
+    """Where the document's unit (or id) hashes in [0, 1): the same for every translation of a unit."""
+    h = hashlib.blake2b(split_key(doc_id, unit_id).encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2**64
+
+
 def is_heldout(doc_id: str, unit_id: str | None = None, fraction: float = HELDOUT_FRACTION) -> bool:
     """True when the document belongs to the held-out split (stable across runs and machines)."""
-    h = hashlib.blake2b(split_key(doc_id, unit_id).encode(), digest_size=8).digest()
-    return int.from_bytes(h, "big") / 2**64 < fraction
+    return split_position(doc_id, unit_id) < fraction

@@ -10,9 +10,12 @@ Methods (``n_l`` = tokens available in language *l* under the tokenizer, ``p_l =
   (``budget_met: false``) rather than exceeding the epoch cap.
 
 Each language gets ``weight`` (share of the budget), ``tokens`` (integers summing to the planned budget) and
-``epochs`` (tokens / available tokens). Because the same text costs different token counts under different
-tokenizers (the premium), a plan is recomputed under every tokenizer with counts, and ``comparison`` shows per
-language how weight, tokens and the bytes of text covered shift against the primary tokenizer.
+``epochs`` (tokens / available tokens). Documents without a language (code, docs) are planned as ``und``; each plan
+states their share (``und_share``, of the budget; ``und_available_share``, of the available tokens).
+
+Because the same text costs different token counts under different tokenizers (the premium), a plan is recomputed
+under every tokenizer with counts, and ``comparison`` shows per language how weight, tokens and the bytes of text
+covered shift against the primary tokenizer.
 
 Written to ``<run>/plans/<name>.json``; ``<run>/curated/tpsu.json``, ``balance.json`` and ``economics.json`` are
 written by the same ``curate plan`` stage.
@@ -40,6 +43,8 @@ from tokenwise.config import BaseConfig, load_section
 from tokenwise.rundir import RunDir, hash_obj, read_json, write_json
 
 log = logging.getLogger(__name__)
+
+UND = "und"  # documents without a language (code, docs): planned like a language, reported as its own share
 
 
 class PlanSpec(BaseConfig):
@@ -142,6 +147,7 @@ def build_plan(spec: PlanSpec, per_lang: dict[str, dict[str, float]], tokenizers
             row |= {"bytes_per_token": bpt, "bytes": row["tokens"] * bpt}
         by_tok[tok] = {"languages": langs, "planned_tokens": planned, "budget_met": planned >= budget}
     main = by_tok[primary]
+    avail = {lang: v["available_tokens"] for lang, v in main["languages"].items()}
     comparison = []
     for tok, p in by_tok.items():
         for lang, row in p["languages"].items():
@@ -156,6 +162,8 @@ def build_plan(spec: PlanSpec, per_lang: dict[str, dict[str, float]], tokenizers
         "name": spec.name, "method": spec.method, "alpha": spec.alpha if spec.method == "temperature" else None,
         "max_epochs": spec.max_epochs if spec.method == "unimax" else None, "budget": budget, "tokenizer": primary,
         "languages": main["languages"], "planned_tokens": main["planned_tokens"], "budget_met": main["budget_met"],
+        "und_share": main["languages"].get(UND, {}).get("weight", 0.0),
+        "und_available_share": avail.get(UND, 0) / max(1, sum(avail.values())),
         "by_tokenizer": by_tok, "comparison": comparison,
     }  # fmt: skip
 
@@ -238,11 +246,13 @@ def plan_inputs_hash(run: RunDir, cfg: PlanConfig) -> str:
 
 
 def fmt_plans(plans: dict[str, Any]) -> str:
-    """One line: each plan's top language and whether the budget was met."""
+    """One line: each plan's top language, its und (code/docs without a language) share, whether the budget was met."""
     parts = []
     for name, p in plans.items():
         top = max(p["languages"].items(), key=lambda kv: kv[1]["weight"])
-        parts.append(f"{name}: top {top[0]} {top[1]['weight']:.0%}{'' if p['budget_met'] else ' (budget not met)'}")
+        und = f", und (code/docs) {p.get('und_share', 0.0):.0%}"
+        met = "" if p["budget_met"] else " (budget not met)"
+        parts.append(f"{name}: top {top[0]} {top[1]['weight']:.0%}{und}{met}")
     return "; ".join(parts)
 
 

@@ -17,11 +17,44 @@ class TokenizerTrainError(ValueError):
     """Bad training input found before training starts (empty corpus, plan language without data, ...)."""
 
 
+class ParityConfig(BaseConfig):
+    """Parity-aware BPE (``model: parity_bpe``): each merge goes to the language worst compressed on a dev set."""
+
+    dev: str = Field(
+        "split",
+        description="Parallel dev set: 'split' = training units hashed into the dev share (left out of training), "
+        "or a parallel JSONL path (one column per language, or rows with unit_id + lang + text).",
+    )
+    dev_fraction: float = Field(
+        0.05, gt=0.0, le=0.5, description="Share of units held for the dev set (more = steadier parity, less data)."
+    )
+    target_premium: float = Field(
+        1.0,
+        ge=1.0,
+        le=5.0,
+        description="Premium vs English the merges balance the dev set to: 1 = equal cost (the paper); higher gives "
+        "English merges earlier (English cheaper, other languages up to this premium).",
+    )
+    global_merges: float = Field(
+        0.0, ge=0.0, le=1.0, description="Hybrid variant: this share of merges by global frequency first (as bpe)."
+    )
+    window: int = Field(
+        0, ge=0, le=100_000, description="Moving-window variant: at most alpha/languages of the last N merges per "
+        "language (a language out of useful pairs cannot take every merge); 0 = off.",
+    )
+    alpha: float = Field(2.0, gt=0.0, description="Moving-window share: alpha / languages of the window per language.")
+
+
 class TokenizerTrainConfig(BaseConfig):
     """One tokenizer to train; ``tokenwise tokenizer train`` trains every entry of ``tokenizer.train``."""
 
     name: str = Field(..., pattern=NAME_RE, description="Output dir name under <run>/tokenizers/; spec run:NAME.")
-    model: Literal["bpe", "unigram"] = Field("bpe", description="BPE merges (fast) or Unigram LM (slower training).")
+    model: Literal["bpe", "unigram", "parity_bpe"] = Field(
+        "bpe",
+        description="BPE merges (fast), Unigram LM (slower), or parity-aware BPE (merges balanced across languages "
+        "on a parallel dev set; Python trainer, ~10x the time of bpe).",
+    )
+    parity: ParityConfig = Field(default_factory=ParityConfig, description="Parity-aware BPE knobs (parity_bpe only).")
     vocab_size: int = Field(16000, ge=64, le=1_000_000, description="Final size incl. alphabet and special tokens.")
     special_tokens: list[str] = Field(["<|endoftext|>", "<|pad|>"], description="Control tokens, ids 0..n-1.")
     bos_token: str | None = Field(None, description="Beginning-of-sequence token (must be in special_tokens).")
@@ -72,6 +105,8 @@ class TokenizerTrainConfig(BaseConfig):
                 raise ValueError(f"conflicting special tokens: {role}={tok!r} is not in special_tokens; add it there")
         if self.pre_tokenization == "metaspace" and self.unk_token is None:
             raise ValueError("metaspace pre-tokenization needs unk_token (e.g. '<unk>' also in special_tokens)")
+        if self.model == "parity_bpe" and self.pre_tokenization == "metaspace":
+            raise ValueError("model parity_bpe is byte-level: use a *_byte_level pre_tokenization, not metaspace")
         return self
 
     def min_vocab(self) -> int:
@@ -125,7 +160,12 @@ class TokenizerEvalConfig(BaseConfig):
     reference: str = Field("tiktoken:cl100k_base", description="Spec whose length normalizes sequence length (NSL).")
     languages: list[str] | None = Field(None, description="Only these locales (default: all held-out languages).")
     domains: list[str] | None = Field(None, description="Only these domains (default: all).")
-    max_docs_per_group: int = Field(2000, ge=1, description="Held-out documents per language × domain (speed vs CI).")
+    max_docs_per_group: int = Field(
+        2000, ge=1, description="Held-out documents per language × domain, sampled by unit (speed vs CI width)."
+    )
+    min_units: int = Field(
+        30, ge=1, description="A language with fewer parallel units is flagged few_units (wide CI), never dropped."
+    )
     bootstrap: int = Field(200, ge=10, le=10_000, description="Bootstrap resamples for the 95% intervals.")
     alpha: float = Field(2.5, ge=1.01, le=10.0, description="Rényi order; Zouhar et al. 2023 found 2.5-3 predictive.")
     invalid_unk_rate: float = Field(

@@ -1,16 +1,46 @@
-"""Reading curated shards for tokenizer training and evaluation: shard lists, split-aware row batches, data hashes."""
+"""Reading curated shards for tokenizer training and evaluation: shard lists, split-aware row batches, data hashes,
+the parity dev split and the evaluation set (:class:`HeldOut`)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
 from tokenwise.rundir import hash_obj, sha256_file
-from tokenwise.splits import is_heldout
+from tokenwise.splits import HELDOUT_FRACTION, is_heldout, split_position
+
+
+@dataclass
+class HeldOut:
+    """Evaluation documents as parallel arrays (one entry per document)."""
+
+    ids: list[str] = field(default_factory=list)
+    units: list[str | None] = field(default_factory=list)
+    langs: list[str] = field(default_factory=list)
+    domains: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def add(self, doc_id: str, unit: str | None, lang: str, domain: str, text: str) -> None:
+        """Append one document."""
+        self.ids.append(doc_id)
+        self.units.append(unit)
+        self.langs.append(lang)
+        self.domains.append(domain)
+        self.texts.append(text)
+
+
+def is_dev(doc_id: str, unit_id: str | None, fraction: float) -> bool:
+    """True for a training-split document whose unit hashes into the dev share, just above the held-out split (so
+    dev, held-out and training units never overlap)."""
+    return unit_id is not None and HELDOUT_FRACTION <= split_position(doc_id, unit_id) < HELDOUT_FRACTION + fraction
 
 
 def shard_paths(run_dir: str, source: str = "curated") -> list[str]:

@@ -18,20 +18,24 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import math
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from curation.languages import ENGLISH_KEY, is_english, language_info, unique_keys
 from curation.tokenizer.config import OPS, TokenizerEvalConfig, TokenizerEvalError, load_tokenizer_section, parse_gate
-from curation.tokenizer.data import iter_rows, manifest_hash, shard_paths
+from curation.tokenizer.data import HeldOut, iter_rows, manifest_hash, shard_paths
+from curation.tokenizer.parallel import read_parallel
 from tokenwise.log import kv
 from tokenwise.rundir import RunDir, atomic_open, hash_obj, write_json
+from tokenwise.splits import split_position
 from tokenwise.tokenizer_specs import TokenizerSpecError, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -53,47 +57,46 @@ NOTES = {
 # --------------------------------------------------------------------------------------------------------- data
 
 
-@dataclass
-class HeldOut:
-    """Held-out documents as parallel arrays (one entry per document)."""
-
-    ids: list[str] = field(default_factory=list)
-    units: list[str | None] = field(default_factory=list)
-    langs: list[str] = field(default_factory=list)
-    domains: list[str] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-
 def load_heldout(shards: list[str], cfg: TokenizerEvalConfig) -> HeldOut:
-    """Held-out documents of the configured languages/domains, at most ``max_docs_per_group`` per (lang, domain)."""
+    """Held-out documents of the configured languages/domains, sampled by unit.
+
+    Per (language, domain) the first ``max_docs_per_group`` documents in split-hash order are kept (the order is the
+    same in every language, so the samples share units), plus every English document whose unit a kept translation
+    has: a language with few held-out units keeps all of them and their English side, whatever the cap.
+    """
     if not shards:
         raise TokenizerEvalError("empty corpus: no shard-*.parquet to evaluate on")
-    data, counts = HeldOut(), {}
-    for b in iter_rows(shards, heldout=True):
-        for i, u, lang, dom, text in zip(b["id"], b["unit_id"], b["lang"], b["domain"], b["text"], strict=True):
+    groups: dict[tuple[str, str], list[tuple[float, str, str | None]]] = {}
+    for b in iter_rows(shards, heldout=True, columns=("id", "unit_id", "lang", "domain")):
+        for i, u, lang, dom in zip(b["id"], b["unit_id"], b["lang"], b["domain"], strict=True):
             lang, dom = lang or "und", dom or "none"
             if (cfg.languages and lang not in cfg.languages and lang != "en") or (
                 cfg.domains and dom not in cfg.domains
             ):
                 continue
-            if counts.get((lang, dom), 0) >= cfg.max_docs_per_group or not text:
-                continue
-            counts[(lang, dom)] = counts.get((lang, dom), 0) + 1
-            for lst, x in (
-                (data.ids, i),
-                (data.units, u),
-                (data.langs, lang),
-                (data.domains, dom),
-                (data.texts, text),
-            ):
-                lst.append(x)
+            groups.setdefault((lang, dom), []).append((split_position(i, u), i, u))
+    keep, units = set(), set()
+    for (lang, _), rows in groups.items():
+        rows.sort()
+        for _, i, u in rows[: cfg.max_docs_per_group]:
+            keep.add(i)
+            if u and not is_english(lang):
+                units.add(u)
+    for (lang, _), rows in groups.items():
+        if is_english(lang):
+            keep.update(i for _, i, u in rows if u in units)
+    data = HeldOut()
+    for b in iter_rows(shards, heldout=True):
+        for i, u, lang, dom, text in zip(b["id"], b["unit_id"], b["lang"], b["domain"], b["text"], strict=True):
+            if i in keep and text:
+                data.add(i, u, lang or "und", dom or "none", text)
     if not len(data):
         raise TokenizerEvalError(
             f"no held-out documents in {len(shards)} shard(s) for the configured languages/domains"
         )
+    capped = {f"{k[0]}/{k[1]}": len(v) for k, v in groups.items() if len(v) > cfg.max_docs_per_group}
+    if capped:
+        log.info("held-out groups sampled by unit %s", kv(cap=cfg.max_docs_per_group, available=capped))
     return data
 
 
@@ -276,6 +279,7 @@ def evaluate_one(
         }
         prem = premium_metric(enc, data, idx, en_by_unit, cfg.bootstrap, rng)
         if prem:
+            prem["few_units"] = prem["n"] < cfg.min_units and not is_english(loc)
             entry["metrics"]["premium_vs_eng_Latn"] = prem
         for dom in sorted(set(doms[idx])):
             didx = idx[doms[idx] == dom]
@@ -312,12 +316,27 @@ def summarize(result: dict[str, Any], refs: dict[str, Encoded], data: HeldOut, e
         if "premium_vs_eng_Latn" in v["metrics"]
     }
     non_en = {k: p for k, p in prem.items() if k != ENGLISH_KEY}
+    worst = max(non_en, key=non_en.get) if non_en else None
+    langs = result["languages"]
     s: dict[str, Any] = {
-        "languages": len(result["languages"]),
-        "invalid_pairs": sorted(k for k, v in result["languages"].items() if not v["metrics"]["valid"]),
-        "premium_max": max(non_en.values()) if non_en else None,
-        "premium_worst_language": max(non_en, key=non_en.get) if non_en else None,
+        "languages": len(langs),
+        "invalid_pairs": sorted(k for k, v in langs.items() if not v["metrics"]["valid"]),
+        "premium_max": non_en[worst] if worst else None,
+        "premium_worst_language": worst,
+        "premium_worst_units": langs[worst]["metrics"]["premium_vs_eng_Latn"]["n"] if worst else None,
+        "premium_max_ci95": langs[worst]["metrics"]["premium_vs_eng_Latn"]["ci95"] if worst else None,
         "premium_mean": float(np.mean(list(non_en.values()))) if non_en else None,
+        "premium_languages": len(non_en),
+        "premium_few_units": {
+            k: v["metrics"]["premium_vs_eng_Latn"]["n"]
+            for k, v in valid.items()
+            if v["metrics"].get("premium_vs_eng_Latn", {}).get("few_units")
+        },
+        "premium_unmeasured": {
+            k: ("invalid_unk_rate" if not v["metrics"]["valid"] else "no_parallel_english_units")
+            for k, v in langs.items()
+            if k != ENGLISH_KEY and k not in non_en and not (k.startswith("und_") or k == "und")
+        },
         "fairness_gini": gini(list(prem.values())) if prem else None,
         "unk_rate_max": max(v["metrics"]["unk_rate"]["value"] for v in result["languages"].values()),
         "roundtrip_failures": result["roundtrip"]["failures"],
@@ -336,6 +355,9 @@ def summarize(result: dict[str, Any], refs: dict[str, Encoded], data: HeldOut, e
             s[f"tokens_saved_vs_{name}_{dom}"] = float(1 - enc.tokens[m].sum() / max(1, ref.tokens[m].sum()))
         if en.any():
             s[f"english_cost_vs_{name}"] = float(enc.tokens[en].sum() / max(1, ref.tokens[en].sum()))
+            for dom in sorted(set(doms[en])):
+                m = en & (doms == dom)
+                s[f"english_cost_vs_{name}_{dom}"] = float(enc.tokens[m].sum() / max(1, ref.tokens[m].sum()))
         if en_par.any():
             s[f"english_parallel_cost_vs_{name}"] = float(enc.tokens[en_par].sum() / max(1, ref.tokens[en_par].sum()))
     return s
@@ -388,13 +410,20 @@ def load_all(cfg: TokenizerEvalConfig, run_dir: str, skipped: list[str] | None =
     return toks
 
 
-def evaluate(cfg: TokenizerEvalConfig, run_dir: str, source: str = "curated") -> dict[str, Any]:
-    """Evaluate every configured tokenizer on the held-out split; write eval.json + CSVs; return the report."""
+def evaluate(
+    cfg: TokenizerEvalConfig, run_dir: str, source: str = "curated", parallel: str | None = None
+) -> dict[str, Any]:
+    """Evaluate every configured tokenizer on the held-out split, or on every unit of an external ``parallel`` JSONL;
+    write eval.json (``eval_<file stem>.json`` for a parallel set) + CSVs; return the report."""
     if not cfg.tokenizers and not cfg.references:
         raise TokenizerEvalError("tokenizer.eval: no tokenizers or references to evaluate")
     skipped: list[str] = []
     toks = load_all(cfg, run_dir, skipped)
-    data = load_heldout(shard_paths(run_dir, source), cfg)
+    pstats = None
+    if parallel:
+        data, pstats = read_parallel(parallel)
+    else:
+        data = load_heldout(shard_paths(run_dir, source), cfg)
     keys = unique_keys(data.langs)
     encs = {spec: encode_all(t, data, cfg.examples) for spec, t in toks.items()}
     refs = {encs[s].name: encs[s] for s in dict.fromkeys(cfg.references + [cfg.reference]) if s in encs}
@@ -415,16 +444,42 @@ def evaluate(cfg: TokenizerEvalConfig, run_dir: str, source: str = "curated") ->
                 roundtrip_failures=res["summary"]["roundtrip_failures"],
             ),
         )
+    _warn_few_units(results, cfg.min_units)
     report = {
         "reference": nsl_ref,
+        "dataset": "parallel" if parallel else "heldout",
         "heldout_documents": len(data),
+        "units": len({u for u in data.units if u}),
+        "parallel": pstats and pstats | {"quarantine": pstats["quarantine"][:100]},
         "skipped_references": skipped,
         "notes": NOTES,
         "config": cfg.model_dump(mode="json"),
         "results": results,
     }
-    write_outputs(report, run_dir)
+    if parallel:
+        write_outputs(report, run_dir, parallel_name(parallel), pstats["quarantine"])
+    else:
+        write_outputs(report, run_dir)
     return report
+
+
+def parallel_name(path: str) -> str:
+    """Output stem for an external parallel set: ``eval_<file stem>`` (characters outside [A-Za-z0-9_.-] -> _)."""
+    stem = "".join(c if c.isalnum() or c in "_.-" else "_" for c in Path(path).name.split(".")[0]) or "parallel"
+    return f"eval_{stem}"
+
+
+def _warn_few_units(results: dict[str, Any], min_units: int) -> None:
+    few: dict[str, int] = {}
+    for res in results.values():
+        for key, lang in res["languages"].items():
+            p = lang["metrics"].get("premium_vs_eng_Latn")
+            if p and p["few_units"]:
+                few[key] = p["n"]
+    if few:
+        log.warning(
+            "languages with few parallel units: kept, with wide intervals %s", kv(min_units=min_units, units=few)
+        )
 
 
 # --------------------------------------------------------------------------------------------------------- outputs
@@ -483,9 +538,21 @@ def _write_csv(path: str, rows: list[dict[str, Any]]) -> None:
         f.write(buf.getvalue())
 
 
-def write_outputs(report: dict[str, Any], run_dir: str) -> None:
-    """eval.json + premium/savings CSVs under <run>/tokenizers/, and each run tokenizer's own eval.json."""
+def write_outputs(
+    report: dict[str, Any], run_dir: str, name: str | None = None, quarantine: list[dict] | None = None
+) -> None:
+    """eval.json + premium/savings CSVs under <run>/tokenizers/, and each run tokenizer's own eval.json; for an
+    external parallel set ``<name>.json``, ``<name>_premium_vs_eng_Latn.csv``, ``<name>_savings.csv`` and the
+    quarantined rows in ``quarantine/<name>.jsonl``."""
     rd = RunDir(run_dir)
+    if name:
+        write_json(rd.stage("tokenizers", f"{name}.json"), report)
+        _write_csv(rd.stage("tokenizers", f"{name}_premium_vs_eng_Latn.csv"), premium_table(report))
+        _write_csv(rd.stage("tokenizers", f"{name}_savings.csv"), savings_table(report))
+        if quarantine:
+            with atomic_open(rd.stage("tokenizers", "quarantine", f"{name}.jsonl"), "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(q, ensure_ascii=False) + "\n" for q in quarantine)
+        return
     write_json(rd.stage("tokenizers", "eval.json"), report)
     _write_csv(rd.stage("tokenizers", "premium_vs_eng_Latn.csv"), premium_table(report))
     _write_csv(rd.stage("tokenizers", "savings.csv"), savings_table(report))

@@ -18,12 +18,14 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
+from tokenizers import models
 
 from curation.tokenizer.builders import build_tokenizer
 from curation.tokenizer.config import (
@@ -32,8 +34,10 @@ from curation.tokenizer.config import (
     TokenizerTrainError,
     load_tokenizer_section,
 )
-from curation.tokenizer.data import iter_rows, manifest_hash, scan, shard_paths
+from curation.tokenizer.data import is_dev, iter_rows, manifest_hash, scan, shard_paths
 from curation.tokenizer.extend import extend
+from curation.tokenizer.parallel import read_parallel
+from curation.tokenizer.parity import train_parity_bpe
 from tokenwise.log import kv
 from tokenwise.rundir import RunDir, hash_obj, read_json, sha256_file, write_json
 
@@ -122,33 +126,122 @@ def sampling_rates(cfg: TokenizerTrainConfig, stats: dict[str, Any], run_dir: st
     return {"plan_path": plan_path, "temperature": temp, "skipped_languages": missing, "languages": langs}
 
 
-def sample_texts(
-    shards: list[str], cfg: TokenizerTrainConfig, rates: dict[str, float], sampled: dict, batch: int = 512
-) -> Iterator[list[str]]:
-    """Stream batches of training texts: each document repeated floor(rate) times, plus once more with p=frac(rate).
+@dataclass
+class SampleLog:
+    """What the sampler emitted: characters per ``lang/domain``, documents cut at ``max_doc_chars`` (and the
+    characters that cut removed, once per emitted copy), and parity dev documents left out of training."""
 
-    ``sampled`` is filled with the characters emitted per language and domain as the trainer consumes them.
-    """
+    chars: dict[str, int] = field(default_factory=dict)
+    cut_documents: int = 0
+    cut_chars: int = 0
+    cut_by_lang: dict[str, int] = field(default_factory=dict)
+    dev_documents: int = 0
+
+    def summary(self, max_doc_chars: int) -> dict[str, Any]:
+        """Totals for meta.json: und (code/docs without a language) share and the cut at ``max_doc_chars``."""
+        total = sum(self.chars.values())
+        und = sum(n for k, n in self.chars.items() if k.split("/", 1)[0] == "und")
+        return {
+            "sampled_chars_total": total,
+            "und_chars": und,
+            "und_share": round(und / total, 4) if total else 0.0,
+            "cut": {
+                "max_doc_chars": max_doc_chars,
+                "documents": self.cut_documents,
+                "chars_removed": self.cut_chars,
+                "share_removed": round(self.cut_chars / (total + self.cut_chars), 4) if total else 0.0,
+                "documents_by_lang": dict(sorted(self.cut_by_lang.items())),
+            },
+        }
+
+
+def sample_docs(
+    shards: list[str],
+    cfg: TokenizerTrainConfig,
+    rates: dict[str, float],
+    slog: SampleLog,
+    dev_fraction: float | None = None,
+) -> Iterator[tuple[str, str]]:
+    """Stream (text, language) of the training sample: each document repeated floor(rate) times, plus once more with
+    p=frac(rate); documents longer than ``max_doc_chars`` are cut. With ``dev_fraction`` the parity dev units are
+    left out. ``slog`` is filled as the consumer reads."""
     rng = np.random.default_rng(cfg.seed)
-    out: list[str] = []
-    for b in iter_rows(shards, heldout=False, columns=("lang", "domain", "text")):
+    for b in iter_rows(shards, heldout=False, columns=("id", "unit_id", "lang", "domain", "text")):
         u = rng.random(len(b["text"]))
-        for lang, dom, text, ui in zip(b["lang"], b["domain"], b["text"], u, strict=True):
-            rate = rates.get(lang or "und", 0.0)
+        for doc_id, unit, lang, dom, text, ui in zip(
+            b["id"], b["unit_id"], b["lang"], b["domain"], b["text"], u, strict=True
+        ):
+            lang = lang or "und"
+            rate = rates.get(lang, 0.0)
             if rate <= 0 or (cfg.domains and dom not in cfg.domains):
+                continue
+            if dev_fraction and is_dev(doc_id, unit, dev_fraction):
+                slog.dev_documents += 1
                 continue
             n = int(rate) + int(ui < rate - int(rate))
             if not n:
                 continue
-            text = text[: cfg.max_doc_chars]
+            if len(text) > cfg.max_doc_chars:
+                slog.cut_documents += 1
+                slog.cut_chars += n * (len(text) - cfg.max_doc_chars)
+                slog.cut_by_lang[lang] = slog.cut_by_lang.get(lang, 0) + 1
+                text = text[: cfg.max_doc_chars]
             key = f"{lang}/{dom}"
-            sampled[key] = sampled.get(key, 0) + n * len(text)
-            out.extend([text] * n)
-            if len(out) >= batch:
-                yield out
-                out = []
+            slog.chars[key] = slog.chars.get(key, 0) + n * len(text)
+            for _ in range(n):
+                yield text, lang
+
+
+def sample_texts(
+    shards: list[str], cfg: TokenizerTrainConfig, rates: dict[str, float], slog: SampleLog, batch: int = 512
+) -> Iterator[list[str]]:
+    """Batches of training texts from :func:`sample_docs` (what ``tokenizers`` trainers read)."""
+    out: list[str] = []
+    for text, _ in sample_docs(shards, cfg, rates, slog):
+        out.append(text)
+        if len(out) >= batch:
+            yield out
+            out = []
     if out:
         yield out
+
+
+def dev_units(cfg: TokenizerTrainConfig, shards: list[str], langs: set[str]) -> list[tuple[str, str, str]]:
+    """(unit, language, text) of the parity dev set: training units in the dev share, or the configured JSONL."""
+    cut = cfg.max_doc_chars
+    if cfg.parity.dev != "split":
+        data, stats = read_parallel(cfg.parity.dev)
+        log.info("parity dev set %s", kv(path=cfg.parity.dev, units=stats["units"], quarantined=stats["quarantined"]))
+        return [(u, lang, t[:cut]) for u, lang, t in zip(data.units, data.langs, data.texts, strict=True)]
+    out = []
+    for b in iter_rows(shards, heldout=False, columns=("id", "unit_id", "lang", "domain", "text")):
+        for i, unit, lang, dom, text in zip(b["id"], b["unit_id"], b["lang"], b["domain"], b["text"], strict=True):
+            if lang in langs and (not cfg.domains or dom in cfg.domains) and is_dev(i, unit, cfg.parity.dev_fraction):
+                out.append((unit, lang, text[:cut]))
+    return out
+
+
+def train_parity(
+    cfg: TokenizerTrainConfig, shards: list[str], rates: dict[str, float], slog: SampleLog
+) -> tuple[Any, dict[str, Any]]:
+    """Parity-aware BPE on the sampled texts (see :mod:`curation.tokenizer.parity`), as a ``tokenizers.Tokenizer``
+    with the classic recipe's normalizer, pre-tokenizer and decoder; returns (tokenizer, training stats)."""
+    tok, _ = build_tokenizer(cfg.model_copy(update={"model": "bpe"}))
+    norm, pre = tok.normalizer, tok.pre_tokenizer
+
+    def pre_tokenize(text: str) -> list[tuple[str, tuple[int, int]]]:
+        return pre.pre_tokenize_str(norm.normalize_str(text) if norm else text)
+
+    p = cfg.parity
+    dev = dev_units(cfg, shards, {lang for lang, r in rates.items() if r > 0} | {"en"})
+    docs = sample_docs(shards, cfg, rates, slog, p.dev_fraction if p.dev == "split" else None)
+    res = train_parity_bpe(
+        docs, dev, pre_tokenize, cfg.vocab_size, cfg.special_tokens, min_frequency=cfg.min_frequency,
+        target_premium=p.target_premium, global_merges=p.global_merges, window=p.window, alpha=p.alpha,
+    )  # fmt: skip
+    tok.model = models.BPE(vocab=res.vocab, merges=res.merges, unk_token=cfg.unk_token)
+    tok.add_special_tokens(cfg.special_tokens)
+    return tok, res.stats
 
 
 # --------------------------------------------------------------------------------------------------------- training
@@ -209,6 +302,10 @@ def check_inputs(cfg: TokenizerTrainConfig, run_dir: str, source: str = "curated
         raise TokenizerTrainError(f"empty corpus: no shard-*.parquet under {Path(run_dir) / source}")
     stats = scan(shards, alphabet=cfg.pre_tokenization == "metaspace")
     rates = sampling_rates(cfg, stats, run_dir)
+    if cfg.model == "parity_bpe" and cfg.parity.dev != "split" and not Path(cfg.parity.dev).is_file():
+        raise TokenizerTrainError(
+            f"{cfg.name}: parity.dev {cfg.parity.dev!r}: no such file; give a parallel JSONL path or 'split'"
+        )
     need = cfg.min_vocab()
     if stats["alphabet"] is not None:
         need += min(stats["alphabet"], cfg.limit_alphabet)
@@ -228,18 +325,22 @@ def train(cfg: TokenizerTrainConfig, run_dir: str, source: str = "curated") -> d
     t0 = time.perf_counter()
     checked = check_inputs(cfg, run_dir, source)
     shards, rates = checked["shards"], checked["rates"]
-    tok, trainer = build_tokenizer(cfg)
-    sampled: dict[str, int] = {}
+    slog = SampleLog()
     rate_of = {lang: v["rate"] for lang, v in rates["languages"].items()}
+    parity = None
     t_train = time.perf_counter()
     with PeakRSS() as mem:
-        # single strings, not lists: tokenizers trains measurably faster from a flat iterator of str
-        texts = (t for batch in sample_texts(shards, cfg, rate_of, sampled) for t in batch)
-        tok.train_from_iterator(texts, trainer=trainer)
+        if cfg.model == "parity_bpe":
+            tok, parity = train_parity(cfg, shards, rate_of, slog)
+        else:
+            tok, trainer = build_tokenizer(cfg)
+            # single strings, not lists: tokenizers trains measurably faster from a flat iterator of str
+            texts = (t for batch in sample_texts(shards, cfg, rate_of, slog) for t in batch)
+            tok.train_from_iterator(texts, trainer=trainer)
     train_s = time.perf_counter() - t_train
-    if not sampled:
+    if not slog.chars:
         raise TokenizerTrainError(f"{cfg.name}: the plan sampled no text; raise sample_chars or check the plan")
-    n_chars = sum(sampled.values())
+    n_chars = sum(slog.chars.values())
     meta = {
         "name": cfg.name,
         "spec": f"run:{cfg.name}",
@@ -249,8 +350,8 @@ def train(cfg: TokenizerTrainConfig, run_dir: str, source: str = "curated") -> d
         "shards": [Path(p).name for p in shards],
         "source": source,
         "plan": rates,
-        "sampled_chars": dict(sorted(sampled.items())),
-        "sampled_chars_total": n_chars,
+        "sampled_chars": dict(sorted(slog.chars.items())),
+        **slog.summary(cfg.max_doc_chars),
         "train_seconds": round(train_s, 3),
         "total_seconds": round(time.perf_counter() - t0, 3),
         "train_chars_per_s": round(n_chars / max(train_s, 1e-9)),
@@ -258,6 +359,8 @@ def train(cfg: TokenizerTrainConfig, run_dir: str, source: str = "curated") -> d
         "rss_before_mb": round(mem.start_mb, 1),
         "tokenizers_version": _version("tokenizers"),
     }
+    if parity is not None:
+        meta["parity"] = parity
     roles = {r: getattr(cfg, r) for r in ("bos_token", "eos_token", "pad_token", "unk_token")}
     save_tokenizer_dir(tok, roles, str(Path(run_dir) / "tokenizers" / cfg.name), meta)
     log.info(
@@ -266,6 +369,9 @@ def train(cfg: TokenizerTrainConfig, run_dir: str, source: str = "curated") -> d
             name=cfg.name,
             vocab=meta["vocab_size"],
             chars=n_chars,
+            und_share=meta["und_share"],
+            cut_documents=meta["cut"]["documents"],
+            cut_chars=meta["cut"]["chars_removed"],
             s=meta["train_seconds"],
             peak_rss_mb=meta["peak_rss_mb"],
         ),
@@ -289,13 +395,13 @@ def train_all(section: TokenizerSection, run_dir: str, only: list[str] | None = 
     for cfg in section.train:
         if only and cfg.name not in only:
             continue
-        h = hash_obj([cfg.model_dump(mode="json"), data_hash, _plan_hash(run_dir, cfg.plan)])
+        h = hash_obj([cfg.model_dump(mode="json"), data_hash, _plan_hash(run_dir, cfg.plan), _dev_hash(cfg)])
         stage = f"tokenizers/{cfg.name}"
         if rd.is_done(stage, h):
             out.append({"name": cfg.name, "skipped": True, **(rd.marker(stage) or {}).get("summary", {})})
             continue
         meta = train(cfg, run_dir, section.source)
-        summary = {"name": cfg.name, "vocab_size": meta["vocab_size"], "train_seconds": meta["train_seconds"]}
+        summary = train_summary(meta)
         rd.mark_done(stage, h, summary)
         out.append(summary)
     for ecfg in section.extend:
@@ -314,6 +420,44 @@ def train_all(section: TokenizerSection, run_dir: str, only: list[str] | None = 
     return out
 
 
+def train_summary(meta: dict[str, Any]) -> dict[str, Any]:
+    """The marker/CLI summary of one trained tokenizer: size, time, und share, the cut, parity's dev premium."""
+    cut = meta.get("cut", {})
+    out = {
+        "name": meta["name"],
+        "vocab_size": meta["vocab_size"],
+        "train_seconds": meta["train_seconds"],
+        "und_share": meta.get("und_share"),
+        "cut_documents": cut.get("documents"),
+        "cut_chars": cut.get("chars_removed"),
+        "cut_share": cut.get("share_removed"),
+    }
+    prem = (meta.get("parity") or {}).get("dev_premium_vs_english")
+    if prem:
+        worst = max(prem, key=prem.get)
+        out |= {"dev_premium_max": round(prem[worst], 4), "dev_premium_worst": worst}
+    return out
+
+
+def describe(d: dict[str, Any]) -> str:
+    """One line: vocab, und (code/docs) share of the sample, documents cut at max_doc_chars, parity's dev premium."""
+    parts = [f"vocab {d.get('vocab_size')}"]
+    if d.get("und_share") is not None:
+        parts.append(f"und (code/docs) {d['und_share']:.1%} of sampled chars")
+    if d.get("cut_documents") is not None:
+        cut = f"-{d['cut_chars']:,} chars, {d['cut_share']:.1%}"
+        parts.append(f"{d['cut_documents']} docs cut at max_doc_chars ({cut})")
+    if d.get("dev_premium_max") is not None:
+        parts.append(f"dev premium max {d['dev_premium_max']:.2f} ({d['dev_premium_worst']})")
+    return ", ".join(parts)
+
+
+def _dev_hash(cfg: TokenizerTrainConfig) -> str | None:
+    if cfg.model != "parity_bpe" or cfg.parity.dev == "split":
+        return None
+    return sha256_file(cfg.parity.dev) if Path(cfg.parity.dev).is_file() else "missing"
+
+
 def _plan_hash(run_dir: str, plan: str | None) -> str | None:
     if not plan:
         return None
@@ -327,5 +471,9 @@ def run_stage(config_path: str, run_dir: str) -> str:
     """Demo stage ``tokenizer_train``: train and extend every tokenizer in the config; one-line summary."""
     section = load_tokenizer_section(config_path)
     done = train_all(section, run_dir)
-    parts = [f"{d['name']}({d.get('vocab_size', '?')}{', cached' if d.get('skipped') else ''})" for d in done]
+    parts = []
+    for d in done:
+        extra = f", und {d['und_share']:.0%}, {d['cut_documents']} cut" if d.get("und_share") is not None else ""
+        prem = f", dev premium {d['dev_premium_max']:.2f}" if d.get("dev_premium_max") is not None else ""
+        parts.append(f"{d['name']}({d.get('vocab_size', '?')}{extra}{prem}{', cached' if d.get('skipped') else ''})")
     return f"tokenizers: {', '.join(parts) or 'none configured'} -> {Path(run_dir) / 'tokenizers'}"

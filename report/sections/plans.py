@@ -41,7 +41,8 @@ def plans(ctx: Context) -> Section:
             ylabel="language",
         )
     )
-    rows = [["plan", "method", "alpha", "max epochs", "budget", "tokenizer", "planned tokens", "budget met"]]
+    rows = [["plan", "method", "alpha", "max epochs", "budget", "tokenizer", "planned tokens", "budget met",
+             "und (code/docs) share"]]  # fmt: skip
     for n, p in plans_.items():
         rows.append(
             [
@@ -53,6 +54,7 @@ def plans(ctx: Context) -> Section:
                 p["tokenizer"],
                 p["planned_tokens"],
                 p["budget_met"],
+                p.get("und_share"),
             ]
         )
     sec.tables.append(("Plans", rows))

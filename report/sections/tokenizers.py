@@ -7,6 +7,23 @@ from report import charts
 from report.context import Context
 from report.html import Section
 from report.tables import stage_json
+from tokenwise.rundir import read_json
+
+
+def _training_samples(ctx: Context, rep: dict) -> list[list]:
+    rows = [["tokenizer", "model", "sampled chars", "und share", "docs cut at max_doc_chars", "chars cut",
+             "cut share"]]  # fmt: skip
+    for res in rep["results"].values():
+        spec = res.get("spec", "")
+        if not spec.startswith("run:") or not ctx.run.exists("tokenizers", spec[4:], "meta.json"):
+            continue
+        meta = read_json(ctx.run.path("tokenizers", spec[4:], "meta.json"))
+        if "config" not in meta or "cut" not in meta:
+            continue  # an extension, or trained before the sample was described
+        cut = meta["cut"]
+        rows.append([meta["name"], meta["config"]["model"], meta["sampled_chars_total"], meta["und_share"],
+                     cut["documents"], cut["chars_removed"], cut["share_removed"]])  # fmt: skip
+    return rows
 
 
 def tokenizers(ctx: Context) -> Section:
@@ -67,6 +84,9 @@ def tokenizers(ctx: Context) -> Section:
     sec.tables.append(
         ("Summary per tokenizer (savings are 1 − tokens/reference tokens on the same held-out bytes)", rows)
     )
+    sample = _training_samples(ctx, rep)
+    if len(sample) > 1:
+        sec.tables.append(("Training sample per trained tokenizer (und = code/docs without a language)", sample))
     sec.data = {"premium": prem, "summary": {n: r["summary"] for n, r in rep["results"].items()}}
     best = min(names, key=lambda n: rep["results"][n]["summary"].get("premium_max") or 1e9)
     sec.data["headline"] = (

@@ -87,3 +87,12 @@ def test_plan_stage_skips_when_inputs_unchanged(tmp_path):
     assert (tmp_path / "plans/unimax.json").stat().st_mtime_ns == mtime
     changed = run_plan(str(tmp_path), cfg.model_copy(update={"budget_tokens": 2000}))
     assert changed["unimax"]["budget"] == 2000
+
+
+def test_plans_state_the_und_share():
+    from curation.plans.sampling import build_plan, fmt_plans
+
+    per_lang = {lang: {"bytes": n * 4, "tokens_t": n} for lang, n in {"en": 600, "de": 300, "und": 100}.items()}
+    plan = build_plan(PlanSpec(name="p", method="proportional"), per_lang, ["t"], "t", 1000)
+    assert plan["und_share"] == pytest.approx(0.1) and plan["und_available_share"] == pytest.approx(0.1)
+    assert "und (code/docs) 10%" in fmt_plans({"p": plan})

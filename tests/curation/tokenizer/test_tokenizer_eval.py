@@ -130,6 +130,9 @@ def test_gates_name_the_failing_metric(toy, tmp_path):
         app, ["tokenizer", "eval", "--config", str(conf), "--run", str(root), "--fail-if", "premium_max>100"]
     )
     assert ok.exit_code == 0, ok.output
+    en_cost = report["results"]["cl100k_base"]["summary"]["english_cost_vs_wl_ui"]
+    assert "saved vs wl by domain: ui " in ok.output
+    assert f"English tokens vs wl by domain: ui {en_cost:.2f}x" in ok.output
 
 
 def test_bad_reference_fails_before_evaluation(toy, tmp_path):

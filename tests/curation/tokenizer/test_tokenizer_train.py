@@ -146,3 +146,33 @@ def test_demo_config_section_validates():
     section = load_tokenizer_section("configs/demo.yaml")
     assert isinstance(section, TokenizerSection) and {t.name for t in section.train} >= {"multi16k", "multi8k"}
     assert load_section("configs/demo.yaml", "tokenizer", TokenizerSection).eval.reference == "tiktoken:cl100k_base"
+
+
+def test_train_reports_und_share_and_documents_cut_at_max_doc_chars(tmp_path):
+    import itertools
+
+    from tokenizer_fixtures import code_rows, ui_rows, write_curated
+    from typer.testing import CliRunner
+
+    from tokenwise.cli import app
+
+    run = tmp_path / "run"
+    code = ({**r, "lang": None} for r in code_rows(6))  # as the corpus stage labels code: no language (und)
+    write_curated(run, itertools.chain(ui_rows(["de"], 1, 150), code))
+    rows = [r for r in pq.read_table(run / "curated").to_pylist() if not is_heldout(r["id"], r["unit_id"])]
+    cut = [r for r in rows if len(r["text"]) > 300]
+    und = sum(min(len(r["text"]), 300) for r in rows if r["lang"] is None)
+    total = sum(min(len(r["text"]), 300) for r in rows)
+    assert cut and und
+    # every document exactly once: the target exceeds the corpus and max_epochs caps the rate at 1
+    cfg = TokenizerTrainConfig(name="cut", vocab_size=600, sample_chars=10**8, max_epochs=1.0, max_doc_chars=300)
+    meta = train(cfg, str(run))
+    assert meta["cut"]["documents"] == len(cut)
+    assert meta["cut"]["chars_removed"] == sum(len(r["text"]) - 300 for r in cut)
+    assert meta["sampled_chars_total"] == total and meta["und_chars"] == und
+    assert meta["und_share"] == round(und / total, 4)
+    conf = tmp_path / "cut.yaml"
+    conf.write_text(f"tokenizer:\n  train:\n    - {cfg.model_dump_json()}\n")
+    r = CliRunner().invoke(app, ["tokenizer", "train", "--config", str(conf), "--run", str(run)])
+    assert r.exit_code == 0, r.output
+    assert f"und (code/docs) {und / total:.1%} of sampled chars, {len(cut)} docs cut at max_doc_chars" in r.output

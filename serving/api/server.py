@@ -386,6 +386,7 @@ class Job:
                 if self.cancelled.is_set():
                     break
                 self._put("step", step, time.perf_counter())
+            self.routed.generation.close()  # the stats of the steps that ran are final before "done" is sent
             self._put("done", None)
         except rt.PromptTooLong as e:
             self._put("error", _too_long(e.n, e.limit))
@@ -400,6 +401,15 @@ class Job:
 
     async def next(self) -> tuple:
         return await self.queue.get()
+
+    async def finished(self) -> None:
+        """Skip the steps still queued and wait for the worker's end (its "done", or an error after the answer)."""
+        while True:
+            ev = await self.next()
+            if ev[0] == "error":
+                log.warning(kv(event="error_after_stop", error=str(ev[1])))
+            if ev[0] in ("done", "error"):
+                return
 
 
 def _chain_steps(routed: rt.Routed) -> Iterator[Step]:
@@ -511,6 +521,7 @@ async def _events(state: State, plan: Plan) -> AsyncIterator[tuple[str, Any]]:
             if detok.stopped:
                 out.finish_reason = "stop"
                 job.cancelled.set()
+                await job.finished()  # the generation's stats are copied when the worker ends, not at EOS
                 break
         if not detok.stopped:
             tail = detok.flush()

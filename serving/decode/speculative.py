@@ -10,44 +10,91 @@ the special case q = one-hot(x).
 Caches: the target's cache holds every token but the last emitted one ("pending"); each step feeds
 [pending, d1..dk] (k+1 positions) and crops back to the accepted prefix, so a rejection costs no recompute.
 
-Predicted speedup (Leviathan et al.): with per-token acceptance α and cost ratio c = t_draft / t_target,
-E = (1 − α^(k+1)) / (1 − α) tokens per target pass and speedup E / (k·c + 1).
+Predicted speedup: with per-token acceptance α, E = (1 − α^(k+1)) / (1 − α) tokens per target pass (Leviathan et
+al.); a step costs k draft tokens plus one verify pass, so against plain decoding the speedup is E / (k·c + v) with
+c = draft token time / plain step time and v = verify pass time / plain step time. Leviathan et al. take v = 1; on
+a CPU a verify pass of k+1 positions costs ~1.2-1.4 plain steps, which decides whether a mediocre draft wins.
+:func:`measure_costs` measures c and v for a model pair (what :meth:`Engine.calibrate` stores).
+
+Auto-off: with :class:`AutoOff`, after ``after_steps`` drafted steps a request whose acceptance so far predicts a
+speedup below ``min_speedup`` stops drafting and decodes plainly for the rest of the request (``spec_auto_off`` in
+its stats), so a draft that does not know a language or a domain costs a few steps instead of the whole answer.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
 from serving.decode.generate import (
     Chunk,
+    Stream,
     check_request,
     crop_cache,
     finish_stats,
     forward,
+    fresh_stats,
     new_cache,
-    new_stats,
     pick,
     prefill,
     probs_from_logits,
     sample,
+    target_stream,
     token_logprobs,
 )
+
+
+@dataclass(frozen=True)
+class SpecCosts:
+    """A model pair's step costs: plain target step (s), c = draft token / plain, v = verify / plain.
+
+    ``source="calibrated"``: c and v measured for the pair (:func:`measure_costs`); ``"request"``: only the plain step
+    is known (from earlier target-only requests) and c, v (None here) come from each request's own step times.
+    """
+
+    plain_step_s: float
+    c: float | None
+    v: float | None
+    k: int
+    source: str = "calibrated"
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AutoOff:
+    """Switch drafting off mid-request once the acceptance so far predicts a loss."""
+
+    min_speedup: float = 1.0  # predicted E/(k·c + v) below this after `after_steps` drafted steps -> plain decoding
+    after_steps: int = 4  # drafted steps before deciding: fewer = cheaper for losing requests, noisier α
 
 
 def expected_tokens(alpha: float, k: int) -> float:
     """E = (1 − α^(k+1)) / (1 − α): expected tokens per target pass with k drafts of acceptance α."""
     if alpha >= 1.0:
         return float(k + 1)
+    if alpha <= 0.0:
+        return 1.0
     return (1.0 - alpha ** (k + 1)) / (1.0 - alpha)
 
 
-def predicted_speedup(alpha: float, k: int, c: float) -> float:
-    """Leviathan et al.'s wall-clock speedup over target-only decoding: E / (k·c + 1)."""
-    return expected_tokens(alpha, k) / (k * c + 1.0)
+def predicted_speedup(alpha: float, k: float, c: float, v: float = 1.0) -> float:
+    """Speedup over target-only decoding: E / (k·c + v); v = 1 is Leviathan et al.'s form (free verify pass)."""
+    return expected_tokens(alpha, k) / (k * c + v)
+
+
+def predicted_speedup_of_steps(alpha: float | None, step_ks: Sequence[int], c: float, v: float) -> float:
+    """ΣE / Σcost over a request's steps: a step with k_i drafts yields E(α, k_i) tokens for k_i·c + v plain-step
+    costs; a step without drafts (auto-off, no n-gram match) is a plain step: 1 token for 1."""
+    e = sum(expected_tokens(alpha or 0.0, kk) if kk else 1.0 for kk in step_ks)
+    cost = sum(kk * c + v if kk else 1.0 for kk in step_ks)
+    return e / cost if cost else 1.0
 
 
 def greedy_verify(logits: torch.Tensor, drafts: Sequence[int]) -> tuple[int, int]:
@@ -178,66 +225,195 @@ def speculative_stream(
     stop_ids: Sequence[int] = (),
     generator: torch.Generator | None = None,
     adaptive_k: bool = False,
+    costs: SpecCosts | None = None,
+    auto_off: AutoOff | None = None,
+    stats: dict[str, Any] | None = None,
 ) -> Iterator[Chunk]:
     """Speculative decoding; yields (tokens kept, their log-probs, entropies) per step and returns the stats dict.
 
     With ``adaptive_k`` the draft length grows by 2 after a fully accepted step and shrinks by 1 after a rejection,
-    within [1, 2k].
+    within [1, 2k]. ``costs`` (the pair's measured c and v) give ``predicted_speedup``; with ``auto_off`` too, a
+    losing request stops drafting. ``stats`` is filled in place (complete after an early close too).
     """
     if k < 1:
         raise ValueError(f"k (draft tokens per step) must be >= 1, got {k}")
     k_max = 2 * k if adaptive_k else k
     check_request(target, prompt_ids, max_new_tokens, k_max)
-    stats = new_stats(drafter.mode, k, len(prompt_ids))
-    acc_hist, prop_hist, step_ks = [0] * k_max, [0] * k_max, []
-    t_draft = t_target = 0.0
-    rejections = 0
+    stats = fresh_stats(stats, drafter.mode, k, len(prompt_ids))
+    run = _Run(k_max)
     t0 = time.perf_counter()
+    t1, out, off = None, [], False
+    try:
+        with torch.inference_mode():
+            cache = new_cache(target)
+            first = prefill(target, prompt_ids, cache)
+            token = pick(first, temperature, top_p, generator)
+            drafter.start(prompt_ids)
+            stats["prefill_s"] = stats["time_to_first_token_s"] = time.perf_counter() - t0
+            seq, out, k_cur = list(prompt_ids) + [token], [token], k
+            yield [token], *token_logprobs(first[None], [token])
+            t1 = time.perf_counter()
+            while len(out) < max_new_tokens and out[-1] not in stop_ids:
+                kk = 0 if off else min(k_cur, max_new_tokens - len(out) - 1)
+                ta = time.perf_counter()
+                drafts, q = drafter.propose(seq, kk, temperature, top_p, generator) if kk > 0 else ([], None)
+                tb = time.perf_counter()
+                # logits: [n+1, V] for positions after pending, d1, ..., dn
+                logits = forward(target, seq[cache.get_seq_length() :] + drafts, cache)[-(len(drafts) + 1) :]
+                if temperature <= 0:
+                    n_acc, nxt = greedy_verify(logits, drafts)
+                else:
+                    n_acc, nxt = rejection_sample(probs_from_logits(logits, temperature, top_p), q, drafts, generator)
+                crop_cache(cache, len(seq) + n_acc)
+                drafter.rollback(len(seq) + n_acc)
+                new = _cut_at_stop(drafts[:n_acc] + [nxt], stop_ids)
+                lp = token_logprobs(logits[: len(new)], new)
+                run.add(stats, drafts, n_acc, tb - ta, time.perf_counter() - tb)
+                if adaptive_k and drafts:
+                    k_cur = min(k_max, k_cur + 2) if n_acc == len(drafts) else max(1, k_cur - 1)
+                if not off and auto_off is not None and costs is not None and run.losing(auto_off, costs, k_cur):
+                    off = True
+                    stats.update(spec_auto_off=True, auto_off_at_token=len(out) + len(new), auto_off_alpha=run.alpha)
+                seq += new
+                out += new
+                yield new, *lp
+    finally:
+        stats["decode_s"] = time.perf_counter() - t1 if t1 is not None else 0.0
+        stats["target_forward_passes"] += 1  # the prefill
+        stats["draft_forward_passes"] = drafter.forward_passes
+        finish_stats(stats, out, stop_ids, t0)
+        run.finish(stats, costs)
+    return stats
+
+
+class _Run:
+    """Per-step counters of one speculative request (acceptance by position, times) and the maths on them."""
+
+    def __init__(self, k_max: int) -> None:
+        self.acc_hist, self.prop_hist, self.step_ks = [0] * k_max, [0] * k_max, []
+        self.t_draft = self.t_verify = self.t_plain = 0.0
+        self.rejections = self.accepted = self.proposed = 0
+
+    @property
+    def alpha(self) -> float | None:
+        # MLE of the per-token acceptance α: each step accepts a geometric run, stopped by one rejection
+        n = self.accepted + self.rejections
+        return self.accepted / n if n else None
+
+    def add(self, stats: dict[str, Any], drafts: list[int], n_acc: int, t_draft: float, t_target: float) -> None:
+        stats["target_forward_passes"] += 1
+        self.step_ks.append(len(drafts))
+        self.t_draft += t_draft
+        if drafts:
+            self.t_verify += t_target
+            stats["num_spec_steps"] += 1
+            self.rejections += n_acc < len(drafts)
+            for i in range(len(drafts)):
+                self.prop_hist[i] += 1
+                self.acc_hist[i] += i < n_acc
+        else:
+            self.t_plain += t_target
+        self.accepted += n_acc
+        self.proposed += len(drafts)
+        stats["num_draft_tokens"] += len(drafts)
+        stats["num_accepted_draft_tokens"] += n_acc
+
+    def cv(self, costs: SpecCosts) -> tuple[float, float] | None:
+        """(c, v): the pair's calibrated values, else this request's own step times over the plain step."""
+        if costs.c is not None and costs.v is not None:
+            return costs.c, costs.v
+        spec_steps = sum(1 for kk in self.step_ks if kk)
+        if not (spec_steps and self.proposed and costs.plain_step_s):
+            return None
+        return self.t_draft / self.proposed / costs.plain_step_s, self.t_verify / spec_steps / costs.plain_step_s
+
+    def losing(self, rule: AutoOff, costs: SpecCosts, k: int) -> bool:
+        drafted = sum(1 for kk in self.step_ks if kk)
+        cv = self.cv(costs)
+        if drafted < rule.after_steps or self.alpha is None or cv is None:
+            return False
+        return predicted_speedup(self.alpha, k, *cv) < rule.min_speedup
+
+    def finish(self, stats: dict[str, Any], costs: SpecCosts | None) -> None:
+        stats["acceptance_histogram"], stats["proposed_per_position"] = self.acc_hist, self.prop_hist
+        stats["num_rejected_draft_tokens"] = self.proposed - self.accepted
+        stats["num_rejection_steps"] = self.rejections
+        stats["decode_compute_s"] = self.t_draft + self.t_verify + self.t_plain
+        spec_steps = stats["num_spec_steps"]
+        if not self.step_ks:
+            return
+        if spec_steps:
+            stats["mean_acceptance_length"] = 1.0 + self.accepted / spec_steps
+            stats["verify_step_s"] = stats["target_step_s"] = self.t_verify / spec_steps
+            stats["mean_k"] = self.proposed / spec_steps
+        if self.proposed:
+            stats["draft_acceptance_rate"] = self.accepted / self.proposed
+            stats["alpha"] = self.alpha
+            stats["draft_step_s"] = self.t_draft / self.proposed
+        stats["expected_tokens"] = sum(
+            expected_tokens(self.alpha or 0.0, kk) if kk else 1.0 for kk in self.step_ks
+        ) / len(self.step_ks)
+        cv = self.cv(costs) if costs is not None else None
+        if cv is None:
+            return
+        stats.update(plain_step_s=costs.plain_step_s, c=cv[0], v=cv[1], cost_source=costs.source)
+        stats["predicted_speedup"] = predicted_speedup_of_steps(self.alpha, self.step_ks, *cv)
+        decoded = stats["new_tokens"] - 1
+        if decoded > 0 and stats["decode_compute_s"] > 0:
+            stats["measured_speedup"] = costs.plain_step_s * decoded / stats["decode_compute_s"]
+
+
+def measure_costs(
+    target: torch.nn.Module, drafter: DraftModel | PromptLookup, prompt_ids: Sequence[int], k: int = 4,
+    steps: int = 8, repeats: int = 3,
+) -> SpecCosts:  # fmt: skip
+    """Time a plain target step, a verify pass of k+1 positions and a drafted token on ``prompt_ids`` (medians of
+    ``repeats`` runs after a warm-up); returns c and v for this model pair.
+
+    The verify pass feeds the target's own greedy continuation as the drafts (timing does not depend on acceptance);
+    the drafted tokens come from the real drafter on the same context, so prompt lookup's cost is its n-gram search.
+    """
+    plain, verify, draft = [], [], []
+    for rep in range(repeats + 1):
+        toks, st = Stream(target_stream(target, prompt_ids, steps * (k + 1) + 1)).run()
+        p, vv, d = st["target_step_s"], *_time_verify(target, drafter, prompt_ids, toks, k, steps)
+        if rep:  # the first round warms caches and allocators up
+            plain.append(p)
+            verify.append(vv)
+            draft.append(d)
+    p = statistics.median(plain)
+    return SpecCosts(plain_step_s=p, c=statistics.median(draft) / p, v=statistics.median(verify) / p, k=k)
+
+
+def _time_verify(
+    target: torch.nn.Module, drafter: DraftModel | PromptLookup, prompt_ids: Sequence[int], toks: list[int], k: int,
+    steps: int,
+) -> tuple[float, float]:  # fmt: skip
+    t_verify = t_draft = 0.0
+    proposed = 0
     with torch.inference_mode():
         cache = new_cache(target)
-        first = prefill(target, prompt_ids, cache)
-        token = pick(first, temperature, top_p, generator)
+        prefill(target, prompt_ids, cache)
         drafter.start(prompt_ids)
-        stats["prefill_s"] = stats["time_to_first_token_s"] = time.perf_counter() - t0
-        seq, out, k_cur = list(prompt_ids) + [token], [token], k
-        yield [token], *token_logprobs(first[None], [token])
-        t1 = time.perf_counter()
-        while len(out) < max_new_tokens and out[-1] not in stop_ids:
-            kk = min(k_cur, max_new_tokens - len(out) - 1)
+        seq = list(prompt_ids) + toks[:1]
+        for i in range(steps):
             ta = time.perf_counter()
-            drafts, q = drafter.propose(seq, kk, temperature, top_p, generator) if kk > 0 else ([], None)
+            got, _ = drafter.propose(seq, k, 0.0, 1.0, None)
             tb = time.perf_counter()
-            # logits: [n+1, V] for positions after pending, d1, ..., dn
+            # the target's own continuation: k accepted drafts per pass (the drafter's cache holds its own proposals,
+            # so its next catch-up feeds 2 tokens, as after a fully accepted real step)
+            drafts = toks[1 + i * (k + 1) : 1 + i * (k + 1) + k]
             logits = forward(target, seq[cache.get_seq_length() :] + drafts, cache)[-(len(drafts) + 1) :]
-            if temperature <= 0:
-                n_acc, nxt = greedy_verify(logits, drafts)
-            else:
-                n_acc, nxt = rejection_sample(probs_from_logits(logits, temperature, top_p), q, drafts, generator)
+            n_acc, nxt = greedy_verify(logits, drafts)
             crop_cache(cache, len(seq) + n_acc)
             drafter.rollback(len(seq) + n_acc)
-            t_draft, t_target = t_draft + tb - ta, t_target + time.perf_counter() - tb
-            stats["target_forward_passes"] += 1
-            step_ks.append(len(drafts))
-            if drafts:
-                stats["num_spec_steps"] += 1
-                rejections += n_acc < len(drafts)
-                for i in range(len(drafts)):
-                    prop_hist[i] += 1
-                    acc_hist[i] += i < n_acc
-            stats["num_draft_tokens"] += len(drafts)
-            stats["num_accepted_draft_tokens"] += n_acc
-            if adaptive_k and drafts:
-                k_cur = min(k_max, k_cur + 2) if n_acc == len(drafts) else max(1, k_cur - 1)
-            new = _cut_at_stop(drafts[:n_acc] + [nxt], stop_ids)
+            new = drafts[:n_acc] + [nxt]
+            token_logprobs(logits[: len(new)], new)
+            t_verify += time.perf_counter() - tb
+            t_draft += tb - ta
+            proposed += len(got)
             seq += new
-            out += new
-            yield new, *token_logprobs(logits[: len(new)], new)
-        stats["decode_s"] = time.perf_counter() - t1
-    stats["target_forward_passes"] += 1  # the prefill
-    stats["draft_forward_passes"] = drafter.forward_passes
-    stats["acceptance_histogram"], stats["proposed_per_position"] = acc_hist, prop_hist
-    _acceptance_stats(stats, rejections, step_ks, t_draft, t_target)
-    return finish_stats(stats, out, stop_ids, t0)
+    return t_verify / steps, t_draft / max(proposed, 1)
 
 
 def _cut_at_stop(tokens: list[int], stop_ids: Sequence[int]) -> list[int]:
@@ -245,28 +421,3 @@ def _cut_at_stop(tokens: list[int], stop_ids: Sequence[int]) -> list[int]:
         if t in stop_ids:
             return tokens[: i + 1]
     return tokens
-
-
-def _acceptance_stats(
-    stats: dict[str, Any], rejections: int, step_ks: list[int], t_draft: float, t_target: float
-) -> None:
-    proposed, accepted = stats["num_draft_tokens"], stats["num_accepted_draft_tokens"]
-    stats["num_rejected_draft_tokens"] = proposed - accepted
-    stats["num_rejection_steps"] = rejections
-    if not step_ks:
-        return
-    if stats["num_spec_steps"]:
-        stats["mean_acceptance_length"] = 1.0 + accepted / stats["num_spec_steps"]
-    if proposed:
-        stats["draft_acceptance_rate"] = accepted / proposed
-        # MLE of the per-token acceptance α: each step accepts a geometric run, stopped by one rejection
-        stats["alpha"] = accepted / (accepted + rejections) if accepted + rejections else None
-        stats["draft_step_s"] = t_draft / proposed
-    stats["target_step_s"] = t_target / len(step_ks)
-    if stats["alpha"] is not None and stats["draft_step_s"] is not None:
-        c = stats["draft_step_s"] / stats["target_step_s"]
-        mean_k = sum(step_ks) / len(step_ks)
-        e = sum(expected_tokens(stats["alpha"], kk) for kk in step_ks) / len(step_ks)
-        stats["c"], stats["mean_k"] = c, mean_k
-        stats["expected_tokens"] = e
-        stats["predicted_speedup"] = e / (mean_k * c + 1.0)

@@ -11,10 +11,14 @@ from serving.api.fixtures import tiny_llama
 from serving.decode.engine import Engine
 from serving.decode.generate import Stream, probs_from_logits, target_stream
 from serving.decode.speculative import (
+    AutoOff,
     DraftModel,
     PromptLookup,
+    SpecCosts,
     expected_tokens,
+    measure_costs,
     predicted_speedup,
+    predicted_speedup_of_steps,
     rejection_sample,
     speculative_stream,
 )
@@ -187,6 +191,52 @@ def test_speedup_formula() -> None:
     assert expected_tokens(0.5, 2) == pytest.approx(1.75)
     assert predicted_speedup(0.8, 4, 0.0) == pytest.approx((1 - 0.8**5) / 0.2)
     assert predicted_speedup(0.8, 4, 0.1) == pytest.approx((1 - 0.8**5) / 0.2 / 1.4)
+    # the verify pass is not free: v = 1.3 plain steps
+    assert predicted_speedup(0.8, 4, 0.1, v=1.3) == pytest.approx((1 - 0.8**5) / 0.2 / 1.7)
+    # per-step form: steps without drafts are plain steps (1 token for 1)
+    assert predicted_speedup_of_steps(0.5, [2, 0, 0], 0.1, 1.3) == pytest.approx((1.75 + 2) / (1.5 + 2))
+    assert predicted_speedup_of_steps(None, [0, 0], 0.1, 1.3) == 1.0
+
+
+# c and v fixed by hand so the switch-off decision depends only on the acceptance the drafts earn
+COSTS = SpecCosts(plain_step_s=1e-3, c=0.1, v=1.3, k=4)
+
+
+def test_losing_speculation_switches_itself_off_and_stays_exact(target, drafts) -> None:
+    rule = AutoOff(min_speedup=1.0, after_steps=3)
+    for prompt in _prompts(3):
+        want, _ = Stream(target_stream(target, prompt, 40)).run()
+        far_tokens, far = Stream(speculative_stream(target, DraftModel(drafts["unrelated"]), prompt, 40, k=4,
+                                                    costs=COSTS, auto_off=rule)).run()  # fmt: skip
+        assert far_tokens == want  # still the target's greedy output
+        assert far["spec_auto_off"] and far["num_spec_steps"] == 3 and far["auto_off_alpha"] < 0.5
+        assert predicted_speedup(far["auto_off_alpha"], 4, 0.1, 1.3) < 1.0
+        # after switching off: one target pass per token, no more drafts
+        assert far["target_forward_passes"] == 1 + 3 + (40 - far["auto_off_at_token"])
+        assert far["num_draft_tokens"] == 12
+        close_tokens, close = Stream(speculative_stream(target, DraftModel(drafts["close"]), prompt, 40, k=4,
+                                                        costs=COSTS, auto_off=rule)).run()  # fmt: skip
+        assert close_tokens == want and not close["spec_auto_off"]
+        assert close["predicted_speedup"] > 1.0 and close["v"] == 1.3 and close["cost_source"] == "calibrated"
+
+
+def test_closed_stream_keeps_the_stats_of_the_steps_that_ran(target, drafts) -> None:
+    live: dict = {}
+    stream = Stream(speculative_stream(target, DraftModel(drafts["close"]), _prompts(1)[0], 40, k=4, stats=live),
+                    live)  # fmt: skip
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    st = stream.close()
+    assert st is live and st["num_spec_steps"] == 3 and st["target_forward_passes"] == 4
+    assert st["new_tokens"] == len(stream.tokens) and st["decode_compute_s"] > 0
+
+
+def test_measured_costs_of_a_pair(target, drafts) -> None:
+    costs = measure_costs(target, DraftModel(drafts["unrelated"]), _prompts(1)[0], k=4, steps=4, repeats=1)
+    assert costs.plain_step_s > 0 and costs.c > 0 and costs.v > 0 and costs.k == 4
+    lookup = measure_costs(target, PromptLookup(), _prompts(1)[0], k=4, steps=4, repeats=1)
+    assert lookup.c < costs.c  # an n-gram search is cheaper than a draft model's forward pass
 
 
 def test_prompt_lookup_proposes_the_continuation_of_the_latest_match() -> None:

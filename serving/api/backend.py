@@ -200,12 +200,16 @@ class EngineBackend(HFBackend):
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self._lock = threading.Lock()
         if self.mode != "target":  # c and v of this pair, for every request's predicted speedup and auto-off
-            self.costs = self.engine.calibrate(self._probe(), self.mode, sp.k)
+            self.costs = self.engine.calibrate(self._probe(), self.mode, sp.k, contexts=self._contexts(sp.k))
 
     def _probe(self) -> list[int]:
-        ids = self.encode(CALIBRATION_PROBE)
-        room = max(8, self.max_context // 4)
-        return ids[:room] or [0]
+        return self.encode(CALIBRATION_PROBE) or [0]
+
+    def _contexts(self, k: int) -> tuple[int, ...]:
+        """A short and a long context (a verify pass's relative cost grows with the context it attends over)."""
+        limit = min(self.max_context, getattr(self.model.config, "max_position_embeddings", self.max_context))
+        room = limit - 8 * (k + 1) - 2 - k  # measure_costs runs 8 steps of up to k + 1 tokens after the probe
+        return tuple(sorted({max(4, min(32, room)), max(4, min(room, limit // 2))}))
 
     def generate(self, prompt_ids: list[int], params: GenParams) -> Generation:
         stream = self.engine.stream(

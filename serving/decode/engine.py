@@ -39,8 +39,9 @@ class Engine:
         self.costs: dict[str, SpecCosts] = {}  # per speculative mode: the pair's measured c and v
 
     def calibrate(self, probe_ids: Sequence[int], mode: Mode, k: int = 4, **kwargs: Any) -> SpecCosts:
-        """Measure this model pair's plain step, verify pass and draft token times (c and v) on a probe prompt;
-        later requests in ``mode`` predict their speedup with them (and may switch drafting off)."""
+        """Measure this model pair's plain step, verify pass and draft token times (c and v) on a probe prompt (at the
+        context lengths ``contexts=``, see :func:`measure_costs`); later requests in ``mode`` predict their speedup
+        with them, at their own context length (and may switch drafting off)."""
         self.costs[mode] = measure_costs(self.target, self._drafter(mode), probe_ids, k, **kwargs)
         self.target_step_s = self.target_step_s or self.costs[mode].plain_step_s
         return self.costs[mode]

@@ -16,9 +16,11 @@ c = draft token time / plain step time and v = verify pass time / plain step tim
 a CPU a verify pass of k+1 positions costs ~1.2-1.4 plain steps, which decides whether a mediocre draft wins.
 :func:`measure_costs` measures c and v for a model pair (what :meth:`Engine.calibrate` stores).
 
-Auto-off: with :class:`AutoOff`, after ``after_steps`` drafted steps a request whose acceptance so far predicts a
-speedup below ``min_speedup`` stops drafting and decodes plainly for the rest of the request (``spec_auto_off`` in
-its stats), so a draft that does not know a language or a domain costs a few steps instead of the whole answer.
+Auto-off: with :class:`AutoOff`, a request whose drafted steps (at least ``after_steps``) predict a speedup below
+``min_speedup`` stops drafting and decodes plainly (``spec_auto_off`` in its stats); every ``retry_after`` plain tokens
+(doubling while it keeps losing) one drafted step probes whether acceptance came back (prompt lookup often finds its
+n-grams later in an answer), and drafting resumes with a fresh count when it did. A draft that does not know a
+language or a domain costs a few steps, not the answer.
 """
 
 from __future__ import annotations
@@ -53,8 +55,10 @@ from serving.decode.generate import (
 class SpecCosts:
     """A model pair's step costs: plain target step (s), c = draft token / plain, v = verify / plain.
 
-    ``source="calibrated"``: c and v measured for the pair (:func:`measure_costs`); ``"request"``: only the plain step
-    is known (from earlier target-only requests) and c, v (None here) come from each request's own step times.
+    ``source="calibrated"``: c and v measured for the pair (:func:`measure_costs`) at one or more context lengths
+    (``points``: (context tokens, plain step s, c, v)); :meth:`at` interpolates them, since a verify pass attends over
+    the whole context k+1 times and its relative cost grows with it. ``"request"``: only the plain step is known (from
+    earlier target-only requests) and c, v (None here) come from each request's own step times.
     """
 
     plain_step_s: float
@@ -62,17 +66,33 @@ class SpecCosts:
     v: float | None
     k: int
     source: str = "calibrated"
+    context: int = 0
+    points: tuple[tuple[int, float, float, float], ...] = ()
 
-    def as_dict(self) -> dict[str, float]:
+    def at(self, context: int) -> SpecCosts:
+        """The costs at ``context`` tokens: linear between calibration points, the nearest point outside them."""
+        if len(self.points) < 2:
+            return self
+        pts = sorted(self.points)
+        lo, hi = (pts[0], pts[1]) if context <= pts[0][0] else (pts[-2], pts[-1])
+        for a, b in zip(pts, pts[1:], strict=False):
+            if a[0] <= context <= b[0]:
+                lo, hi = a, b
+        w = min(1.0, max(0.0, (context - lo[0]) / (hi[0] - lo[0]) if hi[0] > lo[0] else 0.0))
+        plain, c, v = (lo[i] + w * (hi[i] - lo[i]) for i in (1, 2, 3))
+        return SpecCosts(plain, c, v, self.k, self.source, context, self.points)
+
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 @dataclass(frozen=True)
 class AutoOff:
-    """Switch drafting off mid-request once the acceptance so far predicts a loss."""
+    """Switch drafting off mid-request while the recent acceptance predicts a loss, probing now and then."""
 
-    min_speedup: float = 1.0  # predicted E/(k·c + v) below this after `after_steps` drafted steps -> plain decoding
+    min_speedup: float = 1.0  # predicted E/(k·c + v) below this (acceptance since drafting started) -> plain decoding
     after_steps: int = 4  # drafted steps before deciding: fewer = cheaper for losing requests, noisier α
+    retry_after: int = 8  # plain tokens before one drafted probe step; doubles after each probe that still loses
 
 
 def expected_tokens(alpha: float, k: int) -> float:
@@ -241,8 +261,9 @@ def speculative_stream(
     check_request(target, prompt_ids, max_new_tokens, k_max)
     stats = fresh_stats(stats, drafter.mode, k, len(prompt_ids))
     run = _Run(k_max)
+    costs = costs.at(len(prompt_ids) + max_new_tokens // 2) if costs is not None else None
     t0 = time.perf_counter()
-    t1, out, off = None, [], False
+    t1, out = None, []
     try:
         with torch.inference_mode():
             cache = new_cache(target)
@@ -254,7 +275,7 @@ def speculative_stream(
             yield [token], *token_logprobs(first[None], [token])
             t1 = time.perf_counter()
             while len(out) < max_new_tokens and out[-1] not in stop_ids:
-                kk = 0 if off else min(k_cur, max_new_tokens - len(out) - 1)
+                kk = min(k_cur, max_new_tokens - len(out) - 1) if run.draft_now(auto_off) else 0
                 ta = time.perf_counter()
                 drafts, q = drafter.propose(seq, kk, temperature, top_p, generator) if kk > 0 else ([], None)
                 tb = time.perf_counter()
@@ -271,8 +292,7 @@ def speculative_stream(
                 run.add(stats, drafts, n_acc, tb - ta, time.perf_counter() - tb)
                 if adaptive_k and drafts:
                     k_cur = min(k_max, k_cur + 2) if n_acc == len(drafts) else max(1, k_cur - 1)
-                if not off and auto_off is not None and costs is not None and run.losing(auto_off, costs, k_cur):
-                    off = True
+                if run.decide(auto_off, costs, k_cur, bool(drafts), len(new)):
                     stats.update(spec_auto_off=True, auto_off_at_token=len(out) + len(new), auto_off_alpha=run.alpha)
                 seq += new
                 out += new
@@ -293,6 +313,8 @@ class _Run:
         self.acc_hist, self.prop_hist, self.step_ks = [0] * k_max, [0] * k_max, []
         self.t_draft = self.t_verify = self.t_plain = 0.0
         self.rejections = self.accepted = self.proposed = 0
+        self.recent: list[tuple[int, int]] = []  # (accepted, rejected 0/1) of the latest drafted steps
+        self.off, self.plain_since_off, self.retry_every, self.off_tokens, self.phase_start = False, 0, 0, 0, 0
 
     @property
     def alpha(self) -> float | None:
@@ -308,6 +330,7 @@ class _Run:
             self.t_verify += t_target
             stats["num_spec_steps"] += 1
             self.rejections += n_acc < len(drafts)
+            self.recent.append((n_acc, int(n_acc < len(drafts))))
             for i in range(len(drafts)):
                 self.prop_hist[i] += 1
                 self.acc_hist[i] += i < n_acc
@@ -327,18 +350,51 @@ class _Run:
             return None
         return self.t_draft / self.proposed / costs.plain_step_s, self.t_verify / spec_steps / costs.plain_step_s
 
-    def losing(self, rule: AutoOff, costs: SpecCosts, k: int) -> bool:
-        drafted = sum(1 for kk in self.step_ks if kk)
+    def losing(self, rule: AutoOff, costs: SpecCosts, k: int, steps: list[tuple[int, int]]) -> bool:
+        """Whether the acceptance over ``steps`` (drafted steps: accepted, rejected 0/1) predicts a speedup below
+        ``min_speedup``."""
         cv = self.cv(costs)
-        if drafted < rule.after_steps or self.alpha is None or cv is None:
+        if cv is None:
             return False
-        return predicted_speedup(self.alpha, k, *cv) < rule.min_speedup
+        acc, rej = sum(a for a, _ in steps), sum(r for _, r in steps)
+        alpha = acc / (acc + rej) if acc + rej else 1.0
+        return predicted_speedup(alpha, k, *cv) < rule.min_speedup
+
+    def draft_now(self, rule: AutoOff | None) -> bool:
+        """Draft this step: always while on; while off, one probe step every ``retry_every`` plain tokens."""
+        return not self.off or (rule is not None and self.plain_since_off >= self.retry_every)
+
+    def decide(self, rule: AutoOff | None, costs: SpecCosts | None, k: int, drafted: bool, n_new: int) -> bool:
+        """Update the on/off state after a step; True when drafting just switched off for the first time.
+
+        Off when the drafted steps since drafting (re)started, at least ``after_steps`` of them, predict a loss; a
+        probe step alone decides whether to come back (then a new phase starts), else the wait doubles.
+        """
+        if rule is None or costs is None:
+            return False
+        if self.off and not drafted:
+            self.plain_since_off += 1
+            self.off_tokens += n_new
+            return False
+        if self.off:
+            if self.losing(rule, costs, k, self.recent[-1:]):
+                self.plain_since_off, self.retry_every = 0, self.retry_every * 2
+            else:
+                self.off, self.phase_start = False, len(self.recent) - 1
+            return False
+        phase = self.recent[self.phase_start :]
+        if len(phase) >= rule.after_steps and self.losing(rule, costs, k, phase):
+            first = self.retry_every == 0
+            self.off, self.plain_since_off, self.retry_every = True, 0, rule.retry_after
+            return first
+        return False
 
     def finish(self, stats: dict[str, Any], costs: SpecCosts | None) -> None:
         stats["acceptance_histogram"], stats["proposed_per_position"] = self.acc_hist, self.prop_hist
         stats["num_rejected_draft_tokens"] = self.proposed - self.accepted
         stats["num_rejection_steps"] = self.rejections
         stats["decode_compute_s"] = self.t_draft + self.t_verify + self.t_plain
+        stats["auto_off_plain_tokens"] = self.off_tokens
         spec_steps = stats["num_spec_steps"]
         if not self.step_ks:
             return
@@ -365,44 +421,46 @@ class _Run:
 
 def measure_costs(
     target: torch.nn.Module, drafter: DraftModel | PromptLookup, prompt_ids: Sequence[int], k: int = 4,
-    steps: int = 8, repeats: int = 3,
+    steps: int = 8, repeats: int = 2, contexts: Sequence[int] = (),
 ) -> SpecCosts:  # fmt: skip
-    """Time a plain target step, a verify pass of k+1 positions and a drafted token on ``prompt_ids`` (medians of
-    ``repeats`` runs after a warm-up); returns c and v for this model pair.
+    """Time a plain target step, a verify pass of k+1 positions and a drafted token (medians of ``repeats`` runs after
+    a warm-up) at each context length in ``contexts`` (default: the probe's own length; the probe is tiled to reach
+    longer ones); returns c and v for this model pair, interpolated by :meth:`SpecCosts.at`.
 
-    The verify pass feeds the target's own greedy continuation as the drafts (timing does not depend on acceptance);
-    the drafted tokens come from the real drafter on the same context, so prompt lookup's cost is its n-gram search.
+    The verify passes check the real drafter's proposals on the probe (padded to k tokens, so every pass has k+1
+    positions), exactly as a speculative step does; prompt lookup's cost is its n-gram search.
     """
-    plain, verify, draft = [], [], []
-    for rep in range(repeats + 1):
-        toks, st = Stream(target_stream(target, prompt_ids, steps * (k + 1) + 1)).run()
-        p, vv, d = st["target_step_s"], *_time_verify(target, drafter, prompt_ids, toks, k, steps)
-        if rep:  # the first round warms caches and allocators up
-            plain.append(p)
-            verify.append(vv)
-            draft.append(d)
-    p = statistics.median(plain)
-    return SpecCosts(plain_step_s=p, c=statistics.median(draft) / p, v=statistics.median(verify) / p, k=k)
+    points = []
+    for n in contexts or (len(prompt_ids),):
+        probe = (list(prompt_ids) * (n // max(len(prompt_ids), 1) + 1))[:n]
+        plain, verify, draft = [], [], []
+        for rep in range(repeats + 1):
+            _, st = Stream(target_stream(target, probe, steps + 1)).run()
+            vv, d = _time_verify(target, drafter, probe, k, steps)
+            if rep:  # the first round warms caches and allocators up
+                plain.append(st["target_step_s"])
+                verify.append(vv)
+                draft.append(d)
+        p = statistics.median(plain)
+        points.append((n + steps, p, statistics.median(draft) / p, statistics.median(verify) / p))
+    ctx, p, c, v = points[0]
+    return SpecCosts(plain_step_s=p, c=c, v=v, k=k, context=ctx, points=tuple(points))
 
 
 def _time_verify(
-    target: torch.nn.Module, drafter: DraftModel | PromptLookup, prompt_ids: Sequence[int], toks: list[int], k: int,
-    steps: int,
-) -> tuple[float, float]:  # fmt: skip
+    target: torch.nn.Module, drafter: DraftModel | PromptLookup, probe: list[int], k: int, steps: int
+) -> tuple[float, float]:
     t_verify = t_draft = 0.0
     proposed = 0
     with torch.inference_mode():
         cache = new_cache(target)
-        prefill(target, prompt_ids, cache)
-        drafter.start(prompt_ids)
-        seq = list(prompt_ids) + toks[:1]
-        for i in range(steps):
+        seq = probe + [int(prefill(target, probe, cache).argmax())]
+        drafter.start(probe)
+        for _ in range(steps):
             ta = time.perf_counter()
             got, _ = drafter.propose(seq, k, 0.0, 1.0, None)
             tb = time.perf_counter()
-            # the target's own continuation: k accepted drafts per pass (the drafter's cache holds its own proposals,
-            # so its next catch-up feeds 2 tokens, as after a fully accepted real step)
-            drafts = toks[1 + i * (k + 1) : 1 + i * (k + 1) + k]
+            drafts = (list(got) + probe)[:k]  # k drafts per pass whatever the drafter found
             logits = forward(target, seq[cache.get_seq_length() :] + drafts, cache)[-(len(drafts) + 1) :]
             n_acc, nxt = greedy_verify(logits, drafts)
             crop_cache(cache, len(seq) + n_acc)

@@ -203,7 +203,7 @@ COSTS = SpecCosts(plain_step_s=1e-3, c=0.1, v=1.3, k=4)
 
 
 def test_losing_speculation_switches_itself_off_and_stays_exact(target, drafts) -> None:
-    rule = AutoOff(min_speedup=1.0, after_steps=3)
+    rule = AutoOff(min_speedup=1.0, after_steps=3, retry_after=1000)  # no probe within these 40 tokens
     for prompt in _prompts(3):
         want, _ = Stream(target_stream(target, prompt, 40)).run()
         far_tokens, far = Stream(speculative_stream(target, DraftModel(drafts["unrelated"]), prompt, 40, k=4,
@@ -232,10 +232,57 @@ def test_closed_stream_keeps_the_stats_of_the_steps_that_ran(target, drafts) -> 
     assert st["new_tokens"] == len(stream.tokens) and st["decode_compute_s"] > 0
 
 
+class _Scripted:
+    """A drafter that proposes wrong tokens for its first ``bad`` proposals, then the target's own continuation (a
+    stand-in for prompt lookup finding its n-grams late in an answer)."""
+
+    mode = "speculative"
+
+    def __init__(self, want: list[int], prompt_len: int, bad: int) -> None:
+        self.want, self.prompt_len, self.bad, self.calls, self.forward_passes = want, prompt_len, bad, 0, 0
+
+    def start(self, prompt_ids) -> None:
+        pass
+
+    def propose(self, seq, k, temperature, top_p, generator):
+        self.calls += 1
+        pos = len(seq) - self.prompt_len
+        right = self.want[pos : pos + k]
+        if self.calls <= self.bad:
+            return [(t + 1) % VOCAB for t in right], None
+        return right, None
+
+    def rollback(self, length: int) -> None:
+        pass
+
+
+def test_switched_off_speculation_probes_and_comes_back(target) -> None:
+    prompt = _prompts(1)[0]
+    want, _ = Stream(target_stream(target, prompt, 60)).run()
+    rule = AutoOff(min_speedup=1.0, after_steps=3, retry_after=4)
+    got, st = Stream(speculative_stream(target, _Scripted(want, len(prompt), bad=4), prompt, 60, k=4,
+                                        costs=COSTS, auto_off=rule)).run()  # fmt: skip
+    assert got == want and st["spec_auto_off"] and st["auto_off_at_token"] == 4  # 3 losing steps of 1 token each
+    # the probe after 4 plain tokens still lost (4th bad proposal), the next (after 8 more) was accepted: back on
+    assert st["auto_off_plain_tokens"] == 4 + 8
+    assert st["num_spec_steps"] > 3 + 2 and st["num_accepted_draft_tokens"] > 20
+    assert st["target_forward_passes"] < 60 - 20
+
+
+def test_costs_interpolate_over_context_length() -> None:
+    costs = SpecCosts(0.01, 0.2, 1.2, 4, context=40, points=((40, 0.01, 0.2, 1.2), (240, 0.02, 0.1, 1.6)))
+    mid = costs.at(140)
+    assert mid.c == pytest.approx(0.15) and mid.v == pytest.approx(1.4) and mid.plain_step_s == pytest.approx(0.015)
+    assert costs.at(10).v == pytest.approx(1.2) and costs.at(1000).v == pytest.approx(1.6)
+    assert SpecCosts(0.01, 0.2, 1.2, 4).at(500).v == 1.2  # one point: no interpolation
+
+
 def test_measured_costs_of_a_pair(target, drafts) -> None:
-    costs = measure_costs(target, DraftModel(drafts["unrelated"]), _prompts(1)[0], k=4, steps=4, repeats=1)
+    prompt = _prompts(1)[0]
+    costs = measure_costs(target, DraftModel(drafts["unrelated"]), prompt, k=4, steps=4, repeats=1, contexts=(8, 64))
     assert costs.plain_step_s > 0 and costs.c > 0 and costs.v > 0 and costs.k == 4
-    lookup = measure_costs(target, PromptLookup(), _prompts(1)[0], k=4, steps=4, repeats=1)
+    assert [p[0] for p in costs.points] == [8 + 4, 64 + 4] and costs.context == 12
+    lookup = measure_costs(target, PromptLookup(), prompt, k=4, steps=4, repeats=1)
     assert lookup.c < costs.c  # an n-gram search is cheaper than a draft model's forward pass
 
 

@@ -1,0 +1,258 @@
+"""README figures vs their benchmark JSON, side by side: every number in the README's "Measured" section is a row
+of :data:`CLAIMS` (the README text that shows it, the bench command that measures it, the JSON it lands in and the key
+inside it). ``make bench-readme`` reruns the quick benches and prints README | JSON committed | now.
+
+    .venv/bin/python bench/readme.py            # check README against the committed JSON (no benchmark runs)
+    .venv/bin/python bench/readme.py --rerun    # rerun the quick benches first (slow ones are listed, not rerun)
+    .venv/bin/python bench/readme.py --rerun --slow   # rerun every bench whose command can run here
+
+Adding a figure: put the number in the README, then one :class:`Claim` here (several claims may share one README
+snippet when it holds several numbers). A claim checks that the snippet is in the README, that the JSON value written
+the README's way (scale, decimals) equals the README's number, and after a rerun that the new value is within the
+claim's noise band of the README's. Exit status 1 when a README number does not match its committed JSON or a snippet
+is missing; a rerun outside the noise band is reported, not fatal (timings move on a shared machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One README number and where it comes from."""
+
+    text: str  # the README snippet that shows the number (must appear verbatim)
+    value: str  # the number as the README writes it (inside ``text``), e.g. "0.589", "31.6"
+    json: str  # file under bench/results/
+    key: str  # dotted path into the JSON (list items by index: "rss.0.peak_rss_mb")
+    command: str  # the bench command that writes the JSON (run from the repo root with the venv's python)
+    scale: float = 1.0  # README number = JSON value x scale (100 for percentages, 1/2**30 for GiB, -100 for "-x%")
+    tolerance: float = 0.15  # relative band a rerun must land in to "reproduce" (timings on a shared 2-core machine)
+    slow: bool = False  # not rerun by `make bench-readme` (minutes to an hour); rerun with --slow
+    needs: str | None = None  # what the command needs beyond this machine (e.g. "CUDA"); never rerun without it
+    note: str = ""  # e.g. "tiny-model figure: issue 18 replaces it"
+
+
+def _c(text: str, value: str, json_: str, key: str, command: str, **kw: Any) -> Claim:
+    return Claim(text, value, json_, key, command, **kw)
+
+
+INGEST = "bench/ingest.py"
+CURATE = "bench/curate.py"
+DEDUP = "bench/dedup.py"
+TOKENIZER = "bench/tokenizer.py"
+FINETUNE = "bench/finetune.py"
+FINETUNE_CUDA = "bench/finetune.py --hidden 1024 --layers 16 --seq-len 1024 --batch 8 --steps 20 --out " \
+    "bench/results/finetune_cuda.json"  # fmt: skip
+SCALE = "bench/scale.py"
+SERVE = "bench/serve.py"
+ROUTE = "bench/route.py"
+LOAD = "bench/load.py"
+REFRESH = "bench/refresh.py"
+DEMO = "bench/demo.py"
+GIB = 1 / 2**30
+
+CLAIMS: list[Claim] = [
+    # make demo
+    _c("725 s end to end", "725", "demo.json", "seconds", DEMO, slow=True, tolerance=0.25,
+       note="issue 18 changes the demo's models; rerun bench/demo.py after it lands"),
+    # ingest
+    _c("23 MB/s, 2.6", "23", "ingest.json", "sizes.200MB.ours.mb_per_s", INGEST),
+    _c("23 MB/s, 2.6", "2.6", "ingest.json", "sizes.200MB.ratio_polars_over_ours", INGEST),
+    _c("(marginal 2.0×)", "2.0", "ingest.json", "marginal_ratio", INGEST),
+    _c("peak RSS 241→280 MB", "241", "ingest.json", "sizes.50MB.ours.peak_rss_mb", INGEST),
+    _c("peak RSS 241→280 MB", "280", "ingest.json", "sizes.200MB.ours.peak_rss_mb", INGEST),
+    _c("`write_parquet` 60 MB/s", "60", "ingest.json", "sizes.200MB.polars.mb_per_s", INGEST),
+    # signals
+    _c("full set 0.55 MB/s/core", "0.55", "curate.json", "ours.full_signal_set_mb_s", CURATE, slow=True),
+    _c("= 9.96× one cl100k encode", "9.96", "curate.json", "ours.full_over_tokenize_cost", CURATE, slow=True),
+    _c("rule values 5.8× faster", "5.8", "curate.json",
+       "reference_subsample.speedup_ours_heuristics_vs_datatrove_four_filters", CURATE, slow=True),
+    _c("cl100k 5.5 MB/s/core", "5.5", "curate.json", "ours.tokenize_cl100k_mb_s", CURATE, slow=True),
+    _c("datatrove filters 0.115 MB/s/core", "0.115", "curate.json",
+       "reference_subsample.datatrove_all_four_filters_mb_s", CURATE, slow=True),
+    # dedup
+    _c("MinHash 8.2× datatrove per CPU-second", "8.2", "dedup.json", "speed.speedup_cpu", DEDUP, slow=True),
+    _c("peak RSS 193/206/208 MB", "193", "dedup.json", "rss.0.peak_rss_mb", DEDUP, slow=True),
+    _c("peak RSS 193/206/208 MB", "206", "dedup.json", "rss.1.peak_rss_mb", DEDUP, slow=True),
+    _c("peak RSS 193/206/208 MB", "208", "dedup.json", "rss.2.peak_rss_mb", DEDUP, slow=True),
+    _c("datatrove 0.48 MB/s", "0.48", "dedup.json", "speed.datatrove_cpu_mb_s", DEDUP, slow=True),
+    # tokenizers
+    _c("code tokenizer −31.6% tokens", "31.6", "tokenizer.json", "goals.domain_saved_vs_cl100k_code", TOKENIZER,
+       scale=100, slow=True),
+    _c("(docs −23.7%)", "23.7", "tokenizer.json", "goals.domain_saved_vs_cl100k_docs", TOKENIZER, scale=100,
+       slow=True),
+    _c("multilingual worst premium 1.62", "1.62", "tokenizer.json", "goals.multi_premium_max", TOKENIZER, slow=True),
+    _c("(cl100k 10.7, o200k", "10.7", "tokenizer.json", "goals.cl100k_premium_max", TOKENIZER, slow=True),
+    _c("English 1.07× cl100k", "1.07", "tokenizer.json", "goals.multi_english_ui_cost_vs_cl100k", TOKENIZER,
+       slow=True),
+    # LoRA
+    _c("CPU: trainable 0.81%", "0.81", "finetune.json", "lora.trainable_share", FINETUNE, scale=100),
+    _c("1.02× tokens/s", "1.02", "finetune.json", "ratios.lora_over_full_tokens_per_s", FINETUNE),
+    _c("(357 vs 349)", "357", "finetune.json", "lora.tokens_per_s", FINETUNE, tolerance=0.3),
+    _c("(357 vs 349)", "349", "finetune.json", "full.tokens_per_s", FINETUNE, tolerance=0.3),
+    _c("0.82× peak RSS", "0.82", "finetune.json", "ratios.lora_over_full_peak_memory", FINETUNE),
+    _c("LoRA peak 1.22 GiB vs 4.03 GiB", "1.22", "finetune_cuda.json", "lora.peak_memory_bytes", FINETUNE_CUDA,
+       scale=GIB, needs="CUDA"),
+    _c("LoRA peak 1.22 GiB vs 4.03 GiB", "4.03", "finetune_cuda.json", "full.peak_memory_bytes", FINETUNE_CUDA,
+       scale=GIB, needs="CUDA"),
+    _c("**0.30×** (goal", "0.30", "finetune_cuda.json", "ratios.lora_over_full_peak_memory", FINETUNE_CUDA,
+       needs="CUDA"),
+    _c("trainable 0.49%", "0.49", "finetune_cuda.json", "lora.trainable_share", FINETUNE_CUDA, scale=100,
+       needs="CUDA"),
+    _c("45.0k vs 67.8k tokens/s", "45.0", "finetune_cuda.json", "lora.tokens_per_s", FINETUNE_CUDA, scale=1e-3,
+       needs="CUDA"),
+    _c("45.0k vs 67.8k tokens/s", "67.8", "finetune_cuda.json", "full.tokens_per_s", FINETUNE_CUDA, scale=1e-3,
+       needs="CUDA"),
+    _c("(0.66×: launch-bound", "0.66", "finetune_cuda.json", "ratios.lora_over_full_tokens_per_s", FINETUNE_CUDA,
+       needs="CUDA"),
+    _c("24M: 0.58× memory", "0.58", "finetune_cuda_small.json", "ratios.lora_over_full_peak_memory",
+       "bench/finetune.py --out bench/results/finetune_cuda_small.json", needs="CUDA"),
+    # scale
+    _c("2 local workers 1.5× one", "1.5", "scale.json", "speedups.signals.local_2_over_1", SCALE, slow=True),
+    _c("Ray at 2 workers 2.0–2.5×", "2.0", "scale.json", "speedups.token counts.ray2_over_local2_time", SCALE,
+       slow=True, tolerance=0.3),
+    _c("Ray at 2 workers 2.0–2.5×", "2.5", "scale.json", "speedups.dedup signatures.ray2_over_local2_time", SCALE,
+       slow=True, tolerance=0.3),
+    _c("16 × 32 cores ≈ 4 h", "4", "scale.json", "projection_1tb.nodes.2.total_hours", SCALE, slow=True),
+    _c("~6.5 GB/node", "6.5", "scale.json", "projection_1tb.nodes.2.memory_per_node_gb", SCALE, slow=True),
+    # routing
+    _c("learned router APGR 0.589", "0.589", "route.json", "strategies.learned.apgr", ROUTE, slow=True,
+       tolerance=0.1),
+    _c("46% small-model answers at 96.5% quality", "46", "route.json", "strategies.learned.test.escalation_rate",
+       ROUTE, scale=-100, slow=True, note="share answered by the small model = 1 - escalation rate"),
+    _c("46% small-model answers at 96.5% quality", "96.5", "route.json", "strategies.learned.test.quality_share",
+       ROUTE, scale=100, slow=True, tolerance=0.05),
+    _c("random 0.502, oracle 0.709", "0.502", "route.json", "strategies.random.apgr", ROUTE, slow=True),
+    _c("random 0.502, oracle 0.709", "0.709", "route.json", "strategies.oracle.apgr", ROUTE, slow=True),
+    # load
+    _c("384 requests at concurrency 8: 0 failures", "0", "load.json", "load.failed", LOAD, tolerance=0.0),
+    _c("TTFT p50/p99 361/1099 ms", "361", "load.json", "load.ttft_p50_ms", LOAD, tolerance=0.5),
+    _c("TTFT p50/p99 361/1099 ms", "1099", "load.json", "load.ttft_p99_ms", LOAD, tolerance=0.5),
+    _c("goodput 11.2 req/s", "11.2", "load.json", "load.goodput.goodput_rps", LOAD, tolerance=0.3),
+    _c("RSS +3.3 MB over 4 rounds", "3.3", "load.json", "load.rss_growth_mb", LOAD, tolerance=3.0),
+    # refresh
+    _c("incremental refresh 3.25× faster", "3.25", "refresh.json", "speedup_wall", REFRESH),
+    _c("45× fewer documents scored", "45", "refresh.json", "docs_scored_ratio", REFRESH),
+]
+
+
+def lookup(data: Any, key: str) -> Any:
+    """``data`` at a dotted path; list items by index; a key may itself contain spaces ("token counts")."""
+    for part in key.split("."):
+        data = data[int(part)] if isinstance(data, list) else data[part]
+    return data
+
+
+def written(value: float, like: str, scale: float) -> str:
+    """A JSON value as the README writes it: scaled, with as many decimals as the README's number."""
+    decimals = len(like.split(".")[1]) if "." in like else 0
+    x = value * scale
+    if scale < 0:  # "-100" means 1 - value, in percent (a share of the rest)
+        x = 100 + x
+    return f"{x:.{decimals}f}"
+
+
+def read(claim: Claim) -> tuple[str | None, str]:
+    """The claim's number from its JSON as the README writes it, or None and why not."""
+    path = RESULTS / claim.json
+    if not path.is_file():
+        return None, f"{path.relative_to(ROOT)} missing; run `{claim.command}`"
+    try:
+        v = lookup(json.loads(path.read_text()), claim.key)
+    except (KeyError, IndexError, ValueError, TypeError) as e:
+        return None, f"no key {claim.key!r} in {claim.json} ({type(e).__name__}: {e})"
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        return None, f"{claim.json}:{claim.key} is {v!r}, not a number"
+    return written(float(v), claim.value, claim.scale), ""
+
+
+def reproduces(now: str, readme: str, tol: float) -> bool:
+    a, b = float(now), float(readme)
+    return abs(a - b) <= tol * max(abs(b), 1e-9) or now == readme
+
+
+def rerun(commands: list[str], python: str) -> dict[str, float | str]:
+    """Run each command once (from the repo root); returns seconds taken or the failure."""
+    out: dict[str, float | str] = {}
+    for cmd in commands:
+        t0 = time.perf_counter()
+        print(f"$ {python} {cmd}", flush=True)
+        res = subprocess.run([python, *shlex.split(cmd)], cwd=ROOT)
+        out[cmd] = time.perf_counter() - t0 if res.returncode == 0 else f"exit {res.returncode}"
+    return out
+
+
+def check(readme: str, claims: list[Claim], before: dict[Claim, str | None]) -> tuple[list[list[str]], int]:
+    """Rows of the side-by-side table and the number of hard failures (snippet missing, README != committed JSON)."""
+    rows, bad = [], 0
+    for cl in claims:
+        found = cl.text in readme and cl.value in cl.text
+        now, why = read(cl)
+        committed = before.get(cl, now)
+        status = []
+        if not found:
+            status.append("README snippet missing")
+            bad += 1
+        if committed is None:
+            status.append(why)
+            bad += 1
+        elif committed != cl.value and not re.fullmatch(r"-?0\.?0*", cl.value):
+            status.append("README != committed JSON")
+            bad += 1
+        if now is not None and committed is not None and now != committed:
+            status.append("reproduces" if reproduces(now, cl.value, cl.tolerance) else f"outside ±{cl.tolerance:.0%}")
+        if cl.slow:
+            status.append("slow")
+        if cl.needs:
+            status.append(f"needs {cl.needs}")
+        rows.append([cl.text, cl.value, committed or "-", now or "-", cl.json + ":" + cl.key, "; ".join(status)])
+    return rows, bad
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rerun", action="store_true", help="rerun the quick benches before comparing")
+    ap.add_argument("--slow", action="store_true", help="with --rerun: the slow benches too")
+    ap.add_argument("--only", nargs="*", default=None, help="only claims from these JSON files (e.g. serve.json)")
+    ap.add_argument("--readme", default=str(ROOT / "README.md"))
+    args = ap.parse_args()
+    readme = Path(args.readme).read_text(encoding="utf-8")
+    claims = [c for c in CLAIMS if args.only is None or c.json in args.only]
+    before = {c: read(c)[0] for c in claims}
+    ran: dict[str, float | str] = {}
+    if args.rerun:
+        import torch  # noqa: F401  (only to know whether CUDA is here)
+
+        cuda = torch.cuda.is_available()
+        todo = [c for c in claims if (args.slow or not c.slow) and (c.needs != "CUDA" or cuda)]
+        ran = rerun(list(dict.fromkeys(c.command for c in todo)), sys.executable)
+    rows, bad = check(readme, claims, before)
+    head = ["README snippet", "README", "JSON committed", "now", "JSON:key", "status"]
+    widths = [min(44, max(len(str(r[i])) for r in [head, *rows])) for i in range(len(head))]
+    for r in [head, ["-" * w for w in widths], *rows]:
+        print(" | ".join(str(x)[:w].ljust(w) for x, w in zip(r, widths, strict=True)))
+    for cmd, res in ran.items():
+        print(f"reran {cmd}: {res if isinstance(res, str) else f'{res:.0f}s'}")
+    slow = sorted({c.command for c in claims if c.slow})
+    if slow and not (args.rerun and args.slow):
+        print("slow, not rerun (run them yourself or pass --rerun --slow): " + ", ".join(slow))
+    print(f"{len(claims)} README figures, {bad} problems")
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()

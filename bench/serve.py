@@ -38,20 +38,26 @@ TRAIN_FILES = 150  # stdlib files used for training; prompts come from the files
 
 from machine import machine  # noqa: E402  (bench/machine.py, shared by every bench)
 
+# fixed steps, not a time budget: the same pair on a busy or a quiet machine (the cache is keyed on this recipe)
+RECIPE = {"tokenizer_vocab": 512, "target": {"size": (256, 4, 4), "steps": 600},
+          "draft": {"size": (64, 1, 1), "steps": 1200, "distill_steps": 300}, "seed": 0}  # fmt: skip
+
 
 def train_pair(out: Path, small: bool) -> None:
-    """Train a tokenizer, a target and a draft Llama on stdlib source (time-budgeted), saved as HF dirs."""
+    """Train a tokenizer, a target and a draft Llama on stdlib source (fixed steps; the draft then distilled from the
+    target, which is what acceptance rewards), saved as HF dirs with the recipe."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from serving.decode.tiny import stdlib_texts, train_tokenizer
 
     texts = stdlib_texts(limit=TRAIN_FILES, max_chars=20000)
-    train_tokenizer(texts, out / "tokenizer", vocab_size=512)
+    train_tokenizer(texts, out / "tokenizer", vocab_size=RECIPE["tokenizer_vocab"])
     tok = AutoTokenizer.from_pretrained(str(out / "tokenizer"))
     ids = torch.tensor([i for t in texts for i in tok.encode(t, add_special_tokens=False)])
-    sizes = {"target": (256, 4, 4, 150), "draft": (64, 1, 1, 45)}
-    for name, (hidden, layers, heads, budget_s) in sizes.items():
-        torch.manual_seed(0)
+    models = {}
+    for name in ("target", "draft"):
+        hidden, layers, heads = RECIPE[name]["size"]
+        torch.manual_seed(RECIPE["seed"])
         cfg = LlamaConfig(
             vocab_size=len(tok),
             hidden_size=hidden,
@@ -65,18 +71,25 @@ def train_pair(out: Path, small: bool) -> None:
             tie_word_embeddings=False,
         )
         model = LlamaForCausalLM(cfg)
-        steps, loss = _train(model, ids, budget_s)
-        print(f"trained {name}: {hidden}x{layers}, {steps} steps in {budget_s}s, loss {loss:.3f}", flush=True)
+        t0 = time.perf_counter()
+        loss = _train(model, ids, RECIPE[name]["steps"])
+        print(f"trained {name}: {hidden}x{layers}, {RECIPE[name]['steps']} steps in {time.perf_counter() - t0:.0f}s, "
+              f"loss {loss:.3f}", flush=True)  # fmt: skip
+        models[name] = model.eval()
+    kl = distill(models["draft"], models["target"], ids, RECIPE["draft"]["distill_steps"])
+    print(f"draft distilled: {RECIPE['draft']['distill_steps']} steps, KL {kl:.3f}", flush=True)
+    for name, model in models.items():
         model.eval().save_pretrained(str(out / name))
         tok.save_pretrained(str(out / name))
+    (out / "recipe.json").write_text(json.dumps(RECIPE, sort_keys=True))
 
 
-def _train(model: torch.nn.Module, ids: torch.Tensor, budget_s: float, seq: int = 64, batch: int = 8) -> tuple:
+def _train(model: torch.nn.Module, ids: torch.Tensor, steps: int, seq: int = 64, batch: int = 8) -> float:
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
     g = torch.Generator().manual_seed(0)
-    t0, step, loss = time.perf_counter(), 0, float("nan")
+    loss = float("nan")
     model.train()
-    while time.perf_counter() - t0 < budget_s:
+    for step in range(steps):
         starts = torch.randint(0, len(ids) - seq - 1, (batch,), generator=g)
         x = torch.stack([ids[s : s + seq] for s in starts])
         for group in opt.param_groups:
@@ -85,17 +98,17 @@ def _train(model: torch.nn.Module, ids: torch.Tensor, budget_s: float, seq: int 
         opt.zero_grad()
         out.loss.backward()
         opt.step()
-        step, loss = step + 1, out.loss.item()
-    return step, loss
+        loss = out.loss.item()
+    return loss
 
 
-def distill(draft: torch.nn.Module, target: torch.nn.Module, ids: torch.Tensor, budget_s: float) -> tuple:
+def distill(draft: torch.nn.Module, target: torch.nn.Module, ids: torch.Tensor, steps: int) -> float:
     """Train the draft toward the target's next-token distributions (KL), which is what acceptance rewards."""
     opt = torch.optim.AdamW(draft.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(1)
-    t0, step, loss = time.perf_counter(), 0, float("nan")
+    loss = float("nan")
     draft.train()
-    while time.perf_counter() - t0 < budget_s:
+    for _ in range(steps):
         starts = torch.randint(0, len(ids) - 65, (8,), generator=g)
         x = torch.stack([ids[s : s + 64] for s in starts])
         with torch.no_grad():
@@ -105,26 +118,9 @@ def distill(draft: torch.nn.Module, target: torch.nn.Module, ids: torch.Tensor, 
         opt.zero_grad()
         kl.backward()
         opt.step()
-        step, loss = step + 1, kl.item()
-    return step, loss
-
-
-def train_more(out: Path, target_s: float, distill_s: float) -> None:
-    """Continue training the cached target, then distill the cached draft from it."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from serving.decode.tiny import stdlib_texts
-
-    tok = AutoTokenizer.from_pretrained(str(out / "tokenizer"))
-    ids = torch.tensor([i for t in stdlib_texts(TRAIN_FILES, 20000) for i in tok.encode(t, add_special_tokens=False)])
-    target = AutoModelForCausalLM.from_pretrained(str(out / "target"))
-    steps, loss = _train(target, ids, target_s)
-    print(f"target: {steps} more steps, loss {loss:.3f}", flush=True)
-    target.eval().save_pretrained(str(out / "target"))
-    draft = AutoModelForCausalLM.from_pretrained(str(out / "draft"))
-    steps, loss = distill(draft, target.eval(), ids, distill_s)
-    print(f"draft distilled: {steps} steps, KL {loss:.3f}", flush=True)
-    draft.eval().save_pretrained(str(out / "draft"))
+        loss = kl.item()
+    draft.eval()
+    return loss
 
 
 def load_pair(run: str | None, small: bool) -> tuple[torch.nn.Module, torch.nn.Module, Any, str]:
@@ -134,7 +130,8 @@ def load_pair(run: str | None, small: bool) -> tuple[torch.nn.Module, torch.nn.M
     base = Path(run) / "models" if run else None
     if not (base and (base / "target" / "config.json").is_file() and (base / "draft" / "config.json").is_file()):
         base = CACHE
-        if not (base / "draft" / "config.json").is_file():
+        recipe = base / "recipe.json"
+        if not (recipe.is_file() and json.loads(recipe.read_text()) == json.loads(json.dumps(RECIPE))):
             train_pair(base, small)
     target, draft = load_model(base / "target", "cpu"), load_model(base / "draft", "cpu")
     return target, draft, load_tokenizer(base / "target"), str(base)
@@ -450,6 +447,9 @@ def main() -> None:
         print(json.dumps(result[name], indent=1, default=str), flush=True)
     out = ROOT / "bench" / "results" / "serve.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    if set(args.only) != set(SECTIONS) and out.is_file():  # a partial rerun keeps the other sections' results
+        kept = {k: v for k, v in json.loads(out.read_text()).items() if k in SECTIONS and k not in args.only}
+        result = {**kept, **result, "sections_rerun": args.only}
     out.write_text(json.dumps(result, indent=1, default=str))
     print(f"wrote {out}")
 

@@ -176,8 +176,16 @@ def test_projection_scales_rates_and_carries_intervals():
     counterfactuals(rows)
     w = Workload(traffic=[Traffic(language="hi", requests_per_day=1000, input_bytes=100, output_bytes=200)])
     res = project(rows, w, ["baseline", "opt"], "baseline", boot=50)
-    b = res["stacks"]["baseline"]
+    b, o = res["stacks"]["baseline"], res["stacks"]["opt"]
     assert b["tokens"]["value"] == pytest.approx(30 * 1000 * 140) and b["tokens"]["ci95"][0] <= b["tokens"]["value"]
-    assert res["stacks"]["opt"]["savings_vs_baseline"]["tokens"]["value"] == pytest.approx(30 * 1000 * 70)
+    # savings on the same text: the baseline tokenizer's rate on opt's own measured text, not the baseline's answers
+    opt_row = rows[5]
+    base_tokens = 30 * 1000 * (opt_row["baseline_prompt_tokens"] + opt_row["baseline_completion_tokens"])
+    assert o["baseline_tokens"]["value"] == pytest.approx(base_tokens)
+    assert o["savings_vs_baseline"]["tokens"]["value"] == pytest.approx(base_tokens - 30 * 1000 * 70)
+    assert o["savings_vs_baseline"]["cost"]["value"] == pytest.approx(
+        30 * 1000 * (PRICES.cost("big", opt_row["baseline_prompt_tokens"], opt_row["baseline_completion_tokens"])
+                     - PRICES.cost("small", 50, 20))
+    )  # fmt: skip
     w2 = Workload(traffic=[Traffic(language="ta", requests_per_day=1, input_bytes=1, output_bytes=1)])
     assert "no ta requests measured" in project(rows, w2, ["baseline"], "baseline", boot=5)["notes"][0]

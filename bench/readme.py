@@ -38,7 +38,8 @@ class Claim:
     json: str  # file under bench/results/
     key: str  # dotted path into the JSON (list items by index: "rss.0.peak_rss_mb")
     command: str  # the bench command that writes the JSON (run from the repo root with the venv's python)
-    scale: float = 1.0  # README number = JSON value x scale (100 for percentages, 1/2**30 for GiB, -100 for "-x%")
+    scale: float = 1.0  # README number = offset + JSON value x scale (100 for percentages, 1/2**30 for GiB)
+    offset: float = 0.0  # e.g. offset 100, scale -100: "46% answered by the small model" from an escalation rate
     tolerance: float = 0.15  # relative band a rerun must land in to "reproduce" (timings on a shared 2-core machine)
     slow: bool = False  # not rerun by `make bench-readme` (minutes to an hour); rerun with --slow
     needs: str | None = None  # what the command needs beyond this machine (e.g. "CUDA"); never rerun without it
@@ -131,11 +132,55 @@ CLAIMS: list[Claim] = [
        slow=True, tolerance=0.3),
     _c("16 × 32 cores ≈ 4 h", "4", "scale.json", "projection_1tb.nodes.2.total_hours", SCALE, slow=True),
     _c("~6.5 GB/node", "6.5", "scale.json", "projection_1tb.nodes.2.memory_per_node_gb", SCALE, slow=True),
+    # serving: speculation over the 50-prompt mix, quantization, transformers for reference
+    _c("over 50 mixed prompts", "50", "serve.json", "speculative.speculative_draft.requests", SERVE, slow=True,
+       tolerance=0.0),
+    _c("distilled draft 1.85× decode", "1.85", "serve.json", "speculative.speculative_draft.measured_speedup", SERVE,
+       slow=True),
+    _c("(α 0.91, c 0.22, v 1.25;", "0.91", "serve.json", "speculative.speculative_draft.alpha", SERVE, slow=True,
+       tolerance=0.05),
+    _c("(α 0.91, c 0.22, v 1.25;", "0.22", "serve.json", "speculative.speculative_draft.c", SERVE, slow=True,
+       tolerance=0.3),
+    _c("(α 0.91, c 0.22, v 1.25;", "1.25", "serve.json", "speculative.speculative_draft.v", SERVE, slow=True),
+    _c("predicted E/(k·c+v) 1.65× as served (−11%)", "1.65", "serve.json",
+       "speculative.speculative_draft.predicted_speedup_as_served", SERVE, slow=True),
+    _c("predicted E/(k·c+v) 1.65× as served (−11%)", "11", "serve.json",
+       "speculative.speculative_draft.error_as_served", SERVE, scale=-100, slow=True, tolerance=1.0),
+    _c("E/(k·c+1) 2.19×", "2.19", "serve.json", "speculative.speculative_draft.predicted_speedup_without_verify_cost",
+       SERVE, slow=True),
+    _c("undistilled draft loses: 0.50× (α 0.05; predicted 0.45×)", "0.50", "serve.json",
+       "speculative.speculative_weak_draft.measured_speedup", SERVE, slow=True),
+    _c("undistilled draft loses: 0.50× (α 0.05; predicted 0.45×)", "0.05", "serve.json",
+       "speculative.speculative_weak_draft.alpha", SERVE, slow=True, tolerance=1.0),
+    _c("undistilled draft loses: 0.50× (α 0.05; predicted 0.45×)", "0.45", "serve.json",
+       "speculative.speculative_weak_draft.predicted_speedup_as_served", SERVE, slow=True),
+    _c("switches itself off in 50 of 50 requests: 0.88×", "50", "serve.json",
+       "speculative.speculative_weak_draft_auto_off.auto_off_requests", SERVE, slow=True, tolerance=0.1),
+    _c("switches itself off in 50 of 50 requests: 0.88×", "0.88", "serve.json",
+       "speculative.speculative_weak_draft_auto_off.measured_speedup", SERVE, slow=True),
+    _c("prompt lookup 2.28× (α 0.87; predicted 2.43×, +6%)", "2.28", "serve.json",
+       "speculative.prompt_lookup.measured_speedup", SERVE, slow=True),
+    _c("prompt lookup 2.28× (α 0.87; predicted 2.43×, +6%)", "0.87", "serve.json", "speculative.prompt_lookup.alpha",
+       SERVE, slow=True, tolerance=0.05),
+    _c("prompt lookup 2.28× (α 0.87; predicted 2.43×, +6%)", "2.43", "serve.json",
+       "speculative.prompt_lookup.predicted_speedup_as_served", SERVE, slow=True),
+    _c("prompt lookup 2.28× (α 0.87; predicted 2.43×, +6%)", "6", "serve.json",
+       "speculative.prompt_lookup.error_as_served", SERVE, scale=100, slow=True, tolerance=1.0),
+    _c("2.15× with auto-off", "2.15", "serve.json", "speculative.prompt_lookup_auto_off.measured_speedup", SERVE,
+       slow=True),
+    _c("int8 weight-only 3.5× smaller, +0.02% perplexity", "3.5", "serve.json",
+       "quantization.target.int8_weight_only.size_ratio", SERVE, slow=True, tolerance=0.02),
+    _c("int8 weight-only 3.5× smaller, +0.02% perplexity", "0.02", "serve.json",
+       "quantization.target.int8_weight_only.perplexity_increase", SERVE, scale=100, slow=True, tolerance=5.0),
+    _c("assisted generation 1.13× and prompt lookup 3.50×", "1.13", "serve.json",
+       "speculative.hf_reference_on_code.hf_assisted_generation.speedup_vs_hf_generate", SERVE, slow=True),
+    _c("assisted generation 1.13× and prompt lookup 3.50×", "3.50", "serve.json",
+       "speculative.hf_reference_on_code.hf_prompt_lookup.speedup_vs_hf_generate", SERVE, slow=True),
     # routing
     _c("learned router APGR 0.589", "0.589", "route.json", "strategies.learned.apgr", ROUTE, slow=True,
        tolerance=0.1),
     _c("46% small-model answers at 96.5% quality", "46", "route.json", "strategies.learned.test.escalation_rate",
-       ROUTE, scale=-100, slow=True, note="share answered by the small model = 1 - escalation rate"),
+       ROUTE, scale=-100, offset=100, slow=True, note="share answered by the small model = 1 - escalation rate"),
     _c("46% small-model answers at 96.5% quality", "96.5", "route.json", "strategies.learned.test.quality_share",
        ROUTE, scale=100, slow=True, tolerance=0.05),
     _c("random 0.502, oracle 0.709", "0.502", "route.json", "strategies.random.apgr", ROUTE, slow=True),
@@ -173,13 +218,10 @@ def lookup(data: Any, key: str) -> Any:
     return data
 
 
-def written(value: float, like: str, scale: float) -> str:
-    """A JSON value as the README writes it: scaled, with as many decimals as the README's number."""
+def written(value: float, like: str, scale: float, offset: float = 0.0) -> str:
+    """A JSON value as the README writes it: offset + value x scale, with as many decimals as the README's number."""
     decimals = len(like.split(".")[1]) if "." in like else 0
-    x = value * scale
-    if scale < 0:  # "-100" means 1 - value, in percent (a share of the rest)
-        x = 100 + x
-    return f"{x:.{decimals}f}"
+    return f"{offset + value * scale:.{decimals}f}"
 
 
 def read(claim: Claim) -> tuple[str | None, str]:
@@ -193,7 +235,7 @@ def read(claim: Claim) -> tuple[str | None, str]:
         return None, f"no key {claim.key!r} in {claim.json} ({type(e).__name__}: {e})"
     if not isinstance(v, int | float) or isinstance(v, bool):
         return None, f"{claim.json}:{claim.key} is {v!r}, not a number"
-    return written(float(v), claim.value, claim.scale), ""
+    return written(float(v), claim.value, claim.scale, claim.offset), ""
 
 
 def reproduces(now: str, readme: str, tol: float) -> bool:

@@ -46,7 +46,7 @@ RECIPE = {"tokenizer_vocab": 512, "target": {"size": (256, 4, 4), "steps": 600},
 def train_pair(out: Path, small: bool) -> None:
     """Train a tokenizer, a target and a draft Llama on stdlib source (fixed steps; the draft then distilled from the
     target, which is what acceptance rewards), saved as HF dirs with the recipe."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     from serving.decode.tiny import stdlib_texts, train_tokenizer
 
@@ -56,32 +56,59 @@ def train_pair(out: Path, small: bool) -> None:
     ids = torch.tensor([i for t in texts for i in tok.encode(t, add_special_tokens=False)])
     models = {}
     for name in ("target", "draft"):
-        hidden, layers, heads = RECIPE[name]["size"]
-        torch.manual_seed(RECIPE["seed"])
-        cfg = LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=hidden,
-            intermediate_size=hidden * 8 // 3,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            num_key_value_heads=heads,
-            max_position_embeddings=1024,
-            eos_token_id=tok.eos_token_id,
-            bos_token_id=tok.eos_token_id,
-            tie_word_embeddings=False,
-        )
-        model = LlamaForCausalLM(cfg)
         t0 = time.perf_counter()
-        loss = _train(model, ids, RECIPE[name]["steps"])
-        print(f"trained {name}: {hidden}x{layers}, {RECIPE[name]['steps']} steps in {time.perf_counter() - t0:.0f}s, "
-              f"loss {loss:.3f}", flush=True)  # fmt: skip
-        models[name] = model.eval()
+        models[name], loss = _new_trained(tok, ids, name)
+        print(f"trained {name}: {RECIPE[name]['size']}, {RECIPE[name]['steps']} steps in "
+              f"{time.perf_counter() - t0:.0f}s, loss {loss:.3f}", flush=True)  # fmt: skip
     kl = distill(models["draft"], models["target"], ids, RECIPE["draft"]["distill_steps"])
     print(f"draft distilled: {RECIPE['draft']['distill_steps']} steps, KL {kl:.3f}", flush=True)
     for name, model in models.items():
         model.eval().save_pretrained(str(out / name))
         tok.save_pretrained(str(out / name))
     (out / "recipe.json").write_text(json.dumps(RECIPE, sort_keys=True))
+
+
+def _new_trained(tok: Any, ids: torch.Tensor, name: str) -> tuple[torch.nn.Module, float]:
+    """A Llama of the recipe's size for ``name`` (target or draft), trained for the recipe's steps."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    hidden, layers, heads = RECIPE[name]["size"]
+    torch.manual_seed(RECIPE["seed"])
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=hidden * 8 // 3,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=1024,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(cfg)
+    loss = _train(model, ids, RECIPE[name]["steps"])
+    return model.eval(), loss
+
+
+def weak_draft(base: Path) -> torch.nn.Module:
+    """The draft before distillation (trained on the same text only): a draft that often disagrees with the target,
+    i.e. speculation that loses. Trained once next to the cached pair (same seed and steps as the draft's LM phase)."""
+    from transformers import AutoTokenizer
+
+    from serving.decode.tiny import stdlib_texts
+    from serving.models import load_model
+
+    out = base / "draft_lm"
+    if not (out / "config.json").is_file():
+        tok = AutoTokenizer.from_pretrained(str(base / "tokenizer"))
+        texts = stdlib_texts(TRAIN_FILES, 20000)
+        ids = torch.tensor([i for t in texts for i in tok.encode(t, add_special_tokens=False)])
+        model, loss = _new_trained(tok, ids, "draft")
+        print(f"trained draft_lm (not distilled): loss {loss:.3f}", flush=True)
+        model.save_pretrained(str(out))
+        tok.save_pretrained(str(out))
+    return load_model(out, "cpu")
 
 
 def _train(model: torch.nn.Module, ids: torch.Tensor, steps: int, seq: int = 64, batch: int = 8) -> float:
@@ -152,12 +179,15 @@ def held_out(tok: Any, n: int, prompt_tokens: int, extra: int) -> tuple[list[lis
 
 
 NEVER_OFF = AutoOff(min_speedup=0.0)  # speculation that never switches itself off (what it costs when it loses)
-MODES: dict[str, dict[str, Any]] = {
-    "target_only": {},
-    "speculative_draft": {"mode": "speculative", "auto_off": NEVER_OFF},
-    "speculative_draft_auto_off": {"mode": "speculative", "auto_off": AutoOff()},
-    "prompt_lookup": {"mode": "prompt_lookup", "auto_off": NEVER_OFF},
-    "prompt_lookup_auto_off": {"mode": "prompt_lookup", "auto_off": AutoOff()},
+# mode -> (engine: which drafter, generate() keywords); interleaved per prompt
+MODES: dict[str, tuple[str, dict[str, Any]]] = {
+    "target_only": ("distilled", {}),
+    "speculative_draft": ("distilled", {"mode": "speculative", "auto_off": NEVER_OFF}),
+    "speculative_draft_auto_off": ("distilled", {"mode": "speculative", "auto_off": AutoOff()}),
+    "speculative_weak_draft": ("weak", {"mode": "speculative", "auto_off": NEVER_OFF}),
+    "speculative_weak_draft_auto_off": ("weak", {"mode": "speculative", "auto_off": AutoOff()}),
+    "prompt_lookup": ("distilled", {"mode": "prompt_lookup", "auto_off": NEVER_OFF}),
+    "prompt_lookup_auto_off": ("distilled", {"mode": "prompt_lookup", "auto_off": AutoOff()}),
 }
 WITHIN = 0.15  # the prediction should land within 15% of the measured speedup
 
@@ -225,13 +255,14 @@ def prompt_mix(tok: Any, small: bool, prompt_tokens: int) -> list[tuple[str, lis
     return mix
 
 
-def run_mix(engine: Engine, mix: list[tuple[str, list[int]]], new: int, k: int) -> dict[str, list[dict]]:
+def run_mix(engines: dict[str, Engine], mix: list[tuple[str, list[int]]], new: int, k: int) -> dict[str, list[dict]]:
     """Every prompt through every mode, interleaved per prompt (a busy machine slows them alike)."""
-    out: dict[str, list[dict]] = {m: [] for m in MODES}
+    modes = {m: v for m, v in MODES.items() if v[0] in engines}
+    out: dict[str, list[dict]] = {m: [] for m in modes}
     for domain, ids in mix:
-        for mode, kw in MODES.items():
+        for mode, (engine, kw) in modes.items():
             extra = {"k": k, **kw} if kw else {}
-            toks, st = engine.generate(ids, max_new_tokens=new, **extra)
+            toks, st = engines[engine].generate(ids, max_new_tokens=new, **extra)
             out[mode].append({"domain": domain, "tokens": toks, **st})
     return out
 
@@ -312,11 +343,18 @@ def speculative_section(ctx: dict[str, Any]) -> dict[str, Any]:
     """Target-only vs speculative decoding (draft model, prompt lookup; with and without auto-off) over the prompt mix,
     overall and per domain; transformers' generate / assisted generation on the code prompts for reference."""
     target, draft, mix, new, k = ctx["target"], ctx["draft"], ctx["mix"], ctx["new_tokens"], ctx["k"]
-    engine = Engine(target, draft, prompt_lookup_ngram=3)
-    probe = mix[0][1][:64]
-    costs = {m: engine.calibrate(probe, m, k).as_dict() for m in ("speculative", "prompt_lookup")}
-    engine.generate(mix[0][1], max_new_tokens=4)  # warm-up
-    runs = run_mix(engine, mix, new, k)
+    engines = {"distilled": Engine(target, draft, prompt_lookup_ngram=3)}
+    if ctx.get("weak_draft") is not None:
+        engines["weak"] = Engine(target, ctx["weak_draft"], prompt_lookup_ngram=3)
+    probe, contexts = mix[0][1][:32], (32, 256)  # a short and a long context, as a server calibrates at load
+    costs = {
+        "speculative": engines["distilled"].calibrate(probe, "speculative", k, contexts=contexts).as_dict(),
+        "prompt_lookup": engines["distilled"].calibrate(probe, "prompt_lookup", k, contexts=contexts).as_dict(),
+    }
+    if "weak" in engines:
+        costs["speculative_weak"] = engines["weak"].calibrate(probe, "speculative", k, contexts=contexts).as_dict()
+    engines["distilled"].generate(mix[0][1], max_new_tokens=4)  # warm-up
+    runs = run_mix(engines, mix, new, k)
     base = runs["target_only"]
     domains = sorted({d for d, _ in mix})
     out: dict[str, Any] = {
@@ -324,10 +362,11 @@ def speculative_section(ctx: dict[str, Any]) -> dict[str, Any]:
         "calibrated_costs": costs,
         "target_only": {"decode_tokens_per_s": _pooled(base)["decoded"] / _pooled(base)["decode_s"]},
     }
-    for mode in MODES:
+    for mode in runs:
         if mode == "target_only":
             continue
-        served = costs["speculative" if mode.startswith("speculative") else "prompt_lookup"]
+        kind = "speculative_weak" if "weak" in mode else "prompt_lookup" if "lookup" in mode else "speculative"
+        served = costs[kind]
         reqs = runs[mode]
         row = spec_row(reqs, base, k, served)
         row["by_domain"] = {
@@ -413,12 +452,14 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     target, draft, tok, where = load_pair(args.run, args.small)
+    weak = weak_draft(Path(where)) if where == str(CACHE) and "speculative" in args.only else None
     n, new = (3, 48) if args.small else (6, 64)
     prompts, texts = held_out(tok, n, prompt_tokens=192, extra=4 + (4 if args.small else 10))
     mix = prompt_mix(tok, args.small, prompt_tokens=192) if "speculative" in args.only else []
     ctx = {
         "target": target,
         "draft": draft,
+        "weak_draft": weak,
         "tokenizer": tok,
         "mix": mix,
         "prompts": prompts,

@@ -56,7 +56,7 @@ def test_checker_flags_changed_figures_missing_snippets_and_noisy_reruns(br, tmp
     claims = [
         br.Claim("ratio 4.0×", "4.0", "x.json", "a.b.1 / a.b.0", "bench/serve.py"),
         br.Claim("saves 31.5%", "31.5", "x.json", "share", "bench/serve.py", scale=100),
-        br.Claim("46% small", "46", "x.json", "esc", "bench/serve.py", scale=-100),
+        br.Claim("46% small", "46", "x.json", "esc", "bench/serve.py", scale=-100, offset=100),
         br.Claim("worst 3.1", "3.1", "x.json", "max:m.*.v", "bench/serve.py"),
         br.Claim("gone 7", "7", "x.json", "share", "bench/serve.py"),
     ]

@@ -116,7 +116,10 @@ def test_speculation_reports_prediction_and_auto_off(measured):
     sp = summary["stacks"]["spec"]["speculative"]
     assert sp["v"] > 0 and sp["c"] > 0 and sp["predicted_speedup"] > 0 and sp["measured_speedup_vs"] == "routed"
     rows = [r for r in read_ledger(str(root / "run/measure/ledger.parquet")) if r["stack"] == "spec"]
-    assert all(r["spec_v"] == pytest.approx(sp["v"]) for r in rows)  # one calibration per model pair
+    drafted = [r for r in rows if r["draft_tokens_proposed"]]
+    # c and v measured for the pair at load, interpolated at each request's context length
+    assert all(r["spec_v"] > 0 and r["spec_c"] > 0 for r in drafted)
+    assert sp["v"] == pytest.approx(sum(r["spec_v"] for r in drafted) / len(drafted))
     assert sp["auto_off_requests"] == sum(r["spec_auto_off"] for r in rows)
     for r in rows:  # a request that switched itself off says where, and its acceptance predicted a loss
         assert (r["spec_auto_off_at_token"] is not None) == r["spec_auto_off"]

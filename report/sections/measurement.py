@@ -81,7 +81,7 @@ def measurement(ctx: Context) -> Section:
     sec.charts.append(
         charts.hbar(
             "measure_savings_per_language",
-            f"Billed tokens saved per language: {opt} vs {base} (same text, baseline tokenizer)",
+            f"Billed tokens saved per language: {opt} vs {base} (same text, baseline tokenizer; quality in the table)",
             langs,
             {opt: [100 * by_lang[(opt, lg)]["saved_tokens_share"] if (opt, lg) in by_lang else None for lg in langs]},
             xlabel="tokens saved (% of baseline)",

@@ -605,7 +605,7 @@ def _finish(state: State, out: Outcome) -> tuple[Usage, RequestMetrics, float]:
     )
     m.success.labels(r.model, out.finish_reason).inc()
     m.cost.labels(r.model).inc(cost)
-    _count_savings(state, r, savings, n_prompt, n_out, cost)
+    _count_savings(state, r, savings, n_out)
     if r.router:
         m.router_requests.labels(r.router, r.model).inc()
         nexts = [x.model for x in r.attempts[1:]] + [r.model]
@@ -652,7 +652,7 @@ def _router_quality(state: State, r: rt.Routed) -> float | None:
     return same[0].get("quality_share") if same else None
 
 
-def _count_savings(state: State, r: rt.Routed, sv: Savings, n_prompt: int, n_out: int, cost: float) -> None:
+def _count_savings(state: State, r: rt.Routed, sv: Savings, n_out: int) -> None:
     m, stats = state.metrics, r.generation.stats
     m.baseline_tokens.labels(r.model).inc(sv.baseline_tokens)
     m.split(m.tokenizer_saved, m.tokenizer_spent, (r.model,), sv.saved_tokens)

@@ -377,3 +377,18 @@ def test_savings_are_signed_per_unit_and_name_their_quality(models, backends):
     for name in ("tokenizer_saved_tokens", "routing_saved_usd", "speculative_saved_target_passes"):
         help_line = next(x for x in text.splitlines() if x.startswith(f"# HELP tokenwise:{name}"))
         assert "Unit:" in help_line and "Quality:" in help_line
+
+
+def test_routed_savings_carry_the_calibrated_quality_share(models, backends):
+    calibration = {"cascade": {"threshold": -1000.0, "point": {"quality_share": 0.97},
+                               "curve": [{"threshold": 1000.0, "quality_share": 1.0}]}}  # fmt: skip
+    with TestClient(create_app(make_config(models), backends, calibration=calibration)) as c:
+        body = {"prompt": "import os", "max_tokens": 3}
+        auto = c.post("/v1/completions", json={"model": "auto", **body}).json()
+        esc = c.post("/v1/completions", json={"model": "router-cascade-1000", **body}).json()
+        direct = c.post("/v1/completions", json={"model": "small", **body}).json()
+        text = c.get("/metrics").text
+    assert auto["metrics"]["savings"]["quality"]["router_quality_share"] == 0.97
+    assert esc["metrics"]["savings"]["quality"]["router_quality_share"] == 1.0
+    assert direct["metrics"]["savings"]["quality"]["router_quality_share"] is None
+    assert _metric(text, "router_calibrated_quality_share", router="cascade") == 0.97

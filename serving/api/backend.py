@@ -193,7 +193,7 @@ class EngineBackend(HFBackend):
                 )
             draft = _load_model(spec.speculative.draft, spec.quantization)
         sp = spec.speculative
-        auto_off = AutoOff(sp.min_speedup, sp.auto_off_after) if sp.auto_off else None
+        auto_off = AutoOff(sp.min_speedup, sp.auto_off_after, sp.probe_overhead) if sp.auto_off else None
         self.engine = Engine(self.model, draft, prompt_lookup_ngram=sp.ngram, auto_off=auto_off)
         self.mode = {"none": "target", "draft": "speculative", "prompt_lookup": "prompt_lookup"}[sp.method]
         eos = self.model.config.eos_token_id

@@ -31,6 +31,10 @@ class SpeculativeSpec(BaseConfig):
     auto_off_after: int = Field(
         4, ge=1, le=64, description="Drafted steps before deciding: fewer = cheaper losing requests, noisier alpha."
     )
+    probe_overhead: float = Field(
+        0.05, gt=0, le=1, description="While off, probe with one drafted step as often as this share of plain "
+        "decoding pays for: more = faster recovery when acceptance comes back, more waste when it does not.",
+    )
 
 
 class ModelSpec(BaseConfig):

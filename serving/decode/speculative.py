@@ -17,14 +17,15 @@ a CPU a verify pass of k+1 positions costs ~1.2-1.4 plain steps, which decides w
 :func:`measure_costs` measures c and v for a model pair (what :meth:`Engine.calibrate` stores).
 
 Auto-off: with :class:`AutoOff`, a request whose drafted steps (at least ``after_steps``) predict a speedup below
-``min_speedup`` stops drafting and decodes plainly (``spec_auto_off`` in its stats); every ``retry_after`` plain tokens
-(doubling while it keeps losing) one drafted step probes whether acceptance came back (prompt lookup often finds its
-n-grams later in an answer), and drafting resumes with a fresh count when it did. A draft that does not know a
-language or a domain costs a few steps, not the answer.
+``min_speedup`` stops drafting and decodes plainly (``spec_auto_off`` in its stats); now and then one drafted step
+probes whether acceptance came back (prompt lookup often finds its n-grams later in an answer), spaced so that losing
+probes cost at most ``probe_overhead`` of plain decoding, and drafting resumes with a fresh count when it did. A
+draft that does not know a language or a domain costs a few steps, not the answer.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Iterator, Sequence
@@ -92,7 +93,13 @@ class AutoOff:
 
     min_speedup: float = 1.0  # predicted E/(k·c + v) below this (acceptance since drafting started) -> plain decoding
     after_steps: int = 4  # drafted steps before deciding: fewer = cheaper for losing requests, noisier α
-    retry_after: int = 8  # plain tokens before one drafted probe step; doubles after each probe that still loses
+    probe_overhead: float = 0.05  # one drafted probe step every (k·c + v − 1) / this plain tokens: a probe that
+    # loses costs k·c + v − 1 plain steps, so losing probes cost at most this share of plain decoding (a cheap
+    # drafter such as prompt lookup probes every few tokens, a draft model every few dozen)
+
+    def retry_every(self, k: int, c: float, v: float) -> int:
+        """Plain tokens between probes while drafting is off."""
+        return max(1, math.ceil(max(k * c + v - 1.0, 0.0) / self.probe_overhead))
 
 
 def expected_tokens(alpha: float, k: int) -> float:
@@ -368,7 +375,7 @@ class _Run:
         """Update the on/off state after a step; True when drafting just switched off for the first time.
 
         Off when the drafted steps since drafting (re)started, at least ``after_steps`` of them, predict a loss; a
-        probe step alone decides whether to come back (then a new phase starts), else the wait doubles.
+        probe step alone decides whether to come back (then a new phase starts).
         """
         if rule is None or costs is None:
             return False
@@ -378,14 +385,15 @@ class _Run:
             return False
         if self.off:
             if self.losing(rule, costs, k, self.recent[-1:]):
-                self.plain_since_off, self.retry_every = 0, self.retry_every * 2
+                self.plain_since_off = 0
             else:
                 self.off, self.phase_start = False, len(self.recent) - 1
             return False
         phase = self.recent[self.phase_start :]
         if len(phase) >= rule.after_steps and self.losing(rule, costs, k, phase):
             first = self.retry_every == 0
-            self.off, self.plain_since_off, self.retry_every = True, 0, rule.retry_after
+            cv = self.cv(costs)
+            self.off, self.plain_since_off, self.retry_every = True, 0, rule.retry_every(k, *cv)
             return first
         return False
 

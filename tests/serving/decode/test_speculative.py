@@ -203,7 +203,7 @@ COSTS = SpecCosts(plain_step_s=1e-3, c=0.1, v=1.3, k=4)
 
 
 def test_losing_speculation_switches_itself_off_and_stays_exact(target, drafts) -> None:
-    rule = AutoOff(min_speedup=1.0, after_steps=3, retry_after=1000)  # no probe within these 40 tokens
+    rule = AutoOff(min_speedup=1.0, after_steps=3, probe_overhead=1e-3)  # no probe within these 40 tokens
     for prompt in _prompts(3):
         want, _ = Stream(target_stream(target, prompt, 40)).run()
         far_tokens, far = Stream(speculative_stream(target, DraftModel(drafts["unrelated"]), prompt, 40, k=4,
@@ -259,12 +259,13 @@ class _Scripted:
 def test_switched_off_speculation_probes_and_comes_back(target) -> None:
     prompt = _prompts(1)[0]
     want, _ = Stream(target_stream(target, prompt, 60)).run()
-    rule = AutoOff(min_speedup=1.0, after_steps=3, retry_after=4)
+    rule = AutoOff(min_speedup=1.0, after_steps=3, probe_overhead=0.25)
+    assert rule.retry_every(4, COSTS.c, COSTS.v) == 3  # a losing probe costs 4 * 0.1 + 1.3 - 1 = 0.7 plain steps
     got, st = Stream(speculative_stream(target, _Scripted(want, len(prompt), bad=4), prompt, 60, k=4,
                                         costs=COSTS, auto_off=rule)).run()  # fmt: skip
     assert got == want and st["spec_auto_off"] and st["auto_off_at_token"] == 4  # 3 losing steps of 1 token each
-    # the probe after 4 plain tokens still lost (4th bad proposal), the next (after 8 more) was accepted: back on
-    assert st["auto_off_plain_tokens"] == 4 + 8
+    # the probe after 3 plain tokens still lost (4th bad proposal), the next (after 3 more) was accepted: back on
+    assert st["auto_off_plain_tokens"] == 3 + 3
     assert st["num_spec_steps"] > 3 + 2 and st["num_accepted_draft_tokens"] > 20
     assert st["target_forward_passes"] < 60 - 20
 

@@ -388,15 +388,17 @@ def hf_section(target: Any, draft: Any, prompts: list[list[int]], new: int, k: i
     ours = [r for r in base if r["domain"] == "code"]
     ours_tps = sum(r["new_tokens"] for r in ours) / sum(r["total_s"] for r in ours)
     hf_generate(target, prompts[0], 4)
-    res = {}
-    for name, kw in peers.items():
-        outs, secs = [], 0.0
-        for p in prompts:
+    outs: dict[str, list] = {name: [] for name in peers}
+    secs = dict.fromkeys(peers, 0.0)
+    for p in prompts:  # interleaved per prompt, like ours
+        for name, kw in peers.items():
             toks, s = hf_generate(target, p, new, **kw)
-            outs.append(toks)
-            secs += s
-        same = outs == [r["tokens"] for r in ours]
-        res[name] = {"tokens_per_s": len(prompts) * new / secs, "greedy_equals_target": same}
+            outs[name].append(toks)
+            secs[name] += s
+    res = {}
+    for name in peers:
+        same = outs[name] == [r["tokens"] for r in ours]
+        res[name] = {"tokens_per_s": len(prompts) * new / secs[name], "greedy_equals_target": same}
     for row in res.values():
         row["speedup_vs_hf_generate"] = row["tokens_per_s"] / res["hf_generate"]["tokens_per_s"]
         row["speedup_vs_our_target_only"] = row["tokens_per_s"] / ours_tps

@@ -429,7 +429,7 @@ class _Run:
 
 def measure_costs(
     target: torch.nn.Module, drafter: DraftModel | PromptLookup, prompt_ids: Sequence[int], k: int = 4,
-    steps: int = 8, repeats: int = 2, contexts: Sequence[int] = (),
+    steps: int = 8, repeats: int = 3, contexts: Sequence[int] = (),
 ) -> SpecCosts:  # fmt: skip
     """Time a plain target step, a verify pass of k+1 positions and a drafted token (medians of ``repeats`` runs after
     a warm-up) at each context length in ``contexts`` (default: the probe's own length; the probe is tiled to reach

@@ -36,9 +36,9 @@ import torch
 
 from serving.decode.generate import (
     Chunk,
-    Stream,
     check_request,
     crop_cache,
+    decode_one_token,
     finish_stats,
     forward,
     fresh_stats,
@@ -47,7 +47,6 @@ from serving.decode.generate import (
     prefill,
     probs_from_logits,
     sample,
-    target_stream,
     token_logprobs,
 )
 
@@ -431,9 +430,10 @@ def measure_costs(
     target: torch.nn.Module, drafter: DraftModel | PromptLookup, prompt_ids: Sequence[int], k: int = 4,
     steps: int = 8, repeats: int = 3, contexts: Sequence[int] = (),
 ) -> SpecCosts:  # fmt: skip
-    """Time a plain target step, a verify pass of k+1 positions and a drafted token (medians of ``repeats`` runs after
-    a warm-up) at each context length in ``contexts`` (default: the probe's own length; the probe is tiled to reach
-    longer ones); returns c and v for this model pair, interpolated by :meth:`SpecCosts.at`.
+    """Time plain target steps, verify passes of k+1 positions and drafted tokens, interleaved step by step so a busy
+    machine slows them alike, at each context length in ``contexts`` (default: the probe's own length; the probe is
+    tiled to reach longer ones); c and v are medians of the per-step ratios over ``repeats`` runs after a warm-up.
+    Returns the pair's costs, interpolated over context by :meth:`SpecCosts.at`.
 
     The verify passes check the real drafter's proposals on the probe (padded to k tokens, so every pass has k+1
     positions), exactly as a speculative step does; prompt lookup's cost is its n-gram search.
@@ -441,30 +441,34 @@ def measure_costs(
     points = []
     for n in contexts or (len(prompt_ids),):
         probe = (list(prompt_ids) * (n // max(len(prompt_ids), 1) + 1))[:n]
-        plain, verify, draft = [], [], []
+        plain, cs, vs = [], [], []
         for rep in range(repeats + 1):
-            _, st = Stream(target_stream(target, probe, steps + 1)).run()
-            vv, d = _time_verify(target, drafter, probe, k, steps)
+            rows = _time_steps(target, drafter, probe, k, steps)
             if rep:  # the first round warms caches and allocators up
-                plain.append(st["target_step_s"])
-                verify.append(vv)
-                draft.append(d)
+                plain += [p for p, _, _ in rows]
+                cs += [d / p for p, d, _ in rows]
+                vs += [v / p for p, _, v in rows]
         p = statistics.median(plain)
-        points.append((n + steps, p, statistics.median(draft) / p, statistics.median(verify) / p))
+        points.append((n + steps, p, statistics.median(cs), statistics.median(vs)))
     ctx, p, c, v = points[0]
     return SpecCosts(plain_step_s=p, c=c, v=v, k=k, context=ctx, points=tuple(points))
 
 
-def _time_verify(
+def _time_steps(
     target: torch.nn.Module, drafter: DraftModel | PromptLookup, probe: list[int], k: int, steps: int
-) -> tuple[float, float]:
-    t_verify = t_draft = 0.0
-    proposed = 0
+) -> list[tuple[float, float, float]]:
+    """Per step: (plain step s, draft s per proposed token, verify pass s), measured back to back."""
+    rows = []
     with torch.inference_mode():
-        cache = new_cache(target)
+        plain_cache, cache = new_cache(target), new_cache(target)
+        tok = int(prefill(target, probe, plain_cache).argmax())
         seq = probe + [int(prefill(target, probe, cache).argmax())]
         drafter.start(probe)
         for _ in range(steps):
+            t0 = time.perf_counter()
+            logits = decode_one_token(target, tok, plain_cache)
+            tok = int(logits.argmax())
+            token_logprobs(logits[None], [tok])
             ta = time.perf_counter()
             got, _ = drafter.propose(seq, k, 0.0, 1.0, None)
             tb = time.perf_counter()
@@ -475,11 +479,10 @@ def _time_verify(
             drafter.rollback(len(seq) + n_acc)
             new = drafts[:n_acc] + [nxt]
             token_logprobs(logits[: len(new)], new)
-            t_verify += time.perf_counter() - tb
-            t_draft += tb - ta
-            proposed += len(got)
+            tc = time.perf_counter()
+            rows.append((ta - t0, (tb - ta) / max(len(got), 1), tc - tb))
             seq += new
-    return t_verify / steps, t_draft / max(proposed, 1)
+    return rows
 
 
 def _cut_at_stop(tokens: list[int], stop_ids: Sequence[int]) -> list[int]:

@@ -208,7 +208,7 @@ class EngineBackend(HFBackend):
     def _contexts(self, k: int) -> tuple[int, ...]:
         """A short and a long context (a verify pass's relative cost grows with the context it attends over)."""
         limit = min(self.max_context, getattr(self.model.config, "max_position_embeddings", self.max_context))
-        room = limit - 8 * (k + 1) - 2 - k  # measure_costs runs 8 steps of up to k + 1 tokens after the probe
+        room = limit - 12 * (k + 1) - 2 - k  # measure_costs runs 12 steps of up to k + 1 tokens after the probe
         return tuple(sorted({max(4, min(32, room)), max(4, min(room, limit // 2))}))
 
     def generate(self, prompt_ids: list[int], params: GenParams) -> Generation:

@@ -36,9 +36,9 @@ import torch
 
 from serving.decode.generate import (
     Chunk,
+    Stream,
     check_request,
     crop_cache,
-    decode_one_token,
     finish_stats,
     forward,
     fresh_stats,
@@ -47,6 +47,7 @@ from serving.decode.generate import (
     prefill,
     probs_from_logits,
     sample,
+    target_stream,
     token_logprobs,
 )
 
@@ -428,47 +429,46 @@ class _Run:
 
 def measure_costs(
     target: torch.nn.Module, drafter: DraftModel | PromptLookup, prompt_ids: Sequence[int], k: int = 4,
-    steps: int = 8, repeats: int = 3, contexts: Sequence[int] = (),
+    steps: int = 12, repeats: int = 3, contexts: Sequence[int] = (),
 ) -> SpecCosts:  # fmt: skip
-    """Time plain target steps, verify passes of k+1 positions and drafted tokens, interleaved step by step so a busy
-    machine slows them alike, at each context length in ``contexts`` (default: the probe's own length; the probe is
-    tiled to reach longer ones); c and v are medians of the per-step ratios over ``repeats`` runs after a warm-up.
-    Returns the pair's costs, interpolated over context by :meth:`SpecCosts.at`.
+    """Time a block of plain target steps, then a block of speculative steps (drafted tokens and verify passes of k+1
+    positions), ``repeats`` times after a warm-up, at each context length in ``contexts`` (default: the probe's own
+    length; the probe is tiled to reach longer ones). c and v are the medians of each round's ratios, so a busy
+    machine that slows one round slows both its blocks. Returns the pair's costs, interpolated over context by
+    :meth:`SpecCosts.at`.
 
-    The verify passes check the real drafter's proposals on the probe (padded to k tokens, so every pass has k+1
-    positions), exactly as a speculative step does; prompt lookup's cost is its n-gram search.
+    Blocks, not alternating single steps: plain decoding keeps the target's weights in cache, speculation alternates
+    two models, and each is timed in its own regime. The verify passes check the real drafter's proposals on the
+    probe (padded to k tokens, so every pass has k+1 positions), exactly as a speculative step does.
     """
     points = []
     for n in contexts or (len(prompt_ids),):
         probe = (list(prompt_ids) * (n // max(len(prompt_ids), 1) + 1))[:n]
         plain, cs, vs = [], [], []
         for rep in range(repeats + 1):
-            rows = _time_steps(target, drafter, probe, k, steps)
+            _, st = Stream(target_stream(target, probe, steps + 1)).run()
+            verify, draft = _time_verify(target, drafter, probe, k, steps)
             if rep:  # the first round warms caches and allocators up
-                plain += [p for p, _, _ in rows]
-                cs += [d / p for p, d, _ in rows]
-                vs += [v / p for p, _, v in rows]
-        p = statistics.median(plain)
-        points.append((n + steps, p, statistics.median(cs), statistics.median(vs)))
+                p = st["target_step_s"]
+                plain.append(p)
+                cs.append(draft / p)
+                vs.append(verify / p)
+        points.append((n + steps, statistics.median(plain), statistics.median(cs), statistics.median(vs)))
     ctx, p, c, v = points[0]
     return SpecCosts(plain_step_s=p, c=c, v=v, k=k, context=ctx, points=tuple(points))
 
 
-def _time_steps(
+def _time_verify(
     target: torch.nn.Module, drafter: DraftModel | PromptLookup, probe: list[int], k: int, steps: int
-) -> list[tuple[float, float, float]]:
-    """Per step: (plain step s, draft s per proposed token, verify pass s), measured back to back."""
-    rows = []
+) -> tuple[float, float]:
+    """(verify pass s, draft s per proposed token) over ``steps`` speculative steps on the probe."""
+    t_verify = t_draft = 0.0
+    proposed = 0
     with torch.inference_mode():
-        plain_cache, cache = new_cache(target), new_cache(target)
-        tok = int(prefill(target, probe, plain_cache).argmax())
+        cache = new_cache(target)
         seq = probe + [int(prefill(target, probe, cache).argmax())]
         drafter.start(probe)
         for _ in range(steps):
-            t0 = time.perf_counter()
-            logits = decode_one_token(target, tok, plain_cache)
-            tok = int(logits.argmax())
-            token_logprobs(logits[None], [tok])
             ta = time.perf_counter()
             got, _ = drafter.propose(seq, k, 0.0, 1.0, None)
             tb = time.perf_counter()
@@ -479,10 +479,11 @@ def _time_steps(
             drafter.rollback(len(seq) + n_acc)
             new = drafts[:n_acc] + [nxt]
             token_logprobs(logits[: len(new)], new)
-            tc = time.perf_counter()
-            rows.append((ta - t0, (tb - ta) / max(len(got), 1), tc - tb))
+            t_verify += time.perf_counter() - tb
+            t_draft += tb - ta
+            proposed += len(got)
             seq += new
-    return rows
+    return t_verify / steps, t_draft / max(proposed, 1)
 
 
 def _cut_at_stop(tokens: list[int], stop_ids: Sequence[int]) -> list[int]:

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from serving.api.backend import load_backend
-from serving.api.config import ModelSpec, ServeConfig
+from serving.api.config import ModelSpec, ServeConfig, SpeculativeSpec
 from serving.api.server import serve_in_background
 from serving.measure import aggregate as agg
 from serving.measure.ledger import add_counterfactuals, write_ledger
@@ -110,8 +110,9 @@ class Scorer:
 
     def __call__(self, model: str, prompt: str, reference: str) -> float:
 
-        if model not in self.backends:
-            self.backends[model] = load_backend(self.specs[model])
+        if model not in self.backends:  # scoring needs the target's log-probs only: no drafter, no calibration
+            plain = self.specs[model].model_copy(update={"speculative": SpeculativeSpec()})
+            self.backends[model] = load_backend(plain)
         b = self.backends[model]
         if not reference:
             return math.nan

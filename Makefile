@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint browser clean-demo
+.PHONY: demo test lint browser clean-demo bench-readme
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -27,3 +27,8 @@ test: $(STAMP) browser
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+# README "Measured" figures vs their bench JSON: reruns the quick benches, prints README | JSON committed | now
+# (bench/readme.py holds the table of claims; slow benches are listed, not rerun; --slow reruns them too)
+bench-readme: $(STAMP)
+	$(VENV)/bin/python bench/readme.py --rerun

@@ -19,7 +19,14 @@ from typing import Any, Protocol
 
 from serving.api.config import ModelSpec
 from serving.decode.engine import Engine
+from serving.decode.speculative import AutoOff
 from serving.models import load_model
+
+# a probe prompt for measuring a model pair's step costs at load: prose and code, like most traffic
+CALIBRATION_PROBE = (
+    "The quick brown fox jumps over the lazy dog. Once upon a time there was a small town by the river.\n"
+    "def mean(xs):\n    return sum(xs) / len(xs)\n"
+)
 
 
 @dataclass
@@ -185,13 +192,24 @@ class EngineBackend(HFBackend):
                     f"model {spec.name!r}: speculative.method=draft needs speculative.draft (a model dir)"
                 )
             draft = _load_model(spec.speculative.draft, spec.quantization)
-        self.engine = Engine(self.model, draft, prompt_lookup_ngram=spec.speculative.ngram)
-        self.mode = {"none": "target", "draft": "speculative", "prompt_lookup": "prompt_lookup"}[
-            spec.speculative.method
-        ]
+        sp = spec.speculative
+        auto_off = AutoOff(sp.min_speedup, sp.auto_off_after, sp.probe_overhead) if sp.auto_off else None
+        self.engine = Engine(self.model, draft, prompt_lookup_ngram=sp.ngram, auto_off=auto_off)
+        self.mode = {"none": "target", "draft": "speculative", "prompt_lookup": "prompt_lookup"}[sp.method]
         eos = self.model.config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self._lock = threading.Lock()
+        if self.mode != "target":  # c and v of this pair, for every request's predicted speedup and auto-off
+            self.costs = self.engine.calibrate(self._probe(), self.mode, sp.k, contexts=self._contexts(sp.k))
+
+    def _probe(self) -> list[int]:
+        return self.encode(CALIBRATION_PROBE) or [0]
+
+    def _contexts(self, k: int) -> tuple[int, ...]:
+        """A short and a long context (a verify pass's relative cost grows with the context it attends over)."""
+        limit = min(self.max_context, getattr(self.model.config, "max_position_embeddings", self.max_context))
+        room = limit - 12 * (k + 1) - 2 - k  # measure_costs runs 12 steps of up to k + 1 tokens after the probe
+        return tuple(sorted({max(4, min(32, room)), max(4, min(room, limit // 2))}))
 
     def generate(self, prompt_ids: list[int], params: GenParams) -> Generation:
         stream = self.engine.stream(
@@ -210,16 +228,20 @@ class EngineBackend(HFBackend):
     def _steps(self, stream: Any, stats: dict) -> Iterator[Step]:
         it = iter(stream)
         done = 0
-        while True:
-            with self._lock:  # one forward at a time per model (the Engine's models are shared)
-                chunk = next(it, None)
-            if chunk is None:
-                break
-            for j in range(done, len(stream.tokens)):
-                yield Step(stream.tokens[j], stream.logprobs[j], stream.entropies[j])
-            done = len(stream.tokens)
-        stats.update(stream.stats or {})
-        stats["forward_passes"] = stats.get("target_forward_passes", 0)
+        try:
+            while True:
+                with self._lock:  # one forward at a time per model (the Engine's models are shared)
+                    chunk = next(it, None)
+                if chunk is None:
+                    break
+                for j in range(done, len(stream.tokens)):
+                    yield Step(stream.tokens[j], stream.logprobs[j], stream.entropies[j])
+                done = len(stream.tokens)
+        finally:  # also when closed early (stop string, client gone): the stats of the steps that ran
+            with self._lock:
+                final = stream.stats if stream.stats is not None else stream.close()
+            stats.update(final or {})
+            stats["forward_passes"] = stats.get("target_forward_passes", 0)
 
 
 def _load_model(path: str, quantization: str) -> Any:

@@ -20,6 +20,21 @@ class SpeculativeSpec(BaseConfig):
     draft: str | None = Field(None, description="Path of the draft model (method=draft); may use {run}.")
     k: int = Field(4, ge=1, le=16, description="Draft tokens proposed per step.")
     ngram: int = Field(3, ge=1, le=8, description="Longest n-gram matched against the context (prompt_lookup).")
+    auto_off: bool = Field(
+        True,
+        description="Stop drafting in a request whose acceptance so far predicts a slowdown (E/(k*c+v) below "
+        "min_speedup, with c and v measured for the pair at load); the response and ledger say so.",
+    )
+    min_speedup: float = Field(
+        1.0, ge=0, le=10, description="Predicted speedup under which a request stops drafting (auto_off)."
+    )
+    auto_off_after: int = Field(
+        4, ge=1, le=64, description="Drafted steps before deciding: fewer = cheaper losing requests, noisier alpha."
+    )
+    probe_overhead: float = Field(
+        0.05, gt=0, le=1, description="While off, probe with one drafted step as often as this share of plain "
+        "decoding pays for: more = faster recovery when acceptance comes back, more waste when it does not.",
+    )
 
 
 class ModelSpec(BaseConfig):

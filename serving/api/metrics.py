@@ -2,7 +2,11 @@
 
 Each server owns one :class:`ServeMetrics` with its own registry, so tests and several servers in one process never
 share counters. Names follow vLLM (``spec_decode_num_drafts_total``, ``time_to_first_token_seconds`` ...) with the
-``model_name`` label; router and saved-token counters are tokenwise's own additions under the same prefix.
+``model_name`` label; router and savings counters are tokenwise's own additions under the same prefix.
+
+Savings counters: one lever and one unit per metric, split into ``*_saved_*`` and ``*_spent_*`` (Prometheus counters
+only go up, so a lever that costs more is counted as spent, never dropped); a lever's net effect is saved − spent.
+Every help text says where the quality figure beside the saving is (:data:`QUALITY_WHERE`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0)
 E2E_BUCKETS = (0.05, 0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0)
-LEVERS = ("tokenizer", "routing", "speculative")
+QUALITY_WHERE = "per stack: bits per byte and chrF vs the baseline in <run>/measure/summary.json (tokenwise measure)"
 
 
 class ServeMetrics:
@@ -63,11 +67,84 @@ class ServeMetrics:
             ["router", "from_model", "to_model"],
             registry=r,
         )
-        self.saved_tokens = Counter(
-            p + "saved_tokens", "Tokens saved against the baseline stack.", ["lever"], registry=r
-        )
         self.cost = Counter(p + "request_cost_usd", "Cost of answered requests in USD.", m, registry=r)
-        self.saved_cost = Counter(p + "saved_cost_usd", "USD saved against the baseline stack.", ["lever"], registry=r)
+        q_lm = f"Quality: not measured per request; {QUALITY_WHERE}."
+        q_spec = "Quality: unchanged (greedy output is the target's token for token; sampling keeps its distribution)."
+        self.baseline_tokens = Counter(
+            p + "baseline_tokenizer_tokens",
+            "Tokens the baseline tokenizer counts on the prompt and completion text served (compare with "
+            f"prompt_tokens + generation_tokens). Unit: baseline-tokenizer tokens. {q_lm}",
+            m,
+            registry=r,
+        )
+        self.tokenizer_saved = Counter(
+            p + "tokenizer_saved_tokens",
+            "Tokenizer lever, requests billed fewer tokens than the baseline tokenizer counts on the same text: the "
+            f"difference. Unit: tokens (baseline-tokenizer count minus billed). {q_lm}",
+            m,
+            registry=r,
+        )
+        self.tokenizer_spent = Counter(
+            p + "tokenizer_spent_tokens",
+            "Tokenizer lever, requests billed more tokens than the baseline tokenizer counts on the same text: the "
+            f"difference. Unit: tokens (billed minus baseline-tokenizer count). {q_lm}",
+            m,
+            registry=r,
+        )
+        self.routing_saved = Counter(
+            p + "routing_saved_usd",
+            "Routing lever, requests that cost less than the largest model answering the same tokens: the "
+            "difference. Unit: USD. Quality: router_calibrated_quality_share (share of the largest model's quality "
+            f"at the calibrated threshold, on held-out requests); {QUALITY_WHERE}.",
+            ["router"],
+            registry=r,
+        )
+        self.routing_spent = Counter(
+            p + "routing_spent_usd",
+            "Routing lever, requests that cost more than the largest model alone (escalations pay for the cheaper "
+            "model's preview): the difference. Unit: USD. Quality: as routing_saved_usd.",
+            ["router"],
+            registry=r,
+        )
+        self.router_quality = Gauge(
+            p + "router_calibrated_quality_share",
+            "Share of the largest model's quality (bytes per bit of held-out references) at the router's calibrated "
+            "threshold, from serve/router.json. Unit: ratio.",
+            ["router"],
+            registry=r,
+        )
+        self.spec_saved_passes = Counter(
+            p + "speculative_saved_target_passes",
+            "Speculation: target forward passes not run (output tokens minus target passes, prefill included). "
+            f"Unit: target forward passes. {q_spec}",
+            m,
+            registry=r,
+        )
+        self.spec_draft_passes = Counter(
+            p + "speculative_draft_passes",
+            "Speculation's price in draft-model forward passes. Unit: draft forward passes. " + q_spec,
+            m,
+            registry=r,
+        )
+        self.spec_saved_s = Counter(
+            p + "speculative_saved_seconds",
+            "Speculation, requests decoded faster than plain decoding would (plain step time measured for the model "
+            f"pair at load x tokens, minus the decode time): the difference. Unit: seconds. {q_spec}",
+            m,
+            registry=r,
+        )
+        self.spec_spent_s = Counter(
+            p + "speculative_spent_seconds",
+            "Speculation, requests decoded slower than plain decoding would: the difference. Unit: seconds. " + q_spec,
+            m,
+            registry=r,
+        )
+        self.spec_auto_off = Counter(
+            p + "speculative_auto_off_requests",
+            "Requests whose speculation switched itself off (acceptance predicted a slowdown). Unit: requests.",
+            m,
+            registry=r,
+        )
 
     def observe_spec(self, model: str, drafts: int, draft_tokens: int, accepted: int, per_pos: Sequence[int]) -> None:
         """Add one request's speculative decoding counters."""
@@ -85,12 +162,12 @@ class ServeMetrics:
         self.e2e.labels(model).observe(e2e)
         self.queue_time.labels(model).observe(queue)
 
-    def save(self, lever: str, tokens: int = 0, usd: float = 0.0) -> None:
-        """Count tokens/USD saved by one lever (``tokenizer``, ``routing``, ``speculative``); negatives are skipped."""
-        if tokens > 0:
-            self.saved_tokens.labels(lever).inc(tokens)
-        if usd > 0:
-            self.saved_cost.labels(lever).inc(usd)
+    def split(self, saved: Counter, spent: Counter, labels: tuple[str, ...], amount: float) -> None:
+        """Count a signed saving: positive on the ``saved`` counter, negative (as a positive cost) on ``spent``."""
+        if amount > 0:
+            saved.labels(*labels).inc(amount)
+        elif amount < 0:
+            spent.labels(*labels).inc(-amount)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every series."""

@@ -114,11 +114,15 @@ class SpecDecoding(BaseModel):
     mean_acceptance_length: float = 0.0
     draft_acceptance_rate: float = 0.0
     acceptance_histogram: list[int] = Field(default_factory=list)
-    # the speedup model beside the counts: alpha (acceptance), k, c = draft/target step time, E/(kc+1)
+    # the speedup model beside the counts: alpha (acceptance), k, c = draft token / plain step, v = verify / plain
     alpha: float | None = None
     k: float | None = None
     c: float | None = None
-    predicted_speedup: float | None = None
+    v: float | None = Field(None, description="Verify pass / plain step time, measured for the model pair.")
+    predicted_speedup: float | None = Field(None, description="Sum of E / sum of (k*c + v) over this request's steps.")
+    measured_speedup: float | None = Field(None, description="Plain step time x tokens / this request's decode time.")
+    auto_off: bool = Field(False, description="Speculation switched itself off in this request (losing).")
+    auto_off_at_token: int | None = None
 
 
 class Routing(BaseModel):
@@ -129,11 +133,30 @@ class Routing(BaseModel):
     escalations: int = 0
 
 
+class SavingsQuality(BaseModel):
+    """The quality figure beside a response's savings, or where it is: one answer has no reference to score."""
+
+    measured_per_request: bool = False
+    speculative: str | None = Field(None, description="What speculation does to the output (exact / distribution).")
+    router_quality_share: float | None = Field(
+        None, description="Share of the largest model's quality at this router threshold (calibration set)."
+    )
+    where: str = Field(..., description="Where the per-stack quality figures are (bits per byte, chrF).")
+
+
 class Savings(BaseModel):
+    """This request against the baseline: the baseline tokenizer on the same prompt and completion text, the largest
+    model's prices. Signed: negative = this request cost more than the baseline would have."""
+
     baseline_model: str
     baseline_tokenizer: str
-    baseline_tokens: int
-    saved_tokens: int
+    baseline_tokens: int = Field(..., description="Baseline-tokenizer tokens of this prompt and completion text.")
+    billed_tokens: int
+    saved_tokens: int = Field(..., description="baseline_tokens - billed_tokens (signed).")
+    baseline_cost_usd: float = Field(..., description="baseline_tokens at the baseline model's prices.")
+    saved_cost_usd: float = Field(..., description="baseline_cost_usd - cost_usd (signed; escalations included).")
+    saved_target_passes: int = Field(0, description="Output tokens minus target forward passes (speculation).")
+    quality: SavingsQuality
 
 
 class RequestMetrics(BaseModel):

@@ -41,7 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from serving.api import router as rt
 from serving.api.backend import Backend, GenParams, Step, load_backend
 from serving.api.config import ServeConfig
-from serving.api.metrics import ServeMetrics
+from serving.api.metrics import QUALITY_WHERE, ServeMetrics
 from serving.api.schemas import (
     AssistantMessage,
     ChatChoice,
@@ -58,6 +58,7 @@ from serving.api.schemas import (
     RequestMetrics,
     Routing,
     Savings,
+    SavingsQuality,
     SpecDecoding,
     Timing,
     Usage,
@@ -173,6 +174,10 @@ def create_app(
         _baseline_tokenizer(config.baseline_tokenizer),
         [m.name for m in config.by_cost()],
     )
+    for name in rt.ROUTER_NAMES:  # the routing savings' quality figure, beside them on /metrics
+        share = (((calibration or {}).get(name) or {}).get("point") or {}).get("quality_share")
+        if share is not None:
+            state.metrics.router_quality.labels(name).set(share)
     app = FastAPI(title="tokenwise", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.tw = state
     _install_error_handlers(app, state)
@@ -386,6 +391,7 @@ class Job:
                 if self.cancelled.is_set():
                     break
                 self._put("step", step, time.perf_counter())
+            self.routed.generation.close()  # the stats of the steps that ran are final before "done" is sent
             self._put("done", None)
         except rt.PromptTooLong as e:
             self._put("error", _too_long(e.n, e.limit))
@@ -400,6 +406,15 @@ class Job:
 
     async def next(self) -> tuple:
         return await self.queue.get()
+
+    async def finished(self) -> None:
+        """Skip the steps still queued and wait for the worker's end (its "done", or an error after the answer)."""
+        while True:
+            ev = await self.next()
+            if ev[0] == "error":
+                log.warning(kv(event="error_after_stop", error=str(ev[1])))
+            if ev[0] in ("done", "error"):
+                return
 
 
 def _chain_steps(routed: rt.Routed) -> Iterator[Step]:
@@ -418,6 +433,8 @@ class Outcome:
     t_arrival: float = 0.0
     t_start: float = 0.0
     times: list[float] = field(default_factory=list)
+    prompt: str = ""  # the prompt text as served (savings count it with the baseline tokenizer)
+    greedy: bool = True
 
 
 class Detok:
@@ -491,7 +508,8 @@ async def _events(state: State, plan: Plan) -> AsyncIterator[tuple[str, Any]]:
         kind, payload = await job.next()
         if kind == "error":
             raise payload
-        out = Outcome(payload, t_arrival=t_arrival, t_start=t_start)
+        out = Outcome(payload, t_arrival=t_arrival, t_start=t_start, prompt=plan.prompt,
+                      greedy=plan.params.temperature <= 0)  # fmt: skip
         yield "routed", payload
         b = state.backends[payload.model]
         detok = Detok(b, plan.stops, set() if plan.params.ignore_eos else b.eos_ids)
@@ -511,6 +529,7 @@ async def _events(state: State, plan: Plan) -> AsyncIterator[tuple[str, Any]]:
             if detok.stopped:
                 out.finish_reason = "stop"
                 job.cancelled.set()
+                await job.finished()  # the generation's stats are copied when the worker ends, not at EOS
                 break
         if not detok.stopped:
             tail = detok.flush()
@@ -537,7 +556,11 @@ def _spec(stats: dict) -> SpecDecoding:
         alpha=_opt_float(stats.get("alpha")),
         k=_opt_float(stats.get("mean_k") or stats.get("k")),
         c=_opt_float(stats.get("c")),
+        v=_opt_float(stats.get("v")),
         predicted_speedup=_opt_float(stats.get("predicted_speedup")),
+        measured_speedup=_opt_float(stats.get("measured_speedup")),
+        auto_off=bool(stats.get("spec_auto_off")),
+        auto_off_at_token=stats.get("auto_off_at_token"),
     )
 
 
@@ -565,27 +588,14 @@ def _finish(state: State, out: Outcome) -> tuple[Usage, RequestMetrics, float]:
         e2e_latency_ms=(t_end - out.t_arrival) * 1e3,
     )
     sd = _spec(r.generation.stats)
-    prompt_text = state.backends[r.model].decode(r.prompt_ids)
-    base_tokens = n_prompt + n_out
-    if state.baseline is not None:
-        base_tokens = len(state.baseline.encode(prompt_text)) + len(state.baseline.encode(out.text))
+    fwd = int(r.generation.stats.get("forward_passes", 0))
     largest = state.spec(state.chain[-1])
-    savings = Savings(
-        baseline_model=largest.name,
-        baseline_tokenizer=state.config.baseline_tokenizer,
-        baseline_tokens=base_tokens,
-        saved_tokens=base_tokens - n_prompt - n_out,
-    )
+    savings = _savings(state, out, n_prompt + n_out, cost, fwd if sd.num_spec_steps else n_out)
     routing = Routing(
         router=r.router, threshold=r.threshold, score=r.score, candidates=r.candidates, escalations=len(r.attempts)
     )
     metrics = RequestMetrics(
-        timing=timing,
-        speculative_decoding=sd,
-        routing=routing,
-        savings=savings,
-        cost_usd=cost,
-        forward_passes=int(r.generation.stats.get("forward_passes", 0)),
+        timing=timing, speculative_decoding=sd, routing=routing, savings=savings, cost_usd=cost, forward_passes=fwd
     )
     m.prompt_tokens.labels(r.model).inc(n_prompt)
     m.generation_tokens.labels(r.model).inc(n_out)
@@ -595,17 +605,65 @@ def _finish(state: State, out: Outcome) -> tuple[Usage, RequestMetrics, float]:
     )
     m.success.labels(r.model, out.finish_reason).inc()
     m.cost.labels(r.model).inc(cost)
-    m.save("tokenizer", tokens=savings.saved_tokens)
-    m.save("speculative", tokens=sd.num_accepted_draft_tokens)
+    _count_savings(state, r, savings, n_out)
     if r.router:
         m.router_requests.labels(r.router, r.model).inc()
         nexts = [x.model for x in r.attempts[1:]] + [r.model]
         for a, nxt in zip(r.attempts, nexts[: len(r.attempts)], strict=True):
             m.router_escalations.labels(r.router, a.model, nxt).inc()
-        if r.model != largest.name:
-            m.save("routing", tokens=n_out, usd=largest.cost(n_prompt, n_out) - cost)
+        m.split(m.routing_saved, m.routing_spent, (r.router,), largest.cost(n_prompt, n_out) - cost)
     usage = Usage(prompt_tokens=n_prompt, completion_tokens=n_out, total_tokens=n_prompt + n_out)
     return usage, metrics, cost
+
+
+def _savings(state: State, out: Outcome, billed: int, cost: float, target_passes: int) -> Savings:
+    """This request against the baseline: the baseline tokenizer on the exact prompt and completion text."""
+    r, largest = out.routed, state.spec(state.chain[-1])
+    if state.baseline is not None:
+        b_prompt, b_out = len(state.baseline.encode(out.prompt)), len(state.baseline.encode(out.text))
+    else:  # the baseline tokenizer failed to load (logged at start): the stack's own counts stand in for it
+        b_prompt, b_out = len(r.prompt_ids), len(out.token_ids)
+    base_cost = largest.cost(b_prompt, b_out)
+    stats = r.generation.stats
+    spec = None
+    if stats.get("num_spec_steps"):
+        spec = "exact: greedy output is the target's" if out.greedy else "sampled: the target's distribution"
+    return Savings(
+        baseline_model=largest.name,
+        baseline_tokenizer=state.config.baseline_tokenizer if state.baseline is not None else "none (own tokenizer)",
+        baseline_tokens=b_prompt + b_out,
+        billed_tokens=billed,
+        saved_tokens=b_prompt + b_out - billed,
+        baseline_cost_usd=base_cost,
+        saved_cost_usd=base_cost - cost,
+        saved_target_passes=len(out.token_ids) - target_passes,
+        quality=SavingsQuality(speculative=spec, router_quality_share=_router_quality(state, r), where=QUALITY_WHERE),
+    )
+
+
+def _router_quality(state: State, r: rt.Routed) -> float | None:
+    """The calibration set's quality share at this request's router threshold (None when not calibrated there)."""
+    entry = (state.calibration or {}).get(r.router or "") or {}
+    if r.threshold is None or entry.get("threshold") is None:
+        return None
+    if entry["threshold"] == r.threshold:
+        return (entry.get("point") or {}).get("quality_share")
+    same = [p for p in entry.get("curve") or [] if p.get("threshold") == r.threshold]
+    return same[0].get("quality_share") if same else None
+
+
+def _count_savings(state: State, r: rt.Routed, sv: Savings, n_out: int) -> None:
+    m, stats = state.metrics, r.generation.stats
+    m.baseline_tokens.labels(r.model).inc(sv.baseline_tokens)
+    m.split(m.tokenizer_saved, m.tokenizer_spent, (r.model,), sv.saved_tokens)
+    if stats.get("num_spec_steps"):
+        m.spec_saved_passes.labels(r.model).inc(max(sv.saved_target_passes, 0))
+        m.spec_draft_passes.labels(r.model).inc(int(stats.get("draft_forward_passes") or 0))
+        plain, spent = stats.get("plain_step_s"), stats.get("decode_compute_s")
+        if plain and spent is not None and n_out > 1:
+            m.split(m.spec_saved_s, m.spec_spent_s, (r.model,), plain * (n_out - 1) - spent)
+    if stats.get("spec_auto_off"):
+        m.spec_auto_off.labels(r.model).inc()
 
 
 def _headers(routed: rt.Routed, cost: float | None, rid: str) -> dict[str, str]:

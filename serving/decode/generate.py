@@ -20,12 +20,18 @@ sampler keeps the target's (temperature, top-p) distribution exactly. Stop token
 generation (``stats["finish_reason"] == "stop"``), otherwise ``"length"``.
 
 ``stats`` keys (seconds unless named otherwise): ``mode, k, prompt_tokens, new_tokens, finish_reason,
-time_to_first_token_s, prefill_s, decode_s, total_s, tokens_per_second, target_forward_passes, draft_forward_passes,
+time_to_first_token_s, prefill_s, decode_s`` (wall), ``decode_compute_s`` (the steps' own work, without the
+consumer's time between chunks), ``total_s, tokens_per_second, target_forward_passes, draft_forward_passes,
 num_spec_steps, num_draft_tokens, num_accepted_draft_tokens, num_rejected_draft_tokens, num_rejection_steps,
 mean_acceptance_length, draft_acceptance_rate, alpha, acceptance_histogram`` (accepted count per draft position),
-``proposed_per_position, target_step_s, draft_step_s, c, expected_tokens`` (E per target pass from α and each step's
-k), ``predicted_speedup, measured_speedup`` (an estimate from the engine's recorded target-only step time; ``None``
-until a target-mode request has run). vLLM per-request names are used where they exist.
+``proposed_per_position, target_step_s`` (target-only: a plain step; speculative: a verify step),
+``plain_step_s, verify_step_s, draft_step_s`` (per drafted token), ``c`` (draft token / plain step), ``v`` (verify
+step / plain step), ``cost_source`` (``calibrated`` per model pair by :meth:`Engine.calibrate`, or ``request``),
+``expected_tokens`` (E per target pass from α and each step's k), ``predicted_speedup`` (ΣE / Σ(k·c + v) over the
+steps), ``measured_speedup`` (plain step time × decoded tokens / decode compute time), ``spec_auto_off,
+auto_off_at_token, auto_off_alpha`` (speculation switched itself off mid-request because it was losing). vLLM
+per-request names are used where they exist. Streams given a ``stats`` dict fill it in place, so a stream closed
+early (a stop string) still reports the passes it ran.
 
 Thread safety: an Engine keeps no per-request state (each call builds its own KV caches), but the models are shared
 and PyTorch CPU kernels already use every core, so callers should serialise calls per Engine (one lock or one worker
@@ -131,30 +137,52 @@ def target_stream(
     top_p: float = 1.0,
     stop_ids: Sequence[int] = (),
     generator: torch.Generator | None = None,
+    stats: dict[str, Any] | None = None,
 ) -> Iterator[Chunk]:
-    """Plain autoregressive decoding; yields ([token], [logprob], [entropy]) per step and returns the stats dict."""
+    """Plain autoregressive decoding; yields ([token], [logprob], [entropy]) per step and returns the stats dict.
+
+    ``stats``: a dict filled in place (complete when the stream ends or is closed early, e.g. at a stop string).
+    """
     check_request(model, prompt_ids, max_new_tokens)
-    stats = new_stats("target", 0, len(prompt_ids))
+    stats = fresh_stats(stats, "target", 0, len(prompt_ids))
     t0 = time.perf_counter()
-    with torch.inference_mode():
-        cache = new_cache(model)
-        logits = prefill(model, prompt_ids, cache)
-        token = pick(logits, temperature, top_p, generator)
-        stats["prefill_s"] = stats["time_to_first_token_s"] = time.perf_counter() - t0
-        stats["target_forward_passes"] = 1
-        out = [token]
-        yield [token], *token_logprobs(logits[None], [token])
-        t1 = time.perf_counter()
-        while len(out) < max_new_tokens and token not in stop_ids:
-            logits = decode_one_token(model, token, cache)
+    t1, compute, out = None, 0.0, []
+    try:
+        with torch.inference_mode():
+            cache = new_cache(model)
+            logits = prefill(model, prompt_ids, cache)
             token = pick(logits, temperature, top_p, generator)
-            stats["target_forward_passes"] += 1
+            stats["prefill_s"] = stats["time_to_first_token_s"] = time.perf_counter() - t0
+            stats["target_forward_passes"] = 1
             out.append(token)
             yield [token], *token_logprobs(logits[None], [token])
-        stats["decode_s"] = time.perf_counter() - t1
-    steps = stats["target_forward_passes"] - 1
-    stats["target_step_s"] = stats["decode_s"] / steps if steps else None
-    return finish_stats(stats, out, stop_ids, t0)
+            t1 = time.perf_counter()
+            while len(out) < max_new_tokens and token not in stop_ids:
+                ts = time.perf_counter()
+                logits = decode_one_token(model, token, cache)
+                token = pick(logits, temperature, top_p, generator)
+                stats["target_forward_passes"] += 1
+                out.append(token)
+                lp = token_logprobs(logits[None], [token])
+                compute += time.perf_counter() - ts  # the step's own work, not the consumer's time between yields
+                yield [token], *lp
+    finally:
+        stats["decode_s"] = time.perf_counter() - t1 if t1 is not None else 0.0
+        stats["decode_compute_s"] = compute
+        steps = stats["target_forward_passes"] - 1
+        stats["target_step_s"] = stats["plain_step_s"] = compute / steps if steps else None
+        finish_stats(stats, out, stop_ids, t0)
+    return stats
+
+
+def fresh_stats(into: dict[str, Any] | None, mode: str, k: int, prompt_tokens: int) -> dict[str, Any]:
+    """``new_stats`` written into ``into`` (a caller's dict read while the stream runs), or a new dict."""
+    stats = new_stats(mode, k, prompt_tokens)
+    if into is None:
+        return stats
+    into.clear()
+    into.update(stats)
+    return into
 
 
 def new_stats(mode: str, k: int, prompt_tokens: int) -> dict[str, Any]:
@@ -168,6 +196,7 @@ def new_stats(mode: str, k: int, prompt_tokens: int) -> dict[str, Any]:
         "time_to_first_token_s": 0.0,
         "prefill_s": 0.0,
         "decode_s": 0.0,
+        "decode_compute_s": 0.0,
         "total_s": 0.0,
         "tokens_per_second": 0.0,
         "target_forward_passes": 0,
@@ -183,11 +212,18 @@ def new_stats(mode: str, k: int, prompt_tokens: int) -> dict[str, Any]:
         "acceptance_histogram": [],
         "proposed_per_position": [],
         "target_step_s": None,
+        "plain_step_s": None,
+        "verify_step_s": None,
         "draft_step_s": None,
         "c": None,
+        "v": None,
+        "cost_source": None,
         "expected_tokens": None,
         "predicted_speedup": None,
         "measured_speedup": None,
+        "spec_auto_off": False,
+        "auto_off_at_token": None,
+        "auto_off_alpha": None,
     }
 
 
@@ -201,10 +237,15 @@ def finish_stats(stats: dict[str, Any], out: list[int], stop_ids: Sequence[int],
 
 
 class Stream:
-    """Iterable of token chunks from one request; ``stats`` is set when iteration ends."""
+    """Iterable of token chunks from one request; ``stats`` is set when iteration ends.
 
-    def __init__(self, gen: Iterator[Chunk]) -> None:
+    ``live``: the dict the generator fills in place (when it was given one), so :meth:`close` still leaves the stats
+    of the steps that ran.
+    """
+
+    def __init__(self, gen: Iterator[Chunk], live: dict[str, Any] | None = None) -> None:
         self._gen = gen
+        self.live = live
         self.stats: dict[str, Any] | None = None
         self.tokens: list[int] = []
         self.logprobs: list[float] = []
@@ -220,6 +261,15 @@ class Stream:
                 yield chunk
         except StopIteration as stop:
             self.stats = stop.value
+
+    def close(self) -> dict[str, Any] | None:
+        """Stop generating (the generator finalises its stats); returns the stats so far."""
+        close = getattr(self._gen, "close", None)
+        if close:
+            close()
+        if self.stats is None and self.live is not None:
+            self.stats = self.live
+        return self.stats
 
     def run(self) -> tuple[list[int], dict[str, Any]]:
         """Consume the stream; returns (tokens, stats)."""

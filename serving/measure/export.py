@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 from serving.measure.ledger import LITELLM_COLUMNS
 
-SAVINGS_KEYS = ("stack", "lever", "baseline_stack", "baseline_total_tokens", "baseline_spend", "saved_tokens",
-                "saved_spend", "language", "domain", "routed_model", "quality_metric", "quality_value",
-                "price_table_hash")  # fmt: skip
+# savings (baseline tokenizer on this row's own text, signed) with the row's quality figures beside them
+SAVINGS_KEYS = ("stack", "lever", "baseline_stack", "baseline_tokenizer", "baseline_total_tokens", "baseline_spend",
+                "saved_tokens", "saved_spend", "language", "domain", "routed_model", "quality_metric",
+                "quality_value", "bits_per_byte", "spec_auto_off", "price_table_hash")  # fmt: skip
 
 
 def _ns(iso: str) -> int:

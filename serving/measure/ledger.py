@@ -1,21 +1,25 @@
 """The ledger: one row per request per stack, LiteLLM spend-log columns first, tokenwise columns after.
 
-Counterfactual baseline: for each request, what the **baseline stack** spent on the same request in the same run,
-normalised to the same bytes: its prompt tokens (same prompt bytes) plus its completion tokens per output byte times
-this row's output bytes. ``saved_tokens = baseline_total_tokens - total_tokens`` and ``saved_spend`` likewise, so a
-stack that writes longer answers is not credited for it, and one that writes shorter answers is not either.
+Counterfactual baseline, on the same text: every row keeps the exact prompt and completion text its stack handled
+(``prompt_text``, ``completion_text``), and ``baseline_prompt_tokens`` / ``baseline_completion_tokens`` are the
+**baseline stack's tokenizer** applied to that text; ``baseline_spend`` prices them at the baseline model's rates.
+``saved_tokens = baseline_total_tokens - total_tokens`` and ``saved_spend = baseline_spend - spend`` are what the
+baseline would have billed for exactly this text minus what this stack billed (signed). Never a tokens-per-byte rate
+carried over from the baseline's own output: two answers of equal bytes can tokenize very differently. The quality
+of the same row (``quality_value`` chrF, ``bits_per_byte``) stands beside it.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from serving.measure.prices import PriceTable
 from tokenwise.rundir import atomic_open
 
 LITELLM_COLUMNS = (
@@ -25,34 +29,41 @@ LITELLM_COLUMNS = (
 TOKENWISE_COLUMNS = (
     "stack", "lever", "levers", "language", "domain", "input_bytes", "output_bytes",
     "reference_tokenizer", "reference_prompt_tokens", "reference_completion_tokens",
-    "baseline_stack", "baseline_prompt_tokens", "baseline_completion_tokens", "baseline_total_tokens",
-    "baseline_spend", "baseline_output_bytes", "spend_prompt", "spend_completion",
+    "baseline_stack", "baseline_model", "baseline_tokenizer", "baseline_prompt_tokens", "baseline_completion_tokens",
+    "baseline_total_tokens", "baseline_spend", "spend_prompt", "spend_completion",
     "saved_tokens", "saved_spend", "routed_model", "escalations", "target_forward_passes", "forward_passes",
-    "draft_tokens_proposed", "draft_tokens_accepted", "spec_steps", "spec_alpha", "spec_k", "spec_c",
-    "spec_predicted_speedup", "ttft_ms", "itl_ms", "tpot_ms", "tokens_per_second",
-    "quality_metric", "quality_value", "bits_per_byte", "completion_text", "price_table_hash",
+    "draft_tokens_proposed", "draft_tokens_accepted", "spec_steps", "spec_alpha", "spec_k", "spec_c", "spec_v",
+    "spec_predicted_speedup", "spec_measured_speedup", "spec_auto_off", "spec_auto_off_at_token",
+    "ttft_ms", "itl_ms", "tpot_ms", "tokens_per_second",
+    "quality_metric", "quality_value", "bits_per_byte", "prompt_text", "completion_text", "price_table_hash",
 )  # fmt: skip
 COLUMNS = LITELLM_COLUMNS + TOKENWISE_COLUMNS
 
 
-def add_counterfactuals(rows: list[dict[str, Any]], baseline_stack: str) -> list[dict[str, Any]]:
-    """Fill the baseline_* and saved_* columns of every row from the baseline stack's row of the same request."""
+def add_counterfactuals(
+    rows: list[dict[str, Any]], baseline_stack: str, count: Callable[[str], int], tokenizer_name: str,
+    prices: PriceTable,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Fill the baseline_* and saved_* columns: ``count`` (the baseline stack's tokenizer) on each row's own
+    ``prompt_text`` and ``completion_text``, priced at the model that answered the baseline stack's row."""
     base = {r["request_id"]: r for r in rows if r["stack"] == baseline_stack}
     missing = sorted({r["request_id"] for r in rows} - set(base))
     if missing:
         raise ValueError(f"baseline stack {baseline_stack!r} has no row for requests {missing[:5]}")
+    cache: dict[str, int] = {}
+
+    def tokens(text: str) -> int:
+        if text not in cache:
+            cache[text] = count(text)
+        return cache[text]
+
     for r in rows:
-        b = base[r["request_id"]]
-        per_byte = b["completion_tokens"] / b["output_bytes"] if b["output_bytes"] else 0.0
-        spend_per_out = (b["spend_completion"] / b["completion_tokens"]) if b["completion_tokens"] else 0.0
-        same_bytes = r["output_bytes"] if r["stack"] != baseline_stack else b["output_bytes"]
-        comp = b["completion_tokens"] if r["stack"] == baseline_stack else per_byte * same_bytes
-        r["baseline_stack"] = baseline_stack
-        r["baseline_output_bytes"] = b["output_bytes"]
-        r["baseline_prompt_tokens"] = b["prompt_tokens"]
-        r["baseline_completion_tokens"] = comp
-        r["baseline_total_tokens"] = b["prompt_tokens"] + comp
-        r["baseline_spend"] = b["spend_prompt"] + spend_per_out * comp
+        model = base[r["request_id"]]["model"]
+        p, c = tokens(r["prompt_text"]), tokens(r["completion_text"])
+        r["baseline_stack"], r["baseline_model"], r["baseline_tokenizer"] = baseline_stack, model, tokenizer_name
+        r["baseline_prompt_tokens"], r["baseline_completion_tokens"] = p, c
+        r["baseline_total_tokens"] = p + c
+        r["baseline_spend"] = prices.cost(model, p, c)
         r["saved_tokens"] = r["baseline_total_tokens"] - r["total_tokens"]
         r["saved_spend"] = r["baseline_spend"] - r["spend"]
     return rows

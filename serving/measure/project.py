@@ -3,6 +3,8 @@
 A workload profile lists traffic by language and domain (requests per day, bytes in/out per request). Each stack's
 rates come from the ledger rows of that language and domain (falling back to the language, then to all rows, and
 saying so): prompt tokens per input byte, completion tokens per output byte, spend per token, and decode tokens/s.
+Savings are on the ledger's same-text basis: the baseline's tokens (and cost) for a stack's traffic use the baseline
+tokenizer's rate on that stack's own measured text, not the baseline stack's rate on its different answers.
 Intervals are bootstrap 95% intervals over the measured requests, carried through the projection.
 """
 
@@ -49,12 +51,17 @@ def _rates(rows: Sequence[dict]) -> dict[str, float]:
     ob = sum(r["output_bytes"] for r in rows) or 1
     pt, ct = sum(r["prompt_tokens"] for r in rows), sum(r["completion_tokens"] for r in rows)
     dur = sum(max(r["request_duration_ms"] - r["ttft_ms"], 1e-6) for r in rows) / 1000
+    bt = sum(r.get("baseline_total_tokens") or 0 for r in rows)
     return {
         "prompt_tokens_per_byte": pt / ib,
         "completion_tokens_per_byte": ct / ob,
         "spend_per_prompt_token": sum(r["spend_prompt"] for r in rows) / pt if pt else 0.0,
         "spend_per_completion_token": sum(r["spend_completion"] for r in rows) / ct if ct else 0.0,
         "decode_tokens_per_second": ct / dur if dur else 0.0,
+        # the baseline tokenizer on this stack's own text (the ledger's counterfactual columns)
+        "baseline_prompt_tokens_per_byte": sum(r.get("baseline_prompt_tokens") or 0 for r in rows) / ib,
+        "baseline_completion_tokens_per_byte": sum(r.get("baseline_completion_tokens") or 0 for r in rows) / ob,
+        "baseline_spend_per_token": sum(r.get("baseline_spend") or 0.0 for r in rows) / bt if bt else 0.0,
     }
 
 
@@ -63,10 +70,13 @@ def _project_slice(rates: dict[str, float], t: Traffic, days: float) -> dict[str
     pt = n * t.input_bytes * rates["prompt_tokens_per_byte"]
     ct = n * t.output_bytes * rates["completion_tokens_per_byte"]
     tps = rates["decode_tokens_per_second"]
+    bt = n * (t.input_bytes * rates["baseline_prompt_tokens_per_byte"]
+              + t.output_bytes * rates["baseline_completion_tokens_per_byte"])  # fmt: skip
     return {
         "requests": n, "prompt_tokens": pt, "completion_tokens": ct, "tokens": pt + ct,
         "cost": pt * rates["spend_per_prompt_token"] + ct * rates["spend_per_completion_token"],
         "gpu_hours": ct / tps / 3600 if tps else float("nan"),
+        "baseline_tokens": bt, "baseline_cost": bt * rates["baseline_spend_per_token"],
     }  # fmt: skip
 
 
@@ -86,7 +96,8 @@ def project(rows: Sequence[dict], workload: Workload, stacks: Sequence[str], bas
     """Monthly projection per stack with bootstrap 95% intervals, and savings vs the baseline stack."""
     rng = random.Random(seed)
     out: dict[str, Any] = {"workload": workload.model_dump(), "baseline": baseline, "stacks": {}, "notes": []}
-    keys = ("requests", "prompt_tokens", "completion_tokens", "tokens", "cost", "gpu_hours")
+    keys = ("requests", "prompt_tokens", "completion_tokens", "tokens", "cost", "gpu_hours", "baseline_tokens",
+            "baseline_cost")  # fmt: skip
     samples: dict[str, list[dict[str, float]]] = {}
     for stack in stacks:
         point = dict.fromkeys(keys, 0.0)
@@ -108,12 +119,18 @@ def project(rows: Sequence[dict], workload: Workload, stacks: Sequence[str], bas
     for stack in stacks:
         if stack == baseline:
             continue
-        s, b = out["stacks"][stack], out["stacks"][baseline]
+        s, b, draws = out["stacks"][stack], out["stacks"][baseline], samples[stack]
+        # tokens and cost: what the baseline would bill for this stack's text minus what this stack bills;
+        # GPU-hours: the baseline stack's own decode rate on its traffic minus this stack's
+        pairs = {"tokens": ("baseline_tokens", "tokens"), "cost": ("baseline_cost", "cost")}
         s["savings_vs_baseline"] = {
-            k: {"value": b[k]["value"] - s[k]["value"],
-                "ci95": _ci([bd[k] - sd[k] for bd, sd in zip(samples[baseline], samples[stack], strict=True)])}
-            for k in ("tokens", "cost", "gpu_hours")
-        }  # fmt: skip
+            k: {"value": s[bk]["value"] - s[k]["value"], "ci95": _ci([d[bk] - d[k] for d in draws])}
+            for k, (bk, _) in pairs.items()
+        }
+        s["savings_vs_baseline"]["gpu_hours"] = {
+            "value": b["gpu_hours"]["value"] - s["gpu_hours"]["value"],
+            "ci95": _ci([bd["gpu_hours"] - sd["gpu_hours"] for bd, sd in zip(samples[baseline], draws, strict=True)]),
+        }
     return out
 
 

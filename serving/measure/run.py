@@ -16,12 +16,13 @@ import logging
 import math
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
 
 from serving.api.backend import load_backend
-from serving.api.config import ModelSpec, ServeConfig
+from serving.api.config import ModelSpec, ServeConfig, SpeculativeSpec
 from serving.api.server import serve_in_background
 from serving.measure import aggregate as agg
 from serving.measure.ledger import add_counterfactuals, write_ledger
@@ -109,8 +110,9 @@ class Scorer:
 
     def __call__(self, model: str, prompt: str, reference: str) -> float:
 
-        if model not in self.backends:
-            self.backends[model] = load_backend(self.specs[model])
+        if model not in self.backends:  # scoring needs the target's log-probs only: no drafter, no calibration
+            plain = self.specs[model].model_copy(update={"speculative": SpeculativeSpec()})
+            self.backends[model] = load_backend(plain)
         b = self.backends[model]
         if not reference:
             return math.nan
@@ -122,6 +124,19 @@ def _resolved(serve_cfg: Any, models: list[Any], run_dir: str) -> list[Any]:
     data = serve_cfg.model_dump()
     data["models"] = [m.model_dump() for m in models]
     return ServeConfig.model_validate(data).resolved(run_dir).models
+
+
+def baseline_tokenizer(stack: StackSpec, models: list[Any]) -> tuple[Any, str]:
+    """The baseline stack's model's tokenizer (it counts every stack's text) and a name for the ledger."""
+    known = {m.name: m for m in models}
+    if stack.model not in known:
+        raise ValueError(
+            f"baseline stack {stack.name!r}: model {stack.model!r} is not one catalog model {sorted(known)}; the "
+            "baseline answers with one model (no routing), whose tokenizer counts every stack's text"
+        )
+    spec = known[stack.model]
+    path = spec.tokenizer or spec.path
+    return load_tokenizer(f"hf:{path}"), f"{spec.name}:{Path(path).name}"
 
 
 def _rows(stack: StackSpec, results: list[dict], prices: PriceTable, ref_tok: Any, largest: str,
@@ -159,13 +174,15 @@ def _rows(stack: StackSpec, results: list[dict], prices: PriceTable, ref_tok: An
             "draft_tokens_accepted": spec_m.get("num_accepted_draft_tokens", 0),
             "spec_steps": spec_m.get("num_spec_steps", 0),
             "spec_alpha": spec_m.get("alpha"), "spec_k": spec_m.get("k"), "spec_c": spec_m.get("c"),
-            "spec_predicted_speedup": spec_m.get("predicted_speedup"),
+            "spec_v": spec_m.get("v"), "spec_predicted_speedup": spec_m.get("predicted_speedup"),
+            "spec_measured_speedup": spec_m.get("measured_speedup"), "spec_auto_off": bool(spec_m.get("auto_off")),
+            "spec_auto_off_at_token": spec_m.get("auto_off_at_token"),
             "ttft_ms": ttft, "itl_ms": timing.get("mean_itl_ms"),
             "tpot_ms": (dur - ttft) / (c - 1) if c > 1 else 0.0,
             "tokens_per_second": timing.get("tokens_per_second"),
             "quality_metric": "chrf", "quality_value": chrf(res["text"], req["reference"]) if ok else math.nan,
             "bits_per_byte": scorer(model, req["prompt"], req["reference"]) if ok else math.nan,
-            "completion_text": res["text"], "price_table_hash": prices.hash,
+            "prompt_text": req["prompt"], "completion_text": res["text"], "price_table_hash": prices.hash,
         })  # fmt: skip
     return rows
 
@@ -187,7 +204,9 @@ def run_measure(config_path: str, run_dir: str, inputs_hash: str | None = None) 
     write_requests(requests, f"{out}/requests.jsonl")
     requests = read_requests(f"{out}/requests.jsonl")
     ref_tok = load_tokenizer(cfg.reference_tokenizer, run_dir)
-    scorer = Scorer(_resolved(serve_cfg, models, run_dir))
+    resolved = _resolved(serve_cfg, models, run_dir)
+    base_tok, base_tok_name = baseline_tokenizer(cfg.stacks[0], resolved)
+    scorer = Scorer(resolved)
     api_key = os.environ.get(cfg.api_key_env, "").split(",")[0] if cfg.api_key_env else None
     rows: list[dict[str, Any]] = []
     wall: dict[str, float] = {}
@@ -204,7 +223,7 @@ def run_measure(config_path: str, run_dir: str, inputs_hash: str | None = None) 
         rows.extend(_rows(stack, results, prices, ref_tok, largest, scorer))
         failed = sum(r["error"] is not None for r in results)
         log.info(kv(stack=stack.name, requests=len(results), failed=failed, wall_s=round(wall[stack.name], 2)))
-    add_counterfactuals(rows, cfg.stacks[0].name)
+    add_counterfactuals(rows, cfg.stacks[0].name, lambda text: len(base_tok.encode(text)), base_tok_name, prices)
     paths = write_ledger(rows, out)
     summary = summarize(rows, cfg, wall, prices, ref_tok, requests)
     summary["ledger"] = paths
@@ -217,41 +236,46 @@ def run_measure(config_path: str, run_dir: str, inputs_hash: str | None = None) 
 
 def summarize(rows: list[dict], cfg: MeasureConfig, wall: dict[str, float], prices: PriceTable, ref_tok: Any,
               requests: list[dict]) -> dict[str, Any]:  # fmt: skip
-    """Totals per stack (with quality delta), per language and domain, lever decomposition, prompt-side levers."""
+    """Totals per stack (with quality delta), per language and domain, lever decomposition (overall, per language,
+    per domain), speculation's predicted vs measured speedup and auto-off, prompt-side levers."""
     slo = cfg.slo.model_dump()
     baseline = cfg.stacks[0].name
+    order = [(s.name, s.lever) for s in cfg.stacks]
     totals = {s.name: agg.stack_totals([r for r in rows if r["stack"] == s.name], wall[s.name], slo)
               for s in cfg.stacks}  # fmt: skip
     agg.with_quality_delta(totals, baseline)
     for s in cfg.stacks:
-        t = totals[s.name]
-        t["lever"], t["model"] = s.lever, s.model
-        if t["draft_tokens_proposed"]:
-            steps = sum(r.get("spec_steps", 0) for r in rows if r["stack"] == s.name)
-            t["speculative"] = {
-                "alpha": t["acceptance_rate"],
-                "mean_acceptance_length": 1 + t["draft_tokens_accepted"] / steps if steps else None,
-            }
+        totals[s.name]["lever"], totals[s.name]["model"] = s.lever, s.model
+        spec = speculation_summary([r for r in rows if r["stack"] == s.name and r["status"] == "success"])
+        if spec:
+            totals[s.name]["speculative"] = spec
     for prev, cur in zip(cfg.stacks, cfg.stacks[1:], strict=False):
         spec = totals[cur.name].get("speculative")
-        if spec is not None:  # measured decode speedup next to the formula's prediction
+        if spec is not None:  # measured decode speedup against the stack without the lever, beside the prediction
             p_tps, c_tps = totals[prev.name]["tokens_per_second_mean"], totals[cur.name]["tokens_per_second_mean"]
             spec["measured_speedup_vs"] = prev.name
             spec["measured_speedup"] = c_tps / p_tps if p_tps else None
+    by_lang = agg.with_group_quality_delta(agg.by_group(rows, ("language",), wall, slo), baseline, ("language",))
+    by_dom = agg.with_group_quality_delta(agg.by_group(rows, ("domain",), wall, slo), baseline, ("domain",))
     b = totals[baseline]
     prompts = [(r["request_id"], ref_tok.encode(r["prompt"])) for r in requests]
+    base_rows = [r for r in rows if r["stack"] == baseline]
     return {
         "baseline": baseline, "reference_tokenizer": ref_tok.name, "requests": len(requests),
+        "baseline_tokenizer": base_rows[0]["baseline_tokenizer"] if base_rows else None,
+        "savings_basis": "the baseline stack's tokenizer on each stack's own prompt and completion text",
         "price_table": prices.prices, "price_table_hash": prices.hash, "slo": slo,
         "stacks": totals,
-        "by_language": agg.by_group(rows, ("language",), wall, slo),
-        "by_domain": agg.by_group(rows, ("domain",), wall, slo),
-        "levers": agg.decompose(totals, [(s.name, s.lever) for s in cfg.stacks]),
+        "by_language": by_lang,
+        "by_domain": by_dom,
+        "levers": agg.decompose(totals, order),
+        "levers_by_language": agg.decompose_by_group(by_lang, order, "language"),
+        "levers_by_domain": agg.decompose_by_group(by_dom, order, "domain"),
         "prompt_side": {
             "cacheable_prefixes": agg.cacheable_prefixes(prompts),
             "prompt_to_output_ratio": {
                 f"{g['language']}": g["prompt_tokens"] / g["completion_tokens"] if g["completion_tokens"] else None
-                for g in agg.by_group([r for r in rows if r["stack"] == baseline], ("language",), wall, slo)
+                for g in agg.by_group(base_rows, ("language",), wall, slo)
             },
         },
         "goal": {
@@ -265,25 +289,74 @@ def summarize(rows: list[dict], cfg: MeasureConfig, wall: dict[str, float], pric
     }  # fmt: skip
 
 
+def speculation_summary(rows: list[dict]) -> dict[str, Any] | None:
+    """α, mean accepted length, c, v and the predicted vs in-server measured speedup (each request weighted by its
+    decode time), and the requests whose speculation switched itself off, by language; None without speculation."""
+    spec = [r for r in rows if r.get("draft_tokens_proposed")]
+    if not spec:
+        return None
+    acc, steps = sum(r["draft_tokens_accepted"] for r in spec), sum(r.get("spec_steps") or 0 for r in spec)
+    prop = sum(r["draft_tokens_proposed"] for r in spec)
+
+    def weighted(key: str) -> float | None:  # Σ tokens / Σ (tokens / speedup): a ratio of total times
+        pairs = [(r["completion_tokens"] - 1, r[key]) for r in spec if r.get(key) and r["completion_tokens"] > 1]
+        den = sum(n / x for n, x in pairs)
+        return sum(n for n, _ in pairs) / den if den else None
+
+    off = [r for r in rows if r.get("spec_auto_off")]
+    langs = sorted({r["language"] for r in rows})
+    return {
+        "requests": len(rows), "drafted_requests": len(spec),
+        "draft_acceptance_rate": acc / prop if prop else None,
+        "mean_acceptance_length": 1 + acc / steps if steps else None,
+        "c": _mean_of(spec, "spec_c"), "v": _mean_of(spec, "spec_v"),
+        "predicted_speedup": weighted("spec_predicted_speedup"),
+        "measured_speedup_in_server": weighted("spec_measured_speedup"),
+        "auto_off_requests": len(off), "auto_off_share": len(off) / len(rows) if rows else 0.0,
+        "auto_off_by_language": {lg: sum(r["language"] == lg for r in off) for lg in langs},
+    }  # fmt: skip
+
+
+def _mean_of(rows: list[dict], key: str) -> float | None:
+    xs = [r[key] for r in rows if r.get(key) is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
 def summary_markdown(s: dict[str, Any]) -> str:
     """A short markdown table: savings vs the named baseline with the quality change beside them."""
     lines = [f"# Savings vs baseline `{s['baseline']}` on {s['requests']} held-out requests", "",
-             "| stack | lever | billed tokens | saved tokens | cost (USD) | saved cost | target fwd/out tok | "
-             "TTFT p50 ms | bits/byte (Δ rel) | chrF (Δ) |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             f"Counted with the baseline's tokenizer (`{s.get('baseline_tokenizer')}`) on each stack's own prompt and "
+             "completion text; quality (bits per byte of the reference, chrF) beside every saving.", "",
+             "| stack | lever | billed tokens | baseline tokens (same text) | saved tokens | cost (USD) | "
+             "saved cost | target fwd/out tok | TTFT p50 ms | bits/byte (Δ rel) | chrF (Δ) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, t in s["stacks"].items():
         lines.append(
-            f"| {name} | {t['lever']} | {t['billed_tokens']:,} | {t['saved_tokens']:,.0f} "
+            f"| {name} | {t['lever']} | {t['billed_tokens']:,} | {t['baseline_tokens']:,} | {t['saved_tokens']:,.0f} "
             f"({100 * t['saved_tokens_share']:.1f}%) | {t['spend']:.6f} | {100 * t['saved_spend_share']:.1f}% | "
             f"{t['forward_passes_per_output_token']:.3f} | {t['ttft_ms']['p50']:.0f} | "
             f"{t['bits_per_byte_mean']:.3f} ({100 * t['bits_per_byte_delta_rel']:+.1f}%) | "
             f"{t['quality_mean']:.1f} ({t['quality_delta']:+.1f}) |"
         )
-    lines += ["", "Per lever (added one at a time, same requests, same output bytes):", ""]
+    lines += ["", "Per lever (added one at a time, same requests; change in billed tokens per baseline token of the "
+              "text handled):", ""]  # fmt: skip
     for lv in s["levers"]:
-        lines.append(f"- **{lv['lever']}** ({lv['from_stack']} → {lv['to_stack']}): "
-                     f"{lv['billed_tokens_saved']:,.0f} tokens, ${lv['spend_saved']:.6f} saved; "
+        lines.append(f"- **{lv['lever']}** ({lv['from_stack']} → {lv['to_stack']}): tokens "
+                     f"{100 * lv['saved_tokens_share']:+.1f} points ({lv['billed_tokens_saved']:,.0f} at the "
+                     f"baseline's volume), cost {100 * lv['saved_spend_share']:+.1f} points; "
                      f"bits/byte {lv['bits_per_byte_delta']:+.3f}, chrF {lv['quality_delta']:+.1f}")  # fmt: skip
+    for name, t in s["stacks"].items():
+        sp = t.get("speculative")
+        if sp:
+            lines.append(f"- speculation in **{name}**: acceptance {_f(sp['draft_acceptance_rate'])}, "
+                         f"c {_f(sp['c'])}, v {_f(sp['v'])}, predicted {_f(sp['predicted_speedup'])}x, "
+                         f"measured in server {_f(sp['measured_speedup_in_server'])}x; switched itself off in "
+                         f"{sp['auto_off_requests']} of {sp['requests']} requests")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _f(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
 
 
 def measure_inputs_hash(config_path: str, run_dir: str) -> str:

@@ -200,7 +200,8 @@ def test_metrics_expose_vllm_style_series(client):
         "e2e_request_latency_seconds_bucket",
         "router_requests_total",
         "router_escalations_total",
-        "saved_tokens_total",
+        "tokenizer_saved_tokens_total",
+        "baseline_tokenizer_tokens_total",
     ]:
         assert f"tokenwise:{name}" in text, name
     assert 'tokenwise:generation_tokens_total{model_name="small"}' in text
@@ -319,3 +320,75 @@ def test_ignore_eos_generates_exactly_max_tokens(client):
     assert r.json()["usage"]["completion_tokens"] == 12
     bad = client.post("/v1/completions", json={**body, "ignore_eos": "yes"})
     assert bad.status_code == 400
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """The value of one series in a Prometheus exposition (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"tokenwise:{name}{{{want}}} ") or (not labels and line.startswith(f"tokenwise:{name} ")):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_savings_are_signed_per_unit_and_name_their_quality(models, backends):
+    """Savings block = the baseline tokenizer on the exact text; counters split saved/spent, never drop a loss."""
+    from serving.api.metrics import QUALITY_WHERE
+    from tokenwise.tokenizer_specs import load_tokenizer
+
+    cl100k = load_tokenizer("tiktoken:cl100k_base")
+    with TestClient(create_app(make_config(models), backends)) as c:
+        before = c.get("/metrics").text
+        bodies = []
+        for model in ("small", "router-cascade-1000", "router-cascade--1000"):
+            r = c.post("/v1/completions", json={"model": model, "prompt": "The quick brown fox", "max_tokens": 8})
+            assert r.status_code == 200, r.text
+            bodies.append(r.json())
+        text = c.get("/metrics").text
+    saved_net = 0
+    for body in bodies:
+        sv, u = body["metrics"]["savings"], body["usage"]
+        want = len(cl100k.encode("The quick brown fox")) + len(cl100k.encode(body["choices"][0]["text"]))
+        assert sv["baseline_tokens"] == want and sv["billed_tokens"] == u["total_tokens"]
+        assert sv["saved_tokens"] == want - u["total_tokens"]  # signed: this tiny tokenizer spends more than cl100k
+        assert sv["baseline_model"] == "large" and sv["baseline_cost_usd"] > 0
+        assert sv["saved_cost_usd"] == pytest.approx(sv["baseline_cost_usd"] - body["metrics"]["cost_usd"])
+        assert sv["quality"]["where"] == QUALITY_WHERE and sv["quality"]["measured_per_request"] is False
+        saved_net += sv["saved_tokens"]
+    assert saved_net < 0  # a lever that costs tokens shows as spent
+    net = sum(
+        _metric(text, "tokenizer_saved_tokens_total", model_name=m)
+        - _metric(text, "tokenizer_spent_tokens_total", model_name=m)
+        - _metric(before, "tokenizer_saved_tokens_total", model_name=m)
+        + _metric(before, "tokenizer_spent_tokens_total", model_name=m)
+        for m in ("small", "large")
+    )
+    assert net == pytest.approx(saved_net)
+    # routing in USD against the largest model answering the same tokens: the escalation paid for a preview
+    esc, kept = bodies[1], bodies[2]
+    large_cost = (esc["usage"]["prompt_tokens"] * 1.0 + esc["usage"]["completion_tokens"] * 2.0) / 1e6
+    assert _metric(text, "routing_spent_usd_total", router="cascade") == pytest.approx(
+        esc["metrics"]["cost_usd"] - large_cost
+    )
+    kept_large = (kept["usage"]["prompt_tokens"] * 1.0 + kept["usage"]["completion_tokens"] * 2.0) / 1e6
+    assert _metric(text, "routing_saved_usd_total", router="cascade") == pytest.approx(
+        kept_large - kept["metrics"]["cost_usd"]
+    )
+    for name in ("tokenizer_saved_tokens", "routing_saved_usd", "speculative_saved_target_passes"):
+        help_line = next(x for x in text.splitlines() if x.startswith(f"# HELP tokenwise:{name}"))
+        assert "Unit:" in help_line and "Quality:" in help_line
+
+
+def test_routed_savings_carry_the_calibrated_quality_share(models, backends):
+    calibration = {"cascade": {"threshold": -1000.0, "point": {"quality_share": 0.97},
+                               "curve": [{"threshold": 1000.0, "quality_share": 1.0}]}}  # fmt: skip
+    with TestClient(create_app(make_config(models), backends, calibration=calibration)) as c:
+        body = {"prompt": "import os", "max_tokens": 3}
+        auto = c.post("/v1/completions", json={"model": "auto", **body}).json()
+        esc = c.post("/v1/completions", json={"model": "router-cascade-1000", **body}).json()
+        direct = c.post("/v1/completions", json={"model": "small", **body}).json()
+        text = c.get("/metrics").text
+    assert auto["metrics"]["savings"]["quality"]["router_quality_share"] == 0.97
+    assert esc["metrics"]["savings"]["quality"]["router_quality_share"] == 1.0
+    assert direct["metrics"]["savings"]["quality"]["router_quality_share"] is None
+    assert _metric(text, "router_calibrated_quality_share", router="cascade") == 0.97

@@ -11,10 +11,14 @@ from serving.api.fixtures import tiny_llama
 from serving.decode.engine import Engine
 from serving.decode.generate import Stream, probs_from_logits, target_stream
 from serving.decode.speculative import (
+    AutoOff,
     DraftModel,
     PromptLookup,
+    SpecCosts,
     expected_tokens,
+    measure_costs,
     predicted_speedup,
+    predicted_speedup_of_steps,
     rejection_sample,
     speculative_stream,
 )
@@ -187,6 +191,100 @@ def test_speedup_formula() -> None:
     assert expected_tokens(0.5, 2) == pytest.approx(1.75)
     assert predicted_speedup(0.8, 4, 0.0) == pytest.approx((1 - 0.8**5) / 0.2)
     assert predicted_speedup(0.8, 4, 0.1) == pytest.approx((1 - 0.8**5) / 0.2 / 1.4)
+    # the verify pass is not free: v = 1.3 plain steps
+    assert predicted_speedup(0.8, 4, 0.1, v=1.3) == pytest.approx((1 - 0.8**5) / 0.2 / 1.7)
+    # per-step form: steps without drafts are plain steps (1 token for 1)
+    assert predicted_speedup_of_steps(0.5, [2, 0, 0], 0.1, 1.3) == pytest.approx((1.75 + 2) / (1.5 + 2))
+    assert predicted_speedup_of_steps(None, [0, 0], 0.1, 1.3) == 1.0
+
+
+# c and v fixed by hand so the switch-off decision depends only on the acceptance the drafts earn
+COSTS = SpecCosts(plain_step_s=1e-3, c=0.1, v=1.3, k=4)
+
+
+def test_losing_speculation_switches_itself_off_and_stays_exact(target, drafts) -> None:
+    rule = AutoOff(min_speedup=1.0, after_steps=3, probe_overhead=1e-3)  # no probe within these 40 tokens
+    for prompt in _prompts(3):
+        want, _ = Stream(target_stream(target, prompt, 40)).run()
+        far_tokens, far = Stream(speculative_stream(target, DraftModel(drafts["unrelated"]), prompt, 40, k=4,
+                                                    costs=COSTS, auto_off=rule)).run()  # fmt: skip
+        assert far_tokens == want  # still the target's greedy output
+        assert far["spec_auto_off"] and far["num_spec_steps"] == 3 and far["auto_off_alpha"] < 0.5
+        assert predicted_speedup(far["auto_off_alpha"], 4, 0.1, 1.3) < 1.0
+        # after switching off: one target pass per token, no more drafts
+        assert far["target_forward_passes"] == 1 + 3 + (40 - far["auto_off_at_token"])
+        assert far["num_draft_tokens"] == 12
+        close_tokens, close = Stream(speculative_stream(target, DraftModel(drafts["close"]), prompt, 40, k=4,
+                                                        costs=COSTS, auto_off=rule)).run()  # fmt: skip
+        assert close_tokens == want and not close["spec_auto_off"]
+        assert close["predicted_speedup"] > 1.0 and close["v"] == 1.3 and close["cost_source"] == "calibrated"
+
+
+def test_closed_stream_keeps_the_stats_of_the_steps_that_ran(target, drafts) -> None:
+    live: dict = {}
+    stream = Stream(speculative_stream(target, DraftModel(drafts["close"]), _prompts(1)[0], 40, k=4, stats=live),
+                    live)  # fmt: skip
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    st = stream.close()
+    assert st is live and st["num_spec_steps"] == 3 and st["target_forward_passes"] == 4
+    assert st["new_tokens"] == len(stream.tokens) and st["decode_compute_s"] > 0
+
+
+class _Scripted:
+    """A drafter that proposes wrong tokens for its first ``bad`` proposals, then the target's own continuation (a
+    stand-in for prompt lookup finding its n-grams late in an answer)."""
+
+    mode = "speculative"
+
+    def __init__(self, want: list[int], prompt_len: int, bad: int) -> None:
+        self.want, self.prompt_len, self.bad, self.calls, self.forward_passes = want, prompt_len, bad, 0, 0
+
+    def start(self, prompt_ids) -> None:
+        pass
+
+    def propose(self, seq, k, temperature, top_p, generator):
+        self.calls += 1
+        pos = len(seq) - self.prompt_len
+        right = self.want[pos : pos + k]
+        if self.calls <= self.bad:
+            return [(t + 1) % VOCAB for t in right], None
+        return right, None
+
+    def rollback(self, length: int) -> None:
+        pass
+
+
+def test_switched_off_speculation_probes_and_comes_back(target) -> None:
+    prompt = _prompts(1)[0]
+    want, _ = Stream(target_stream(target, prompt, 60)).run()
+    rule = AutoOff(min_speedup=1.0, after_steps=3, probe_overhead=0.25)
+    assert rule.retry_every(4, COSTS.c, COSTS.v) == 3  # a losing probe costs 4 * 0.1 + 1.3 - 1 = 0.7 plain steps
+    got, st = Stream(speculative_stream(target, _Scripted(want, len(prompt), bad=4), prompt, 60, k=4,
+                                        costs=COSTS, auto_off=rule)).run()  # fmt: skip
+    assert got == want and st["spec_auto_off"] and st["auto_off_at_token"] == 4  # 3 losing steps of 1 token each
+    # the probe after 3 plain tokens still lost (4th bad proposal), the next (after 3 more) was accepted: back on
+    assert st["auto_off_plain_tokens"] == 3 + 3
+    assert st["num_spec_steps"] > 3 + 2 and st["num_accepted_draft_tokens"] > 20
+    assert st["target_forward_passes"] < 60 - 20
+
+
+def test_costs_interpolate_over_context_length() -> None:
+    costs = SpecCosts(0.01, 0.2, 1.2, 4, context=40, points=((40, 0.01, 0.2, 1.2), (240, 0.02, 0.1, 1.6)))
+    mid = costs.at(140)
+    assert mid.c == pytest.approx(0.15) and mid.v == pytest.approx(1.4) and mid.plain_step_s == pytest.approx(0.015)
+    assert costs.at(10).v == pytest.approx(1.2) and costs.at(1000).v == pytest.approx(1.6)
+    assert SpecCosts(0.01, 0.2, 1.2, 4).at(500).v == 1.2  # one point: no interpolation
+
+
+def test_measured_costs_of_a_pair(target, drafts) -> None:
+    prompt = _prompts(1)[0]
+    costs = measure_costs(target, DraftModel(drafts["unrelated"]), prompt, k=4, steps=4, repeats=1, contexts=(8, 64))
+    assert costs.plain_step_s > 0 and costs.c > 0 and costs.v > 0 and costs.k == 4
+    assert [p[0] for p in costs.points] == [8 + 4, 64 + 4] and costs.context == 12
+    lookup = measure_costs(target, PromptLookup(), prompt, k=4, steps=4, repeats=1)
+    assert lookup.c < costs.c  # an n-gram search is cheaper than a draft model's forward pass
 
 
 def test_prompt_lookup_proposes_the_continuation_of_the_latest_match() -> None:

@@ -46,11 +46,14 @@ def measured(tmp_path_factory):
             - {name: small, path: "{run}/models/small", price_input_per_1m: 0.1, price_output_per_1m: 0.2}
             - {name: large, path: "{run}/models/large", price_input_per_1m: 1.0, price_output_per_1m: 2.0}
             - {name: large_ref, path: "{run}/models/large_ref", price_input_per_1m: 1.0, price_output_per_1m: 2.0}
+            - {name: large_spec, path: "{run}/models/large", price_input_per_1m: 1.0, price_output_per_1m: 2.0,
+               speculative: {method: draft, draft: "{run}/models/small", k: 2, auto_off_after: 1}}
           stacks:
             - {name: baseline, lever: baseline, model: large_ref, serve_models: [small, large_ref]}
             - {name: baseline_again, lever: none, model: large_ref, serve_models: [small, large_ref]}
             - {name: tok, lever: tokenizer, model: large, serve_models: [small, large]}
             - {name: routed, lever: routing, model: auto, serve_models: [small, large]}
+            - {name: spec, lever: speculation, model: large_spec, serve_models: [small, large_spec]}
     """)
     )
     summary = run_measure(str(cfg), str(root / "run"))
@@ -60,7 +63,7 @@ def measured(tmp_path_factory):
 def test_ledger_rows_and_totals(measured):
     root, summary = measured
     rows = read_ledger(str(root / "run/measure/ledger.parquet"))
-    assert len(rows) == 4 * summary["requests"] and all(r["status"] == "success" for r in rows)
+    assert len(rows) == 5 * summary["requests"] and all(r["status"] == "success" for r in rows)
     assert rows == read_ledger(str(root / "run/measure/ledger.jsonl"))
     for name, t in summary["stacks"].items():
         mine = [r for r in rows if r["stack"] == name]
@@ -76,9 +79,51 @@ def test_ledger_rows_and_totals(measured):
 
 def test_every_lever_off_reproduces_the_baseline(measured):
     _, summary = measured
-    again = summary["stacks"]["baseline_again"]
-    assert again["saved_tokens"] == 0 and again["saved_spend"] == pytest.approx(0, abs=1e-15)
+    base, again = summary["stacks"]["baseline"], summary["stacks"]["baseline_again"]
+    assert again["saved_tokens"] == base["saved_tokens"] and again["saved_spend"] == pytest.approx(base["saved_spend"])
     assert again["quality_delta"] == 0 and again["bits_per_byte_delta_rel"] == 0
+    none = summary["levers"][0]
+    assert none["lever"] == "none" and none["saved_tokens_share"] == 0 and none["billed_tokens_saved"] == 0
+
+
+def test_savings_count_each_stacks_own_text_with_the_baseline_tokenizer(measured):
+    """Recount the ledger from the text it keeps: the baseline stack's tokenizer (large_ref's) on every row's prompt
+    and completion, priced at the baseline model; per language and per domain on the same basis."""
+    from tokenwise.tokenizer_specs import load_tokenizer
+
+    root, summary = measured
+    tok = load_tokenizer(f"hf:{root / 'run/models/large_ref'}")
+    rows = read_ledger(str(root / "run/measure/ledger.parquet"))
+    for r in rows:
+        assert r["baseline_prompt_tokens"] == len(tok.encode(r["prompt_text"]))
+        assert r["baseline_completion_tokens"] == len(tok.encode(r["completion_text"]))
+        assert r["saved_tokens"] == r["baseline_total_tokens"] - r["total_tokens"]
+        assert r["baseline_model"] == "large_ref" and r["baseline_tokenizer"] == "large_ref:large_ref"
+    tok_stack = summary["stacks"]["tok"]
+    mine = [r for r in rows if r["stack"] == "tok"]
+    assert tok_stack["baseline_tokens"] == sum(r["baseline_total_tokens"] for r in mine)
+    assert tok_stack["saved_tokens_share"] == pytest.approx(
+        1 - sum(r["total_tokens"] for r in mine) / sum(r["baseline_total_tokens"] for r in mine)
+    )
+    assert {g["language"] for g in summary["by_language"]} == {"en"} and "en" in summary["levers_by_language"]
+    assert [lv["lever"] for lv in summary["levers_by_domain"]["code"]] == [lv["lever"] for lv in summary["levers"]]
+    for g in summary["by_language"]:
+        assert "quality_delta" in g and "bits_per_byte_delta_rel" in g
+
+
+def test_speculation_reports_prediction_and_auto_off(measured):
+    root, summary = measured
+    sp = summary["stacks"]["spec"]["speculative"]
+    assert sp["v"] > 0 and sp["c"] > 0 and sp["predicted_speedup"] > 0 and sp["measured_speedup_vs"] == "routed"
+    rows = [r for r in read_ledger(str(root / "run/measure/ledger.parquet")) if r["stack"] == "spec"]
+    drafted = [r for r in rows if r["draft_tokens_proposed"]]
+    # c and v measured for the pair at load, interpolated at each request's context length
+    assert all(r["spec_v"] > 0 and r["spec_c"] > 0 for r in drafted)
+    assert sp["v"] == pytest.approx(sum(r["spec_v"] for r in drafted) / len(drafted))
+    assert sp["auto_off_requests"] == sum(r["spec_auto_off"] for r in rows)
+    for r in rows:  # a request that switched itself off says where, and its acceptance predicted a loss
+        assert (r["spec_auto_off_at_token"] is not None) == r["spec_auto_off"]
+    assert "switched itself off" in (root / "run/measure/summary.md").read_text()
 
 
 def test_tokenizer_lever_and_routing_recorded(measured):
@@ -88,7 +133,7 @@ def test_tokenizer_lever_and_routing_recorded(measured):
     assert tok["prompt_tokens"] < summary["stacks"]["baseline"]["prompt_tokens"]
     routed = summary["stacks"]["routed"]
     assert sum(routed["routed_models"].values()) == summary["requests"]
-    assert [lv["lever"] for lv in summary["levers"]] == ["none", "tokenizer", "routing"]
+    assert [lv["lever"] for lv in summary["levers"]] == ["none", "tokenizer", "routing", "speculation"]
     md = (root / "run/measure/summary.md").read_text()
     assert "Savings vs baseline `baseline`" in md and "bits/byte" in md
 
@@ -106,3 +151,21 @@ def test_ledger_export_cli(measured, tmp_path):
     assert res.exit_code == 0, res.output
     first = json.loads(out.read_text().splitlines()[0])
     assert first["type"] == "generation-create" and "usageDetails" in first["body"]
+
+
+def test_report_section_shows_savings_per_lever_language_and_speculation(measured):
+    from report.context import Context
+    from report.sections.measurement import measurement
+    from tokenwise.rundir import RunDir
+
+    root, summary = measured
+    sec = measurement(Context(RunDir(str(root / "run"))))
+    captions = [c for c, _ in sec.tables]
+    assert any("large_ref:large_ref on each stack's own prompt and completion text" in c for c in captions)
+    lever_rows = next(t for c, t in sec.tables if c.startswith("Per lever"))
+    assert lever_rows[0][-2:] == ["chrF Δ", "bits/byte Δ"] and len(lever_rows) == 1 + len(summary["levers"])
+    assert lever_rows[2][2] == pytest.approx(100 * summary["levers"][1]["saved_tokens_share"])
+    spec_rows = next(t for c, t in sec.tables if c.startswith("Speculation"))
+    v = summary["stacks"]["spec"]["speculative"]["v"]
+    assert spec_rows[1][0] == "spec" and spec_rows[1][4] == pytest.approx(v)
+    assert "quality" in sec.intro and any(c.startswith("Per language") for c in captions)

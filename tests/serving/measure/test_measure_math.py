@@ -5,18 +5,40 @@ import math
 
 import pytest
 
-from serving.measure.aggregate import cacheable_prefixes, decompose, stack_totals, with_quality_delta
+from serving.measure.aggregate import (
+    by_group,
+    cacheable_prefixes,
+    decompose,
+    decompose_by_group,
+    stack_totals,
+    with_group_quality_delta,
+    with_quality_delta,
+)
 from serving.measure.export import export
 from serving.measure.ledger import add_counterfactuals, read_ledger, write_ledger
 from serving.measure.prices import PriceError, PriceTable
 from serving.measure.project import Traffic, Workload, project
 from serving.measure.quality import bits_per_byte, chrf
 from serving.measure.slo import goodput, percentile, tpot_ms
+from tokenwise.tokenizer_specs import load_tokenizer
 
 PRICES = PriceTable.from_per_million({"big": (2.0, 8.0), "small": (0.5, 1.0)})
+CL100K = load_tokenizer("tiktoken:cl100k_base")  # the baseline stack's tokenizer in these hand-made ledgers
+PROMPT = "Summarise the release notes for the new version in two sentences."
 
 
-def row(stack, rid, model, p, c, out_bytes, ttft=50.0, dur=250.0, lang="en", q=50.0, fwd=None):
+def count(text: str) -> int:
+    return len(CL100K.encode(text))
+
+
+def counterfactuals(rows, baseline="baseline"):
+    return add_counterfactuals(rows, baseline, count, "cl100k_base", PRICES)
+
+
+def row(stack, rid, model, p, c, out_bytes, ttft=50.0, dur=250.0, lang="en", q=50.0, fwd=None, text=None):
+    """A ledger row billed p + c tokens in its own tokenizer; its completion text is ``text`` (default: ``c`` words
+    of ``out_bytes`` bytes in total)."""
+    text = text if text is not None else ("word " * c)[:out_bytes].ljust(out_bytes, "x")
     spend_p, spend_c = PRICES.cost(model, p, 0), PRICES.cost(model, 0, c)
     return {
         "request_id": rid, "startTime": "2026-11-25T10:00:00+00:00", "endTime": "2026-11-25T10:00:01+00:00",
@@ -24,10 +46,11 @@ def row(stack, rid, model, p, c, out_bytes, ttft=50.0, dur=250.0, lang="en", q=5
         "model_id": model, "prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
         "cache_read_input_tokens": 0, "spend": spend_p + spend_c, "spend_prompt": spend_p, "spend_completion": spend_c,
         "status": "success", "metadata": {}, "stack": stack, "lever": "x", "language": lang, "domain": "docs",
-        "input_bytes": 100, "output_bytes": out_bytes, "routed_model": model, "escalations": 0,
+        "input_bytes": 100, "output_bytes": len(text.encode()), "routed_model": model, "escalations": 0,
         "target_forward_passes": c if fwd is None else fwd, "draft_tokens_proposed": 0, "draft_tokens_accepted": 0,
         "ttft_ms": ttft, "tpot_ms": tpot_ms(dur, ttft, c), "tokens_per_second": 10.0, "quality_metric": "chrf",
-        "quality_value": q, "bits_per_byte": 1.0, "price_table_hash": PRICES.hash,
+        "quality_value": q, "bits_per_byte": 1.0, "price_table_hash": PRICES.hash, "prompt_text": PROMPT,
+        "completion_text": text,
     }  # fmt: skip
 
 
@@ -39,29 +62,42 @@ def test_price_table_cost_and_missing_model():
         PriceTable({"m": {"input_cost_per_token": -1, "output_cost_per_token": 0}})
 
 
-def test_counterfactual_same_bytes_and_zero_savings_for_baseline(tmp_path):
+def test_counterfactual_counts_the_same_text_not_the_same_bytes(tmp_path):
+    """Two stacks answer with the same number of bytes but different text: the baseline's tokenizer on each text gives
+    different counterfactuals. A tokens-per-byte rate carried over from the baseline's own answer gives both stacks
+    the baseline's count, which this test rejects."""
+    prose = "the cat sat on the mat and the dog sat on the log "  # few tokens per byte under cl100k
+    hexes = "9f3a 7c2e b81d 04fa e6c9 5d7b a2e0 3f8c 1b6d c7e4 "  # many tokens per byte
+    assert len(prose.encode()) == len(hexes.encode()) == 50
     rows = [
-        row("baseline", "r1", "big", 100, 40, 200), row("baseline", "r2", "big", 50, 20, 100),
-        row("optimized", "r1", "small", 60, 30, 300), row("optimized", "r2", "small", 30, 10, 100),
-        row("baseline_again", "r1", "big", 100, 40, 200), row("baseline_again", "r2", "big", 50, 20, 100),
+        row("baseline", "r1", "big", 14, 12, 50, text=prose),
+        row("optimized", "r1", "small", 14, 12, 50, text=hexes),
+        row("baseline_again", "r1", "big", 14, 12, 50, text=prose),
     ]  # fmt: skip
-    add_counterfactuals(rows, "baseline")
-    r1 = rows[2]
-    # baseline spent 40 tokens on 200 output bytes; the optimized answer has 300 bytes -> 60 tokens at baseline rate
-    assert r1["baseline_completion_tokens"] == pytest.approx(60)
-    assert r1["saved_tokens"] == pytest.approx(100 + 60 - 90)
-    assert r1["baseline_spend"] == pytest.approx(PRICES.cost("big", 100, 60))
-    again = [r for r in rows if r["stack"] == "baseline_again"]
-    assert all(r["saved_tokens"] == 0 and r["saved_spend"] == 0 for r in again)
+    counterfactuals(rows)
+    base, opt, again = rows
+    assert base["baseline_completion_tokens"] == count(prose) and opt["baseline_completion_tokens"] == count(hexes)
+    assert opt["baseline_completion_tokens"] > 1.5 * base["baseline_completion_tokens"]
+    per_byte_shortcut = base["completion_tokens"] / base["output_bytes"] * opt["output_bytes"]
+    assert opt["baseline_completion_tokens"] != pytest.approx(per_byte_shortcut)
+    assert opt["baseline_prompt_tokens"] == count(PROMPT) and opt["baseline_model"] == "big"
+    assert opt["saved_tokens"] == count(PROMPT) + count(hexes) - 26
+    assert opt["baseline_spend"] == pytest.approx(PRICES.cost("big", count(PROMPT), count(hexes)))
+    assert opt["saved_spend"] == pytest.approx(opt["baseline_spend"] - opt["spend"])
+    # the same text gets the same counterfactual whichever stack wrote it
+    assert again["saved_tokens"] == base["saved_tokens"] and again["saved_spend"] == base["saved_spend"]
     paths = write_ledger(rows, str(tmp_path))
     back = read_ledger(paths["parquet"])
-    assert len(back) == 6 and sum(r["total_tokens"] for r in back) == sum(r["total_tokens"] for r in rows)
-    assert read_ledger(paths["jsonl"])[0]["request_id"] == "r1"
-    tot = stack_totals([r for r in rows if r["stack"] == "optimized"], 1.0, {})
-    assert tot["billed_tokens"] == 130 and tot["saved_tokens"] == pytest.approx(
-        sum(r["saved_tokens"] for r in rows[2:4])
-    )
-    assert tot["spend"] == pytest.approx(rows[2]["spend"] + rows[3]["spend"])
+    assert [r["completion_text"] for r in back] == [prose, hexes, prose] and back[1]["prompt_text"] == PROMPT
+    assert [r["saved_tokens"] for r in back] == [r["saved_tokens"] for r in rows]
+    tot = stack_totals([opt], 1.0, {})
+    assert tot["baseline_tokens"] == count(PROMPT) + count(hexes) and tot["saved_tokens"] == opt["saved_tokens"]
+    assert tot["billed_per_baseline_token"] == pytest.approx(26 / tot["baseline_tokens"])
+
+
+def test_counterfactual_needs_the_baseline_row():
+    with pytest.raises(ValueError, match="no row for requests"):
+        counterfactuals([row("optimized", "r9", "small", 1, 1, 5)])
 
 
 def test_goodput_and_percentiles_on_hand_made_latencies():
@@ -75,18 +111,37 @@ def test_goodput_and_percentiles_on_hand_made_latencies():
 
 
 def test_decomposition_adds_up_and_quality_delta_sits_beside():
-    rows = [row("baseline", f"r{i}", "big", 100, 40, 200, q=50) for i in range(3)]
-    rows += [row("tok", f"r{i}", "big", 60, 25, 200, q=49) for i in range(3)]
-    rows += [row("route", f"r{i}", "small", 60, 25, 200, q=48, fwd=0) for i in range(3)]
-    add_counterfactuals(rows, "baseline")
-    totals = {s: stack_totals([r for r in rows if r["stack"] == s], 1.0, {}) for s in ("baseline", "tok", "route")}
+    long_answer = "the quarterly figures show steady growth across every region we serve "
+    rows = [row("baseline", f"r{i}", "big", 40, 30, 70, q=50, text=long_answer, lang=lg)
+            for i, lg in enumerate(["en", "de", "en"])]  # fmt: skip
+    rows += [row("tok", f"r{i}", "big", 20, 9, 70, q=49, text=long_answer, lang=lg)
+             for i, lg in enumerate(["en", "de", "en"])]  # fmt: skip
+    rows += [row("route", f"r{i}", "small", 20, 9, 70, q=48, fwd=0, text=long_answer, lang=lg)
+             for i, lg in enumerate(["en", "de", "en"])]  # fmt: skip
+    counterfactuals(rows)
+    order = [("baseline", "baseline"), ("tok", "tokenizer"), ("route", "routing")]
+    totals = {s: stack_totals([r for r in rows if r["stack"] == s], 1.0, {}) for s, _ in order}
     with_quality_delta(totals, "baseline")
-    parts = decompose(totals, [("baseline", "baseline"), ("tok", "tokenizer"), ("route", "routing")])
+    parts = decompose(totals, order)
     assert [p["lever"] for p in parts] == ["tokenizer", "routing"]
-    assert sum(p["billed_tokens_saved"] for p in parts) == pytest.approx(totals["route"]["saved_tokens"])
-    assert parts[0]["billed_tokens_saved"] == 3 * (140 - 85) and parts[1]["billed_tokens_saved"] == 0
-    assert parts[1]["spend_saved"] > 0 and parts[0]["quality_delta"] == -1
+    # share points add up to the last stack's saved share minus the baseline's own
+    assert sum(p["saved_tokens_share"] for p in parts) == pytest.approx(
+        totals["route"]["saved_tokens_share"] - totals["baseline"]["saved_tokens_share"]
+    )
+    assert sum(p["saved_spend_share"] for p in parts) == pytest.approx(
+        totals["route"]["saved_spend_share"] - totals["baseline"]["saved_spend_share"]
+    )
+    b = 3 * (count(PROMPT) + count(long_answer))
+    assert parts[0]["billed_tokens_saved"] == pytest.approx((70 - 29) * 3 / b * b)
+    assert parts[1]["billed_tokens_saved"] == 0 and parts[1]["spend_saved"] > 0 and parts[0]["quality_delta"] == -1
     assert totals["route"]["quality_delta"] == -2 and totals["route"]["baseline"] == "baseline"
+    # per language, on the same basis, with the quality change against the baseline's same language
+    recs = with_group_quality_delta(by_group(rows, ("language",), {}, {}), "baseline", ("language",))
+    per_lang = decompose_by_group(recs, order, "language")
+    assert set(per_lang) == {"en", "de"}
+    assert per_lang["de"][0]["saved_tokens_share"] == pytest.approx(parts[0]["saved_tokens_share"])
+    de_route = next(r for r in recs if r["stack"] == "route" and r["language"] == "de")
+    assert de_route["quality_delta"] == -2
 
 
 def test_cacheable_prefixes():
@@ -104,7 +159,7 @@ def test_quality_metrics():
 
 def test_exports_have_the_tools_shapes():
     rows = [row("optimized", "r1", "small", 10, 5, 20)]
-    add_counterfactuals(rows + [row("optimized", "r1", "small", 10, 5, 20)], "optimized")
+    counterfactuals(rows + [row("optimized", "r1", "small", 10, 5, 20)], "optimized")
     lite = json.loads(export(rows, "litellm").splitlines()[0])
     assert lite["spend"] == rows[0]["spend"] and "saved_tokens" in lite["metadata"]["tokenwise"]
     lf = json.loads(export(rows, "langfuse").splitlines()[0])
@@ -118,11 +173,19 @@ def test_exports_have_the_tools_shapes():
 def test_projection_scales_rates_and_carries_intervals():
     rows = [row("baseline", f"r{i}", "big", 100, 40, 200, lang="hi") for i in range(5)]
     rows += [row("opt", f"r{i}", "small", 50, 20, 200, lang="hi") for i in range(5)]
-    add_counterfactuals(rows, "baseline")
+    counterfactuals(rows)
     w = Workload(traffic=[Traffic(language="hi", requests_per_day=1000, input_bytes=100, output_bytes=200)])
     res = project(rows, w, ["baseline", "opt"], "baseline", boot=50)
-    b = res["stacks"]["baseline"]
+    b, o = res["stacks"]["baseline"], res["stacks"]["opt"]
     assert b["tokens"]["value"] == pytest.approx(30 * 1000 * 140) and b["tokens"]["ci95"][0] <= b["tokens"]["value"]
-    assert res["stacks"]["opt"]["savings_vs_baseline"]["tokens"]["value"] == pytest.approx(30 * 1000 * 70)
+    # savings on the same text: the baseline tokenizer's rate on opt's own measured text, not the baseline's answers
+    opt_row = rows[5]
+    base_tokens = 30 * 1000 * (opt_row["baseline_prompt_tokens"] + opt_row["baseline_completion_tokens"])
+    assert o["baseline_tokens"]["value"] == pytest.approx(base_tokens)
+    assert o["savings_vs_baseline"]["tokens"]["value"] == pytest.approx(base_tokens - 30 * 1000 * 70)
+    assert o["savings_vs_baseline"]["cost"]["value"] == pytest.approx(
+        30 * 1000 * (PRICES.cost("big", opt_row["baseline_prompt_tokens"], opt_row["baseline_completion_tokens"])
+                     - PRICES.cost("small", 50, 20))
+    )  # fmt: skip
     w2 = Workload(traffic=[Traffic(language="ta", requests_per_day=1, input_bytes=1, output_bytes=1)])
     assert "no ta requests measured" in project(rows, w2, ["baseline"], "baseline", boot=5)["notes"][0]

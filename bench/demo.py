@@ -1,0 +1,92 @@
+"""`make demo`'s cost: every demo stage from an empty run directory with the shipped configs/demo.yaml, timed per
+stage, with the corpus it built; writes bench/results/demo.json (the README's "make demo after install" row).
+
+    .venv/bin/python bench/demo.py [--run DIR] [--keep]
+
+Runs ``tokenwise demo`` as a subprocess (what `make demo` runs) in a fresh run directory (a temporary one unless
+``--run`` names one) and parses its ``[stage] summary (Ns)`` lines. Slow: the whole pipeline, about 12 minutes on
+2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from machine import machine  # noqa: E402  (bench/machine.py, shared by every bench)
+
+STAGE_LINE = re.compile(r"^\[(?P<stage>[\w-]+)\] (?P<summary>.*) \((?P<seconds>[\d.]+)s\)$")
+
+
+def corpus_stats(run: Path) -> dict:
+    """Documents, MB and languages of the corpus the demo built (from its manifest)."""
+    manifest = run / "corpus" / "manifest.json"
+    if not manifest.is_file():
+        return {}
+    m = json.loads(manifest.read_text())
+    langs = m.get("by_lang", {})
+    return {"documents": m.get("documents"), "mb": round(m.get("bytes", 0) / 1e6, 1), "languages": len(langs)}
+
+
+def measured_savings(run: Path) -> dict:
+    """Per stack of the demo's measurement: saved tokens and cost (baseline tokenizer on the same text) with the
+    quality change beside them (from measure/summary.json)."""
+    path = run / "measure" / "summary.json"
+    if not path.is_file():
+        return {}
+    s = json.loads(path.read_text())
+    keys = ("saved_tokens_share", "saved_spend_share", "bits_per_byte_delta_rel", "quality_delta")
+    return {"baseline": s["baseline"], "basis": s.get("savings_basis"),
+            "stacks": {n: {k: t.get(k) for k in keys} for n, t in s["stacks"].items()}}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", default=None, help="run directory (must not exist; default a temporary one)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary run directory")
+    args = ap.parse_args()
+    run = Path(args.run) if args.run else Path(tempfile.mkdtemp(prefix="tokenwise-demo-")) / "run"
+    if run.exists():
+        raise SystemExit(f"{run} exists; the demo is timed from an empty run directory")
+    cmd = [sys.executable, "-c", "from tokenwise.cli import main; main()", "demo", "--config",
+           str(ROOT / "configs" / "demo.yaml"), "--run", str(run)]  # fmt: skip
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    stages = {}
+    for line in proc.stdout.splitlines():
+        m = STAGE_LINE.match(line.strip())
+        if m:
+            stages[m["stage"]] = {"seconds": float(m["seconds"]), "summary": m["summary"]}
+    result = {
+        "machine": machine(),
+        "command": "tokenwise demo --config configs/demo.yaml --run <empty dir>",
+        "exit_code": proc.returncode,
+        "seconds": round(seconds, 1),
+        "stages": stages,
+        "corpus": corpus_stats(run),
+        "measure": measured_savings(run),
+    }
+    if proc.returncode:
+        result["stderr_tail"] = proc.stderr[-2000:]
+    out = ROOT / "bench" / "results" / "demo.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "stages"}, indent=1))
+    print(f"wrote {out}")
+    if not args.run and not args.keep:
+        shutil.rmtree(run.parent, ignore_errors=True)
+    sys.exit(proc.returncode)
+
+
+if __name__ == "__main__":
+    main()

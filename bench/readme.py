@@ -1,0 +1,779 @@
+"""README figures vs their benchmark JSON, side by side: every number in the README's "Measured" section is a row
+of :data:`CLAIMS` (the README text that shows it, the bench command that measures it, the JSON it lands in and the key
+inside it). ``make bench-readme`` reruns the quick benches and prints README | JSON committed | now.
+
+    .venv/bin/python bench/readme.py            # check README against the committed JSON (no benchmark runs)
+    .venv/bin/python bench/readme.py --rerun    # rerun the quick benches first (slow ones are listed, not rerun)
+    .venv/bin/python bench/readme.py --rerun --slow   # rerun every bench whose command can run here
+
+Adding a figure: put the number in the README, then one :class:`Claim` here (several claims may share one README
+snippet when it holds several numbers). A claim checks that the snippet is in the README, that the JSON value written
+the README's way (scale, decimals) equals the README's number, and after a rerun that the new value is within the
+claim's noise band of the README's. Exit status 1 when a README number does not match its committed JSON or a snippet
+is missing; a rerun outside the noise band is reported, not fatal (timings move on a shared machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One README number and where it comes from."""
+
+    text: str  # the README snippet that shows the number (must appear verbatim)
+    value: str  # the number as the README writes it (inside ``text``), e.g. "0.589", "31.6"
+    json: str  # file under bench/results/
+    key: str  # dotted path into the JSON (list items by index: "rss.0.peak_rss_mb")
+    command: str  # the bench command that writes the JSON (run from the repo root with the venv's python)
+    scale: float = 1.0  # README number = offset + JSON value x scale (100 for percentages, 1/2**30 for GiB)
+    offset: float = 0.0  # e.g. offset 100, scale -100: "46% answered by the small model" from an escalation rate
+    tolerance: float = 0.15  # relative band a rerun must land in to "reproduce" (timings on a shared 2-core machine)
+    slow: bool = False  # not rerun by `make bench-readme` (minutes to an hour); rerun with --slow
+    needs: str | None = None  # what the command needs beyond this machine (e.g. "CUDA"); never rerun without it
+    note: str = ""  # e.g. "tiny-model figure: issue 18 replaces it"
+
+
+def _c(text: str, value: str, json_: str, key: str, command: str, **kw: Any) -> Claim:
+    return Claim(text, value, json_, key, command, **kw)
+
+
+INGEST = "bench/ingest.py"
+CURATE = "bench/curate.py"
+DEDUP = "bench/dedup.py"
+TOKENIZER = "bench/tokenizer.py"
+FINETUNE = "bench/finetune.py"
+FINETUNE_CUDA = "bench/finetune.py --hidden 1024 --layers 16 --seq-len 1024 --batch 8 --steps 20 --out " \
+    "bench/results/finetune_cuda.json"  # fmt: skip
+SCALE = "bench/scale.py"
+SERVE = "bench/serve.py"
+ROUTE = "bench/route.py"
+LOAD = "bench/load.py"
+REFRESH = "bench/refresh.py"
+DEMO = "bench/demo.py"
+GIB = 1 / 2**30
+
+CLAIMS: list[Claim] = [
+    # make demo
+    _c(
+        "725 s end to end",
+        "725",
+        "demo.json",
+        "seconds",
+        DEMO,
+        slow=True,
+        tolerance=0.25,
+        note="issue 18 changes the demo's models; rerun bench/demo.py after it lands",
+    ),
+    # ingest
+    _c("23 MB/s, 2.6–4.0×", "23", "ingest.json", "sizes.200MB.ours.mb_per_s", INGEST),
+    _c("23 MB/s, 2.6–4.0×", "2.6", "ingest.json", "sizes.200MB.ratio_polars_over_ours", INGEST),
+    _c("23 MB/s, 2.6–4.0×", "4.0", "ingest.json", "sizes.50MB.ratio_polars_over_ours", INGEST),
+    _c("(marginal 2.0×)", "2.0", "ingest.json", "marginal_mb_per_s.polars / marginal_mb_per_s.ours", INGEST),
+    _c("peak RSS 241→280 MB", "241", "ingest.json", "sizes.50MB.ours.peak_rss_mb", INGEST),
+    _c("peak RSS 241→280 MB", "280", "ingest.json", "sizes.200MB.ours.peak_rss_mb", INGEST),
+    _c("`write_parquet` 60 MB/s", "60", "ingest.json", "sizes.200MB.polars.mb_per_s", INGEST),
+    # signals
+    _c("full set 0.55 MB/s/core", "0.55", "curate.json", "ours.full_signal_set_mb_s", CURATE, slow=True),
+    _c("= 9.96× one cl100k encode", "9.96", "curate.json", "ours.full_over_tokenize_cost", CURATE, slow=True),
+    _c(
+        "rule values 5.8× faster",
+        "5.8",
+        "curate.json",
+        "reference_subsample.speedup_ours_heuristics_vs_datatrove_four_filters",
+        CURATE,
+        slow=True,
+    ),
+    _c("cl100k 5.5 MB/s/core", "5.5", "curate.json", "ours.tokenize_cl100k_mb_s", CURATE, slow=True),
+    _c(
+        "datatrove filters 0.115 MB/s/core",
+        "0.115",
+        "curate.json",
+        "reference_subsample.datatrove_all_four_filters_mb_s",
+        CURATE,
+        slow=True,
+    ),
+    # dedup
+    _c("MinHash 8.2× datatrove per CPU-second", "8.2", "dedup.json", "speed.speedup_cpu", DEDUP, slow=True),
+    _c("peak RSS 193/206/208 MB", "193", "dedup.json", "rss.0.peak_rss_mb", DEDUP, slow=True),
+    _c("peak RSS 193/206/208 MB", "206", "dedup.json", "rss.1.peak_rss_mb", DEDUP, slow=True),
+    _c("peak RSS 193/206/208 MB", "208", "dedup.json", "rss.2.peak_rss_mb", DEDUP, slow=True),
+    _c("datatrove 0.48 MB/s", "0.48", "dedup.json", "speed.datatrove_cpu_mb_s", DEDUP, slow=True),
+    # tokenizers (one full bench run; slow)
+    _c("held-out units (3400)", "3400", "tokenizer.json", "heldout.units", TOKENIZER, slow=True),
+    _c(
+        "**parity-aware BPE worst premium 1.01**",
+        "1.01",
+        "tokenizer.json",
+        "heldout.multilingual.parity.premium_max",
+        TOKENIZER,
+        slow=True,
+    ),
+    _c("(Gini 0.027)", "0.027", "tokenizer.json", "heldout.multilingual.parity.fairness_gini", TOKENIZER, slow=True),
+    _c(
+        "at **English 1.06×** cl100k",
+        "1.06",
+        "tokenizer.json",
+        "heldout.multilingual.parity.english_ui_cost_vs_cl100k",
+        TOKENIZER,
+        slow=True,
+    ),
+    _c(
+        "classic BPE 1.47 (Telugu; Gini 0.066, English 0.84×)",
+        "1.47",
+        "tokenizer.json",
+        "heldout.multilingual.bpe.premium_max",
+        TOKENIZER,
+        slow=True,
+    ),
+    _c(
+        "classic BPE 1.47 (Telugu; Gini 0.066, English 0.84×)",
+        "0.066",
+        "tokenizer.json",
+        "heldout.multilingual.bpe.fairness_gini",
+        TOKENIZER,
+        slow=True,
+    ),
+    _c(
+        "classic BPE 1.47 (Telugu; Gini 0.066, English 0.84×)",
+        "0.84",
+        "tokenizer.json",
+        "heldout.multilingual.bpe.english_ui_cost_vs_cl100k",
+        TOKENIZER,
+        slow=True,
+    ),
+    _c(
+        "Unigram (GPT-4 split) 1.62 (Burmese, English 1.19×)",
+        "1.62",
+        "tokenizer.json",
+        "heldout.multilingual.unigram_gpt4.premium_max",
+        TOKENIZER,
+        slow=True,
+    ),
+    _c(
+        "Unigram (GPT-4 split) 1.62 (Burmese, English 1.19×)",
+        "1.19",
+        "tokenizer.json",
+        "heldout.multilingual.unigram_gpt4.english_ui_cost_vs_cl100k",
+        TOKENIZER,
+        slow=True,
+    ),
+    _c(
+        "parity 1.48 (Burmese) vs classic BPE 1.88, Unigram 1.91",
+        "1.48",
+        "tokenizer.json",
+        "out_of_catalog.multilingual.parity.premium_max",
+        TOKENIZER,
+        slow=True,
+    ),
+    _c(
+        "parity 1.48 (Burmese) vs classic BPE 1.88, Unigram 1.91",
+        "1.88",
+        "tokenizer.json",
+        "out_of_catalog.multilingual.bpe.premium_max",
+        TOKENIZER,
+        slow=True,
+    ),
+    _c(
+        "parity 1.48 (Burmese) vs classic BPE 1.88, Unigram 1.91",
+        "1.91",
+        "tokenizer.json",
+        "out_of_catalog.multilingual.unigram_gpt4.premium_max",
+        TOKENIZER,
+        slow=True,
+    ),
+    _c(
+        "but English 1.51× cl100k (classic 1.20×",
+        "1.51",
+        "tokenizer.json",
+        "out_of_catalog.multilingual.parity.english_ui_cost_vs_cl100k",
+        TOKENIZER,
+        slow=True,
+    ),
+    _c(
+        "but English 1.51× cl100k (classic 1.20×",
+        "1.20",
+        "tokenizer.json",
+        "out_of_catalog.multilingual.bpe.english_ui_cost_vs_cl100k",
+        TOKENIZER,
+        slow=True,
+    ),
+    _c("(3999 units)", "3999", "tokenizer.json", "out_of_catalog.units", TOKENIZER, slow=True),
+    _c(
+        "Training 90 s vs 20 s (classic), Unigram 185 s",
+        "90",
+        "tokenizer.json",
+        "training.parity.train_seconds",
+        TOKENIZER,
+        slow=True,
+        tolerance=0.3,
+    ),
+    _c(
+        "Training 90 s vs 20 s (classic), Unigram 185 s",
+        "20",
+        "tokenizer.json",
+        "training.bpe.train_seconds",
+        TOKENIZER,
+        slow=True,
+        tolerance=0.3,
+    ),
+    _c(
+        "Training 90 s vs 20 s (classic), Unigram 185 s",
+        "185",
+        "tokenizer.json",
+        "training.unigram_gpt4.train_seconds",
+        TOKENIZER,
+        slow=True,
+        tolerance=0.3,
+    ),
+    _c(
+        "Code tokenizer 16k/32k: −44%/−51% tokens on held-out code",
+        "44",
+        "tokenizer.json",
+        "domain.code16k.saved_vs_cl100k_code",
+        TOKENIZER,
+        slow=True,
+        scale=100,
+    ),
+    _c(
+        "Code tokenizer 16k/32k: −44%/−51% tokens on held-out code",
+        "51",
+        "tokenizer.json",
+        "domain.code32k.saved_vs_cl100k_code",
+        TOKENIZER,
+        slow=True,
+        scale=100,
+    ),
+    _c(
+        "(docs −12%/−22%)",
+        "12",
+        "tokenizer.json",
+        "domain.code16k.saved_vs_cl100k_docs",
+        TOKENIZER,
+        slow=True,
+        scale=100,
+    ),
+    _c(
+        "(docs −12%/−22%)",
+        "22",
+        "tokenizer.json",
+        "domain.code32k.saved_vs_cl100k_docs",
+        TOKENIZER,
+        slow=True,
+        scale=100,
+    ),
+    _c(
+        "+11%/+3% on English UI text",
+        "11",
+        "tokenizer.json",
+        "domain.code16k.off_domain_english_ui_cost_vs_cl100k",
+        TOKENIZER,
+        slow=True,
+        scale=100,
+        offset=-100,
+    ),
+    _c(
+        "+11%/+3% on English UI text",
+        "3",
+        "tokenizer.json",
+        "domain.code32k.off_domain_english_ui_cost_vs_cl100k",
+        TOKENIZER,
+        slow=True,
+        scale=100,
+        offset=-100,
+    ),
+    _c(
+        "same data with GPT-4 splitting −1%/−2%",
+        "1",
+        "tokenizer.json",
+        "domain.code16k_gpt4.saved_vs_cl100k_code",
+        TOKENIZER,
+        slow=True,
+        scale=100,
+    ),
+    _c(
+        "same data with GPT-4 splitting −1%/−2%",
+        "2",
+        "tokenizer.json",
+        "domain.code32k_gpt4.saved_vs_cl100k_code",
+        TOKENIZER,
+        slow=True,
+        scale=100,
+    ),
+    _c(
+        "(worst 10.8 held-out, 11.2 out-of-catalog)",
+        "10.8",
+        "tokenizer.json",
+        "heldout.multilingual.cl100k_base.premium_max",
+        TOKENIZER,
+        slow=True,
+    ),
+    _c(
+        "(worst 10.8 held-out, 11.2 out-of-catalog)",
+        "11.2",
+        "tokenizer.json",
+        "out_of_catalog.multilingual.cl100k_base.premium_max",
+        TOKENIZER,
+        slow=True,
+    ),
+    _c("o200k (3.2)", "3.2", "tokenizer.json", "heldout.multilingual.o200k_base.premium_max", TOKENIZER, slow=True),
+    # LoRA
+    _c("CPU: trainable 0.81%", "0.81", "finetune.json", "lora.trainable_share", FINETUNE, scale=100),
+    _c("1.02× tokens/s", "1.02", "finetune.json", "ratios.lora_over_full_tokens_per_s", FINETUNE),
+    _c("(357 vs 349)", "357", "finetune.json", "lora.tokens_per_s", FINETUNE, tolerance=0.3),
+    _c("(357 vs 349)", "349", "finetune.json", "full.tokens_per_s", FINETUNE, tolerance=0.3),
+    _c("0.82× peak RSS", "0.82", "finetune.json", "ratios.lora_over_full_peak_memory", FINETUNE),
+    _c(
+        "LoRA peak 1.22 GiB vs 4.03 GiB",
+        "1.22",
+        "finetune_cuda.json",
+        "lora.peak_memory_bytes",
+        FINETUNE_CUDA,
+        scale=GIB,
+        needs="CUDA",
+    ),
+    _c(
+        "LoRA peak 1.22 GiB vs 4.03 GiB",
+        "4.03",
+        "finetune_cuda.json",
+        "full.peak_memory_bytes",
+        FINETUNE_CUDA,
+        scale=GIB,
+        needs="CUDA",
+    ),
+    _c(
+        "**0.30×** (goal",
+        "0.30",
+        "finetune_cuda.json",
+        "ratios.lora_over_full_peak_memory",
+        FINETUNE_CUDA,
+        needs="CUDA",
+    ),
+    _c(
+        "trainable 0.49%", "0.49", "finetune_cuda.json", "lora.trainable_share", FINETUNE_CUDA, scale=100, needs="CUDA"
+    ),
+    _c(
+        "45.0k vs 67.8k tokens/s",
+        "45.0",
+        "finetune_cuda.json",
+        "lora.tokens_per_s",
+        FINETUNE_CUDA,
+        scale=1e-3,
+        needs="CUDA",
+    ),
+    _c(
+        "45.0k vs 67.8k tokens/s",
+        "67.8",
+        "finetune_cuda.json",
+        "full.tokens_per_s",
+        FINETUNE_CUDA,
+        scale=1e-3,
+        needs="CUDA",
+    ),
+    _c(
+        "(0.66×: launch-bound",
+        "0.66",
+        "finetune_cuda.json",
+        "ratios.lora_over_full_tokens_per_s",
+        FINETUNE_CUDA,
+        needs="CUDA",
+    ),
+    _c(
+        "24M: 0.58× memory",
+        "0.58",
+        "finetune_cuda_small.json",
+        "ratios.lora_over_full_peak_memory",
+        "bench/finetune.py --out bench/results/finetune_cuda_small.json",
+        needs="CUDA",
+    ),
+    # scale
+    _c("2 local workers 1.5× one", "1.5", "scale.json", "speedups.signals.local_2_over_1", SCALE, slow=True),
+    _c(
+        "Ray at 2 workers 2.0–2.5×",
+        "2.0",
+        "scale.json",
+        "speedups.token counts.ray2_over_local2_time",
+        SCALE,
+        slow=True,
+        tolerance=0.3,
+    ),
+    _c(
+        "Ray at 2 workers 2.0–2.5×",
+        "2.5",
+        "scale.json",
+        "speedups.dedup signatures.ray2_over_local2_time",
+        SCALE,
+        slow=True,
+        tolerance=0.3,
+    ),
+    _c("16 × 32 cores ≈ 4 h", "4", "scale.json", "projection_1tb.nodes.2.total_hours", SCALE, slow=True),
+    _c("~6.5 GB/node", "6.5", "scale.json", "projection_1tb.nodes.2.memory_per_node_gb", SCALE, slow=True),
+    # serving: speculation over the 50-prompt mix, quantization, transformers for reference
+    _c(
+        "over 50 mixed prompts",
+        "50",
+        "serve.json",
+        "speculative.speculative_draft.requests",
+        SERVE,
+        slow=True,
+        tolerance=0.0,
+    ),
+    _c(
+        "distilled draft 1.54× decode",
+        "1.54",
+        "serve.json",
+        "speculative.speculative_draft.measured_speedup",
+        SERVE,
+        slow=True,
+    ),
+    _c(
+        "(α 0.91, c 0.28, v 1.47;",
+        "0.91",
+        "serve.json",
+        "speculative.speculative_draft.alpha",
+        SERVE,
+        slow=True,
+        tolerance=0.05,
+    ),
+    _c(
+        "(α 0.91, c 0.28, v 1.47;",
+        "0.28",
+        "serve.json",
+        "speculative.speculative_draft.c",
+        SERVE,
+        slow=True,
+        tolerance=0.3,
+    ),
+    _c("(α 0.91, c 0.28, v 1.47;", "1.47", "serve.json", "speculative.speculative_draft.v", SERVE, slow=True),
+    _c(
+        "1.74× with c and v calibrated at load (+13%)",
+        "1.74",
+        "serve.json",
+        "speculative.speculative_draft.predicted_speedup_as_served",
+        SERVE,
+        slow=True,
+    ),
+    _c(
+        "1.74× with c and v calibrated at load (+13%)",
+        "13",
+        "serve.json",
+        "speculative.speculative_draft.error_as_served",
+        SERVE,
+        scale=100,
+        slow=True,
+        tolerance=1.0,
+        note="the check that matters: |error| <= 15%",
+    ),
+    _c(
+        "1.58× with this run's c and v (+2%)",
+        "1.58",
+        "serve.json",
+        "speculative.speculative_draft.predicted_speedup_from_run_costs",
+        SERVE,
+        slow=True,
+    ),
+    _c(
+        "1.58× with this run's c and v (+2%)",
+        "2",
+        "serve.json",
+        "speculative.speculative_draft.error_from_run_costs",
+        SERVE,
+        scale=100,
+        slow=True,
+        tolerance=3.0,
+    ),
+    _c(
+        "E/(k·c+1) says 1.97×",
+        "1.97",
+        "serve.json",
+        "speculative.speculative_draft.predicted_speedup_without_verify_cost",
+        SERVE,
+        slow=True,
+    ),
+    _c(
+        "undistilled draft loses: 0.42× (α 0.05; predicted 0.40×)",
+        "0.42",
+        "serve.json",
+        "speculative.speculative_weak_draft.measured_speedup",
+        SERVE,
+        slow=True,
+    ),
+    _c(
+        "undistilled draft loses: 0.42× (α 0.05; predicted 0.40×)",
+        "0.05",
+        "serve.json",
+        "speculative.speculative_weak_draft.alpha",
+        SERVE,
+        slow=True,
+        tolerance=1.0,
+    ),
+    _c(
+        "undistilled draft loses: 0.42× (α 0.05; predicted 0.40×)",
+        "0.40",
+        "serve.json",
+        "speculative.speculative_weak_draft.predicted_speedup_as_served",
+        SERVE,
+        slow=True,
+    ),
+    _c(
+        "switches itself off in 50 of 50 requests: 0.83×",
+        "50",
+        "serve.json",
+        "speculative.speculative_weak_draft_auto_off.auto_off_requests",
+        SERVE,
+        slow=True,
+        tolerance=0.1,
+    ),
+    _c(
+        "switches itself off in 50 of 50 requests: 0.83×",
+        "0.83",
+        "serve.json",
+        "speculative.speculative_weak_draft_auto_off.measured_speedup",
+        SERVE,
+        slow=True,
+    ),
+    _c(
+        "prompt lookup 2.16× (α 0.87; predicted 2.39×, +10%)",
+        "2.16",
+        "serve.json",
+        "speculative.prompt_lookup.measured_speedup",
+        SERVE,
+        slow=True,
+    ),
+    _c(
+        "prompt lookup 2.16× (α 0.87; predicted 2.39×, +10%)",
+        "0.87",
+        "serve.json",
+        "speculative.prompt_lookup.alpha",
+        SERVE,
+        slow=True,
+        tolerance=0.05,
+    ),
+    _c(
+        "prompt lookup 2.16× (α 0.87; predicted 2.39×, +10%)",
+        "2.39",
+        "serve.json",
+        "speculative.prompt_lookup.predicted_speedup_as_served",
+        SERVE,
+        slow=True,
+    ),
+    _c(
+        "prompt lookup 2.16× (α 0.87; predicted 2.39×, +10%)",
+        "10",
+        "serve.json",
+        "speculative.prompt_lookup.error_as_served",
+        SERVE,
+        scale=100,
+        slow=True,
+        tolerance=1.0,
+    ),
+    _c(
+        "2.08× with auto-off",
+        "2.08",
+        "serve.json",
+        "speculative.prompt_lookup_auto_off.measured_speedup",
+        SERVE,
+        slow=True,
+    ),
+    _c(
+        "int8 weight-only 3.5× smaller, +0.02% perplexity",
+        "3.5",
+        "serve.json",
+        "quantization.target.int8_weight_only.size_ratio",
+        SERVE,
+        slow=True,
+        tolerance=0.02,
+    ),
+    _c(
+        "int8 weight-only 3.5× smaller, +0.02% perplexity",
+        "0.02",
+        "serve.json",
+        "quantization.target.int8_weight_only.perplexity_increase",
+        SERVE,
+        scale=100,
+        slow=True,
+        tolerance=5.0,
+    ),
+    _c(
+        "assisted generation 0.90× and prompt lookup 1.66×",
+        "0.90",
+        "serve.json",
+        "speculative.hf_reference_on_code.hf_assisted_generation.speedup_vs_hf_generate",
+        SERVE,
+        slow=True,
+    ),
+    _c(
+        "assisted generation 0.90× and prompt lookup 1.66×",
+        "1.66",
+        "serve.json",
+        "speculative.hf_reference_on_code.hf_prompt_lookup.speedup_vs_hf_generate",
+        SERVE,
+        slow=True,
+    ),
+    # routing
+    _c("learned router APGR 0.589", "0.589", "route.json", "strategies.learned.apgr", ROUTE, slow=True, tolerance=0.1),
+    _c(
+        "46% small-model answers at 96.5% quality",
+        "46",
+        "route.json",
+        "strategies.learned.test.escalation_rate",
+        ROUTE,
+        scale=-100,
+        offset=100,
+        slow=True,
+        note="share answered by the small model = 1 - escalation rate",
+    ),
+    _c(
+        "46% small-model answers at 96.5% quality",
+        "96.5",
+        "route.json",
+        "strategies.learned.test.quality_share",
+        ROUTE,
+        scale=100,
+        slow=True,
+        tolerance=0.05,
+    ),
+    _c("random 0.502, oracle 0.709", "0.502", "route.json", "strategies.random.apgr", ROUTE, slow=True),
+    _c("random 0.502, oracle 0.709", "0.709", "route.json", "strategies.oracle.apgr", ROUTE, slow=True),
+    # load
+    _c("384 requests at concurrency 8: 0 failures", "0", "load.json", "load.failed", LOAD, tolerance=0.0),
+    _c("TTFT p50/p99 361/1099 ms", "361", "load.json", "load.ttft_p50_ms", LOAD, tolerance=0.5),
+    _c("TTFT p50/p99 361/1099 ms", "1099", "load.json", "load.ttft_p99_ms", LOAD, tolerance=0.5),
+    _c("goodput 11.2 req/s", "11.2", "load.json", "load.goodput.goodput_rps", LOAD, tolerance=0.3),
+    _c("RSS +3.3 MB over 4 rounds", "3.3", "load.json", "load.rss_growth_mb", LOAD, tolerance=3.0),
+    # refresh
+    _c("incremental refresh 3.25× faster", "3.25", "refresh.json", "ratio_full_over_incremental.wall", REFRESH),
+    _c("45× fewer documents scored", "45", "refresh.json", "ratio_full_over_incremental.docs_scored", REFRESH),
+]
+
+
+def lookup(data: Any, key: str) -> Any:
+    """``data`` at a dotted path (list items by index; a key may contain spaces: "token counts"); ``a / b`` is the
+    ratio of two paths; ``max:a.*.b`` the largest value over every key at ``*`` (entries without ``b`` skipped)."""
+    if " / " in key:
+        num, den = (lookup(data, k.strip()) for k in key.split(" / "))
+        return num / den
+    if key.startswith("max:"):
+        head, _, tail = key[4:].partition(".*.")
+        items = lookup(data, head)
+        values = []
+        for v in items.values() if isinstance(items, dict) else items:
+            try:
+                values.append(lookup(v, tail))
+            except (KeyError, IndexError):
+                continue
+        return max(values)
+    for part in key.split("."):
+        data = data[int(part)] if isinstance(data, list) else data[part]
+    return data
+
+
+def written(value: float, like: str, scale: float, offset: float = 0.0) -> str:
+    """A JSON value as the README writes it: offset + value x scale, with as many decimals as the README's number."""
+    decimals = len(like.split(".")[1]) if "." in like else 0
+    return f"{offset + value * scale:.{decimals}f}"
+
+
+def read(claim: Claim) -> tuple[str | None, str]:
+    """The claim's number from its JSON as the README writes it, or None and why not."""
+    path = RESULTS / claim.json
+    if not path.is_file():
+        return None, f"{path.relative_to(ROOT)} missing; run `{claim.command}`"
+    try:
+        v = lookup(json.loads(path.read_text()), claim.key)
+    except (KeyError, IndexError, ValueError, TypeError) as e:
+        return None, f"no key {claim.key!r} in {claim.json} ({type(e).__name__}: {e})"
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        return None, f"{claim.json}:{claim.key} is {v!r}, not a number"
+    return written(float(v), claim.value, claim.scale, claim.offset), ""
+
+
+def reproduces(now: str, readme: str, tol: float) -> bool:
+    a, b = float(now), float(readme)
+    return abs(a - b) <= tol * max(abs(b), 1e-9) or now == readme
+
+
+def rerun(commands: list[str], python: str) -> dict[str, float | str]:
+    """Run each command once (from the repo root); returns seconds taken or the failure."""
+    out: dict[str, float | str] = {}
+    for cmd in commands:
+        t0 = time.perf_counter()
+        print(f"$ {python} {cmd}", flush=True)
+        res = subprocess.run([python, *shlex.split(cmd)], cwd=ROOT)
+        out[cmd] = time.perf_counter() - t0 if res.returncode == 0 else f"exit {res.returncode}"
+    return out
+
+
+def check(readme: str, claims: list[Claim], before: dict[Claim, str | None]) -> tuple[list[list[str]], int]:
+    """Rows of the side-by-side table and the number of hard failures (snippet missing, README != committed JSON)."""
+    rows, bad = [], 0
+    for cl in claims:
+        found = cl.text in readme and cl.value in cl.text
+        now, why = read(cl)
+        committed = before.get(cl, now)
+        status = []
+        if not found:
+            status.append("README snippet missing")
+            bad += 1
+        if committed is None:
+            status.append(why)
+            bad += 1
+        elif committed != cl.value:
+            status.append("README != committed JSON")
+            bad += 1
+        if now is not None and committed is not None and now != committed:
+            status.append("reproduces" if reproduces(now, cl.value, cl.tolerance) else f"outside ±{cl.tolerance:.0%}")
+        if cl.slow:
+            status.append("slow")
+        if cl.needs:
+            status.append(f"needs {cl.needs}")
+        rows.append([cl.text, cl.value, committed or "-", now or "-", cl.json + ":" + cl.key, "; ".join(status)])
+    return rows, bad
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rerun", action="store_true", help="rerun the quick benches before comparing")
+    ap.add_argument("--slow", action="store_true", help="with --rerun: the slow benches too")
+    ap.add_argument("--only", nargs="*", default=None, help="only claims from these JSON files (e.g. serve.json)")
+    ap.add_argument("--readme", default=str(ROOT / "README.md"))
+    args = ap.parse_args()
+    readme = Path(args.readme).read_text(encoding="utf-8")
+    claims = [c for c in CLAIMS if args.only is None or c.json in args.only]
+    before = {c: read(c)[0] for c in claims}
+    ran: dict[str, float | str] = {}
+    if args.rerun:
+        import torch  # noqa: F401  (only to know whether CUDA is here)
+
+        cuda = torch.cuda.is_available()
+        todo = [c for c in claims if (args.slow or not c.slow) and (c.needs != "CUDA" or cuda)]
+        ran = rerun(list(dict.fromkeys(c.command for c in todo)), sys.executable)
+    rows, bad = check(readme, claims, before)
+    head = ["README snippet", "README", "JSON committed", "now", "JSON:key", "status"]
+    widths = [min(44 if i < len(head) - 1 else 200, max(len(str(r[i])) for r in [head, *rows]))
+              for i in range(len(head))]  # fmt: skip
+    for r in [head, ["-" * w for w in widths], *rows]:
+        print(" | ".join(str(x)[:w].ljust(w) for x, w in zip(r, widths, strict=True)))
+    for cmd, res in ran.items():
+        print(f"reran {cmd}: {res if isinstance(res, str) else f'{res:.0f}s'}")
+    slow = sorted({c.command for c in claims if c.slow})
+    if slow and not (args.rerun and args.slow):
+        print("slow, not rerun (run them yourself or pass --rerun --slow): " + ", ".join(slow))
+    print(f"{len(claims)} README figures, {bad} problems")
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -11,7 +11,8 @@ from finetune.config import AdaptConfig, LoraConfig, PretrainConfig
 from tokenwise.config import load_section
 
 app = typer.Typer(
-    help="Train small base models, LoRA fine-tune them, adapt them to a new tokenizer.", no_args_is_help=True
+    help="LoRA fine-tune models, trim their vocabulary, train drafters, adapt them to a new tokenizer.",
+    no_args_is_help=True,
 )
 
 CONFIG = typer.Option(Path("configs/demo.yaml"), "--config", help="YAML config with the stage's section.")

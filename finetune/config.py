@@ -54,7 +54,7 @@ class ModelSpec(BaseConfig):
         "e.g. the compact target), whose tokenizer this model then uses; embedding and head hold only those rows.",
     )
     distill_from: str | None = Field(
-        None, description="Teacher: a model listed before it, or run:NAME (a model dir of the run) with the same vocab."
+        None, description="Teacher: a model listed before it, or run:NAME (a model dir of the run), same vocab."
     )
     distill_alpha: float = Field(0.5, ge=0, le=1, description="Weight of the KL-to-teacher term (1-alpha on CE).")
     distill_temperature: float = Field(1.0, gt=0, description="Softmax temperature of the distillation KL.")

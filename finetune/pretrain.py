@@ -168,6 +168,14 @@ def pretrain_one(
     return metrics
 
 
+def _run_marker(rd: RunDir, spec: str | None) -> str | None:
+    """Inputs hash of a run model a model depends on (``run:NAME``), so rebuilding it retrains this one."""
+    if not spec or not spec.startswith("run:"):
+        return None
+    marker = rd.marker(f"models/{spec[4:].removeprefix('models/')}")
+    return marker.get("inputs_hash") if marker else None
+
+
 def _check_teacher_vocab(spec: ModelSpec, teacher, tok) -> None:
     n_teacher, n_student = teacher.get_output_embeddings().out_features, len(tok)
     if n_teacher != n_student:
@@ -189,7 +197,8 @@ def run_pretrain(cfg: PretrainConfig, run_dir: str) -> dict[str, dict]:
         # this model's own inputs: shared settings, its spec and tokenizer, its teacher's result (not its siblings')
         shared = cfg.model_dump(exclude={"models", "threads"})
         key = hash_obj({"cfg": shared, "spec": spec.model_dump(), "tokenizer": cfg.tokenizer_of(spec),
-                        "teacher": out.get(spec.distill_from or "")})  # fmt: skip
+                        "teacher": out.get(spec.distill_from or "") or _run_marker(rd, spec.distill_from),
+                        "vocab": _run_marker(rd, spec.vocab)})  # fmt: skip
         if rd.is_done(stage, key):
             out[spec.name] = rd.marker(stage)["summary"]
             log.info(kv(model=spec.name, skipped="marker matches"))

@@ -19,19 +19,26 @@ from typing import Any
 KEPT_VOCAB_FILE = "kept_vocab.json"
 
 
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character table (the alphabet of byte-level BPE vocabularies)."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, n = list(keep), 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(keep, chars, strict=True)}
+
+
 def byte_token_ids(tokenizer: Any) -> dict[int, int]:
     """byte value -> id of the tokenizer's token for that single byte (``<0x41>`` byte fallback, or byte-level BPE)."""
     vocab = tokenizer.get_vocab()
     out = {b: vocab[f"<0x{b:02X}>"] for b in range(256) if f"<0x{b:02X}>" in vocab}
-    if len(out) == 256:
-        return out
-    try:  # byte-level BPE (GPT-2 style): every byte is a one-character token in the bytes-to-unicode alphabet
-        from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode  # heavy: deferred until used
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        return out
-    for b, ch in bytes_to_unicode().items():
-        if ch in vocab:
-            out.setdefault(b, vocab[ch])
+    if len(out) < 256:  # byte-level BPE (GPT-2 style): every byte is a one-character token of its alphabet
+        for b, ch in bytes_to_unicode().items():
+            if ch in vocab:
+                out.setdefault(b, vocab[ch])
     return out
 
 

@@ -28,6 +28,7 @@ import torch
 from pydantic import Field
 
 from serving.decode.generate import Stream, target_stream
+from serving.measure.requests import build_requests
 from serving.quantize.methods import QUANTIZERS, decode_speed, heldout_loss, quantize_model, weight_bytes
 from tokenwise.config import BaseConfig, load_section
 from tokenwise.log import kv
@@ -41,12 +42,13 @@ FLOOR_LOGIT = -1e9  # out-of-set tokens: exp() underflows to exactly 0 at any te
 
 
 class CompactReportSpec(BaseConfig):
-    """How the compaction report measures the compact model against the untrimmed one."""
+    """How the compaction report measures the compact model against the untrimmed one (on held-out requests cut and
+    stratified like the measurement's)."""
 
-    eval_docs: int = Field(8, ge=1, le=10000, description="Held-out documents scored for bits per byte.")
-    eval_chars: int = Field(1200, ge=64, description="Characters kept per scored document.")
-    prompts: int = Field(8, ge=1, le=1000, description="Held-out prompts for tokens/s and greedy agreement.")
-    prompt_chars: int = Field(300, ge=16, description="Characters of each prompt.")
+    eval_docs: int = Field(8, ge=1, le=10000, description="Held-out requests (prompt + reference) scored for bpb.")
+    prompts: int = Field(8, ge=1, le=1000, description="Further held-out prompts for tokens/s and greedy agreement.")
+    prompt_bytes: int = Field(200, ge=16, description="UTF-8 bytes of each prompt.")
+    reference_bytes: int = Field(400, ge=16, description="Bytes of the continuation scored with it.")
     new_tokens: int = Field(16, ge=1, le=1024, description="Greedy tokens per prompt.")
     quantization: list[str] = Field(
         default_factory=lambda: ["int8_weight_only"], description="Quantizers measured on the compact model too."
@@ -256,10 +258,14 @@ def build_report(cfg: CompactConfig, src: Path, out: Path, kept: KeptVocab, tok:
     from transformers import AutoModelForCausalLM  # heavy: deferred until used
 
     r = cfg.report
-    curated = _run_path(cfg.curated, run_dir, "curated")
-    texts = [t[: r.eval_chars] for t in iter_split(curated, True, cfg.langs, cfg.domains, r.eval_docs)]
-    prompt_texts = [t[: r.prompt_chars] for t in iter_split(curated, True, cfg.langs, cfg.domains,
-                                                            r.eval_docs + r.prompts)][r.eval_docs:]  # fmt: skip
+    # the served traffic: held-out requests stratified over language x domain, as the measurement draws them
+    source = _run_path(cfg.curated, run_dir, "curated").name
+    reqs = build_requests(run_dir, r.eval_docs + r.prompts, r.prompt_bytes, r.reference_bytes, seed=7,
+                          languages=cfg.langs, source=source)  # fmt: skip
+    if cfg.domains:
+        reqs = [q for q in reqs if q["domain"] in cfg.domains]
+    texts = [q["prompt"] + q["reference"] for q in reqs[: r.eval_docs]]
+    prompt_texts = [q["prompt"] for q in reqs[r.eval_docs :]] or [q["prompt"] for q in reqs[: r.prompts]]
     bos = [tok.bos_token_id] if _adds_bos(tok) else []
     full_prompts = [bos + tok(t, add_special_tokens=False)["input_ids"] for t in prompt_texts]
     kept.attach(tok)

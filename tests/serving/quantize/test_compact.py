@@ -114,7 +114,7 @@ def test_whole_vocab_in_another_order_is_the_same_model(run):
 
 
 def _compact_cfg(**kw) -> CompactConfig:
-    report = CompactReportSpec(eval_docs=3, eval_chars=300, prompts=3, prompt_chars=80, new_tokens=6)
+    report = CompactReportSpec(eval_docs=3, prompts=3, prompt_bytes=80, reference_bytes=200, new_tokens=6)
     return CompactConfig(model="run:base", output="base-compact", report=report, **kw)
 
 

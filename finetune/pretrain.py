@@ -208,7 +208,8 @@ def run_pretrain(cfg: PretrainConfig, run_dir: str) -> dict[str, dict]:
             toks[name] = load_tokenizer(resolve(name, run_dir, "tokenizers"))
         tok = toks[name]
         if spec.vocab:
-            tok = LocalTokenizer(tok, KeptVocab.load(resolve(spec.vocab, run_dir, "models")))
+            kept = KeptVocab.load(resolve(spec.vocab, run_dir, "models"))
+            tok = LocalTokenizer(tok, kept.top(spec.vocab_top, tok) if spec.vocab_top else kept)
         m = pretrain_one(spec, cfg, run_dir, tok, evals, rt)
         out[spec.name] = {k: m[k] for k in ("params", "eval_bits_per_byte", "train_seconds", "tokens_per_s")}
         rd.mark_done(stage, key, out[spec.name])

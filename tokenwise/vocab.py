@@ -112,6 +112,15 @@ class KeptVocab:
             table[g] = i
         return table
 
+    def top(self, n: int, tokenizer: Any) -> KeptVocab:
+        """The ``n`` most frequent kept ids (the frequency-ranked head of :attr:`ids`) plus every special and byte
+        token still kept, so the smaller set can respell anything too (a drafter's vocabulary)."""
+        ranked = self.ids[: min(n, self.meta.get("n_frequent", len(self.ids)))]
+        forced = [g for g in (*sorted(special_ids(tokenizer)), *sorted(byte_token_ids(tokenizer).values()), self.unk)
+                  if g in self.local]  # fmt: skip
+        ids = list(dict.fromkeys([*ranked, *forced]))
+        return KeptVocab(ids, self.vocab_size, self.unk, {**self.meta, "n_frequent": len(ranked), "top": n})
+
     def attach(self, tokenizer: Any) -> KeptVocab:
         """Remember the tokenizer used to respell out-of-set tokens."""
         self._tokenizer = tokenizer
@@ -168,9 +177,11 @@ class KeptVocab:
             ) from e
 
 
-def select_kept(counts: dict[int, int], tokenizer: Any, coverage: float, always: Iterable[int] = ()) -> list[int]:
-    """Global ids to keep: the most frequent tokens up to ``coverage`` of all counted tokens, then every special
-    token, every byte token (so anything can be respelled) and ``always``; most frequent first."""
+def select_kept(
+    counts: dict[int, int], tokenizer: Any, coverage: float, always: Iterable[int] = (), forced: bool = True
+) -> list[int]:
+    """Global ids to keep: the most frequent tokens up to ``coverage`` of all counted tokens (most frequent first),
+    then every special token, every byte token (so anything can be respelled) and ``always``."""
     total = sum(counts.values())
     if total == 0:
         raise ValueError("no tokens counted: the corpus sample for the kept vocabulary is empty")
@@ -180,9 +191,11 @@ def select_kept(counts: dict[int, int], tokenizer: Any, coverage: float, always:
             break
         kept.append(gid)
         running += n
-    forced = [*sorted(special_ids(tokenizer)), *sorted(byte_token_ids(tokenizer).values()), *always]
+    if not forced:
+        return kept
+    extra = [*sorted(special_ids(tokenizer)), *sorted(byte_token_ids(tokenizer).values()), *always]
     seen = set(kept)
-    return kept + [g for g in dict.fromkeys(forced) if g not in seen]
+    return kept + [g for g in dict.fromkeys(extra) if g not in seen]
 
 
 class LocalTokenizer:

@@ -321,9 +321,10 @@ def compact(cfg: CompactConfig, run_dir: str) -> dict[str, Any]:
     train = count_tokens(tok, iter_split(curated, False, cfg.langs, cfg.domains, cfg.max_docs))
     held = count_tokens(tok, iter_split(curated, True, cfg.langs, cfg.domains, cfg.max_docs))
     ids = select_kept(train, tok, cfg.train_coverage)
+    n_frequent = len(select_kept(train, tok, cfg.train_coverage, forced=False))
     unk = tok.unk_token_id if tok.unk_token_id is not None else ids[-1]
     kept = KeptVocab(ids if unk in ids else [*ids, unk], len(tok), unk,
-                     {"source_model": str(src), "train_tokens": sum(train.values()),
+                     {"source_model": str(src), "train_tokens": sum(train.values()), "n_frequent": n_frequent,
                       "heldout_tokens": sum(held.values()), "train_coverage": cfg.train_coverage})  # fmt: skip
     kept.meta["heldout_coverage"] = coverage(held, kept)
     log.info(kv(kept=len(kept), vocab=len(tok), heldout_coverage=f"{kept.meta['heldout_coverage']:.5f}"))

@@ -187,6 +187,18 @@ def test_draft_on_kept_vocab_speculates_exactly(run, compacted):
         assert spec == plain and stats["num_draft_tokens"] > 0
 
 
+def test_top_keeps_the_most_frequent_and_everything_needed_to_respell(run):
+    tok = _tok(run)
+    counts = Counter({g: 1000 - g for g in range(300, 400)})
+    kept = KeptVocab(select_kept(counts, tok, 1.0), len(tok), tok.eos_token_id,
+                     {"n_frequent": len(select_kept(counts, tok, 1.0, forced=False))})  # fmt: skip
+    small = kept.top(10, tok).attach(tok)
+    assert small.ids[:10] == list(range(300, 310)) and 310 not in small
+    assert set(byte_token_ids(tok).values()) <= set(small.ids) and tok.eos_token_id in small
+    text = "def main():\n    return 0"
+    assert tok.decode(small.respell(tok.encode(text, add_special_tokens=False))) == text
+
+
 def test_greedy_agreement_counts():
     g = greedy_agreement([[1, 2, 3, 4], [5, 6]], [[1, 2, 9, 4], [5, 6]])
     assert g["identical_share"] == 0.5 and g["token_agreement"] == 5 / 6

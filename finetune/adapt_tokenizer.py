@@ -161,7 +161,12 @@ def run_adapt(cfg: AdaptConfig, run_dir: str) -> dict:
     """Adapt into ``<run>/models/<output>/`` (skipped when its marker matches); returns a summary."""
     rd = RunDir(run_dir)
     stage = f"models/{cfg.output}"
-    key = hash_obj(cfg.model_dump())
+    # what it reads: the config, the base model's and the new tokenizer's completion markers
+    base = Path(resolve(cfg.base, run_dir, "models"))
+    base_marker = next((d / "_DONE.json" for d in (base, *base.parents) if (d / "_DONE.json").is_file()), None)
+    tok_meta = Path(resolve(cfg.new_tokenizer, run_dir, "tokenizers")) / "meta.json"
+    key = hash_obj({"cfg": cfg.model_dump(), "base": base_marker.read_text() if base_marker else None,
+                    "tokenizer": tok_meta.read_text() if tok_meta.is_file() else None})  # fmt: skip
     if rd.is_done(stage, key):
         return rd.marker(stage)["summary"]
     m = adapt(cfg, run_dir, rd.stage("models", cfg.output))

@@ -353,8 +353,9 @@ def run_compact(cfg: CompactConfig, run_dir: str) -> dict[str, Any]:
     rd = RunDir(run_dir)
     stage = f"models/{cfg.output}"
     src = _run_path(cfg.model, run_dir, "models")
-    marker = src / "_DONE.json"
-    src_key = read_json(marker).get("inputs_hash") if marker.is_file() else sha256_file(src / "config.json")
+    # the completion marker of the stage that wrote the source (models/NAME/merged was written by models/NAME's)
+    marker = next((d / "_DONE.json" for d in (src, *src.parents) if (d / "_DONE.json").is_file()), None)
+    src_key = read_json(marker).get("inputs_hash") if marker else sha256_file(src / "config.json")
     curated = _run_path(cfg.curated, run_dir, "curated") / "_DONE.json"
     key = hash_obj({"cfg": cfg.model_dump(exclude={"threads"}), "src": src_key,
                     "curated": read_json(curated).get("inputs_hash") if curated.is_file() else None})  # fmt: skip

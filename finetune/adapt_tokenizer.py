@@ -115,7 +115,9 @@ def token_counts(texts: list[str], old_tok, new_tok) -> dict:
     """Tokens of ``texts`` under both tokenizers and the share the new one saves."""
     old_n = sum(len(old_tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
     new_n = sum(len(new_tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
-    return {"old_tokens": old_n, "new_tokens": new_n, "tokens_saved": old_n - new_n, "saved_share": 1 - new_n / old_n}
+    return {"old_tokens": old_n, "new_tokens": new_n, "tokens_saved": old_n - new_n, "saved_share": 1 - new_n / old_n,
+            "documents": len(texts), "old_tokens_per_doc": old_n / max(len(texts), 1),
+            "new_tokens_per_doc": new_n / max(len(texts), 1)}  # fmt: skip
 
 
 def save_init(model, new_tok, out: Path) -> None:

@@ -81,10 +81,11 @@ def tokenizer_lever(root: Path, budget: float, in_stacks: bool) -> tuple[list[li
         t = m["eval_tokens"]
         old_bpb, new_bpb = m["bits_per_byte_old_model"], m["eval_bits_per_byte"]
         share = old_bpb / new_bpb if new_bpb else 0.0
-        rows = [["model", "new tokens", "tokens before", "after", "saved", "bpb before (old tokenizer)",
+        rows = [["model", "new tokens", "tokens per request before", "after", "saved", "bpb before (old tokenizer)",
                  "bpb at init", "bpb after", "quality share"],
-                [f.parent.name, m["new_token_ids"], t["old_tokens"], t["new_tokens"], t["saved_share"], old_bpb,
-                 m.get("bits_per_byte_init"), new_bpb, share]]  # fmt: skip
+                [f.parent.name, m["new_token_ids"], t.get("old_tokens_per_doc", t["old_tokens"]),
+                 t.get("new_tokens_per_doc", t["new_tokens"]), t["saved_share"], old_bpb, m.get("bits_per_byte_init"),
+                 new_bpb, share]]  # fmt: skip
         within = share >= budget
         verdict = (
             f"the tokenizer lever keeps {100 * share:.1f}% of the quality (bytes per bit), "

@@ -29,7 +29,7 @@ from pydantic import Field
 
 from serving.decode.generate import Stream, target_stream
 from serving.measure.requests import build_requests
-from serving.quantize.methods import QUANTIZERS, decode_speed, heldout_loss, quantize_model, weight_bytes
+from serving.quantize.methods import QUANTIZERS, heldout_loss, quantize_model, weight_bytes
 from tokenwise.config import BaseConfig, load_section
 from tokenwise.log import kv
 from tokenwise.rundir import RunDir, hash_obj, read_json, sha256_file, write_json
@@ -233,8 +233,15 @@ def greedy_agreement(reference: Sequence[Sequence[int]], other: Sequence[Sequenc
             "matching_prefix_share": prefix / len(reference)}  # fmt: skip
 
 
-def _greedy(model: torch.nn.Module, prompts: list[list[int]], new: int) -> list[list[int]]:
-    return [Stream(target_stream(model, p, new)).run()[0] for p in prompts]
+def _greedy(model: torch.nn.Module, prompts: list[list[int]], new: int) -> tuple[list[list[int]], float]:
+    """Greedy outputs for each prompt and the decode tokens per second over all of them (one pass)."""
+    outputs, tokens, seconds = [], 0, 0.0
+    for p in prompts:
+        toks, stats = Stream(target_stream(model, p, new)).run()
+        outputs.append(toks)
+        tokens += len(toks)
+        seconds += stats["total_s"]
+    return outputs, tokens / seconds if seconds else 0.0
 
 
 def measure(model: torch.nn.Module, score_tok: Any, prompts: list[list[int]], texts: list[str], new: int,
@@ -247,8 +254,8 @@ def measure(model: torch.nn.Module, score_tok: Any, prompts: list[list[int]], te
     loss = heldout_loss(model, score_tok, texts, prefix=prefix)
     if kept is not None:
         model = to_global(model, kept)
-    outputs = _greedy(model, prompts, new)
-    return {"weight_bytes": weight_bytes(model), "tokens_per_second": decode_speed(model, prompts, new),
+    outputs, tokens_per_second = _greedy(model, prompts, new)
+    return {"weight_bytes": weight_bytes(model), "tokens_per_second": tokens_per_second,
             "bits_per_byte": loss["bits_per_byte"], "scored_tokens": loss["tokens"], "outputs": outputs}  # fmt: skip
 
 

@@ -181,6 +181,7 @@ def domain_texts(
     for b in iter_rows(shards, heldout=heldout, columns=("lang", "domain", "text")):
         for lang, dom, text in zip(b["lang"], b["domain"], b["text"], strict=True):
             if (dom in cfg.domains) != others and (not cfg.languages or lang in cfg.languages) and text:
+                text = text[: cfg.max_doc_chars] if cfg.max_doc_chars else text
                 out.append(text)
                 n += len(text)
                 if n >= max_chars:

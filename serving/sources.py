@@ -278,7 +278,6 @@ def convert(spec: SourceSpec, out: Path) -> dict[str, Any]:
         src = Path(value)
         check_hf_dir(src)
         _link_tree(src, out)
-        info["content_hash"] = hf_dir_hash(src)
         return info
     work = out.parent / f".tmp-{uuid.uuid4().hex[:8]}-gguf"
     work.mkdir()
@@ -298,9 +297,12 @@ def convert(spec: SourceSpec, out: Path) -> dict[str, Any]:
     return info
 
 
-def materialize(spec: SourceSpec, models_dir: Path, cache_dir: Path | None) -> dict[str, Any]:
-    """``models_dir/<name>/`` from the cache (converted there first when absent); returns its provenance."""
-    key = source_key(spec)
+def materialize(spec: SourceSpec, models_dir: Path, cache_dir: Path | None, key: str | None = None) -> dict[str, Any]:
+    """``models_dir/<name>/`` from the cache (converted there first when absent); returns its provenance.
+
+    ``key`` is :func:`source_key` when the caller has it (hashing a large HF dir takes seconds).
+    """
+    key = key or source_key(spec)
     final = models_dir / spec.name
     if cache_dir is None:
         tmp = _tmp_sibling(final)
@@ -348,7 +350,7 @@ def run_sources(cfg: SourcesConfig, run_dir: str) -> dict[str, dict[str, Any]]:
             out[spec.name] = rd.marker(stage)["summary"]
             continue
         rd.clear_marker(stage)
-        info = materialize(spec, Path(rd.stage("models")), cache)
+        info = materialize(spec, Path(rd.stage("models")), cache, key)
         summary = {k: info.get(k) for k in ("source", "params", "model_type", "vocab_size", "sha256", "cached")}
         rd.mark_done(stage, key, summary)
         log.info(kv(model=spec.name, **summary))

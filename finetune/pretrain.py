@@ -190,7 +190,7 @@ def run_pretrain(cfg: PretrainConfig, run_dir: str) -> dict[str, dict]:
     rd = RunDir(run_dir)
     toks: dict[str, object] = {}
     rt = pick_runtime(threads=cfg.threads)
-    evals = eval_sets(resolve(cfg.data.curated, run_dir, "curated"), cfg.data)
+    evals: dict[str, list[str]] | None = None  # read once, and only when a model is actually trained
     out: dict[str, dict] = {}
     for spec in cfg.models:
         stage = f"models/{spec.name}"
@@ -210,6 +210,7 @@ def run_pretrain(cfg: PretrainConfig, run_dir: str) -> dict[str, dict]:
         if spec.vocab:
             kept = KeptVocab.load(resolve(spec.vocab, run_dir, "models"))
             tok = LocalTokenizer(tok, kept.top(spec.vocab_top, tok) if spec.vocab_top else kept)
+        evals = evals or eval_sets(resolve(cfg.data.curated, run_dir, "curated"), cfg.data)
         m = pretrain_one(spec, cfg, run_dir, tok, evals, rt)
         out[spec.name] = {k: m[k] for k in ("params", "eval_bits_per_byte", "train_seconds", "tokens_per_s")}
         rd.mark_done(stage, key, out[spec.name])

@@ -143,6 +143,8 @@ class LoraRecipe:
                 self.train_seconds += time.perf_counter() - t0
                 self.step += 1
                 self.history["train"].append({"step": self.step, "loss": loss, "lr": self.sched.get_last_lr()[0]})
+                if self.step % max(1, c.steps // 20) == 0:  # progress (flows read step=), ~20 lines per run
+                    log.info(kv(step=self.step, steps=c.steps, loss=f"{loss:.4f}"))
                 if self.step % max(1, c.steps // 10) == 0:  # ~10 progress lines per run (flows show them as progress)
                     log.info(kv(step=self.step, loss=f"{loss:.4f}"))
                 if self.step % c.eval_every == 0 and self.evals:

@@ -185,6 +185,8 @@ def _check_teacher_vocab(spec: ModelSpec, teacher, tok) -> None:
         )
 
 
+@torch.inference_mode(False)  # a caller's thread may sit in inference mode (e.g. a suspended generation): train anyway
+@torch.enable_grad()
 def run_pretrain(cfg: PretrainConfig, run_dir: str) -> dict[str, dict]:
     """Train every model of the config in order (teachers first); skips models whose marker matches."""
     rd = RunDir(run_dir)

@@ -6,8 +6,9 @@ requests of a run, every variant interleaved per prompt so a busy machine slows 
 Needs the run's ``models/gemma`` (source stage), ``models/gemma-compact`` (compact stage) and ``models/draft``
 (pretrain stage). Sections (each writes ``bench/results/gemma_<section>.json``):
 
-* ``compact``: untrimmed vs compact (fp32 and int8 weight-only): weight bytes, ms per decode step, ms per verify pass
-  of k+1 positions, held-out bits per byte, greedy agreement with the untrimmed model.
+* ``compact``: the untrimmed model the compact one was cut from (the fine-tuned Gemma) vs compact, fp32 and int8
+  weight-only: weight bytes, ms per decode step, ms per verify pass of k+1 positions, held-out bits per byte, greedy
+  agreement with the untrimmed model.
 * ``source``: converting the package into an empty cache, then linking it from the cache (what a rerun does).
 * ``run``: the figures the demo run itself wrote (LoRA before/after, compaction report, tokenizer lever, drafter,
   router calibration, and the measurement per stack: request time and decode speed vs the baseline, chrF).
@@ -80,9 +81,10 @@ def compact_section(args: argparse.Namespace) -> dict[str, Any]:
     tok = load_tokenizer(run / "models" / "gemma")
     kept = KeptVocab.load(run / "models" / "gemma-compact").attach(tok)
     reqs = requests(args.run, args.prompts)
+    src = Path(kept.meta.get("source_model") or run / "models" / "gemma")  # the model the compact one was cut from
     variants = {
-        "untrimmed": (run / "models" / "gemma", "none"),
-        "untrimmed_int8": (run / "models" / "gemma", "int8_weight_only"),
+        "untrimmed": (src, "none"),
+        "untrimmed_int8": (src, "int8_weight_only"),
         "compact": (run / "models" / "gemma-compact", "none"),
         "compact_int8": (run / "models" / "gemma-compact", "int8_weight_only"),
     }
@@ -119,7 +121,8 @@ def compact_section(args: argparse.Namespace) -> dict[str, Any]:
         o["size_ratio"] = base["weight_bytes"] / o["weight_bytes"]
         o["step_speedup"] = base["step_ms_median"] / o["step_ms_median"]
         o["bits_per_byte_delta"] = o["bits_per_byte"] - base["bits_per_byte"]
-    return {"prompts": len(reqs), "new_tokens": args.new_tokens, "k": args.k, "eval_docs": len(texts),
+    return {"untrimmed_model": str(src), "prompts": len(reqs), "new_tokens": args.new_tokens, "k": args.k,
+            "eval_docs": len(texts),
             "kept_tokens": len(kept), "vocab_size": kept.vocab_size,
             "heldout_coverage": kept.meta.get("heldout_coverage"), "variants": out}  # fmt: skip
 

@@ -228,3 +228,17 @@ class LocalTokenizer:
     def save_pretrained(self, out: str | Path) -> None:
         self.tok.save_pretrained(str(out))
         self.kept.save(out)
+
+
+class RespellingTokenizer:
+    """A tokenizer whose ``encode`` returns global ids respelled into a kept vocabulary (what a local-vocabulary model
+    served through global ids can score and continue); everything else is the wrapped tokenizer's."""
+
+    def __init__(self, tokenizer: Any, kept: KeptVocab):
+        self._tok, self.kept = tokenizer, kept.attach(tokenizer)
+
+    def encode(self, text: str, add_special_tokens: bool = False, **kw: Any) -> list[int]:
+        return self.kept.respell(self._tok.encode(text, add_special_tokens=add_special_tokens, **kw))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tok, name)

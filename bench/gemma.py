@@ -301,7 +301,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=50, help="held-out requests (>= 50 for the exactness check)")
     ap.add_argument("--new-tokens", type=int, default=24)
     ap.add_argument("--eval-docs", type=int, default=12, help="held-out requests scored for bits per byte (compact)")
-    ap.add_argument("--k", type=int, default=2, help="draft tokens per step (verify of <= 3 positions ~ one step here)")
+    ap.add_argument("--k", type=int, default=2, help="draft tokens per step (verify over <= 3 positions ~ 1 step)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadiest on a shared CPU)")
     ap.add_argument("--tmp", default=None, help="scratch dir for the source section (needs ~2.5 GB)")
     ap.add_argument("--suffix", default="", help="appended to the result file name (e.g. _k1 for a k sweep)")

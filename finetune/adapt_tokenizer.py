@@ -115,7 +115,9 @@ def token_counts(texts: list[str], old_tok, new_tok) -> dict:
     """Tokens of ``texts`` under both tokenizers and the share the new one saves."""
     old_n = sum(len(old_tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
     new_n = sum(len(new_tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
-    return {"old_tokens": old_n, "new_tokens": new_n, "tokens_saved": old_n - new_n, "saved_share": 1 - new_n / old_n}
+    return {"old_tokens": old_n, "new_tokens": new_n, "tokens_saved": old_n - new_n, "saved_share": 1 - new_n / old_n,
+            "documents": len(texts), "old_tokens_per_doc": old_n / max(len(texts), 1),
+            "new_tokens_per_doc": new_n / max(len(texts), 1)}  # fmt: skip
 
 
 def save_init(model, new_tok, out: Path) -> None:
@@ -161,7 +163,12 @@ def run_adapt(cfg: AdaptConfig, run_dir: str) -> dict:
     """Adapt into ``<run>/models/<output>/`` (skipped when its marker matches); returns a summary."""
     rd = RunDir(run_dir)
     stage = f"models/{cfg.output}"
-    key = hash_obj(cfg.model_dump())
+    # what it reads: the config, the base model's and the new tokenizer's completion markers
+    base = Path(resolve(cfg.base, run_dir, "models"))
+    base_marker = next((d / "_DONE.json" for d in (base, *base.parents) if (d / "_DONE.json").is_file()), None)
+    tok_meta = Path(resolve(cfg.new_tokenizer, run_dir, "tokenizers")) / "meta.json"
+    key = hash_obj({"cfg": cfg.model_dump(), "base": base_marker.read_text() if base_marker else None,
+                    "tokenizer": tok_meta.read_text() if tok_meta.is_file() else None})  # fmt: skip
     if rd.is_done(stage, key):
         return rd.marker(stage)["summary"]
     m = adapt(cfg, run_dir, rd.stage("models", cfg.output))

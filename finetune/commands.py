@@ -1,4 +1,4 @@
-"""``tokenwise finetune pretrain | lora | adapt``: train base models, LoRA fine-tune, move to a new tokenizer."""
+"""``tokenwise finetune pretrain | lora | adapt`` (+ the generic ``compact``): drafters, LoRA, tokenizer moves."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from finetune.config import AdaptConfig, LoraConfig, PretrainConfig
 from tokenwise.config import load_section
 
 app = typer.Typer(
-    help="Train small base models, LoRA fine-tune them, adapt them to a new tokenizer.", no_args_is_help=True
+    help="LoRA fine-tune models, trim their vocabulary, train drafters, adapt them to a new tokenizer.",
+    no_args_is_help=True,
 )
 
 CONFIG = typer.Option(Path("configs/demo.yaml"), "--config", help="YAML config with the stage's section.")
@@ -20,7 +21,7 @@ RUN = typer.Option("runs/demo", "--run", help="Run directory.")
 
 @app.command("pretrain")
 def pretrain_cmd(config: Path = CONFIG, run: str = RUN) -> None:
-    """Train the models of the `pretrain` section from scratch (target, then draft) into <run>/models/."""
+    """Train the models of the `pretrain` section from scratch (the demo: the drafter) into <run>/models/."""
     results = pretrain.run_pretrain(load_section(config, "pretrain", PretrainConfig), run)
     typer.echo(f"wrote {', '.join(f'{run}/models/{n}' for n in results)}")
     typer.echo(pretrain.summarize(results))

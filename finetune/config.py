@@ -48,7 +48,20 @@ class ModelSpec(BaseConfig):
     tokenizer: str | None = Field(
         None, description="This model's tokenizer (run:NAME or a dir); None = the section's tokenizer."
     )
-    distill_from: str | None = Field(None, description="Name of an already trained model to distil from.")
+    vocab: str | None = Field(
+        None,
+        description="Train on a kept vocabulary: a model dir with kept_vocab.json (run:NAME = <run>/models/NAME, "
+        "e.g. the compact target), whose tokenizer this model then uses; embedding and head hold only those rows.",
+    )
+    vocab_top: int | None = Field(
+        None,
+        ge=256,
+        description="Keep only the N most frequent tokens of the vocab (+ special and byte tokens): a smaller "
+        "embedding and head (cheaper steps and drafts); rarer tokens are respelled and never proposed.",
+    )
+    distill_from: str | None = Field(
+        None, description="Teacher: a model listed before it, or run:NAME (a model dir of the run), same vocab."
+    )
     distill_alpha: float = Field(0.5, ge=0, le=1, description="Weight of the KL-to-teacher term (1-alpha on CE).")
     distill_temperature: float = Field(1.0, gt=0, description="Softmax temperature of the distillation KL.")
 
@@ -64,7 +77,11 @@ class ModelSpec(BaseConfig):
 class PretrainConfig(BaseConfig):
     """``tokenwise finetune pretrain``: train small Llama models from scratch with one tokenizer."""
 
-    tokenizer: str = Field(..., description="run:NAME (<run>/tokenizers/NAME) or a local HF tokenizer dir.")
+    tokenizer: str | None = Field(
+        None,
+        description="run:NAME (<run>/tokenizers/NAME), run:models/NAME (a model dir's tokenizer) or a local HF "
+        "tokenizer dir; models may set their own (or a vocab).",
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     models: list[ModelSpec] = Field(..., min_length=1, description="Trained in order; a distil teacher goes first.")
     max_positions: int = Field(512, ge=8, description="max_position_embeddings saved in the models (serving context).")
@@ -77,16 +94,22 @@ class PretrainConfig(BaseConfig):
     def _teachers_first(self) -> PretrainConfig:
         seen: set[str] = set()
         by_name = {m.name: m for m in self.models}
+        lacking = [m.name for m in self.models if not (m.tokenizer or m.vocab or self.tokenizer)]
+        if lacking:
+            raise ValueError(f"models {lacking} have no tokenizer: set pretrain.tokenizer, or tokenizer/vocab on them")
         for m in self.models:
-            if m.distill_from and m.distill_from not in seen:
+            external = bool(m.distill_from and m.distill_from.startswith("run:"))
+            if m.distill_from and not external and m.distill_from not in seen:
                 raise ValueError(f"model {m.name!r} distils from {m.distill_from!r}, which must be listed before it")
-            if m.distill_from and self.tokenizer_of(m) != self.tokenizer_of(by_name[m.distill_from]):
+            if m.distill_from and not external and self.tokenizer_of(m) != self.tokenizer_of(by_name[m.distill_from]):
                 raise ValueError(f"model {m.name!r} distils from {m.distill_from!r}: both need the same tokenizer")
             seen.add(m.name)
         return self
 
     def tokenizer_of(self, model: ModelSpec) -> str:
-        """The tokenizer spec a model is trained with."""
+        """The tokenizer spec a model is trained with (a kept-vocabulary model uses its vocab dir's tokenizer)."""
+        if model.vocab and not model.tokenizer:
+            return model.vocab.replace("run:", "run:models/", 1) if model.vocab.startswith("run:") else model.vocab
         return model.tokenizer or self.tokenizer
 
 

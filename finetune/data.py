@@ -32,13 +32,15 @@ class DataError(ValueError):
 
 
 def resolve(spec: str, run_dir: str | None, kind: str) -> str:
-    """``run:NAME`` -> ``<run>/<kind>/NAME`` (``run:curated`` -> ``<run>/curated``); other specs are paths."""
+    """``run:NAME`` -> ``<run>/<kind>/NAME`` (``run:curated`` -> ``<run>/curated``; ``run:models/NAME`` names the
+    run-dir path itself); other specs are paths."""
     if not spec.startswith("run:"):
         return spec.removeprefix("hf:")
     name = spec[4:]
     if not run_dir:
         raise DataError(f"{spec}: run: paths need --run")
-    return str(Path(run_dir) / name) if name == kind or kind == "" else str(Path(run_dir) / kind / name)
+    explicit = name.split("/", 1)[0] in ("models", "tokenizers", "curated", "plans")
+    return str(Path(run_dir) / name) if name == kind or kind == "" or explicit else str(Path(run_dir) / kind / name)
 
 
 def shard_paths(curated: str) -> list[Path]:

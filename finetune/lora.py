@@ -54,6 +54,8 @@ class LoraRecipe:
         self.train_tokens, self.train_seconds = 0, 0.0
 
     # ---- setup -------------------------------------------------------------------------------------------------
+    @torch.inference_mode(False)  # models must not be built as inference tensors, whatever the caller's thread mode
+    @torch.enable_grad()
     def setup(self, texts=None, evals: list[str] | None = None) -> LoraRecipe:
         """Load and check model, tokenizer and data; wrap with LoRA; build optimizer and schedule; resume if asked.
 
@@ -129,6 +131,8 @@ class LoraRecipe:
         self.sched = get_cosine_schedule_with_warmup(self.opt, self.cfg.warmup_steps, self.cfg.steps)
 
     # ---- train -------------------------------------------------------------------------------------------------
+    @torch.inference_mode(False)
+    @torch.enable_grad()
     def train(self, max_steps: int | None = None) -> dict:
         """Run until ``cfg.steps`` (or ``max_steps`` more steps); returns the metrics so far."""
         c, end = self.cfg, self.cfg.steps if max_steps is None else min(self.cfg.steps, self.step + max_steps)
@@ -143,6 +147,8 @@ class LoraRecipe:
                 self.train_seconds += time.perf_counter() - t0
                 self.step += 1
                 self.history["train"].append({"step": self.step, "loss": loss, "lr": self.sched.get_last_lr()[0]})
+                if self.step % max(1, c.steps // 20) == 0:  # progress (flows read step=), ~20 lines per run
+                    log.info(kv(step=self.step, steps=c.steps, loss=f"{loss:.4f}"))
                 if self.step % max(1, c.steps // 10) == 0:  # ~10 progress lines per run (flows show them as progress)
                     log.info(kv(step=self.step, loss=f"{loss:.4f}"))
                 if self.step % c.eval_every == 0 and self.evals:

@@ -1,11 +1,13 @@
 """Recipe: train small Llama models from scratch on the curated corpus with one tokenizer.
 
-The demo trains a **target** and a much smaller **draft** sharing the tokenizer (the serving stage speculates with the
-draft and verifies with the target). A model may distil from one trained before it (``distill_from``): its loss mixes
+The demo trains a **draft** for the pretrained target (Gemma): a small Llama on the target's tokenizer restricted to
+the compact model's kept vocabulary (``vocab:``), so its embedding and head hold tens of thousands of rows instead of
+262k (the serving stage speculates with the draft and verifies with the target). Tests train tiny targets and drafts
+from scratch on run tokenizers the same way. A model may distil from one trained before it, or from a model dir of
+the run with the same vocabulary (``distill_from``): its loss mixes
 cross-entropy on the data with KL to the teacher's next-token distribution, which raises draft/target agreement (the
 acceptance rate speculative decoding lives on). Each model is saved as a standard HF dir (safetensors + tokenizer) with
-``metrics.json`` (loss curve, eval bits per byte, perplexity, params, tokens/s, peak memory, time).
-"""
+``metrics.json`` (loss curve, eval bits per byte, perplexity, params, tokens/s, peak memory, time)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from tokenwise.config import load_section
 from tokenwise.device import PeakMemory, Runtime, pick_runtime
 from tokenwise.log import kv
 from tokenwise.rundir import RunDir, hash_obj, write_json
+from tokenwise.vocab import KeptVocab, LocalTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +140,9 @@ def pretrain_one(
     model = build_model(spec, tok, cfg.data.seq_len, cfg.seed, cfg.max_positions)
     teacher = None
     if spec.distill_from:
-        teacher = load_causal_lm(rd.stage("models", spec.distill_from), rt.dtype, rt.device).eval()
+        teacher = load_causal_lm(resolve(spec.distill_from, run_dir, "models") if spec.distill_from.startswith("run:")
+                                 else rd.stage("models", spec.distill_from), rt.dtype, rt.device).eval()  # fmt: skip
+        _check_teacher_vocab(spec, teacher, tok)
     _, n_params = count_params(model)
     log.info(kv(model=spec.name, params=n_params, steps=spec.steps, distill_from=spec.distill_from))
     with PeakMemory(rt.device) as mem:
@@ -163,19 +168,39 @@ def pretrain_one(
     return metrics
 
 
+def _run_marker(rd: RunDir, spec: str | None) -> str | None:
+    """Inputs hash of a run model a model depends on (``run:NAME``), so rebuilding it retrains this one."""
+    if not spec or not spec.startswith("run:"):
+        return None
+    marker = rd.marker(f"models/{spec[4:].removeprefix('models/')}")
+    return marker.get("inputs_hash") if marker else None
+
+
+def _check_teacher_vocab(spec: ModelSpec, teacher, tok) -> None:
+    n_teacher, n_student = teacher.get_output_embeddings().out_features, len(tok)
+    if n_teacher != n_student:
+        raise ValueError(
+            f"{spec.name}: teacher {spec.distill_from} predicts {n_teacher} tokens, this model {n_student}; distil "
+            "only from a model with the same (kept) vocabulary, e.g. the compact target for a drafter on its vocab"
+        )
+
+
+@torch.inference_mode(False)  # a caller's thread may sit in inference mode (e.g. a suspended generation): train anyway
+@torch.enable_grad()
 def run_pretrain(cfg: PretrainConfig, run_dir: str) -> dict[str, dict]:
     """Train every model of the config in order (teachers first); skips models whose marker matches."""
     rd = RunDir(run_dir)
     toks: dict[str, object] = {}
     rt = pick_runtime(threads=cfg.threads)
-    evals = eval_sets(resolve(cfg.data.curated, run_dir, "curated"), cfg.data)
+    evals: dict[str, list[str]] | None = None  # read once, and only when a model is actually trained
     out: dict[str, dict] = {}
     for spec in cfg.models:
         stage = f"models/{spec.name}"
         # this model's own inputs: shared settings, its spec and tokenizer, its teacher's result (not its siblings')
         shared = cfg.model_dump(exclude={"models", "threads"})
         key = hash_obj({"cfg": shared, "spec": spec.model_dump(), "tokenizer": cfg.tokenizer_of(spec),
-                        "teacher": out.get(spec.distill_from or "")})  # fmt: skip
+                        "teacher": out.get(spec.distill_from or "") or _run_marker(rd, spec.distill_from),
+                        "vocab": _run_marker(rd, spec.vocab)})  # fmt: skip
         if rd.is_done(stage, key):
             out[spec.name] = rd.marker(stage)["summary"]
             log.info(kv(model=spec.name, skipped="marker matches"))
@@ -183,7 +208,12 @@ def run_pretrain(cfg: PretrainConfig, run_dir: str) -> dict[str, dict]:
         name = cfg.tokenizer_of(spec)
         if name not in toks:
             toks[name] = load_tokenizer(resolve(name, run_dir, "tokenizers"))
-        m = pretrain_one(spec, cfg, run_dir, toks[name], evals, rt)
+        tok = toks[name]
+        if spec.vocab:
+            kept = KeptVocab.load(resolve(spec.vocab, run_dir, "models"))
+            tok = LocalTokenizer(tok, kept.top(spec.vocab_top, tok) if spec.vocab_top else kept)
+        evals = evals or eval_sets(resolve(cfg.data.curated, run_dir, "curated"), cfg.data)
+        m = pretrain_one(spec, cfg, run_dir, tok, evals, rt)
         out[spec.name] = {k: m[k] for k in ("params", "eval_bits_per_byte", "train_seconds", "tokens_per_s")}
         rd.mark_done(stage, key, out[spec.name])
     return out

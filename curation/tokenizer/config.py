@@ -136,6 +136,10 @@ class TokenizerExtendConfig(BaseConfig):
     max_candidates: int = Field(3000, ge=10, description="Candidates kept for the greedy (by estimated savings).")
     max_token_chars: int = Field(32, ge=2, description="Longest candidate string.")
     sample_chars: int = Field(1_000_000, ge=1000, description="Domain characters measured (memory and time ∝ this).")
+    max_doc_chars: int | None = Field(
+        None, ge=100, description="Cap per document in the sample (None = whole documents): spreads a small sample "
+        "over more documents instead of a few huge files."
+    )
     seed: int = 0
 
 

@@ -165,7 +165,8 @@ def load_base(spec: str, run_dir: str) -> tuple[Any, Path]:
     if not isinstance(counter, HFTokenizer):
         raise TokenizerExtendError(f"{spec}: only Hugging Face tokenizers (hf:, run:) can be extended, not tiktoken")
     kind, _, rest = spec.partition(":")
-    path = Path(run_dir) / "tokenizers" / rest if kind == "run" else Path(rest if kind == "hf" else spec)
+    where = {"run": Path(run_dir) / "tokenizers", "model": Path(run_dir) / "models"}
+    path = where[kind] / rest if kind in where else Path(rest if kind == "hf" else spec)
     if path.is_dir() and (path / "tokenizer_config.json").is_file():
         return AutoTokenizer.from_pretrained(str(path)), path
     return PreTrainedTokenizerFast(tokenizer_object=counter.tok, clean_up_tokenization_spaces=False), path
@@ -180,6 +181,7 @@ def domain_texts(
     for b in iter_rows(shards, heldout=heldout, columns=("lang", "domain", "text")):
         for lang, dom, text in zip(b["lang"], b["domain"], b["text"], strict=True):
             if (dom in cfg.domains) != others and (not cfg.languages or lang in cfg.languages) and text:
+                text = text[: cfg.max_doc_chars] if cfg.max_doc_chars else text
                 out.append(text)
                 n += len(text)
                 if n >= max_chars:

@@ -10,6 +10,7 @@ from report.sections.filters import filters
 from report.sections.histograms import histograms
 from report.sections.languages import languages
 from report.sections.measurement import measurement
+from report.sections.models import models
 from report.sections.overview import overview
 from report.sections.plans import plans
 from report.sections.token_counts import token_counts
@@ -29,6 +30,7 @@ SECTIONS: list[ReportSection] = [
     ReportSection("histograms", "Score histograms", "decide", histograms),
     ReportSection("duplicates", "Duplicate clusters", "dedup", duplicates),
     ReportSection("tokenizers", "Tokenizers and premiums", "tokenizer_eval", tokenizers),
+    ReportSection("models", "Models", "source", models),
     ReportSection("measurement", "Measured savings", "measure", measurement),
     ReportSection("diff", "Changes since the previous run", "corpus", diff),
 ]

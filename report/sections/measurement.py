@@ -8,6 +8,7 @@ from report.context import Context
 from report.html import Section, esc
 from report.tables import stage_json
 from serving.measure.ledger import read_ledger
+from serving.measure.requests import read_requests
 
 
 def measurement(ctx: Context) -> Section:
@@ -116,7 +117,13 @@ def measurement(ctx: Context) -> Section:
             points=True,
         )
     )
+    have = ctx.run.exists("measure", "requests.jsonl")
+    reqs = {r["request_id"]: r for r in read_requests(ctx.run.path("measure", "requests.jsonl"))} if have else {}
+    examples = example_answers(rows, names, reqs)
+    for title, table in examples:
+        sec.tables.append((title, table))
     sec.data = {
+        "examples": [{"title": t, "rows": tb[1:]} for t, tb in examples],
         "baseline": base,
         "stacks": {n: {k: v for k, v in x.items() if not isinstance(v, dict)} for n, x in stacks.items()},
         "levers": levers,
@@ -167,3 +174,36 @@ def _spec_table(spec: list[tuple[str, dict]]) -> list[list]:
                   sp.get("predicted_speedup"), vs, sp.get("measured_speedup_in_server"),
                   f"{sp.get('auto_off_requests', 0)} of {sp.get('requests', 0)}"])  # fmt: skip
     return t
+
+
+def example_answers(
+    rows: list[dict], names: list[str], requests: dict[str, dict], n: int = 3
+) -> list[tuple[str, list[list]]]:
+    """Side-by-side answers of every stack to ``n`` requests (one per domain first, then per language), under the
+    prompt's end and the held-out reference continuation."""
+    ok = [r for r in rows if r["status"] == "success"]
+    by_req: dict[str, dict[str, dict]] = {}
+    for r in ok:
+        by_req.setdefault(r["request_id"], {})[r["stack"]] = r
+    complete = [rid for rid, got in sorted(by_req.items()) if all(s in got for s in names)]
+    picked: list[str] = []
+    for key in ("domain", "language"):
+        for rid in complete:
+            first = by_req[rid][names[0]]
+            if rid not in picked and first[key] not in {by_req[p][names[0]][key] for p in picked}:
+                picked.append(rid)
+            if len(picked) == n:
+                break
+    out = []
+    for rid in picked[:n]:
+        got = by_req[rid]
+        meta = got[names[0]]
+        table = [["stack", "model", "answer", "chrF", "bits/byte"]]
+        req = requests.get(rid)
+        if req:
+            table += [["(prompt, last 160 chars)", "", "…" + req["prompt"][-160:], None, None],
+                      ["(held-out reference)", "", req["reference"], None, None]]  # fmt: skip
+        table += [[s, got[s]["model"], got[s]["completion_text"], got[s]["quality_value"], got[s]["bits_per_byte"]]
+                  for s in names]  # fmt: skip
+        out.append((f"Example answers to {rid} ({meta['language']}, {meta['domain']})", table))
+    return out

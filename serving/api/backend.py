@@ -21,6 +21,7 @@ from serving.api.config import ModelSpec
 from serving.decode.engine import Engine
 from serving.decode.speculative import AutoOff
 from serving.models import load_model
+from tokenwise.vocab import KeptVocab
 
 # a probe prompt for measuring a model pair's step costs at load: prose and code, like most traffic
 CALIBRATION_PROBE = (
@@ -94,16 +95,32 @@ class HFBackend:
         self.name, self.max_context = name, max_context
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
         self.tok = _load_hf_tokenizer(tokenizer or path)
+        self._setup_vocab(path)
         eos = self.model.config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self._lock = threading.Lock()  # one forward at a time per model: bounds CPU threads and activation memory
+
+    def _setup_vocab(self, path: str) -> None:
+        """Respelling for a kept (local) vocabulary and the BOS every prompt starts with when the tokenizer adds one
+        by default (Gemma: a prompt without ``<bos>`` is far out of distribution)."""
+        self.kept = KeptVocab.find(path) if Path(path).is_dir() else None
+        if self.kept is not None:
+            self.kept.attach(self.tok)
+        ids = self.tok("a")["input_ids"]
+        bos = self.tok.bos_token_id
+        self.prefix = [bos] if bos is not None and ids and ids[0] == bos else []
+
+    def with_prefix(self, ids: list[int]) -> list[int]:
+        """``ids`` preceded by the model's BOS when it expects one (and they do not start with it)."""
+        return ids if not self.prefix or ids[: len(self.prefix)] == self.prefix else self.prefix + ids
 
     @property
     def vocab_size(self) -> int:
         return int(self.model.config.vocab_size)
 
     def encode(self, text: str) -> list[int]:
-        return self.tok.encode(text, add_special_tokens=False)
+        ids = self.tok.encode(text, add_special_tokens=False)
+        return self.kept.respell(ids) if self.kept is not None else ids
 
     def decode(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=True)
@@ -130,7 +147,7 @@ class HFBackend:
         import torch  # heavy: deferred until used
 
         gen = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
-        logits, past = self._forward(prompt_ids, None)
+        logits, past = self._forward(self.with_prefix(prompt_ids), None)
         stats["forward_passes"] += 1
         for i in range(params.max_tokens):
             logp = torch.log_softmax(logits, -1)
@@ -146,7 +163,7 @@ class HFBackend:
         """Sum of natural-log probabilities of ``target_ids`` following ``context_ids`` (one forward pass)."""
         import torch  # heavy: deferred until used
 
-        ids = (context_ids + target_ids)[-self.max_context :]
+        ids = (self.with_prefix(context_ids) + target_ids)[-self.max_context :]
         n = len(target_ids)
         with self._lock, torch.inference_mode():
             logits = self.model(input_ids=torch.tensor([ids], device=self.model.device)).logits[0].float()
@@ -185,6 +202,7 @@ class EngineBackend(HFBackend):
         self.name, self.max_context, self.spec = spec.name, spec.max_context, spec
         self.model = _load_model(spec.path, spec.quantization)
         self.tok = _load_hf_tokenizer(spec.tokenizer or spec.path)
+        self._setup_vocab(spec.path)
         draft = None
         if spec.speculative.method == "draft":
             if not spec.speculative.draft:
@@ -213,7 +231,7 @@ class EngineBackend(HFBackend):
 
     def generate(self, prompt_ids: list[int], params: GenParams) -> Generation:
         stream = self.engine.stream(
-            prompt_ids,
+            self.with_prefix(prompt_ids),
             max_new_tokens=params.max_tokens,
             temperature=params.temperature,
             top_p=params.top_p,

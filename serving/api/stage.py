@@ -50,8 +50,8 @@ def calibration_report(
     """Thresholds for every strategy at the configured budget, with curves and APGR, as written to router.json."""
 
 
-    out: dict[str, Any] = {"models": names, "n_records": len(records)}
     budget = {"max_escalation": router_cfg.budget_max_escalation, "min_quality": router_cfg.budget_min_quality}
+    out: dict[str, Any] = {"models": names, "n_records": len(records), "budget": budget}
     conf = router_cfg.confidence
     scores = rt.cascade_scores(records, conf)
     cal = rt.calibrate(records, scores, prices, "cascade", **budget)

@@ -109,14 +109,21 @@ def weight_bytes(model: torch.nn.Module) -> int:
     return total
 
 
-def heldout_loss(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], seq_len: int = 256) -> dict[str, float]:
-    """Bits per byte and perplexity of ``texts`` (each scored in windows of ``seq_len`` tokens)."""
+def heldout_loss(
+    model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], seq_len: int = 256, prefix: Sequence[int] = ()
+) -> dict[str, float]:
+    """Bits per byte and perplexity of ``texts`` (each scored in windows of ``seq_len`` tokens).
+
+    ``prefix`` (e.g. ``[bos]`` for models trained with one, such as Gemma) is the context of each document's first
+    window and is not scored itself.
+    """
     nll, tokens, nbytes = 0.0, 0, 0
     with torch.inference_mode():
         for text in texts:
-            ids = tokenizer.encode(text, add_special_tokens=False)
+            ids = list(prefix) + tokenizer.encode(text, add_special_tokens=False)
             nbytes += len(text.encode("utf-8"))
-            for s in range(0, max(len(ids) - 1, 0), seq_len):
+            first = max(len(prefix) - 1, 0)  # the first window predicts from the prefix's last token on
+            for s in range(first, max(len(ids) - 1, 0), seq_len):
                 window = torch.tensor([ids[s : s + seq_len + 1]], device=model.device)
                 if window.shape[1] < 2:
                     continue

@@ -17,6 +17,7 @@ from serving.quantize.methods import QUANTIZERS, compare
 from tokenwise.config import BaseConfig, load_section
 from tokenwise.rundir import RunDir, hash_obj, read_json, write_json
 from tokenwise.splits import is_heldout
+from tokenwise.vocab import KeptVocab, RespellingTokenizer
 
 
 class QuantizeModelSpec(BaseConfig):
@@ -94,6 +95,8 @@ def run_quantize_stage(config_path: str, run_dir: str) -> str:
         out = path / "quantized" / "report.json"
         if not rd.is_done(stage, key):
             tok = load_tokenizer(path)
+            kept = KeptVocab.find(path)  # a local-vocabulary model scores and decodes respelled text
+            tok = RespellingTokenizer(tok, kept) if kept is not None else tok
             prompts = [tok.encode(t[:200], add_special_tokens=False) for t in texts[: cfg.speed_prompts]]
             load = lambda p=path: load_model(p, cfg.device)  # noqa: E731
             rows = compare(load, tok, spec.methods, texts, prompts, cfg.new_tokens, cfg.seq_len)

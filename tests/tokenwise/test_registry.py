@@ -68,8 +68,9 @@ def test_every_shipped_stage_has_its_function_section_and_command():
         assert callable(s.run) and s.run.__doc__, s.name
         assert s.section in REGISTRY.sections(), s.name
     assert set(REGISTRY.sections()) >= {"run", "prefect", "corpus", "decide", "tokenizer", "serve", "measure"}
-    assert {s.name for s in REGISTRY.stages if s.device == "gpu"} == {"pretrain", "lora", "adapt", "quantize", "serve",
-                                                                      "measure"}
+    assert {s.name for s in REGISTRY.stages if s.device == "gpu"} == {"pretrain", "lora", "compact", "adapt",
+                                                                      "quantize", "serve", "measure"}
+    assert REGISTRY.stage("source").section == "sources" and REGISTRY.stage("source").command == "models fetch"
 
 
 @pytest.mark.parametrize(
@@ -95,6 +96,7 @@ def test_a_stage_needs_both_section_and_model_and_a_command_in_its_group():
 
 def test_upstream_paths_are_what_a_group_reads_from_other_groups():
     assert REGISTRY.upstream_paths("curate") == ("corpus", "models/quality")
-    assert REGISTRY.upstream_paths("tokenizer") == ("curated", "plans")
+    assert REGISTRY.upstream_paths("tokenizer") == ("curated", "plans", "models")  # extends a source model's tokenizer
+    assert REGISTRY.upstream_paths("finetune") == ("curated", "plans", "models", "tokenizers")
     assert REGISTRY.upstream_paths("quantize") == ("models",)
     assert set(REGISTRY.upstream_paths("measure")) == {"models", "tokenizers", "serve"}

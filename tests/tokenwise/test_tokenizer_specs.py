@@ -34,6 +34,12 @@ def test_hf_tokenizer_from_dir(tmp_path):
     t.save(str(tmp_path / "mytok" / "tokenizer.json"))
     tok = load_tokenizer(f"hf:{tmp_path / 'mytok'}")
     assert tok.name == "mytok" and len(tok.encode("hello world")) >= 1
+    (tmp_path / "run" / "models").mkdir(parents=True)
+    (tmp_path / "mytok").rename(tmp_path / "run" / "models" / "mymodel")  # a model dir's tokenizer: model:NAME
+    tok = load_tokenizer("model:mymodel", str(tmp_path / "run"))
+    assert tok.name == "mymodel" and len(tok.encode("hello world")) >= 1
+    with pytest.raises(TokenizerSpecError, match="need a run directory"):
+        load_tokenizer("model:mymodel")
 
 
 def test_bad_specs(tmp_path):

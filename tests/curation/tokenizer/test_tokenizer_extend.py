@@ -77,3 +77,20 @@ def test_bad_bases_fail_with_the_fix_named(run, tmp_path):
         extend(TokenizerExtendConfig(name="x", base=f"hf:{tmp_path}/nope"), str(run))
     with pytest.raises(TokenizerExtendError, match="empty corpus"):
         extend(TokenizerExtendConfig(name="x", base="run:base", domains=["nothing"]), str(run))
+
+
+def test_model_base_and_per_document_cap(run):
+    """A model dir's tokenizer extends (model:NAME); max_doc_chars spreads the sample over more documents."""
+    import shutil
+
+    from curation.tokenizer.data import shard_paths
+    from curation.tokenizer.extend import domain_texts
+
+    shutil.copytree(run / "tokenizers" / "base", run / "models" / "m")
+    meta = extend(TokenizerExtendConfig(name="m_code", base="model:m", domains=["code"], max_new_tokens=8,
+                                        sample_chars=20_000, max_doc_chars=500), str(run))  # fmt: skip
+    assert meta["base_vocab_size"] == 600 and meta["checks"]["ids_moved"] == 0
+    shards = shard_paths(str(run), "curated")
+    whole = domain_texts(shards, TokenizerExtendConfig(name="a", base="x", sample_chars=20_000), False, 20_000)
+    capped = domain_texts(shards, TokenizerExtendConfig(name="a", base="x", max_doc_chars=500), False, 20_000)
+    assert max(map(len, capped)) <= 500 and len(capped) > len(whole)

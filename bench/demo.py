@@ -6,7 +6,9 @@ stage, with the corpus it built; writes bench/results/demo.json (the README's "m
 Runs ``tokenwise demo`` as a subprocess (what `make demo` runs) in a fresh run directory (a temporary one unless
 ``--run`` names one) with an empty model cache (``TOKENWISE_MODEL_CACHE``: the Gemma conversion is timed as on a fresh
 clone), parses its ``[stage] summary (Ns)`` lines, then runs the same command again on the same run directory (nothing
-changed: every stage should skip) and records both. Slow: the whole pipeline on Gemma 3 270M.
+changed: every stage should skip) and records both. Each run also records its CPU seconds (the demo and every process
+it started) and the 1-minute load average before and after: on a shared machine the wall time includes other jobs'
+share of the cores, the CPU time does not. Slow: the whole pipeline on Gemma 3 270M.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -52,19 +55,29 @@ def measured_savings(run: Path) -> dict:
             "stacks": {n: {k: t.get(k) for k in keys} for n, t in s["stacks"].items()}}  # fmt: skip
 
 
+def _children_cpu() -> float:
+    """User + system CPU seconds of every finished child process (the demo and everything it started)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run_demo(run: Path, env: dict[str, str]) -> dict:
     """One ``tokenwise demo`` on ``run``: exit code, wall seconds, per-stage seconds and summaries."""
     cmd = [sys.executable, "-c", "from tokenwise.cli import main; main()", "demo", "--config",
            str(ROOT / "configs" / "demo.yaml"), "--run", str(run)]  # fmt: skip
+    load_before = os.getloadavg()[0]
+    cpu0 = _children_cpu()
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - t0
+    cpu = _children_cpu() - cpu0
     stages = {}
     for line in proc.stdout.splitlines():
         m = STAGE_LINE.match(line.strip())
         if m:
             stages[m["stage"]] = {"seconds": float(m["seconds"]), "summary": m["summary"]}
-    out = {"exit_code": proc.returncode, "seconds": round(seconds, 1), "stages": stages}
+    out = {"exit_code": proc.returncode, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+           "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)], "stages": stages}  # fmt: skip
     if proc.returncode:
         out["stderr_tail"] = proc.stderr[-3000:]
     return out

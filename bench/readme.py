@@ -395,22 +395,22 @@ CLAIMS: list[Claim] = [
     # Gemma speculative decoding (bench/gemma.py --only speculative)
     _c("50 held-out prompts × 24 tokens", "50", "gemma_speculative.json", "prompts", GEMMA_SPEC, slow=True),
     _c("50 held-out prompts × 24 tokens", "24", "gemma_speculative.json", "new_tokens", GEMMA_SPEC, slow=True),
-    _c("prompt lookup 1.44× decode (α 0.72, predicted E/(k·c+v) 1.94×)", "1.44", "gemma_speculative.json",
+    _c("prompt lookup 1.44× decode (α 0.72, predicted E/(k·c+v) 1.94×", "1.44", "gemma_speculative.json",
        "modes.prompt_lookup.speedup", GEMMA_SPEC, slow=True, tolerance=0.2),  # fmt: skip
-    _c("prompt lookup 1.44× decode (α 0.72, predicted E/(k·c+v) 1.94×)", "0.72", "gemma_speculative.json",
+    _c("prompt lookup 1.44× decode (α 0.72, predicted E/(k·c+v) 1.94×", "0.72", "gemma_speculative.json",
        "modes.prompt_lookup.alpha", GEMMA_SPEC, slow=True, tolerance=0.1),  # fmt: skip
-    _c("prompt lookup 1.44× decode (α 0.72, predicted E/(k·c+v) 1.94×)", "1.94", "gemma_speculative.json",
+    _c("prompt lookup 1.44× decode (α 0.72, predicted E/(k·c+v) 1.94×", "1.94", "gemma_speculative.json",
        "modes.prompt_lookup.predicted_speedup_E_over_kc_plus_v", GEMMA_SPEC, slow=True, tolerance=0.2),  # fmt: skip
     _c("the 2.5M drafter 0.81×", "2.5", "gemma_speculative.json", "draft_params", GEMMA_SPEC, scale=1e-6, slow=True),
     _c("the 2.5M drafter 0.81×", "0.81", "gemma_speculative.json", "modes.draft_model.speedup", GEMMA_SPEC,
        slow=True, tolerance=0.2),  # fmt: skip
-    _c("(α 0.04, c 0.05, v 1.15; predicted 0.83×)", "0.04", "gemma_speculative.json", "modes.draft_model.alpha",
+    _c("(α 0.04, c 0.05, v 1.15; predicted 0.83×", "0.04", "gemma_speculative.json", "modes.draft_model.alpha",
        GEMMA_SPEC, slow=True, tolerance=1.0),  # fmt: skip
-    _c("(α 0.04, c 0.05, v 1.15; predicted 0.83×)", "0.05", "gemma_speculative.json", "modes.draft_model.c",
+    _c("(α 0.04, c 0.05, v 1.15; predicted 0.83×", "0.05", "gemma_speculative.json", "modes.draft_model.c",
        GEMMA_SPEC, slow=True, tolerance=0.5),  # fmt: skip
-    _c("(α 0.04, c 0.05, v 1.15; predicted 0.83×)", "1.15", "gemma_speculative.json",
+    _c("(α 0.04, c 0.05, v 1.15; predicted 0.83×", "1.15", "gemma_speculative.json",
        "modes.draft_model.v_verify_over_step", GEMMA_SPEC, slow=True, tolerance=0.3),  # fmt: skip
-    _c("(α 0.04, c 0.05, v 1.15; predicted 0.83×)", "0.83", "gemma_speculative.json",
+    _c("(α 0.04, c 0.05, v 1.15; predicted 0.83×", "0.83", "gemma_speculative.json",
        "modes.draft_model.predicted_speedup_E_over_kc_plus_v", GEMMA_SPEC, slow=True, tolerance=0.2),  # fmt: skip
     _c("on 50/50 (prompt lookup)", "50", "gemma_speculative.json", "modes.prompt_lookup.greedy_identical_prompts",
        GEMMA_SPEC, slow=True, tolerance=0.0),  # fmt: skip

@@ -379,6 +379,8 @@ CLAIMS: list[Claim] = [
        GEMMA_RUN, scale=-1, slow=True, tolerance=1.0),  # fmt: skip
     _c("Routing sent 1 of 24 requests", "1", "gemma_run.json", "measure.stacks.routed.small_model_share", GEMMA_RUN,
        scale=24, slow=True, tolerance=1.0),  # fmt: skip
+    _c("Routing sent 1 of 24 requests", "24", "gemma_run.json", "measure.stacks.routed.requests", GEMMA_RUN,
+       slow=True, tolerance=0.0),  # fmt: skip
     _c("(calibration: 97% escalated at 96.7%", "97", "gemma_run.json", "router.cascade.point.escalation_rate",
        GEMMA_RUN, scale=100, slow=True, tolerance=0.1),  # fmt: skip
     _c("(calibration: 97% escalated at 96.7%", "96.7", "gemma_run.json", "router.cascade.point.quality_share",

@@ -69,12 +69,17 @@ GIB = 1 / 2**30
 
 CLAIMS: list[Claim] = [
     # make demo (Gemma 3 270M)
-    _c("1958 s end to end on Gemma 3 270M", "1958", "demo.json", "seconds", DEMO, slow=True, tolerance=0.25),
-    _c("measure 554 s", "554", "demo.json", "stages.measure.seconds", DEMO, slow=True, tolerance=0.3),
-    _c("scoring 278 s", "278", "demo.json", "stages.score.seconds", DEMO, slow=True, tolerance=0.3),
-    _c("LoRA 242 s", "242", "demo.json", "stages.lora.seconds", DEMO, slow=True, tolerance=0.3),
-    _c("adapt 188 s", "188", "demo.json", "stages.adapt.seconds", DEMO, slow=True, tolerance=0.3),
-    _c("Gemma conversion 127 s", "127", "demo.json", "stages.source.seconds", DEMO, slow=True, tolerance=0.3),
+    _c("**1086 s end to end on Gemma 3 270M**", "1086", "demo.json", "seconds", DEMO, slow=True, tolerance=0.25),
+    _c("(1220 CPU seconds;", "1220", "demo.json", "cpu_seconds", DEMO, slow=True, tolerance=0.25),
+    _c("1-minute load 1.48 at the start", "1.48", "demo.json", "load_average_1m.0", DEMO, slow=True, tolerance=10.0),
+    _c("measure 287 s", "287", "demo.json", "stages.measure.seconds", DEMO, slow=True, tolerance=0.3),
+    _c("LoRA 126 s", "126", "demo.json", "stages.lora.seconds", DEMO, slow=True, tolerance=0.3),
+    _c("Gemma conversion 112 s", "112", "demo.json", "stages.source.seconds", DEMO, slow=True, tolerance=0.3),
+    _c("adapt 111 s", "111", "demo.json", "stages.adapt.seconds", DEMO, slow=True, tolerance=0.3),
+    _c("tokenizer training 90 s", "90", "demo.json", "stages.tokenizer_train.seconds", DEMO, slow=True, tolerance=0.3),
+    _c("scoring 73 s", "73", "demo.json", "stages.score.seconds", DEMO, slow=True, tolerance=0.3),
+    _c("**the rerun with nothing changed 10.9 s**", "10.9", "demo.json", "rerun.seconds", DEMO, slow=True,
+       tolerance=1.0),  # fmt: skip
     # ingest
     _c("23 MB/s, 2.6–4.0×", "23", "ingest.json", "sizes.200MB.ours.mb_per_s", INGEST),
     _c("23 MB/s, 2.6–4.0×", "2.6", "ingest.json", "sizes.200MB.ratio_polars_over_ours", INGEST),
@@ -328,71 +333,71 @@ CLAIMS: list[Claim] = [
     ),
     _c("o200k (3.2)", "3.2", "tokenizer.json", "heldout.multilingual.o200k_base.premium_max", TOKENIZER, slow=True),
     # Gemma 3 270M in the demo run (bench/gemma.py --only run collects what the run wrote)
-    _c("12 CPU steps on curated docs", "12", "gemma_run.json", "lora.steps", GEMMA_RUN, slow=True, tolerance=0.0),
-    _c("held-out bits per byte 1.570 → 1.420", "1.570", "gemma_run.json", "lora.bits_per_byte_before", GEMMA_RUN,
+    _c("8 CPU steps on curated docs", "8", "gemma_run.json", "lora.steps", GEMMA_RUN, slow=True, tolerance=0.0),
+    _c("held-out bits per byte 1.570 → 1.447", "1.570", "gemma_run.json", "lora.bits_per_byte_before", GEMMA_RUN,
        slow=True, tolerance=0.05),  # fmt: skip
-    _c("held-out bits per byte 1.570 → 1.420", "1.420", "gemma_run.json", "lora.eval_bits_per_byte", GEMMA_RUN,
+    _c("held-out bits per byte 1.570 → 1.447", "1.447", "gemma_run.json", "lora.eval_bits_per_byte", GEMMA_RUN,
        slow=True, tolerance=0.05),  # fmt: skip
-    _c("1.420, trainable 0.27%", "0.27", "gemma_run.json", "lora.trainable_share", GEMMA_RUN, scale=100, slow=True),
+    _c("1.447, trainable 0.27%", "0.27", "gemma_run.json", "lora.trainable_share", GEMMA_RUN, scale=100, slow=True),
     _c("32 code tokens added", "32", "gemma_run.json", "adapt.new_token_ids", GEMMA_RUN, slow=True),
     _c("1294 → 1258 tokens (−2.8%)", "1294", "gemma_run.json", "adapt.eval_tokens.old_tokens", GEMMA_RUN, slow=True),
     _c("1294 → 1258 tokens (−2.8%)", "1258", "gemma_run.json", "adapt.eval_tokens.new_tokens", GEMMA_RUN, slow=True),
     _c("1294 → 1258 tokens (−2.8%)", "2.8", "gemma_run.json", "adapt.eval_tokens.saved_share", GEMMA_RUN, scale=100,
        slow=True),  # fmt: skip
-    _c("bits per byte 1.240 → 1.285", "1.240", "gemma_run.json", "adapt.bits_per_byte_old_model", GEMMA_RUN,
+    _c("bits per byte 1.289 → 1.301", "1.289", "gemma_run.json", "adapt.bits_per_byte_old_model", GEMMA_RUN,
        slow=True, tolerance=0.05),  # fmt: skip
-    _c("bits per byte 1.240 → 1.285", "1.285", "gemma_run.json", "adapt.eval_bits_per_byte", GEMMA_RUN, slow=True,
+    _c("bits per byte 1.289 → 1.301", "1.301", "gemma_run.json", "adapt.eval_bits_per_byte", GEMMA_RUN, slow=True,
        tolerance=0.05),  # fmt: skip
-    _c("(the new rows trained 12 LoRA steps; 1.344 at initialisation)", "1.344", "gemma_run.json",
+    _c("(the new rows trained 12 LoRA steps; 1.392 at initialisation)", "1.392", "gemma_run.json",
        "adapt.bits_per_byte_init", GEMMA_RUN, slow=True, tolerance=0.05),  # fmt: skip
-    _c("96.5% of the quality", "96.5", "gemma_run.json", "adapt.bits_per_byte_old_model / adapt.eval_bits_per_byte",
+    _c("99.1% of the quality", "99.1", "gemma_run.json", "adapt.bits_per_byte_old_model / adapt.eval_bits_per_byte",
        GEMMA_RUN, scale=100, slow=True, note="quality share = old bpb / new bpb (same bytes)"),  # fmt: skip
     _c("to the 61,516 tokens", "61,516", "gemma_run.json", "compact.kept", GEMMA_RUN, slow=True),
     _c("(of 262,176)", "262,176", "gemma_run.json", "compact.vocab_size", GEMMA_RUN, slow=True),
     _c("held-out token coverage 99.36%", "99.36", "gemma_run.json", "compact.heldout_coverage", GEMMA_RUN, scale=100,
        slow=True),  # fmt: skip
-    _c("fp32 1.91× smaller, 1.52× tokens/s", "1.91", "gemma_run.json", "compact.models.compact.size_ratio", GEMMA_RUN,
+    _c("fp32 1.91× smaller, 1.58× tokens/s", "1.91", "gemma_run.json", "compact.models.compact.size_ratio", GEMMA_RUN,
        slow=True),  # fmt: skip
-    _c("fp32 1.91× smaller, 1.52× tokens/s", "1.52", "gemma_run.json", "compact.models.compact.speed_ratio",
+    _c("fp32 1.91× smaller, 1.58× tokens/s", "1.58", "gemma_run.json", "compact.models.compact.speed_ratio",
        GEMMA_RUN, slow=True, tolerance=0.3),  # fmt: skip
     _c("bits per byte −0.011", "0.011", "gemma_run.json", "compact.models.compact.bits_per_byte_delta", GEMMA_RUN,
        scale=-1, slow=True, tolerance=1.0),  # fmt: skip
-    _c("identical on 5 of 8 held-out prompts", "5", "gemma_run.json",
+    _c("identical on 4 of 8 held-out prompts", "4", "gemma_run.json",
        "compact.models.compact.greedy_agreement.identical_share", GEMMA_RUN, scale=8, slow=True),  # fmt: skip
-    _c("identical on 5 of 8 held-out prompts", "8", "gemma_run.json", "compact.prompts", GEMMA_RUN, slow=True),
-    _c("(token agreement 0.73)", "0.73", "gemma_run.json", "compact.models.compact.greedy_agreement.token_agreement",
+    _c("identical on 4 of 8 held-out prompts", "8", "gemma_run.json", "compact.prompts", GEMMA_RUN, slow=True),
+    _c("(token agreement 0.61)", "0.61", "gemma_run.json", "compact.models.compact.greedy_agreement.token_agreement",
        GEMMA_RUN, slow=True),  # fmt: skip
-    _c("3.56× smaller but 0.57× tokens/s", "3.56", "gemma_run.json",
+    _c("3.56× smaller but 0.66× tokens/s", "3.56", "gemma_run.json",
        "compact.models.compact_int8_weight_only.size_ratio", GEMMA_RUN, slow=True),  # fmt: skip
-    _c("3.56× smaller but 0.57× tokens/s", "0.57", "gemma_run.json",
+    _c("3.56× smaller but 0.66× tokens/s", "0.66", "gemma_run.json",
        "compact.models.compact_int8_weight_only.speed_ratio", GEMMA_RUN, slow=True, tolerance=0.3),  # fmt: skip
-    _c("24 held-out requests per stack", "24", "gemma_run.json", "measure.requests", GEMMA_RUN, slow=True),
-    _c("**1.99× faster per request**", "1.99", "gemma_run.json",
+    _c("20 held-out requests per stack", "20", "gemma_run.json", "measure.requests", GEMMA_RUN, slow=True),
+    _c("**1.60× faster per request**", "1.60", "gemma_run.json",
        "measure.stacks.optimized.speedup_per_request_vs_baseline", GEMMA_RUN, slow=True, tolerance=0.3),  # fmt: skip
-    _c("(decode 2.16×)", "2.16", "gemma_run.json", "measure.stacks.optimized.decode_speedup_vs_baseline", GEMMA_RUN,
+    _c("(decode 1.81×)", "1.81", "gemma_run.json", "measure.stacks.optimized.decode_speedup_vs_baseline", GEMMA_RUN,
        slow=True, tolerance=0.3),  # fmt: skip
-    _c("chrF 11.4 vs 12.0 (−0.6", "11.4", "gemma_run.json", "measure.stacks.optimized.chrf_mean", GEMMA_RUN,
+    _c("chrF 10.6 vs 9.8 (+0.7, within 1 point)", "10.6", "gemma_run.json", "measure.stacks.optimized.chrf_mean", GEMMA_RUN,
        slow=True, tolerance=0.1),  # fmt: skip
-    _c("chrF 11.4 vs 12.0 (−0.6", "12.0", "gemma_run.json", "measure.stacks.baseline.chrf_mean", GEMMA_RUN,
+    _c("chrF 10.6 vs 9.8 (+0.7, within 1 point)", "9.8", "gemma_run.json", "measure.stacks.baseline.chrf_mean", GEMMA_RUN,
        slow=True, tolerance=0.1),  # fmt: skip
-    _c("chrF 11.4 vs 12.0 (−0.6", "0.6", "gemma_run.json", "measure.stacks.optimized.chrf_delta_vs_baseline",
-       GEMMA_RUN, scale=-1, slow=True, tolerance=1.0),  # fmt: skip
-    _c("Routing sent 1 of 24 requests", "1", "gemma_run.json", "measure.stacks.routed.small_model_share", GEMMA_RUN,
-       scale=24, slow=True, tolerance=1.0),  # fmt: skip
-    _c("Routing sent 1 of 24 requests", "24", "gemma_run.json", "measure.stacks.routed.requests", GEMMA_RUN,
+    _c("chrF 10.6 vs 9.8 (+0.7, within 1 point)", "0.7", "gemma_run.json",
+       "measure.stacks.optimized.chrf_delta_vs_baseline", GEMMA_RUN, slow=True, tolerance=1.0),  # fmt: skip
+    _c("Routing sent 1 of 20 requests", "1", "gemma_run.json", "measure.stacks.routed.small_model_share", GEMMA_RUN,
+       scale=20, slow=True, tolerance=1.0),  # fmt: skip
+    _c("Routing sent 1 of 20 requests", "20", "gemma_run.json", "measure.stacks.routed.requests", GEMMA_RUN,
        slow=True, tolerance=0.0),  # fmt: skip
-    _c("(calibration: 97% escalated at 96.7%", "97", "gemma_run.json", "router.cascade.point.escalation_rate",
+    _c("(calibration: 96% escalated at 95.9%", "96", "gemma_run.json", "router.cascade.point.escalation_rate",
        GEMMA_RUN, scale=100, slow=True, tolerance=0.1),  # fmt: skip
-    _c("(calibration: 97% escalated at 96.7%", "96.7", "gemma_run.json", "router.cascade.point.quality_share",
+    _c("(calibration: 96% escalated at 95.9%", "95.9", "gemma_run.json", "router.cascade.point.quality_share",
        GEMMA_RUN, scale=100, slow=True, tolerance=0.05),  # fmt: skip
     _c("the 2.5M-parameter drafter", "2.5", "gemma_run.json", "draft.params", GEMMA_RUN, scale=1e-6, slow=True),
     _c("(3.21 bits per byte on held-out text", "3.21", "gemma_run.json", "draft.eval_bits_per_byte", GEMMA_RUN,
        slow=True, tolerance=0.1),  # fmt: skip
-    _c("Gemma 1.14 on the measured references", "1.14", "gemma_run.json", "measure.stacks.baseline.bits_per_byte_mean",
+    _c("Gemma 1.17 on the measured references", "1.17", "gemma_run.json", "measure.stacks.baseline.bits_per_byte_mean",
        GEMMA_RUN, slow=True, tolerance=0.05),  # fmt: skip
-    _c("decoded 1.53× vs the compact stack's 1.04×", "1.53", "gemma_run.json",
+    _c("decoded 1.59× vs the compact stack's 1.49×", "1.59", "gemma_run.json",
        "measure.stacks.routed.decode_speedup_vs_baseline", GEMMA_RUN, slow=True, tolerance=1.0),  # fmt: skip
-    _c("decoded 1.53× vs the compact stack's 1.04×", "1.04", "gemma_run.json",
+    _c("decoded 1.59× vs the compact stack's 1.49×", "1.49", "gemma_run.json",
        "measure.stacks.compact.decode_speedup_vs_baseline", GEMMA_RUN, slow=True, tolerance=1.0),  # fmt: skip
     # Gemma speculative decoding (bench/gemma.py --only speculative)
     _c("50 held-out prompts × 24 tokens", "50", "gemma_speculative.json", "prompts", GEMMA_SPEC, slow=True),

@@ -179,9 +179,17 @@ def pattern_gate(pattern: re.Pattern, anchored_start: bool = False) -> Gate:
         edges = [_edge(alt, last=at_end) for alt, _ in alts]
         if all(e is not ALL for e in edges):
             by_edge = {}
+            unions: dict[tuple[int, int], CharSet] = {}  # chars share their set objects: no per-char copy
             for edge, (_, nd) in zip(edges, alts, strict=True):
                 for ch in edge:
-                    by_edge[ch] = _union(by_edge.get(ch, frozenset()), nd)
+                    prev = by_edge.get(ch)
+                    if prev is None or prev is nd:
+                        by_edge[ch] = nd
+                    else:
+                        key = (id(prev), id(nd))
+                        if key not in unions:
+                            unions[key] = _union(prev, nd)
+                        by_edge[ch] = unions[key]
     return Gate(needed, by_edge, at_end, tree.getwidth()[0] == 0)
 
 

@@ -295,3 +295,34 @@ def _choose(labels: list[str], probs: Any, evidence: frozenset[str]) -> tuple[st
     best, label = max(ok)
     total = sum(p for p, _ in ok)
     return label, (best / total if total > 0 else 0.0)
+
+
+def expected_label(lang: str, label: str) -> str:
+    """The LID label a corpus language code should get, in the label's style: ``zh_CN`` -> ``zh`` (lid.176),
+    ``de`` -> ``deu_Latn`` (GlotLID, when ``label`` looks like one)."""
+    from curation.languages import flores_key, parse_locale  # sibling package module, kept out of import time
+
+    return flores_key(lang) if "_" in label else parse_locale(lang)[0]
+
+
+def unit_confusion(langs: list[str | None], labels: list[str], model_labels: list[str] | None = None,
+                   top: int = 5) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Per corpus language: documents, accuracy of ``labels`` (and of ``model_labels``) against the language, and
+    the most frequent wrong labels; for the parallel units' documents (the caller selects them)."""
+    out: dict[str, dict[str, Any]] = {}
+    for i, (lang, label) in enumerate(zip(langs, labels, strict=True)):
+        if not lang:
+            continue
+        want = expected_label(lang, label)
+        e = out.setdefault(lang, {"docs": 0, "correct": 0, "model_correct": 0, "confused": Counter()})
+        e["docs"] += 1
+        e["correct"] += label == want
+        if label != want:
+            e["confused"][label] += 1
+        if model_labels is not None:
+            e["model_correct"] += model_labels[i] == want
+    for e in out.values():
+        e["accuracy"] = e["correct"] / e["docs"]
+        e["model_accuracy"] = e.pop("model_correct") / e["docs"] if model_labels is not None else None
+        e["confused"] = dict(e["confused"].most_common(top))
+    return dict(sorted(out.items()))

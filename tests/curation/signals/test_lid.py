@@ -17,7 +17,7 @@ import re
 import pytest
 
 from curation.signals import datatrove_reference as ref
-from curation.signals.lid import LanguageIdentifier, script_of
+from curation.signals.lid import LanguageIdentifier, compatible, script_evidence, script_of
 
 PLACEHOLDERS = re.compile(r"%[-#0 +]*\d*(?:\.\d+)?[a-zA-Z]|\{[^}]*\}|<[^>]+>|&\w+;|\\[nt]")
 ASSERTED = {
@@ -88,10 +88,13 @@ def test_accuracy_on_well_covered_languages(accuracy):
 
 def test_scores_equal_datatrove_ft176(lid):
     texts = translations("de")[:20] + translations("ja")[:20] + ["plain English text about a file that was not found"]
-    ours_labels, ours_scores, _ = lid.predict(texts)
+    ours = lid.identify(texts)
     theirs = ref.run_lid(ref.make_lid(lid.path), texts)
-    assert ours_labels == [lang for lang, _ in theirs]
-    assert ours_scores == pytest.approx([score for _, score in theirs], abs=1e-6)
+    assert ours.model_labels == [lang for lang, _ in theirs]  # the model's own label = datatrove's LID step
+    assert ours.model_scores == pytest.approx([score for _, score in theirs], abs=1e-6)
+    # script evidence changes a label only where the model's label contradicts the text's script
+    for text, mine, model in zip(texts, ours.labels, ours.model_labels, strict=True):
+        assert mine == model or not compatible(model, script_evidence(text)), (text, mine, model)
 
 
 def test_script_from_unicode_ranges():

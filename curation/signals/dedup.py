@@ -177,9 +177,10 @@ def minhash_batch(parts: list[np.ndarray], a: np.ndarray, b: np.ndarray, chunk: 
     starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
     s = np.concatenate(parts)[:, None]
     out = np.full((len(parts), a.shape[1]), np.iinfo(np.uint64).max, dtype=np.uint64)
+    bufs = tuple(np.empty((min(chunk, len(s)), a.shape[1]), dtype=np.uint64) for _ in range(3))
     for c0 in range(0, len(s), chunk):
         c1 = min(c0 + chunk, len(s))
-        phv = _perm_mod(s[c0:c1], a, b)  # [c, H]
+        phv = _perm_mod(s[c0:c1], a, b, tuple(buf[: c1 - c0] for buf in bufs))  # [c, H]
         first = np.searchsorted(starts, c0, side="right") - 1
         seg = np.concatenate([[c0], starts[(starts > c0) & (starts < c1)]])
         mins = np.minimum.reduceat(phv, seg - c0, axis=0)
@@ -188,16 +189,19 @@ def minhash_batch(parts: list[np.ndarray], a: np.ndarray, b: np.ndarray, chunk: 
     return out
 
 
-def _perm_mod(s: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _perm_mod(s: np.ndarray, a: np.ndarray, b: np.ndarray,
+              bufs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:  # fmt: skip
     # (s*a + b) wraps mod 2^64 exactly as datatrove's numpy expression does; then y mod p with p = 2^61-1:
-    # y = hi*2^61 + lo = hi + lo (mod p), and one conditional subtraction (min(r, r-p) wraps when r < p)
+    # y = hi*2^61 + lo = hi + lo (mod p), and one conditional subtraction (min(r, r-p) wraps when r < p);
+    # ``bufs``: three [len(s), H] arrays reused across chunks (no page faults for fresh temporaries)
+    y, r, t = bufs if bufs is not None else (None, None, None)
     with np.errstate(over="ignore"):
-        y = s * a
+        y = np.multiply(s, a, out=y)
         y += b
-        r = y & _MERSENNE
+        r = np.bitwise_and(y, _MERSENNE, out=r)
         y >>= np.uint64(61)
         r += y
-        np.minimum(r, r - _MERSENNE, out=r)
+        np.minimum(r, np.subtract(r, _MERSENNE, out=t), out=r)
     return r
 
 

@@ -6,7 +6,7 @@ Each input record becomes exactly one document row or one quarantine record, so 
 :func:`iter_documents` flattens batches into :class:`~tokenwise.documents.Document` objects for callers that want them.
 
 JSONL is read in bounded byte blocks cut at newlines. A block is parsed in one vectorised call (``polars``, which
-checks JSON syntax and UTF-8) and accepted only when every row is valid; a block that fails is split into ~32 pieces
+checks JSON syntax and UTF-8) and accepted only when every row is valid; a block that fails is split into ~8 pieces
 parsed the same way, and only failing pieces are parsed line by line, which gives the exact line number and byte
 offset of each bad record. Memory is bounded by the block size plus ``max_doc_bytes`` whatever the file size; a line
 longer than ``max_doc_bytes`` is skipped while streaming (``too_large``) and never held whole.
@@ -52,6 +52,7 @@ REASONS = (
 _META = ("id", "lang", "domain", "unit_id")
 _SNIPPET = 120
 _MIN_BISECT_BYTES = 32 << 10
+_SPLIT = 8  # pieces per failed block: fewer = fewer parser calls around one bad line, more bytes parsed twice
 
 
 class FieldMap(BaseConfig):
@@ -440,7 +441,7 @@ def _skip_line(f: IO[bytes], carry: bytes, opts: ReadOptions, file: str, offset:
 
 def _parse_block(block: bytes, offset: int, line: int, opts: ReadOptions, file: str, label: str,
                  state: dict) -> Iterator[Batch]:  # fmt: skip
-    """Vectorised parse of a block; when it fails, of ~32 line-aligned pieces, recursively; exact lines only for the
+    """Vectorised parse of a block; when it fails, of ~8 line-aligned pieces, recursively; exact lines only for the
     small pieces that still fail.
 
     After a failed block the next one goes straight to pieces (files with bad lines everywhere are not parsed twice);
@@ -458,7 +459,7 @@ def _parse_block(block: bytes, offset: int, line: int, opts: ReadOptions, file: 
 
 def _parse_split(block: bytes, offset: int, line: int, opts: ReadOptions, file: str, label: str):
     failed = 0
-    for piece, off, ln in _pieces(block, offset, line, max(4096, len(block) // 32)):
+    for piece, off, ln in _pieces(block, offset, line, max(4096, len(block) // _SPLIT)):
         table = _try_vectorised(piece, ln, opts, label)
         if table is None:
             failed += 1

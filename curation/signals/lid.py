@@ -80,16 +80,22 @@ def script_of(text: str, sample_chars: int = 8192) -> str:
     """
     if text.isascii():
         return "Latn" if _has_ascii_letter(text) else UNKNOWN_SCRIPT
+    return _dominant(_script_counts(text, sample_chars))
+
+
+def _script_counts(text: str, sample_chars: int) -> Counter:
+    """Letters per script (ISO 15924 names) of a non-ASCII text, on an evenly strided sample of long texts."""
     if len(text) > sample_chars:
         text = text[:: len(text) // sample_chars + 1]
     table, names = _script_table()
-    counts = Counter(text.translate(table))
+    return Counter({names[c]: n for c, n in Counter(text.translate(table)).items()})
+
+
+def _dominant(counts: Counter) -> str:
     if not counts:
         return UNKNOWN_SCRIPT
-    top = names[counts.most_common(1)[0][0]]
-    if top == "Hani" and any(names[c] in ("Hira", "Kana") for c in counts):
-        return "Jpan"
-    if top in ("Hira", "Kana"):
+    top = counts.most_common(1)[0][0]
+    if top in ("Hira", "Kana") or (top == "Hani" and ("Hira" in counts or "Kana" in counts)):
         return "Jpan"
     return top
 
@@ -147,10 +153,13 @@ def script_evidence(text: str, sample_chars: int = 8192) -> frozenset[str]:
     """
     if text.isascii():
         return frozenset({"Latn"}) if _has_ascii_letter(text) else frozenset()
+    return _evidence(_script_counts(text, sample_chars), text, sample_chars)
+
+
+def _evidence(counts: Counter, text: str, sample_chars: int) -> frozenset[str]:
+    counts = Counter(counts)  # the caller's counts stay as they are
     if len(text) > sample_chars:
         text = text[:: len(text) // sample_chars + 1]
-    table, names = _script_table()
-    counts = Counter(names[c] for c in text.translate(table))
     total = sum(counts.values())
     kana = counts.pop("Hira", 0) + counts.pop("Kana", 0)
     if kana:
@@ -264,12 +273,19 @@ class LanguageIdentifier:
         """Model labels combined with script evidence (see the class docstring)."""
         inputs = self._inputs(texts)
         labels, probs = self.model.predict(inputs, k=self.k)
-        out = LidResult([], [], [script_of(t) for t in texts], [], [])
+        out = LidResult([], [], [], [], [])
         for i, (labs, ps, text) in enumerate(zip(labels, probs, texts, strict=True)):
             labs = [x.removeprefix("__label__") for x in labs]
             out.model_labels.append(labs[0] if labs else "")
             out.model_scores.append(float(ps[0]) if len(ps) else 0.0)
-            evidence = script_evidence(text)
+            if text.isascii():  # one pass over the letters gives the dominant script and the evidence
+                letter = _has_ascii_letter(text)
+                out.scripts.append("Latn" if letter else UNKNOWN_SCRIPT)
+                evidence = frozenset({"Latn"}) if letter else frozenset()
+            else:
+                counts = _script_counts(text, 8192)
+                out.scripts.append(_dominant(counts))
+                evidence = _evidence(counts, text, 8192)
             label, score = _choose(labs, ps, evidence, self.labels)
             if label is None:  # nothing in the top k fits the script: read every label
                 all_labs, all_ps = self.model.predict(inputs[i], k=-1)

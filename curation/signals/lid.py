@@ -19,6 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from curation.languages import flores_key, parse_locale
+
 # ISO 15924 code -> Unicode ranges of its letters (the common blocks; enough to name the dominant script)
 SCRIPT_RANGES: dict[str, tuple[tuple[int, int], ...]] = {
     "Latn": ((0x41, 0x5A), (0x61, 0x7A), (0xC0, 0xD6), (0xD8, 0xF6), (0xF8, 0x24F), (0x1E00, 0x1EFF)),
@@ -321,8 +323,6 @@ def _choose(labels: list[str], probs: Any, evidence: frozenset[str],
 def expected_label(lang: str, label: str) -> str:
     """The LID label a corpus language code should get, in the label's style: ``zh_CN`` -> ``zh`` (lid.176),
     ``de`` -> ``deu_Latn`` (GlotLID, when ``label`` looks like one)."""
-    from curation.languages import flores_key, parse_locale  # sibling package module, kept out of import time
-
     return flores_key(lang) if "_" in label else parse_locale(lang)[0]
 
 

@@ -375,8 +375,12 @@ def score_run(cfg: ScoreConfig, run_dir: str) -> dict:
 
 
 def _drop_orphans(run: RunDir, jobs: list) -> None:
-    """Delete signals shards (and their quarantine files) whose corpus shard no longer exists (a refreshed corpus)."""
+    """Delete signals shards (and their quarantine files) whose corpus shard no longer exists (a refreshed corpus),
+    and the temporary files of shards a killed run was writing (it runs before any task starts)."""
     keep = {j[1].rsplit("/", 1)[-1] for j in jobs}
+    for p in [*run_files.glob(run, "signals", ".tmp-*-shard-*"), *run_files.glob(run, "signals", "quarantine",
+                                                                                 ".tmp-*-shard-*")]:  # fmt: skip
+        run_files.remove(p)
     for p in run_files.glob(run, "signals", "shard-*.parquet"):
         if p.rsplit("/", 1)[-1] not in keep:
             run_files.remove(p)

@@ -569,7 +569,7 @@ def _ngram_chars_batch(per_doc: list[list[tuple]], n_words: np.ndarray, token_ha
         np.cumsum(m[:-1], out=first_win[1:])
         pos = np.arange(w) - first_win[doc] + starts[doc]  # window start, as a word index into the batch
         k = (space_keys if top else keys)(n)[pos] * np.uint64(_DOC_MULT) + doc.astype(np.uint64)
-        first, inverse, counts = _groups(k)
+        inverse, counts = _groups(k)
         c = space_cum if top else cum
         if top:
             count_at = counts[inverse]
@@ -577,26 +577,30 @@ def _ngram_chars_batch(per_doc: list[list[tuple]], n_words: np.ndarray, token_ha
             best = np.zeros(d, dtype=np.int64)
             best[has] = np.maximum.reduceat(count_at, first_win[has])
             hit = np.flatnonzero(count_at == best[doc])
-            docs_hit, first_hit = np.unique(doc[hit], return_index=True)
+            dh = doc[hit]  # ascending: the first hit of each document is where its value changes
+            first_hit = np.flatnonzero(np.concatenate(([True], dh[1:] != dh[:-1]))) if len(dh) else dh
+            docs_hit = dh[first_hit]
             p = pos[hit[first_hit]]
             chars[docs_hit] = (c[p + n] - c[p] - 1) * best[docs_hit]
         else:
-            repeat = np.flatnonzero(first[inverse] != np.arange(w))
-            if len(repeat):
-                codes = inverse.tolist()
-                cand_docs = doc[repeat]
-                bounds = np.searchsorted(cand_docs, np.arange(d + 1))
+            # only windows whose n-gram occurs 2+ times in its document can ever be found again: the walk visits
+            # those alone (a unique one added to the seen set is never looked up)
+            multi = np.flatnonzero(counts[inverse] > 1)
+            if len(multi):
+                mdoc = doc[multi]
+                bounds = np.searchsorted(mdoc, np.arange(d + 1))
+                local = (multi - first_win[mdoc]).tolist()
+                codes = inverse[multi].tolist()
+                cum_l = c.tolist()
                 for di in np.flatnonzero(np.diff(bounds)).tolist():
-                    cands = (repeat[bounds[di] : bounds[di + 1]] - first_win[di]).tolist()
-                    base = int(first_win[di])
-                    grams = codes[base : base + int(m[di])]
-                    chars[di] = _walk_repeats(grams, cands, n, c, int(starts[di]))
+                    a, b = int(bounds[di]), int(bounds[di + 1])
+                    chars[di] = _walk_repeats(local[a:b], codes[a:b], n, cum_l, int(starts[di]))
     return out
 
 
-def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``np.unique(keys, return_index, return_inverse, return_counts)`` minus the sorted values, from one unstable
-    argsort (~4x faster): first position, group of each position, size of each group."""
+def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_inverse, return_counts)`` minus the sorted values, from one unstable argsort (~4x
+    faster): group of each position, size of each group."""
     order = np.argsort(keys)
     sk = keys[order]
     new = np.empty(len(keys), dtype=bool)
@@ -605,26 +609,25 @@ def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     starts = np.flatnonzero(new)
     inverse = np.empty(len(keys), dtype=np.int64)
     inverse[order] = np.cumsum(new) - 1
-    first = np.minimum.reduceat(order, starts)
     counts = np.diff(np.append(starts, len(keys)))
-    return first, inverse, counts
+    return inverse, counts
 
 
-def _walk_repeats(grams: list[int], candidates: list[int], n: int, cum: np.ndarray, word0: int) -> int:
-    """``find_all_duplicate``'s walk, visiting only positions whose n-gram occurred earlier in the document."""
+def _walk_repeats(positions: list[int], grams: list[int], n: int, cum: list[int], word0: int) -> int:
+    """``find_all_duplicate``'s walk over one document's windows whose n-gram occurs 2+ times (positions ascending,
+    with their n-gram codes): a window is visited unless a repeat before it skipped it; a visited window whose
+    n-gram was seen at a visited window counts its chars and skips the next n - 1 windows."""
     seen: set[int] = set()
     repeated, idx = 0, 0
-    for c in candidates:
-        if c < idx:
+    for p, g in zip(positions, grams, strict=True):
+        if p < idx:
             continue
-        seen.update(grams[idx:c])
-        g = grams[c]
         if g in seen:
-            repeated += int(cum[word0 + c + n] - cum[word0 + c])
-            idx = c + n
+            repeated += cum[word0 + p + n] - cum[word0 + p]
+            idx = p + n
         else:
             seen.add(g)
-            idx = c + 1
+            idx = p + 1
     return repeated
 
 

@@ -47,7 +47,7 @@ def write_shards(run: Path, target_mb: float, rows_per_shard: int = 40_000, seed
         words = rng.integers(1, 2000, n)
         langs = rng.choice(LANGS, n)
         cols = {"id": ids, "source": ["bench"] * n, "lang": langs, "domain": rng.choice(DOMAINS, n),
-                "unit_id": [None] * n, "bytes": words * 6, "chars": words * 5, "words": words,
+                "unit_id": pa.nulls(n, pa.string()), "bytes": words * 6, "chars": words * 5, "words": words,
                 "lid_label": langs, "lid_score": rng.beta(8, 1, n), "lid_script": ["Latn"] * n,
                 "lid_model_label": langs, "lid_model_score": rng.beta(8, 1, n), "quality_score": rng.random(n),
                 "tokens_cl100k_base": words * 2}  # fmt: skip
@@ -62,7 +62,7 @@ def write_shards(run: Path, target_mb: float, rows_per_shard: int = 40_000, seed
                                  "dup_is_representative": ~dup, "dup_exact": dup}),
                        run / f"signals/dedup/shard-{i:05d}.parquet")  # fmt: skip
         corpus = {"id": ids, "text": [f"text {k}" for k in range(n)], "source": ["bench"] * n, "lang": langs,
-                  "domain": cols["domain"], "unit_id": [None] * n}  # fmt: skip
+                  "domain": cols["domain"], "unit_id": pa.nulls(n, pa.string())}  # fmt: skip
         pq.write_table(pa.Table.from_pydict(corpus, schema=CORPUS_SCHEMA), run / f"corpus/shard-{i:05d}.parquet")
         i, rows = i + 1, rows + n
     return {"signals_mb": size / 1e6, "shards": i, "rows": rows}

@@ -53,6 +53,8 @@ def _c(text: str, value: str, json_: str, key: str, command: str, **kw: Any) -> 
 INGEST = "bench/ingest.py"
 CURATE = "bench/curate.py"
 DEDUP = "bench/dedup.py"
+DECIDE = "bench/decide.py"
+DECIDE_BASE = "bench/decide.py --baseline CHECKOUT"  # CHECKOUT: a checkout of main from before issue 22
 TOKENIZER = "bench/tokenizer.py"
 FINETUNE = "bench/finetune.py"
 FINETUNE_CUDA = "bench/finetune.py --hidden 1024 --layers 16 --seq-len 1024 --batch 8 --steps 20 --out " \
@@ -81,39 +83,50 @@ CLAIMS: list[Claim] = [
     _c("**the rerun with nothing changed 10.9 s**", "10.9", "demo.json", "rerun.seconds", DEMO, slow=True,
        tolerance=1.0),  # fmt: skip
     # ingest
-    _c("23 MB/s, 2.6–4.0×", "23", "ingest.json", "sizes.200MB.ours.mb_per_s", INGEST),
-    _c("23 MB/s, 2.6–4.0×", "2.6", "ingest.json", "sizes.200MB.ratio_polars_over_ours", INGEST),
-    _c("23 MB/s, 2.6–4.0×", "4.0", "ingest.json", "sizes.50MB.ratio_polars_over_ours", INGEST),
-    _c("(marginal 2.0×)", "2.0", "ingest.json", "marginal_mb_per_s.polars / marginal_mb_per_s.ours", INGEST),
-    _c("peak RSS 241→280 MB", "241", "ingest.json", "sizes.50MB.ours.peak_rss_mb", INGEST),
-    _c("peak RSS 241→280 MB", "280", "ingest.json", "sizes.200MB.ours.peak_rss_mb", INGEST),
-    _c("`write_parquet` 60 MB/s", "60", "ingest.json", "sizes.200MB.polars.mb_per_s", INGEST),
+    _c("44 MB/s, 4.0–4.3×", "44", "ingest.json", "sizes.200MB.ours.mb_per_s", INGEST),
+    _c("44 MB/s, 4.0–4.3×", "4.0", "ingest.json", "sizes.200MB.ratio_polars_over_ours", INGEST),
+    _c("44 MB/s, 4.0–4.3×", "4.3", "ingest.json", "sizes.50MB.ratio_polars_over_ours", INGEST),
+    _c("(marginal 3.9×;", "3.9", "ingest.json", "marginal_mb_per_s.polars / marginal_mb_per_s.ours", INGEST),
+    _c("peak RSS 245→253 MB", "245", "ingest.json", "sizes.50MB.ours.peak_rss_mb", INGEST),
+    _c("peak RSS 245→253 MB", "253", "ingest.json", "sizes.200MB.ours.peak_rss_mb", INGEST),
+    _c("`write_parquet` 179 MB/s", "179", "ingest.json", "sizes.200MB.polars.mb_per_s", INGEST),
     # signals
-    _c("full set 0.55 MB/s/core", "0.55", "curate.json", "ours.full_signal_set_mb_s", CURATE, slow=True),
-    _c("= 9.96× one cl100k encode", "9.96", "curate.json", "ours.full_over_tokenize_cost", CURATE, slow=True),
+    _c("full set 0.92 MB/s/core", "0.92", "curate.json", "ours.full_signal_set_mb_s", CURATE, slow=True),
+    _c("= 4.66× one cl100k encode", "4.66", "curate.json", "ours.full_over_tokenize_cost", CURATE, slow=True),
     _c(
-        "rule values 5.8× faster",
-        "5.8",
+        "rule values 14.5× faster",
+        "14.5",
         "curate.json",
         "reference_subsample.speedup_ours_heuristics_vs_datatrove_four_filters",
         CURATE,
         slow=True,
     ),
-    _c("cl100k 5.5 MB/s/core", "5.5", "curate.json", "ours.tokenize_cl100k_mb_s", CURATE, slow=True),
+    _c("cl100k 4.3 MB/s/core", "4.3", "curate.json", "ours.tokenize_cl100k_mb_s", CURATE, slow=True),
     _c(
-        "datatrove filters 0.115 MB/s/core",
-        "0.115",
+        "datatrove filters 0.138 MB/s/core",
+        "0.138",
         "curate.json",
         "reference_subsample.datatrove_all_four_filters_mb_s",
         CURATE,
         slow=True,
     ),
     # dedup
-    _c("MinHash 8.2× datatrove per CPU-second", "8.2", "dedup.json", "speed.speedup_cpu", DEDUP, slow=True),
-    _c("peak RSS 193/206/208 MB", "193", "dedup.json", "rss.0.peak_rss_mb", DEDUP, slow=True),
-    _c("peak RSS 193/206/208 MB", "206", "dedup.json", "rss.1.peak_rss_mb", DEDUP, slow=True),
-    _c("peak RSS 193/206/208 MB", "208", "dedup.json", "rss.2.peak_rss_mb", DEDUP, slow=True),
-    _c("datatrove 0.48 MB/s", "0.48", "dedup.json", "speed.datatrove_cpu_mb_s", DEDUP, slow=True),
+    _c("MinHash 10.0× datatrove per CPU-second", "10.0", "dedup.json", "speed.speedup_cpu", DEDUP, slow=True),
+    _c("16 of its 17 clusters", "16", "dedup.json", "speed.clusters_ours", DEDUP, slow=True),
+    _c("16 of its 17 clusters", "17", "dedup.json", "speed.clusters_datatrove", DEDUP, slow=True),
+    _c("peak RSS 173/187/187 MB", "173", "dedup.json", "rss.0.peak_rss_mb", DEDUP, slow=True),
+    _c("peak RSS 173/187/187 MB", "187", "dedup.json", "rss.1.peak_rss_mb", DEDUP, slow=True),
+    _c("peak RSS 173/187/187 MB", "187", "dedup.json", "rss.2.peak_rss_mb", DEDUP, slow=True),
+    _c("datatrove 0.46 MB/s", "0.46", "dedup.json", "speed.datatrove_cpu_mb_s", DEDUP, slow=True),
+    # decide
+    _c("peak RSS 328→335 MB", "328", "decide.json", "sizes.0.peak_rss_mb", DECIDE),
+    _c("peak RSS 328→335 MB", "335", "decide.json", "sizes.1.peak_rss_mb", DECIDE),
+    _c("for 24→201 MB of signals", "24", "decide.json", "sizes.0.signals_mb", DECIDE),
+    _c("for 24→201 MB of signals", "201", "decide.json", "sizes.1.signals_mb", DECIDE),
+    _c("before issue 22: 373→1621 MB", "373", "decide.json", "sizes.0.baseline.peak_rss_mb", DECIDE_BASE,
+       needs="a checkout of main from before issue 22"),
+    _c("before issue 22: 373→1621 MB", "1621", "decide.json", "sizes.1.baseline.peak_rss_mb", DECIDE_BASE,
+       needs="a checkout of main from before issue 22"),
     # tokenizers (one full bench run; slow)
     _c("held-out units (3400)", "3400", "tokenizer.json", "heldout.units", TOKENIZER, slow=True),
     _c(
@@ -376,10 +389,10 @@ CLAIMS: list[Claim] = [
        "measure.stacks.optimized.speedup_per_request_vs_baseline", GEMMA_RUN, slow=True, tolerance=0.3),  # fmt: skip
     _c("(decode 1.81×)", "1.81", "gemma_run.json", "measure.stacks.optimized.decode_speedup_vs_baseline", GEMMA_RUN,
        slow=True, tolerance=0.3),  # fmt: skip
-    _c("chrF 10.6 vs 9.8 (+0.7, within 1 point)", "10.6", "gemma_run.json", "measure.stacks.optimized.chrf_mean", GEMMA_RUN,
-       slow=True, tolerance=0.1),  # fmt: skip
-    _c("chrF 10.6 vs 9.8 (+0.7, within 1 point)", "9.8", "gemma_run.json", "measure.stacks.baseline.chrf_mean", GEMMA_RUN,
-       slow=True, tolerance=0.1),  # fmt: skip
+    _c("chrF 10.6 vs 9.8 (+0.7, within 1 point)", "10.6", "gemma_run.json", "measure.stacks.optimized.chrf_mean",
+       GEMMA_RUN, slow=True, tolerance=0.1),  # fmt: skip
+    _c("chrF 10.6 vs 9.8 (+0.7, within 1 point)", "9.8", "gemma_run.json", "measure.stacks.baseline.chrf_mean",
+       GEMMA_RUN, slow=True, tolerance=0.1),  # fmt: skip
     _c("chrF 10.6 vs 9.8 (+0.7, within 1 point)", "0.7", "gemma_run.json",
        "measure.stacks.optimized.chrf_delta_vs_baseline", GEMMA_RUN, slow=True, tolerance=1.0),  # fmt: skip
     _c("Routing sent 1 of 20 requests", "1", "gemma_run.json", "measure.stacks.routed.small_model_share", GEMMA_RUN,

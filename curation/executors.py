@@ -99,10 +99,37 @@ def run_pipeline(
     return _run_ray(pipeline, cfg, tasks, workers, logging_dir, skip_completed, stage)
 
 
+# threads that do not make a fork unsafe: jemalloc's background threads (fork handlers), polars' idle out-of-core
+# cleaner, and up to one more thread named like the interpreter (OpenBLAS's server thread, fork handlers)
+_FORK_SAFE_THREADS = ("jemalloc_bg_thd", "polars-ooc-clea")
+
+
+def fork_is_safe() -> bool:
+    """True when forking this process cannot hang the child: Linux, no Python thread besides this one, and no native
+    thread pool started (polars/rayon, tokio, OpenMP: a forked child would wait on pool threads it does not have)."""
+    if sys.platform != "linux" or threading.active_count() != 1:
+        return False
+    try:
+        names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+    except OSError:
+        return False
+    others = [n for n in names if n not in _FORK_SAFE_THREADS]
+    return len(others) <= 2 and all(n == "python" for n in others)  # the main thread + OpenBLAS's
+
+
+def resolve_start_method(method: str) -> str:
+    """``auto``: ``fork`` when :func:`fork_is_safe` (children start in milliseconds instead of re-importing the
+    stage's modules), else ``forkserver``; other values as given."""
+    if method != "auto":
+        return method
+    return "fork" if fork_is_safe() else "forkserver"
+
+
 def _run_local(pipeline, tasks, workers, logging_dir, skip_completed, start_method, stage) -> dict[str, Any]:
     from datatrove.executor import LocalPipelineExecutor  # heavy: deferred until used
 
-    log.info(kv(stage=stage, executor="local", tasks=tasks, workers=workers, logs=logging_dir))
+    start_method = resolve_start_method(start_method)
+    log.info(kv(stage=stage, executor="local", tasks=tasks, workers=workers, start=start_method, logs=logging_dir))
     ex = LocalPipelineExecutor(pipeline=list(pipeline), tasks=tasks, workers=workers, start_method=start_method,
                                logging_dir=logging_dir, skip_completed=skip_completed)  # fmt: skip
     ex.run()  # no watcher thread here: the pool forks, and a fork while a thread holds a lock can deadlock

@@ -212,10 +212,11 @@ class CorpusConfig(ExecutorFields):
         description="incremental: text/stdlib files per item (about; boundaries hashed from paths, so an added file "
         "changes only its own item); 1 = exactly the changed files are reread, more = fewer, larger shards",
     )
-    start_method: Literal["fork", "spawn", "forkserver"] = Field(
-        "forkserver",
+    start_method: Literal["auto", "fork", "spawn", "forkserver"] = Field(
+        "auto",
         description="workers>1: forkserver is safe when the calling process already runs threads (polars, torch: a "
-        "fork then deadlocks in their thread pools); fork starts faster in a fresh single-threaded process",
+        "fork then deadlocks in their thread pools); fork starts faster (no re-imports: ~2 s less per build); auto "
+        "= fork when no Python thread and no native pool has started in this process, else forkserver",
     )
 
     @model_validator(mode="after")

@@ -6,7 +6,7 @@ Each input record becomes exactly one document row or one quarantine record, so 
 :func:`iter_documents` flattens batches into :class:`~tokenwise.documents.Document` objects for callers that want them.
 
 JSONL is read in bounded byte blocks cut at newlines. A block is parsed in one vectorised call (``polars``, which
-checks JSON syntax and UTF-8) and accepted only when every row is valid; a block that fails is split into ~32 pieces
+checks JSON syntax and UTF-8) and accepted only when every row is valid; a block that fails is split into ~8 pieces
 parsed the same way, and only failing pieces are parsed line by line, which gives the exact line number and byte
 offset of each bad record. Memory is bounded by the block size plus ``max_doc_bytes`` whatever the file size; a line
 longer than ``max_doc_bytes`` is skipped while streaming (``too_large``) and never held whole.
@@ -52,6 +52,7 @@ REASONS = (
 _META = ("id", "lang", "domain", "unit_id")
 _SNIPPET = 120
 _MIN_BISECT_BYTES = 32 << 10
+_SPLIT = 8  # pieces per failed block: fewer = fewer parser calls around one bad line, more bytes parsed twice
 
 
 class FieldMap(BaseConfig):
@@ -142,14 +143,35 @@ def _as_str(value: Any) -> str | None | bool:
     return False
 
 
+_JSON_TYPES = {"NoneType": "null", "str": "string", "int": "number", "float": "number", "bool": "boolean",
+               "list": "array", "dict": "object"}  # fmt: skip
+# keys that usually hold a document's text in public data sets, tried first when the mapped text key is absent
+_TEXT_KEYS = ("content", "body", "document", "raw_content", "article", "passage", "sentence", "contents", "txt")
+
+
+def text_key_hint(text_key: str, keys: list[str], string_keys: list[str], kind: str = "key") -> str:
+    """What a record/table without the mapped text field has, and the ``fields`` mapping that would read it."""
+    shown = ", ".join(repr(k) for k in keys[:20]) + (", ..." if len(keys) > 20 else "")
+    hint = f"no {text_key!r} {kind}; {kind}s: {shown or 'none'}"
+    guess = next((k for k in _TEXT_KEYS if k in string_keys), string_keys[0] if len(string_keys) == 1 else None)
+    if guess:
+        hint += f"; if {guess!r} holds the text, map it in the source config: `fields: {{text: {guess}}}`"
+    return hint
+
+
 def check_record(obj: Any, opts: ReadOptions, file: str, label: str, line: int | None, offset: int | None,
                  raw: bytes | str = b"") -> dict | Quarantined:  # fmt: skip
     """Validate one parsed record; a corpus row dict, or the reason it cannot be one."""
     if not isinstance(obj, dict):
-        return quarantine(file, "not_an_object", line, offset, f"got JSON {type(obj).__name__}", raw)
+        kind = _JSON_TYPES.get(type(obj).__name__, type(obj).__name__)
+        return quarantine(file, "not_an_object", line, offset, f"a JSON {kind}, not an object with a text key", raw)
     fm = opts.fields
-    if fm.text not in obj or obj[fm.text] is None:
-        return quarantine(file, "missing_text", line, offset, f"no {fm.text!r} key", raw)
+    if fm.text not in obj:
+        keys = [str(k) for k in obj]
+        hint = text_key_hint(fm.text, keys, [k for k in keys if isinstance(obj[k], str)])
+        return quarantine(file, "missing_text", line, offset, hint, raw)
+    if obj[fm.text] is None:
+        return quarantine(file, "missing_text", line, offset, f"{fm.text!r} is null", raw)
     text = obj[fm.text]
     if not isinstance(text, str):
         return quarantine(file, "text_not_string", line, offset, f"{fm.text!r} is {type(text).__name__}", raw)
@@ -278,6 +300,26 @@ def open_maybe_compressed(path: str | Path) -> IO[bytes]:
     return open(p, "rb")  # noqa: SIM115
 
 
+_BOM = b"\xef\xbb\xbf"
+# magic bytes -> (format, the suffix that makes the readers decompress it, or None when they cannot)
+_MAGIC = (
+    (b"\x1f\x8b", "gzip", ".gz"), (b"\x28\xb5\x2f\xfd", "zstd", ".zst"), (b"BZh", "bzip2", None),
+    (b"\xfd7zXZ\x00", "xz", None), (b"PK\x03\x04", "zip", None), (b"PAR1", "Parquet", None),
+)  # fmt: skip
+
+
+def binary_detail(head: bytes, file: str) -> str:
+    """Why a text reader refuses a binary file, naming a compressed or Parquet format it recognises."""
+    for magic, fmt, suffix in _MAGIC:
+        if head.startswith(magic) and not file.endswith(suffix or "\0"):
+            if suffix:
+                return f"{fmt}-compressed data without a {suffix} suffix: rename it to {Path(file).name}{suffix}"
+            if fmt == "Parquet":
+                return "a Parquet file: list it under a source of type parquet"
+            return f"{fmt}-compressed data: decompress it first (readers decompress .gz and .zst)"
+    return "binary content in a text file"
+
+
 def looks_binary(sample: bytes) -> bool:
     """True for bytes that are not text: many control bytes or mostly undecodable as UTF-8."""
     if not sample:
@@ -315,9 +357,13 @@ def iter_jsonl(path: str | Path, opts: ReadOptions, label: str | None = None) ->
             yield quarantine(file, "empty_file", detail="file has no records" if head else "file has no bytes")
             return
         if looks_binary(head):
-            yield quarantine(file, "binary_file", offset=0, detail="binary content in a text file", raw=head)
+            yield quarantine(file, "binary_file", offset=0, detail=binary_detail(head, file))
             return
-        blocks, state = _iter_blocks(f, opts, file), opts.adaptive
+        start = 0
+        if head.startswith(_BOM):  # a UTF-8 byte order mark is not part of the first record
+            f.read(len(_BOM))
+            start = len(_BOM)
+        blocks, state = _iter_blocks(f, opts, file, start), opts.adaptive
         while True:
             try:
                 item = next(blocks)
@@ -351,9 +397,10 @@ def _read(f: IO[bytes], n: int, errors: tuple[type[BaseException], ...]) -> byte
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _iter_blocks(f: IO[bytes], opts: ReadOptions, file: str) -> Iterator[tuple[int, int, bytes] | Quarantined]:
+def _iter_blocks(f: IO[bytes], opts: ReadOptions, file: str,
+                 start: int = 0) -> Iterator[tuple[int, int, bytes] | Quarantined]:  # fmt: skip
     """Newline-aligned blocks as (byte offset, first line number, bytes); over-long lines skipped as too_large."""
-    carry, offset, line = b"", 0, 1
+    carry, offset, line = b"", start, 1
     errors = _READ_ERRORS + _zstd_error()
     while True:
         try:
@@ -394,7 +441,7 @@ def _skip_line(f: IO[bytes], carry: bytes, opts: ReadOptions, file: str, offset:
 
 def _parse_block(block: bytes, offset: int, line: int, opts: ReadOptions, file: str, label: str,
                  state: dict) -> Iterator[Batch]:  # fmt: skip
-    """Vectorised parse of a block; when it fails, of ~32 line-aligned pieces, recursively; exact lines only for the
+    """Vectorised parse of a block; when it fails, of ~8 line-aligned pieces, recursively; exact lines only for the
     small pieces that still fail.
 
     After a failed block the next one goes straight to pieces (files with bad lines everywhere are not parsed twice);
@@ -412,7 +459,7 @@ def _parse_block(block: bytes, offset: int, line: int, opts: ReadOptions, file: 
 
 def _parse_split(block: bytes, offset: int, line: int, opts: ReadOptions, file: str, label: str):
     failed = 0
-    for piece, off, ln in _pieces(block, offset, line, max(4096, len(block) // 32)):
+    for piece, off, ln in _pieces(block, offset, line, max(4096, len(block) // _SPLIT)):
         table = _try_vectorised(piece, ln, opts, label)
         if table is None:
             failed += 1
@@ -511,7 +558,8 @@ def _parse_line(raw: bytes, opts: ReadOptions, file: str, label: str, line: int,
 
 
 def iter_parquet(path: str | Path, opts: ReadOptions, label: str | None = None) -> Iterator[Batch]:
-    """Stream a Parquet file in row batches; rows are numbered from 0 for ids and quarantine records."""
+    """Stream a Parquet file in row batches; rows are numbered from 1 (like JSONL lines) for ids and quarantine
+    records (their ``line`` field)."""
     file, label = str(path), label or Path(path).name
     try:
         check_regular(file)
@@ -527,8 +575,15 @@ def iter_parquet(path: str | Path, opts: ReadOptions, label: str | None = None) 
     except (pa.ArrowInvalid, OSError) as e:
         yield quarantine(file, "invalid_parquet", offset=0, detail=str(e))
         return
+    schema = pf.schema_arrow
+    if opts.fields.text not in schema.names:  # every row lacks its text: one explanation, each row quarantined
+        strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        hint = text_key_hint(opts.fields.text, schema.names, strings, kind="column")
+        for row in range(1, pf.metadata.num_rows + 1):
+            yield quarantine(file, "missing_text", row, None, hint)
+        return
     wanted = [c for c in (opts.fields.text, *(getattr(opts.fields, k) for k in _META)) if c]
-    cols = [c for c in wanted if c in pf.schema_arrow.names]
+    cols = [c for c in wanted if c in schema.names]
     yield from iter_tables(_safe_batches(pf, cols, opts, file), opts, file, label)
 
 
@@ -541,8 +596,8 @@ def _safe_batches(pf: Any, cols: list[str], opts: ReadOptions, file: str) -> Ite
 
 
 def iter_tables(tables: Iterable[pa.Table | Quarantined], opts: ReadOptions, file: str, label: str) -> Iterator[Batch]:
-    """Validate a stream of arbitrary tables (Parquet batches, dataset batches) row-numbered from 0."""
-    row = 0
+    """Validate a stream of arbitrary tables (Parquet batches, dataset batches) row-numbered from 1."""
+    row = 1
     for t in tables:
         if isinstance(t, Quarantined):
             yield t
@@ -622,11 +677,11 @@ def read_text_file(path: str | Path, opts: ReadOptions, label: str, doc_id: str 
     if len(data) > opts.max_doc_bytes:
         return quarantine(file, "too_large", offset=0, detail=f"file over max_doc_bytes={opts.max_doc_bytes}")
     if looks_binary(data[:8192]):
-        return quarantine(file, "binary_file", offset=0, detail="binary content in a text file", raw=data)
+        return quarantine(file, "binary_file", offset=0, detail=binary_detail(data[:16], file))
     if b"\x00" in data:
         return quarantine(file, "nul_bytes", offset=data.find(b"\x00"), detail="NUL byte in text file")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8").removeprefix("\ufeff")  # a byte order mark is not text
     except UnicodeDecodeError as e:
         return quarantine(file, "invalid_utf8", offset=e.start, detail=str(e), raw=data[max(0, e.start - 20) :])
     if not text.strip():

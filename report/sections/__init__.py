@@ -9,6 +9,7 @@ from report.sections.economics import economics
 from report.sections.filters import filters
 from report.sections.histograms import histograms
 from report.sections.languages import languages
+from report.sections.lid import lid_confusion
 from report.sections.measurement import measurement
 from report.sections.models import models
 from report.sections.overview import overview
@@ -25,6 +26,7 @@ SECTIONS: list[ReportSection] = [
     ReportSection("tpsu", "Tokens per semantic unit", "plan", tpsu),
     ReportSection("plans", "Sampling plans", "plan", plans),
     ReportSection("economics", "Language economics", "plan", economics),
+    ReportSection("lid", "Language ID on parallel units", "score", lid_confusion),
     ReportSection("filters", "Filters by rule and language", "decide", filters),
     ReportSection("waterfall", "Drop waterfall", "decide", waterfall),
     ReportSection("histograms", "Score histograms", "decide", histograms),

@@ -56,6 +56,7 @@ def filters(ctx: Context) -> Section:
                 ylabel="rule",
             )
         )
+    _fairness(sec, summ)
     sec.data = {
         "input": summ["input"],
         "kept": summ["kept"],
@@ -68,9 +69,43 @@ def filters(ctx: Context) -> Section:
         f"{summ['kept']:,} of {summ['input']:,} documents kept "
         f"({summ['dropped']:,} dropped, {summ['quarantined']:,} quarantined)"
     )
+    flagged = [f for f in summ.get("fairness", []) if f["flagged"] or f["above_english"]]
+    sec.data["flagged_languages"] = [{k: f[k] for k in ("rule", "lang", "share", "median_share", "english_share")}
+                                     for f in flagged]  # fmt: skip
     sec.intro = esc(
         f"input = kept + dropped + quarantined: {summ['input']:,} = {summ['kept']:,} + "
         f"{summ['dropped']:,} + {summ['quarantined']:,} "
-        f"({'reconciles' if summ['reconciles'] else 'DOES NOT reconcile'})."
+        f"({'reconciles' if summ['reconciles'] else 'DOES NOT reconcile'}). "
+        f"{len(flagged)} (rule, language) pairs drop more than {summ['config'].get('fairness_ratio', 2):g}x the "
+        "median language's share or English's; the fairness table says why."
     )
     return sec
+
+
+def _why(f: dict) -> str:
+    """The numbers that explain one flagged (rule, language) drop share."""
+    parts = []
+    if f.get("exact_share_of_drops") is not None:
+        parts.append(f"{f['exact_share_of_drops']:.0%} of its drops are exact copies of another document")
+    if f.get("judged_share") is not None and f["judged_share"] < 1:
+        parts.append(f"the rule judges {f['judged_share']:.0%} of its documents (applicability)")
+    if f.get("mean_signal") is not None and f.get("mean_signal_all") is not None:
+        parts.append(f"mean signal {f['mean_signal']:.3g} vs {f['mean_signal_all']:.3g} over all languages")
+    return "; ".join(parts)
+
+
+def _fairness(sec: Section, summ: dict) -> None:
+    """Per rule and language: drop share against the median language and English; flags above the ratio."""
+    rows_in = summ.get("fairness", [])
+    if not rows_in:
+        return
+    ratio = summ["config"].get("fairness_ratio", 2)
+    rows = [["rule", "language", "docs reaching", "dropped", "drop %", "median %", "English %",
+             f"> {ratio:g}x median", f"> {ratio:g}x English", "why"]]  # fmt: skip
+    for f in sorted(rows_in, key=lambda f: (f["rule"], -f["share"])):
+        eng = f["english_share"]
+        rows.append([f["rule"], f["lang"], f["docs_in"], f["docs_dropped"], 100 * f["share"],
+                     100 * f["median_share"], None if eng is None else 100 * eng,
+                     "FLAG" if f["flagged"] else "", "FLAG" if f["above_english"] else "",
+                     _why(f) if f["flagged"] or f["above_english"] else ""])  # fmt: skip
+    sec.tables.append((f"Fairness: drop share per rule and language (flagged above {ratio:g}x the median)", rows))

@@ -235,3 +235,76 @@ def test_datatrove_merge_stats_tool_reads_the_shard_stats(run, tmp_path, monkeyp
     monkeypatch.setattr(sys, "argv", ["merge_stats", str(run / "curated/stats"), "-o", str(out)])
     merge_stats.main()
     assert json.loads(out.read_text()) == json.loads((run / "curated/stats.json").read_text())
+
+
+# ---------------------------------------------------------------- issue 22: where rules apply, fairness, streaming
+
+
+def test_applicability_and_per_language_thresholds(run):
+    run, docs = run
+    rule = Rule(signal="lid_score", drop_if="lt", threshold=0.8, by_lang={"de": None, "fr": 0.95},
+                applies_if={"min_words": 4, "domains": ["ui"]})  # fmt: skip
+    s = run_decide(str(run), DecideConfig(rules={"lang_low_score": rule}))
+    assert s["reconciles"] and s["input"] == len(docs)
+    dec = {r["id"]: r for r in pq.read_table(run / "curated/decisions.parquet").to_pylist()}
+    judged = dropped = 0
+    for sig in _signals(run):
+        d = dec[sig["id"]]
+        applies = sig["words"] >= 4 and sig["domain"] == "ui" and sig["lang"] != "de"
+        th = 0.95 if sig["lang"] == "fr" else 0.8
+        if not applies:  # outside the rule: passed, its pass column null
+            assert d["pass_lang_low_score"] is None and d["reason"] != "lang_low_score", sig
+            continue
+        judged += 1
+        assert d["pass_lang_low_score"] == (sig["lid_score"] >= th)
+        dropped += sig["lid_score"] < th and d["status"] != "quarantined"
+        assert (d["reason"] == "lang_low_score") == (sig["lid_score"] < th and d["status"] != "quarantined")
+    assert judged and dropped and judged < len(docs)
+    fair = json.loads((run / "curated/summary.json").read_text())["fairness"]
+    de = [f for f in fair if f["rule"] == "lang_low_score" and f["lang"] == "de"]
+    assert de and all(f["docs_dropped"] == 0 and f["judged_share"] == 0 for f in de)
+
+
+def test_whatif_sets_one_languages_threshold(run):
+    run, _ = run
+    cfg = DecideConfig(rules={"lang_low_score": Rule(signal="lid_score", drop_if="lt", threshold=0.8)})
+    run_decide(str(run), cfg)
+    w = run_whatif(str(run), cfg, ["lang_low_score@ja=none"], name="ja_off")
+    dec = pq.read_table(run / "curated/whatif/ja_off/decisions.parquet").to_pylist()
+    assert not [d for d in dec if d["lang"] == "ja" and d["reason"] == "lang_low_score"]
+    assert w["vs_baseline"]["kept_delta"] > 0
+
+
+def test_fairness_flags_languages_above_twice_the_median():
+    from curation.decide.decisions import fairness
+
+    rows = [{"step": "r", "group_by": "lang", "group": g, "docs_in": 100, "docs_dropped": d,
+             "docs_dropped_share": d / 100} for g, d in (("en", 10), ("de", 12), ("fr", 11), ("ar", 45), ("my", 1))]
+    rows.append({"step": "r", "group_by": "lang", "group": "tiny", "docs_in": 5, "docs_dropped": 5,
+                 "docs_dropped_share": 1.0})  # fmt: skip
+    why = {("r", "ar"): {"reach": 100, "judged": 100, "signal_sum": 60.0, "signal_n": 100}}
+    out = {f["lang"]: f for f in fairness(rows, why, ratio=2.0, min_share=0.01)}
+    assert out["ar"]["median_share"] == 0.11 and out["ar"]["flagged"] and out["ar"]["above_english"]
+    assert not any(out[g]["flagged"] for g in ("en", "de", "fr", "my", "tiny"))  # tiny: too few docs to judge
+    assert out["ar"]["mean_signal"] == 0.6
+    quiet = {f["lang"]: f for f in fairness(rows, why, ratio=2.0, min_share=0.5)}
+    assert not quiet["ar"]["flagged"]
+
+
+def test_streaming_decide_equals_one_table_decisions(run):
+    """Shard by shard = all signals at once: the same statuses as deciding the concatenated table in one call."""
+    import numpy as np
+    import pyarrow as pa_
+
+    from curation.decide.decisions import decide_table, load_shard, normalise_names
+
+    run, _ = run
+    cfg = _cfg(dedup=False)
+    run_decide(str(run), cfg)
+    dec = pq.read_table(run / "curated/decisions.parquet")
+    files = sorted(str(p) for p in run.glob("signals/shard-*.parquet"))
+    whole = normalise_names(pa_.concat_tables([load_shard(f, None, i) for i, f in enumerate(files)]))
+    d = decide_table(whole, cfg)
+    assert dec.column("id").to_pylist() == whole.column("id").to_pylist()
+    assert dec.column("status").to_pylist() == list(d.status) and dec.column("reason").to_pylist() == list(d.reason)
+    assert np.array_equal(np.isnan(d.passes["lang_low_score"]), dec.column("pass_lang_low_score").is_null())

@@ -51,6 +51,8 @@ JSONL_CASES: dict[str, tuple[bytes, list[tuple[str, int | None]], int]] = {
                       [("invalid_json", 1)], 1),
     "huge_line": (json.dumps({"text": "w" * HUGE}).encode() + b'\n{"text": "after huge"}\n', [("too_large", 1)], 1),
     "binary": (bytes(range(256)) * 64, [("binary_file", None)], 0),
+    "bom_first_line": (b'\xef\xbb\xbf{"text": "first record after a BOM"}\n{"text": "second"}\n', [], 2),
+    "gzip_without_suffix": (gzip.compress(b'{"text": "packed"}\n' * 50), [("binary_file", None)], 0),
     "empty": (b"", [("empty_file", None)], 0),
 }  # fmt: skip
 
@@ -66,7 +68,7 @@ TEXT_CASES: dict[str, tuple[bytes, str | None]] = {
     "json_array.txt": (b"[1, 2, 3]", None),  # prose readers take any text; JSON-looking text is just text
 }
 
-# parquet rows: text value -> reason or None when kept (row numbers count from 0)
+# parquet rows: text value -> reason or None when kept (row numbers count from 1, like JSONL lines)
 PARQUET_ROWS: list[tuple[str | None, str | None]] = [
     ("a good parquet row", None),
     (None, "missing_text"),
@@ -106,6 +108,50 @@ def test_jsonl_reader_outcome_table(tmp_path, case, suffix):
         assert [d.text for d in docs] == ["crlf one", "lf two", "crlf three"]
 
 
+# issue 22's bad-input fixes: name -> (file name, bytes or a Parquet table, [(reason, line)], documents kept,
+# [text each quarantine record's detail must hold, in order])
+FIX_CASES: dict[str, tuple[str, bytes | pa.Table, list[tuple[str, int | None]], int, list[str]]] = {
+    "jsonl_starting_with_utf8_bom": ("bom.jsonl", b'\xef\xbb\xbf{"text": "first"}\n{"text": "second"}\n', [], 2, []),
+    "null_text_vs_missing_key": ("nulls.jsonl", b'{"body": "x", "id": "b1"}\n{"text": null}\n',
+                                 [("missing_text", 1), ("missing_text", 2)], 0,
+                                 ["no 'text' key; keys: 'body', 'id'", "'text' is null"]),
+    "text_under_another_key": ("content.jsonl", b'{"id": "c1", "content": "the text is here", "n": 3}\n',
+                               [("missing_text", 1)], 0, ["map it in the source config: `fields: {text: content}`"]),
+    "non_object_lines": ("scalars.jsonl", b'null\n"a string"\n42\n[1]\ntrue\n',
+                         [("not_an_object", i) for i in range(1, 6)], 0,
+                         [f"a JSON {k}, not an object" for k in ("null", "string", "number", "array", "boolean")]),
+    "gzip_without_gz_suffix": ("packed.jsonl", gzip.compress(b'{"text": "packed"}\n' * 50), [("binary_file", None)],
+                               0, ["gzip-compressed data without a .gz suffix: rename it to packed.jsonl.gz"]),
+    "parquet_without_text_column": ("cols.parquet",
+                                    pa.table({"id": ["a", "b"], "content": ["one", "two"], "n": [1, 2]}),
+                                    [("missing_text", 1), ("missing_text", 2)], 0,
+                                    ["no 'text' column; columns: 'id', 'content', 'n'; if 'content' holds the text, "
+                                     "map it in the source config: `fields: {text: content}`"] * 2),
+    "parquet_rows_count_from_1": ("rows.parquet", pa.table({"text": ["ok", None, "fine"]}), [("missing_text", 2)], 2,
+                                  ["'text' is null"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(FIX_CASES))
+def test_bad_input_fixes_table(tmp_path, case):
+    name, data, expected, kept, details = FIX_CASES[case]
+    path = tmp_path / name
+    if isinstance(data, pa.Table):
+        pq.write_table(data, path)
+        docs, bad = _split(read_parquet(path, seen_ids=IdSet()))
+    else:
+        path.write_bytes(data)
+        docs, bad = _split(read_jsonl(path, seen_ids=IdSet()))
+    assert [(q.reason, q.line) for q in bad] == expected
+    assert len(docs) == kept
+    for q, want in zip(bad, details, strict=True):
+        assert want in q.detail, (q.detail, want)
+    if case == "jsonl_starting_with_utf8_bom":
+        assert [d.text for d in docs] == ["first", "second"]
+    if case == "gzip_without_gz_suffix":
+        assert bad[0].snippet == "", "no binary snippet for a compressed file"
+
+
 def test_text_dir_reader_outcome_table(tmp_path):
     d = tmp_path / "prose"
     d.mkdir()
@@ -120,7 +166,7 @@ def test_text_dir_reader_outcome_table(tmp_path):
 def test_parquet_reader_outcome_table(tmp_path):
     pq.write_table(pa.table({"text": [t for t, _ in PARQUET_ROWS]}), tmp_path / "rows.parquet")
     docs, bad = _split(read_parquet(tmp_path / "rows.parquet", seen_ids=IdSet()))
-    assert [(q.line, q.reason) for q in bad] == [(i, r) for i, (_, r) in enumerate(PARQUET_ROWS) if r]
+    assert [(q.line, q.reason) for q in bad] == [(i, r) for i, (_, r) in enumerate(PARQUET_ROWS, 1) if r]
     assert len(docs) == sum(r is None for _, r in PARQUET_ROWS)
     pq.write_table(pa.table({"text": [{"a": 1}, {"a": 2}]}), tmp_path / "nested.parquet")
     assert [q.reason for q in read_parquet(tmp_path / "nested.parquet")] == ["text_not_string"] * 2

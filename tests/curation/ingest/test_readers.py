@@ -153,7 +153,7 @@ def test_parquet_good_and_bad_rows(tmp_path):
     docs, bad = _split(read_parquet(tmp_path / "mixed.parquet", seen_ids=IdSet(), max_doc_bytes=2048))
     assert [d.text for d in docs] == ["fine"]
     assert [(q.line, q.reason) for q in bad] == [
-        (1, "missing_text"), (2, "empty_text"), (3, "duplicate_id"), (4, "nul_bytes"), (5, "too_large")
+        (2, "missing_text"), (3, "empty_text"), (4, "duplicate_id"), (5, "nul_bytes"), (6, "too_large")
     ]  # fmt: skip
     _, bad = _split(read_parquet(tmp_path / "ints.parquet"))
     assert [q.reason for q in bad] == ["text_not_string"] * 2
@@ -165,7 +165,7 @@ def test_parquet_streams_in_row_batches(tmp_path):
     pq.write_table(pa.table({"text": [f"t{i}" for i in range(5000)]}), tmp_path / "p.parquet", row_group_size=1000)
     batches = list(iter_parquet(tmp_path / "p.parquet", ReadOptions(source="p", batch_rows=700)))
     assert max(b.num_rows for b in batches) <= 700 and sum(b.num_rows for b in batches) == 5000
-    assert batches[-1].column("id")[-1].as_py() == "p:p.parquet:4999"
+    assert batches[-1].column("id")[-1].as_py() == "p:p.parquet:5000"
 
 
 def test_text_dir_one_document_per_file_and_bad_files(tmp_path):

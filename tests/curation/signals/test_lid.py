@@ -17,7 +17,7 @@ import re
 import pytest
 
 from curation.signals import datatrove_reference as ref
-from curation.signals.lid import LanguageIdentifier, script_of
+from curation.signals.lid import LanguageIdentifier, compatible, script_evidence, script_of
 
 PLACEHOLDERS = re.compile(r"%[-#0 +]*\d*(?:\.\d+)?[a-zA-Z]|\{[^}]*\}|<[^>]+>|&\w+;|\\[nt]")
 ASSERTED = {
@@ -88,10 +88,13 @@ def test_accuracy_on_well_covered_languages(accuracy):
 
 def test_scores_equal_datatrove_ft176(lid):
     texts = translations("de")[:20] + translations("ja")[:20] + ["plain English text about a file that was not found"]
-    ours_labels, ours_scores, _ = lid.predict(texts)
+    ours = lid.identify(texts)
     theirs = ref.run_lid(ref.make_lid(lid.path), texts)
-    assert ours_labels == [lang for lang, _ in theirs]
-    assert ours_scores == pytest.approx([score for _, score in theirs], abs=1e-6)
+    assert ours.model_labels == [lang for lang, _ in theirs]  # the model's own label = datatrove's LID step
+    assert ours.model_scores == pytest.approx([score for _, score in theirs], abs=1e-6)
+    # script evidence changes a label only where the model's label contradicts the text's script
+    for text, mine, model in zip(texts, ours.labels, ours.model_labels, strict=True):
+        assert mine == model or not compatible(model, script_evidence(text)), (text, mine, model)
 
 
 def test_script_from_unicode_ranges():
@@ -109,3 +112,68 @@ def test_script_from_unicode_ranges():
 def test_other_local_model_path_is_used(tmp_path):
     with pytest.raises(FileNotFoundError, match="lid_model"):
         LanguageIdentifier(tmp_path / "missing.bin")
+
+
+# ---------------------------------------------------------------- short strings, script evidence (issue 22)
+
+DEMO_LABELS = "en de fr es ru ja zh ko ar hi bn ta te my th".split()
+SHORT_NON_LATIN = {"ru": "ru", "ja": "ja", "zh_CN": "zh", "ko": "ko", "ar": "ar", "hi": "hi", "bn": "bn", "ta": "ta",
+                   "te": "te", "my": "my", "th": "th"}  # fmt: skip
+SHORT_LATIN = {"de": "de", "fr": "fr", "es": "es"}
+
+
+def short_strings(locale: str, lo: int = 10, hi: int = 40, cap: int = 400) -> list[str]:
+    """Translated UI strings of 2+ words with ``lo``..``hi`` letters (the demo corpus keeps 2+ word strings); for a
+    non-Latin language only strings whose dominant script is not Latin (key names such as "AudioMute" left
+    untranslated in a Tamil catalog are English text, not Tamil)."""
+    out = set()
+    for path in sorted(glob.glob(f"/usr/share/locale/{locale}/LC_MESSAGES/*.mo")):
+        try:
+            with open(path, "rb") as f:
+                catalog = gettext.GNUTranslations(f)._catalog
+        except (OSError, UnicodeDecodeError):
+            continue
+        for k, v in catalog.items():
+            if isinstance(k, str) and isinstance(v, str) and k and v != k:
+                text = PLACEHOLDERS.sub(" ", v).strip()
+                if lo <= sum(c.isalpha() for c in text) < hi and len(text.split()) >= 2:
+                    if locale in SHORT_LATIN or script_of(text) != "Latn":
+                        out.add(text)
+    return sorted(out)[:cap]
+
+
+@pytest.fixture(scope="module")
+def short_accuracy(lid) -> dict[str, tuple[int, float, float, float]]:
+    """locale -> (strings, model alone, with script evidence, with evidence + the demo's lid_labels)."""
+    restricted = LanguageIdentifier(labels=DEMO_LABELS)
+    table = {}
+    for locale, want in {**SHORT_NON_LATIN, **SHORT_LATIN}.items():
+        texts = short_strings(locale)
+        if len(texts) < 50:
+            continue
+        r, rr = lid.identify(texts), restricted.identify(texts)
+        table[locale] = (len(texts), *(sum(x == want for x in labels) / len(texts)
+                                       for labels in (r.model_labels, r.labels, rr.labels)))  # fmt: skip
+    print("\nLID on short strings (locale: n, model alone, + script evidence, + lid_labels):")
+    for locale, (n, a, b, c) in table.items():
+        print(f"  {locale:6s} n={n:4d} model={a:.3f} script={b:.3f} labels={c:.3f}")
+    return table
+
+
+def test_short_strings_script_evidence_reaches_95_percent_where_the_script_decides(short_accuracy):
+    non_latin = {k: v for k, v in short_accuracy.items() if k in SHORT_NON_LATIN}
+    assert len(non_latin) >= 6, f"too few languages with translations on this machine: {sorted(short_accuracy)}"
+    assert {k: round(v[2], 3) for k, v in non_latin.items() if v[2] < 0.95} == {}
+    assert all(v[2] >= v[1] - 0.005 for v in short_accuracy.values()), "script evidence made a language worse"
+    if "zh_CN" in non_latin:  # Han without kana is not Japanese: the model alone sends ~9% of these to ja/wuu/yue
+        assert non_latin["zh_CN"][2] >= non_latin["zh_CN"][1] + 0.03
+
+
+def test_short_latin_strings_gain_from_the_corpus_label_prior(short_accuracy):
+    """Latin-script neighbours are not told apart by script; the corpus's label set (``score.lid_labels``) removes
+    pt/ca/oc/it from the candidates. Measured here: de 0.932, fr 0.927, es 0.895 (model alone 0.917/0.922/0.807);
+    the rest are mostly strings that are English words in a translated catalog."""
+    latin = {k: v for k, v in short_accuracy.items() if k in SHORT_LATIN}
+    assert latin, "no Latin-script catalogs on this machine"
+    assert all(v[3] >= v[2] for v in latin.values())
+    assert all(v[3] >= 0.85 for v in latin.values()), latin

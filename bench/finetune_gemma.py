@@ -1,4 +1,4 @@
-"""The full LoRA recipe on Gemma 3 270M (the demo runs a 12-step CPU version of it): held-out bits per byte before and
+"""The full LoRA recipe on Gemma 3 270M (the demo runs an 8-step CPU version of it): held-out bits per byte before and
 after, trainable share, tokens/s and peak memory, on the run's curated documents of one domain.
 
     .venv/bin/python bench/finetune_gemma.py --run runs/demo [--domain docs] [--steps 300]   # CUDA (bf16)

@@ -252,11 +252,13 @@ def run_section(args: argparse.Namespace) -> dict[str, Any]:
     lora = read("models", "gemma-docs", "metrics.json")
     adapt = read("models", "gemma-code-tok", "metrics.json")
     draft = read("models", "draft", "metrics.json")
+    compact = read("models", "gemma-compact", "compact_report.json")
+    variants = {n: {k: v for k, v in m.items() if k != "outputs"} for n, m in compact.get("models", {}).items()}
     summary = read("measure", "summary.json")
     out: dict[str, Any] = {
         "lora": {k: lora.get(k) for k in ("steps", "trainable_share", "bits_per_byte_before", "eval_bits_per_byte",
                                           "train_seconds", "tokens_per_s")},
-        "compact": {k: v for k, v in read("models", "gemma-compact", "compact_report.json").items() if k != "models"},
+        "compact": {k: v for k, v in compact.items() if k != "models"} | {"models": variants},
         "adapt": {k: adapt.get(k) for k in ("new_token_ids", "eval_tokens", "bits_per_byte_old_model",
                                             "bits_per_byte_init", "eval_bits_per_byte", "train_seconds")},
         "draft": {k: draft.get(k) for k in ("params", "eval_bits_per_byte", "train_seconds")},

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import multiprocessing
 import os
 import shutil
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -181,12 +183,36 @@ def check_architecture(path: Path) -> str:
     return arch
 
 
-def convert_gguf(path: Path, out: Path, dtype: str = "float32") -> dict[str, Any]:
-    """Dequantize a GGUF into a plain HF dir at ``out`` (weights + tokenizer); returns what was converted."""
-    import torch  # heavy: deferred until used
-    from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy: deferred until used
+def save_gguf_tokenizer(path: str, out: str) -> None:
+    """The GGUF's tokenizer as a fast HF tokenizer in ``out`` (a process of its own in :func:`convert_gguf`)."""
+    from transformers import AutoTokenizer  # heavy: deferred until used
 
+    AutoTokenizer.from_pretrained(str(Path(path).parent), gguf_file=Path(path).name).save_pretrained(out)
+
+
+def convert_gguf(path: Path, out: Path, dtype: str = "float32") -> dict[str, Any]:
+    """Dequantize a GGUF into a plain HF dir at ``out`` (weights + tokenizer); returns what was converted.
+
+    The tokenizer (rebuilt from the GGUF's 262k-entry vocabulary in Python: about as long as the weights) is converted
+    in a second process while this one dequantizes the weights, when the machine has a second core.
+    """
     arch = check_architecture(path)
+    if (os.cpu_count() or 1) < 2:
+        save_gguf_tokenizer(str(path), str(out))
+        return _convert_gguf_weights(path, out, dtype, arch)
+    ctx = multiprocessing.get_context("spawn")  # fork would copy a process that may hold threads and locks
+    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        tokenizer = pool.submit(save_gguf_tokenizer, str(path), str(out))
+        info = _convert_gguf_weights(path, out, dtype, arch)
+        tokenizer.result()
+    return info
+
+
+def _convert_gguf_weights(path: Path, out: Path, dtype: str, arch: str) -> dict[str, Any]:
+    """The dequantized weights of a GGUF saved as safetensors (+ config) in ``out``."""
+    import torch  # heavy: deferred until used
+    from transformers import AutoModelForCausalLM  # heavy: deferred until used
+
     torch_dtype = getattr(torch, dtype)
     loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch_dtype)
     config = loaded.config
@@ -200,7 +226,6 @@ def convert_gguf(path: Path, out: Path, dtype: str = "float32") -> dict[str, Any
                                f"{sorted(set(missing) - tied)[:5]}, unexpected {sorted(unexpected)[:5]}")  # fmt: skip
     plain.tie_weights()
     plain.save_pretrained(str(out), safe_serialization=True)
-    AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name).save_pretrained(str(out))
     params = sum(p.numel() for p in plain.parameters())
     return {"architecture": arch, "model_type": config.model_type, "params": params, "vocab_size": config.vocab_size}
 

@@ -7,6 +7,7 @@ import re
 
 from _paths import REPO
 
+from curation.signals.score import ScoreConfig
 from finetune.config import AdaptConfig, LoraConfig, PretrainConfig
 from serving.api.config import ServeConfig
 from serving.measure.run import MeasureConfig
@@ -52,3 +53,13 @@ def test_real_model_chain_and_baseline_as_shipped():
     for stack in measure.stacks:
         assert set(stack.serve_models) <= set(catalog), stack.name
     assert [s.lever for s in measure.stacks][1:] == ["finetune", "tokenizer", "compaction", "routing", "speculation"]
+
+
+def test_scoring_does_not_read_tokenizers_trained_after_it():
+    """A rerun with nothing changed must skip every stage: scoring that counted the run's tokenizers (trained after
+    it) rescored on the second run and retrained everything downstream of the signals."""
+    from tokenwise.stages import REGISTRY  # heavy (every stage module): only this test needs the stage order
+
+    order = [s.name for s in REGISTRY.demo_stages()]
+    assert order.index("score") < order.index("tokenizer_train")
+    assert load_section(DEMO, "score", ScoreConfig).run_tokenizers is False

@@ -502,7 +502,6 @@ class CorpusBuildStep(_import_step_base()):
     def run(self, data: Any = None, rank: int = 0, world_size: int = 1) -> None:
         cfg, rd = CorpusConfig.model_validate(self.cfg), RunDir(self.run_root)
         _quiet_task_console(rd, rank)
-        _share_cores(cfg.workers)
         if self.keys is not None:
             self._run_items(cfg, rd, rank, world_size)
             return
@@ -560,14 +559,6 @@ class CorpusBuildStep(_import_step_base()):
             elif batch.num_rows:
                 stats.add_table(file, batch)
                 writer.add(batch)
-
-
-def _share_cores(workers: int) -> None:
-    """Ranks run side by side as processes: each parses with at most its share of the cores, so ``workers`` polars
-    pools of every core do not oversubscribe the machine (set before this process first uses polars; a value the
-    user set is kept)."""
-    if workers > 1:
-        os.environ.setdefault("POLARS_MAX_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
 
 _ADAPTIVE: dict = {}  # per-process parse strategy shared by a rank's JSONL files (see readers._parse_block)

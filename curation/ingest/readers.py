@@ -75,9 +75,12 @@ class IdSet:
 
     def check(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Hashes of ids and a bool mask of those already seen (earlier, or earlier in this list); adds nothing."""
-        h = np.fromiter((hash(s) for s in ids), dtype=np.int64, count=len(ids))
-        dup = np.fromiter((int(x) in self._recent for x in h), dtype=bool, count=len(h)) if self._recent else None
-        dup = np.zeros(len(h), dtype=bool) if dup is None else dup
+        hl = list(map(hash, ids))  # map over a builtin: no Python frame per id
+        h = np.array(hl, dtype=np.int64) if hl else np.zeros(0, dtype=np.int64)
+        if self._recent and not self._recent.isdisjoint(hl):  # set test in C; the mask only when one is there
+            dup = np.fromiter((x in self._recent for x in hl), dtype=bool, count=len(hl))
+        else:
+            dup = np.zeros(len(h), dtype=bool)
         for run in self._runs:
             pos = np.minimum(np.searchsorted(run, h), len(run) - 1)
             dup |= run[pos] == h
@@ -375,7 +378,7 @@ def iter_jsonl(path: str | Path, opts: ReadOptions, label: str | None = None) ->
             if isinstance(item, Quarantined):
                 yield item
             else:
-                yield from _parse_block(item[2], item[0], item[1], opts, file, label, state)
+                yield from _parse_block(item[2], item[0], item[1], opts, file, label, state, item[3])
 
 
 class _Truncated(Exception):
@@ -386,6 +389,8 @@ class _Truncated(Exception):
 
 def _read(f: IO[bytes], n: int, errors: tuple[type[BaseException], ...]) -> bytes:
     """Up to n bytes in 1 MiB reads, so a decompression error keeps what was read before it."""
+    if type(f) is io.BufferedReader and isinstance(f.raw, io.FileIO):  # plain file: one read, no join
+        return f.read(n)
     parts, size = [], 0
     read = getattr(f, "read1", f.read)
     try:
@@ -398,8 +403,9 @@ def _read(f: IO[bytes], n: int, errors: tuple[type[BaseException], ...]) -> byte
 
 
 def _iter_blocks(f: IO[bytes], opts: ReadOptions, file: str,
-                 start: int = 0) -> Iterator[tuple[int, int, bytes] | Quarantined]:  # fmt: skip
-    """Newline-aligned blocks as (byte offset, first line number, bytes); over-long lines skipped as too_large."""
+                 start: int = 0) -> Iterator[tuple[int, int, bytes, int] | Quarantined]:  # fmt: skip
+    """Newline-aligned blocks as (byte offset, first line number, bytes, newlines in it); over-long lines skipped as
+    too_large."""
     carry, offset, line = b"", start, 1
     errors = _READ_ERRORS + _zstd_error()
     while True:
@@ -409,14 +415,20 @@ def _iter_blocks(f: IO[bytes], opts: ReadOptions, file: str,
             chunk, error = t.data, t
         if not chunk and error is None:
             if carry:
-                yield offset, line, carry
+                yield offset, line, carry, carry.count(b"\n")
             return
-        buf = carry + chunk if carry else chunk
-        cut = buf.rfind(b"\n") + 1
-        block, carry = buf[:cut], buf[cut:]
+        cut = chunk.rfind(b"\n") + 1
+        if cut and b"\n" not in carry:  # the usual case: one copy at most (none for a block without a tail)
+            block = b"".join((carry, memoryview(chunk)[:cut])) if carry or cut < len(chunk) else chunk
+            carry = chunk[cut:]
+        else:  # no newline in this chunk, or a remainder after a skipped line that has newlines of its own
+            buf = carry + chunk if carry else chunk
+            cut = buf.rfind(b"\n") + 1
+            block, carry = buf[:cut], buf[cut:]
         if block:
-            yield offset, line, block
-            offset, line = offset + len(block), line + block.count(b"\n")
+            nl = block.count(b"\n")  # counted once: the parser and the line numbers share it
+            yield offset, line, block, nl
+            offset, line = offset + len(block), line + nl
         if error is not None:
             yield quarantine(file, "truncated_file", line, offset, f"stream ends early: {error}", carry)
             return
@@ -440,7 +452,7 @@ def _skip_line(f: IO[bytes], carry: bytes, opts: ReadOptions, file: str, offset:
 
 
 def _parse_block(block: bytes, offset: int, line: int, opts: ReadOptions, file: str, label: str,
-                 state: dict) -> Iterator[Batch]:  # fmt: skip
+                 state: dict, newlines: int | None = None) -> Iterator[Batch]:  # fmt: skip
     """Vectorised parse of a block; when it fails, of ~8 line-aligned pieces, recursively; exact lines only for the
     small pieces that still fail.
 
@@ -448,7 +460,7 @@ def _parse_block(block: bytes, offset: int, line: int, opts: ReadOptions, file: 
     a block whose pieces all pass makes the reader try whole blocks again.
     """
     if not state.get("pieces"):
-        table = _try_vectorised(block, line, opts, label)
+        table = _try_vectorised(block, line, opts, label, newlines)
         if table is not None:
             if table.num_rows:
                 yield table
@@ -459,8 +471,8 @@ def _parse_block(block: bytes, offset: int, line: int, opts: ReadOptions, file: 
 
 def _parse_split(block: bytes, offset: int, line: int, opts: ReadOptions, file: str, label: str):
     failed = 0
-    for piece, off, ln in _pieces(block, offset, line, max(4096, len(block) // _SPLIT)):
-        table = _try_vectorised(piece, ln, opts, label)
+    for piece, off, ln, nl in _pieces(block, offset, line, max(4096, len(block) // _SPLIT)):
+        table = _try_vectorised(piece, ln, opts, label, nl)
         if table is None:
             failed += 1
             if _MIN_BISECT_BYTES < len(piece) < len(block):  # one long line cannot be split further
@@ -472,24 +484,27 @@ def _parse_split(block: bytes, offset: int, line: int, opts: ReadOptions, file: 
     return failed
 
 
-def _pieces(block: bytes, offset: int, line: int, size: int) -> Iterator[tuple[bytes, int, int]]:
+def _pieces(block: bytes, offset: int, line: int, size: int) -> Iterator[tuple[bytes, int, int, int]]:
+    """Line-aligned pieces of ~size bytes as (bytes, byte offset, first line number, newlines in it)."""
     start = 0
     while start < len(block):
         end = block.find(b"\n", start + size) + 1 or len(block)
         piece = block[start:end]
-        yield piece, offset + start, line
-        line += piece.count(b"\n")
+        nl = piece.count(b"\n")
+        yield piece, offset + start, line, nl
+        line += nl
         start = end
 
 
-def _try_vectorised(block: bytes, line: int, opts: ReadOptions, label: str) -> pa.Table | None:
+def _try_vectorised(block: bytes, line: int, opts: ReadOptions, label: str,
+                    newlines: int | None = None) -> pa.Table | None:  # fmt: skip
     """Parse a whole block with polars (fast, checks UTF-8 and JSON syntax); None when any line needs the exact path.
 
     polars stringifies non-string values for a String schema, so raw-byte checks send a block to the exact path when a
     mapped key holds a non-string (``"text": 5``) or an object/array, or when it contains a NUL; blank lines make the
     row count differ from the line count.
     """
-    nlines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    nlines = (block.count(b"\n") if newlines is None else newlines) + (0 if block.endswith(b"\n") else 1)
     if b"\x00" in block or b"\\u0000" in block or _suspect_types(opts).search(block):
         return None
     schema = {k: pl.String for k in _mapped_keys(opts)}

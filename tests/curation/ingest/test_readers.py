@@ -230,3 +230,26 @@ def test_idset_detects_duplicates_across_compactions():
     ids = IdSet(recent_max=10)
     assert not any(ids.add([f"x{i}"])[0] for i in range(100))
     assert ids.add(["x3", "x99", "new", "new"]).tolist() == [True, True, False, True]
+
+
+@pytest.mark.parametrize("block_bytes", [512, 1000, 4096])
+def test_block_cuts_keep_every_line_and_number(tmp_path, block_bytes):
+    """Whatever the block size (cuts inside lines, remainders after a skipped over-long line that hold several lines),
+    every record is read once with its own line number."""
+    lines = []
+    for i in range(300):
+        if i in (40, 41, 170):
+            lines.append(json.dumps({"text": "x" * 3000}).encode())  # over max_doc_bytes: skipped while streaming
+        elif i % 37 == 5:
+            lines.append(b'{"text": "broken')
+        else:
+            lines.append(json.dumps({"text": f"doc {i} " + "y" * (i % 97), "id": f"d{i}"}).encode())
+    path = tmp_path / "cuts.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    docs, bad = _split(read_jsonl(path, max_doc_bytes=2000, block_bytes=block_bytes))
+    expect_bad = [(i + 1, "too_large" if i in (40, 41, 170) else "invalid_json")
+                  for i in range(300) if i in (40, 41, 170) or i % 37 == 5]  # fmt: skip
+    assert sorted((q.line, q.reason) for q in bad) == expect_bad
+    kept = [i for i in range(300) if (i + 1) not in {ln for ln, _ in expect_bad}]
+    assert [d.id for d in docs] == [f"d{i}" for i in kept]
+    assert [d.text for d in docs] == [f"doc {i} " + "y" * (i % 97) for i in kept]

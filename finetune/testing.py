@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from tokenwise.documents import CORPUS_SCHEMA
+from tokenwise.pysource import parse_python
 
 STDLIB_MODULES = ("json", "csv", "argparse", "textwrap", "string", "shlex", "fractions", "heapq", "bisect", "queue")
 SPECIAL = {"bos_token": "<|bos|>", "eos_token": "<|endoftext|>", "pad_token": "<|pad|>"}
@@ -34,7 +35,7 @@ def stdlib_docs(modules: tuple[str, ...] = STDLIB_MODULES, max_chars: int = 1500
         if not path.is_file():
             path = root / mod / "__init__.py"
         src = path.read_text(encoding="utf-8")
-        for node in ast.walk(ast.parse(src)):
+        for node in ast.walk(parse_python(src)):
             if not isinstance(node, ast.FunctionDef | ast.ClassDef):
                 continue
             seg = ast.get_source_segment(src, node) or ""

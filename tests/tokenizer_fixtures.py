@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tokenwise.documents import CORPUS_SCHEMA
+from tokenwise.pysource import parse_python
 from tokenwise.rundir import atomic_open
 
 LOCALE_DIR = Path("/usr/share/locale")
@@ -78,7 +79,7 @@ def docs_rows(max_files: int = 60, recursive: bool = False) -> Iterator[dict]:
     """Docstrings of stdlib modules, classes and functions (prose), each a ``docs`` document."""
     for p in stdlib_files(max_files, recursive):
         try:
-            tree = ast.parse(p.read_text(encoding="utf-8", errors="replace"))
+            tree = parse_python(p.read_text(encoding="utf-8", errors="replace"))
         except SyntaxError:
             continue
         for node in [tree, *ast.walk(tree)]:

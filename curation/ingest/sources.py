@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from curation.ingest.readers import Batch, ReadOptions, iter_text_files, quarantine, read_text_file, rows_to_table
+from tokenwise.pysource import parse_python
 
 STDLIB_EXCLUDE = ["test/*", "*/test/*", "*/tests/*", "idlelib/idle_test/*", "site-packages/*", "dist-packages/*",
                   "*/__pycache__/*", "lib2to3/tests/*", "config-*/*"]  # fmt: skip
@@ -55,7 +56,7 @@ def iter_code(files: list[tuple[str, str]], opts: ReadOptions) -> Iterator[Batch
 
 def docstrings(source: str) -> Iterator[tuple[str, str]]:
     """(qualified name, cleaned docstring) of a module and every class and function in it, in source order."""
-    tree = ast.parse(source)
+    tree = parse_python(source)
     stack: list[tuple[ast.AST, str]] = [(tree, "")]
     while stack:
         node, prefix = stack.pop()

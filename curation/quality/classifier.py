@@ -30,6 +30,7 @@ from pydantic import Field
 
 from tokenwise.config import BaseConfig, load_section
 from tokenwise.log import kv
+from tokenwise.pysource import parse_python
 from tokenwise.rundir import RunDir, hash_obj, write_json
 from tokenwise.splits import is_heldout
 
@@ -102,7 +103,7 @@ def _paragraphs(text: str, min_chars: int) -> Iterator[str]:
 
 def _docstrings(text: str) -> Iterator[str]:
     try:
-        tree = ast.parse(text)
+        tree = parse_python(text)
     except (SyntaxError, ValueError):
         return
     for node in ast.walk(tree):

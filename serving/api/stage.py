@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from serving.api import cost_router as cr
 from serving.api import router as rt
 from serving.api.backend import load_backend
 from serving.api.config import ServeConfig
@@ -29,8 +30,20 @@ def heldout_samples(
         raise FileNotFoundError(
             f"{run_dir}: no curated/ or corpus/ shards to calibrate on; run the corpus stage first"
         )
+    return [s[:2] for s in heldout_labeled(run_dir, n, prompt_bytes, reference_bytes, seed)]
+
+
+def heldout_labeled(
+    run_dir: str, n: int, prompt_bytes: int, reference_bytes: int, seed: int = 1
+) -> list[tuple[str, str, str, str]]:
+    """(prompt, reference, language, domain) of :func:`heldout_samples` (the cost routers calibrate per cell)."""
+    root = Path(run_dir)
+    if not any((root / d).glob("shard-*.parquet") for d in ("curated", "corpus")):
+        raise FileNotFoundError(
+            f"{run_dir}: no curated/ or corpus/ shards to calibrate on; run the corpus stage first"
+        )
     reqs = build_requests(run_dir, n, prompt_bytes, reference_bytes, seed=seed)
-    return [(r["prompt"], r["reference"]) for r in reqs]
+    return [(r["prompt"], r["reference"], cr.request_language(r["language"], r["domain"]), r["domain"]) for r in reqs]
 
 
 def split_text(text: str, prompt_bytes: int, reference_bytes: int) -> tuple[str, str] | None:
@@ -45,8 +58,9 @@ def split_text(text: str, prompt_bytes: int, reference_bytes: int) -> tuple[str,
 
 
 def calibration_report(
-    records: list[dict], prices: list[tuple[float, float]], router_cfg: Any, names: list[str]
-) -> dict[str, Any]:
+    records: list[dict], prices: list[tuple[float, float]], router_cfg: Any, names: list[str],
+    paths: list[str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Thresholds for every strategy at the configured budget, with curves and APGR, as written to router.json."""
 
 
@@ -79,6 +93,22 @@ def calibration_report(
         "model": asdict(model),
         "features": list(rt.FEATURES),
     }
+    out["cost"] = cost_report(records, prices, router_cfg.budget_min_quality or 0.95, names, paths)
+    return out
+
+
+def cost_report(records: list[dict], prices: list[tuple[float, float]], budget: float, names: list[str],
+                paths: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The cost routers' calibration (table + floors on every record, what serving uses) and, for the report, the
+    comparison with price-per-token, always-large and always-small fitted on half of each language x domain and
+    measured on the other half."""
+    table = cr.fit_table(records, names, prices, paths)
+    floors = {mode: cr.calibrate_floor(records, table, budget, mode) for mode in cr.MODES}
+    out: dict[str, Any] = {"table": table, "floors": floors, "budget_min_quality": budget}
+    cal, test = cr.split_records(records)
+    if test:
+        held = cr.compare(cal, test, names, prices, budget, paths)
+        out["held_out"] = {k: v for k, v in held.items() if k not in ("table", "decisions")}
     return out
 
 
@@ -87,7 +117,7 @@ def calibrate_run(config_path: str, run_dir: str) -> tuple[str, str]:
     cfg = load_section(config_path, "serve", ServeConfig).resolved(run_dir)
     chain = cfg.by_cost()
     r = cfg.router
-    samples = heldout_samples(run_dir, r.calibration_prompts, r.prompt_bytes, r.reference_bytes)
+    samples = heldout_labeled(run_dir, r.calibration_prompts, r.prompt_bytes, r.reference_bytes)
     if len(samples) < 4:
         raise ValueError(
             f"{run_dir}: only {len(samples)} held-out documents long enough to calibrate on; "
@@ -96,7 +126,7 @@ def calibrate_run(config_path: str, run_dir: str) -> tuple[str, str]:
     backends = [load_backend(m) for m in chain]
     records = rt.collect_records(backends, samples, r.preview_tokens, answer_tokens=cfg.limits.default_max_tokens)
     prices = [(m.price_input_per_1m, m.price_output_per_1m) for m in chain]
-    report = calibration_report(records, prices, r, [m.name for m in chain])
+    report = calibration_report(records, prices, r, [m.name for m in chain], [m.path for m in chain])
     path = RunDir(run_dir).stage("serve", "router.json")
     write_json(path, report)
     c, lr = report["cascade"], report["learned"]

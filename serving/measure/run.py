@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from serving.api.backend import load_backend
-from serving.api.config import ModelSpec, ServeConfig, SpeculativeSpec
+from serving.api.config import ModelSpec, ServeConfig, SpeculativeSpec, check_prices
 from serving.api.server import serve_in_background
 from serving.measure import aggregate as agg
 from serving.measure.ledger import add_counterfactuals, write_ledger
@@ -81,6 +81,7 @@ class MeasureConfig(BaseConfig):
             raise ValueError(f"stack names must be unique: {names}")
         if self.stacks[0].lever != "baseline":
             raise ValueError("the first stack is the baseline: set its lever to `baseline`")
+        check_prices(self.models, "measure.models")
         return self
 
 

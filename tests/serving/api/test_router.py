@@ -103,8 +103,9 @@ def tiny(tiny_models):
 @pytest.fixture(scope="module")
 def chain(tiny):
     cfg = ServeConfig(
-        models=[{"name": "small", "path": str(tiny["small"])}, {"name": "large", "path": str(tiny["large"])}]
-    )
+        models=[{"name": "small", "path": str(tiny["small"]), "price_input_per_1m": 0.1, "price_output_per_1m": 0.2},
+                {"name": "large", "path": str(tiny["large"]), "price_input_per_1m": 1.0, "price_output_per_1m": 2.0}]
+    )  # fmt: skip
     return {m.name: load_backend(m) for m in cfg.models}
 
 

@@ -174,5 +174,7 @@ def smoke_test(cfg: Any, run_dir: str, calibration: dict | None = None) -> dict[
                 model="auto", messages=[{"role": "user", "content": "Hello"}], max_tokens=16
             ),
             client.completions.create(model="router-learned", prompt="import os\n", max_tokens=16, temperature=0),
-        ]
+            client.completions.create(model="router-cost", prompt="Datei nicht gefunden: ", max_tokens=16,
+                                      temperature=0, extra_body={"metadata": {"language": "de", "domain": "ui"}}),
+        ]  # fmt: skip
     return {"url": srv.url, "responses": [r.model_dump(mode="json") for r in responses]}

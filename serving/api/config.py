@@ -99,6 +99,13 @@ class RouterSpec(BaseConfig):
     budget_min_quality: float | None = Field(
         0.95, gt=0, le=1, description="Calibrate: at least this share of the largest model's quality."
     )
+    cascade_models: list[str] | None = Field(
+        None, description="serve.models the cascade and learned routers chain (cheapest first); null = all. Names a "
+        "server does not serve are skipped (fewer than two left = all)."
+    )
+    cost_models: list[str] | None = Field(
+        None, description="serve.models the cost/price routers choose among; null = all (same skipping rule)."
+    )
     calibration_prompts: int = Field(64, ge=4, le=100000, description="Held-out documents used to calibrate.")
     prompt_bytes: int = Field(256, ge=16, description="Bytes of each calibration document used as the prompt.")
     reference_bytes: int = Field(256, ge=16, description="Bytes of its continuation scored as the reference.")
@@ -152,6 +159,14 @@ class ServeConfig(BaseConfig):
     def by_cost(self) -> list[ModelSpec]:
         """Models cheapest first (output price, then input price, then listed order)."""
         return sorted(self.models, key=lambda m: (m.price_output_per_1m or 0.0, m.price_input_per_1m or 0.0))
+
+    def router_chain(self, kind: str) -> list[str]:
+        """The models a router chooses among, cheapest first: ``router.cascade_models`` (cascade, learned) or
+        ``router.cost_models`` (cost, price) where at least two of them are served, else every served model."""
+        names = [m.name for m in self.by_cost()]
+        want = self.router.cost_models if kind in ("cost", "price") else self.router.cascade_models
+        sub = [n for n in names if want is None or n in want]
+        return sub if len(sub) >= 2 else names
 
     def resolved(self, run_dir: str | None) -> ServeConfig:
         """A copy with ``{run}`` in paths replaced by the run directory."""

@@ -307,7 +307,7 @@ def _plan(state: State, req: CompletionRequest | ChatCompletionRequest) -> Plan:
             param="model",
             code="model_not_found",
         )
-    involved = [req.model] if parsed is None else state.chain
+    involved = [req.model] if parsed is None else state.config.router_chain(parsed[0])
     ctx = min(state.spec(n).max_context for n in involved)
     max_prompt = min(lim.max_prompt_tokens, ctx - max_tokens)
     if max_prompt < 1:
@@ -377,7 +377,8 @@ def _start(state: State, plan: Plan) -> rt.Routed:
     cfg = state.config.router
     served = {m.name: (m.path, (m.price_input_per_1m, m.price_output_per_1m)) for m in state.config.models}
     r = rt.router_from_calibration(
-        plan.router, state.chain, state.calibration, plan.threshold, cfg.confidence, cfg.preview_tokens, served
+        plan.router, state.config.router_chain(plan.router), state.calibration, plan.threshold, cfg.confidence,
+        cfg.preview_tokens, served,
     )
     prompt = plan.messages if plan.messages is not None else plan.prompt
     return r.start(state.backends, prompt, plan.params, plan.max_prompt, language=plan.language, domain=plan.domain)

@@ -66,6 +66,14 @@ def calibration_report(
 
     budget = {"max_escalation": router_cfg.budget_max_escalation, "min_quality": router_cfg.budget_min_quality}
     out: dict[str, Any] = {"models": names, "n_records": len(records), "budget": budget}
+    paths = paths or [""] * len(names)
+    cost_idx = _subchain(names, router_cfg.cost_models)
+    cost = cost_report(sub_records(records, cost_idx), [prices[i] for i in cost_idx],
+                       router_cfg.budget_min_quality or 0.95, [names[i] for i in cost_idx],
+                       [paths[i] for i in cost_idx])  # fmt: skip
+    idx = _subchain(names, router_cfg.cascade_models)
+    records, prices, names = sub_records(records, idx), [prices[i] for i in idx], [names[i] for i in idx]
+    out["cascade_models"] = names
     conf = router_cfg.confidence
     scores = rt.cascade_scores(records, conf)
     cal = rt.calibrate(records, scores, prices, "cascade", **budget)
@@ -93,7 +101,23 @@ def calibration_report(
         "model": asdict(model),
         "features": list(rt.FEATURES),
     }
-    out["cost"] = cost_report(records, prices, router_cfg.budget_min_quality or 0.95, names, paths)
+    out["cost"] = cost
+    return out
+
+
+def _subchain(names: list[str], want: list[str] | None) -> list[int]:
+    idx = [i for i, n in enumerate(names) if want is None or n in want]
+    return idx if len(idx) >= 2 else list(range(len(names)))
+
+
+def sub_records(records: list[dict], idx: list[int]) -> list[dict]:
+    """Calibration records restricted to the models at ``idx`` (per-model lists sliced, the rest shared)."""
+    per_model = ("bits", "prompt_tokens", "reference_tokens")
+    out = []
+    for r in records:
+        s = {**r, **{k: [r[k][i] for i in idx] for k in per_model if k in r}}
+        s["scores"] = {k: [v[i] for i in idx] for k, v in r["scores"].items() if v}
+        out.append(s)
     return out
 
 
@@ -117,6 +141,10 @@ def calibrate_run(config_path: str, run_dir: str) -> tuple[str, str]:
     cfg = load_section(config_path, "serve", ServeConfig).resolved(run_dir)
     chain = cfg.by_cost()
     r = cfg.router
+    unknown = sorted((set(r.cascade_models or []) | set(r.cost_models or [])) - {m.name for m in chain})
+    if unknown:
+        raise ValueError(f"{config_path}: serve.router cascade_models/cost_models name {unknown}, which are not in "
+                         f"serve.models {[m.name for m in chain]}")  # fmt: skip
     samples = heldout_labeled(run_dir, r.calibration_prompts, r.prompt_bytes, r.reference_bytes)
     if len(samples) < 4:
         raise ValueError(

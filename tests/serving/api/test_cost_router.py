@@ -192,3 +192,30 @@ def test_real_smollm2_and_gemma_tokenizers_differ(smollm2_dir, gemma_dir):
     en = "The file could not be opened because the directory does not exist."
     assert len(smol.encode(en)) <= 1.3 * len(gemma.encode(en))
     assert len(smol.encode(HI)) >= 3 * len(gemma.encode(HI))
+
+
+def test_report_section_and_ledger_columns(tmp_path):
+    """The report shows the four strategies per language from serve/router.json; a ledger row of a cost-routed
+    request keeps the reason, the fallback flag and each candidate's prediction."""
+    from report.context import Context
+    from report.sections.routing import routing
+    from serving.api.stage import cost_report
+    from serving.measure.ledger import read_ledger, write_ledger
+    from tokenwise.rundir import RunDir, write_json
+
+    _, recs = synthetic_table()
+    recs = recs + [dict(r) for r in recs]  # two per cell: one calibrates, one is measured
+    write_json(tmp_path / "serve" / "router.json",
+               {"cost": cost_report(recs, [PRICES["small"], PRICES["large"]], 0.95, ["small", "large"])})
+    pred = [{"model": "large", "prompt_tokens": 3, "completion_tokens": 2, "cost_usd": 1e-6, "quality_share": 1.0,
+             "meets_floor": True, "basis": ""}]  # fmt: skip
+    row = {"request_id": "req-0", "stack": "cost_routed", "model": "large", "language": "sw", "status": "success",
+           "route_reason": "language 'sw' was never calibrated", "route_fallback": True, "route_predictions": pred}
+    write_ledger([row], str(tmp_path / "measure"))
+    back = read_ledger(str(tmp_path / "measure" / "ledger.parquet"))[0]
+    assert back["route_fallback"] is True and json.loads(back["route_predictions"]) == pred
+    sec = routing(Context(RunDir(str(tmp_path))))
+    assert sec.data["goals"]["goal_non_english"] and sec.data["served"]["fallbacks"] == 1
+    groups = sec.data["groups"]
+    assert {"overall", "non_english", "lang:ru"} <= set(groups)
+    assert groups["lang:ru"]["cost_per_request"]["cost_usd"] < groups["lang:ru"]["price_per_token"]["cost_usd"]

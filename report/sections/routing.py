@@ -73,7 +73,13 @@ def routing(ctx: Context) -> Section:
     ledger = ctx.run.path("measure", "ledger.parquet")
     served: dict = {}
     if ctx.run.exists("measure", "ledger.parquet"):
-        rows = [r for r in read_ledger(str(ledger)) if r.get("route_reason") and r["status"] == "success"]
+        every = read_ledger(str(ledger))
+        measured = measured_by_language(ctx, every)
+        if measured:
+            sec.tables.append(measured)
+            served["measured"] = measured[1][1:]
+        routed = [r for r in every if r.get("route_reason") and r["status"] == "success"]
+        rows = [r for r in routed if r.get("lever") == "cost_routing"] or routed  # the cost router's own stack
         by = defaultdict(Counter)
         for r in rows:
             by[r["language"]][r["model"]] += 1
@@ -83,11 +89,39 @@ def routing(ctx: Context) -> Section:
             t2 = [["language", *models]] + [[lg, *[c[m] for m in models]] for lg, c in sorted(by.items())]
             sec.tables.append((f"Measured stack “{rows[0]['stack']}”: which model answered per language "
                                f"({fallbacks} of {len(rows)} fell back: language never calibrated)", t2))  # fmt: skip
-            served = {"stack": rows[0]["stack"], "fallbacks": fallbacks, "by_language": {k: dict(v) for k, v in
-                                                                                          by.items()}}  # fmt: skip
+            served.update(stack=rows[0]["stack"], fallbacks=fallbacks, by_language={k: dict(v) for k, v in by.items()})
     sec.intro = esc(intro)
     sec.data = {"groups": held["groups"], "goals": goals, "floors": floors, "served": served}
     return sec
+
+
+def measured_by_language(ctx: Context, rows: list[dict]) -> tuple[str, list[list]] | None:
+    """Per language, the measurement's side stacks (cost routing, price routing, always-small) beside the stack they
+    are measured against (always-large): spend and bits per byte of the same requests, from the ledger."""
+    if not ctx.run.exists("measure", "summary.json"):
+        return None
+    stacks = stage_json(ctx, "measure", "summary.json")["stacks"]
+    side = [n for n, t in stacks.items() if t.get("after")]
+    if not side:
+        return None
+    ref = stacks[side[0]]["after"]
+    names = [ref, *[n for n in side if stacks[n]["after"] == ref]]
+    agg: dict = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0, 0]))
+    for r in rows:
+        if r["stack"] in names and r["status"] == "success" and r.get("bits_per_byte") is not None:
+            a = agg[r["language"]][r["stack"]]
+            a[0] += r["spend"]
+            a[1] += r["bits_per_byte"]
+            a[2] += 1
+    t = [["language", *[f"{n} cost / {ref}" for n in names[1:]], *[f"{n} bits/byte" for n in names]]]
+    for lg in sorted(agg):
+        g = agg[lg]
+        if not all(n in g for n in names):
+            continue
+        t.append([lg, *[g[n][0] / g[ref][0] if g[ref][0] else None for n in names[1:]],
+                  *[g[n][1] / g[n][2] for n in names]])  # fmt: skip
+    return (f"Measured through the servers (measure ledger, same requests): cost relative to {ref} (always-large) "
+            "and bits per byte per language", t)  # fmt: skip
 
 
 def _x(v: float | None) -> str:

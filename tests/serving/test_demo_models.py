@@ -63,10 +63,13 @@ def test_cost_routing_between_two_real_tokenizers():
     assert serve.router_chain("cascade") == ["draft", "gemma"]  # the drafter shares Gemma's tokenizer
     assert serve.router_chain("cost") == ["smollm2", "gemma"]  # different tokenizers: cost per request matters
     assert served["smollm2"].price_output_per_1m < served["gemma"].price_output_per_1m
-    (side,) = [s for s in measure.stacks if s.after is not None]
-    assert side.model == "router-cost" and side.after in {s.name for s in measure.stacks}
+    side = [s for s in measure.stacks if s.after is not None]
+    assert [s.model for s in side] == ["router-cost", "router-price", "smollm2"]  # vs always-large: `compact`
     catalog = {m.name: m for m in measure.models}
-    assert [catalog[n].path for n in side.serve_models] == ["{run}/models/smollm2", served["gemma"].path]
+    for s in side:
+        assert s.after == "compact" and catalog[next(x for x in measure.stacks if x.name == s.after).model].path == \
+            served["gemma"].path
+        assert [catalog[n].path for n in s.serve_models] == ["{run}/models/smollm2", served["gemma"].path]
 
 
 def test_scoring_does_not_read_tokenizers_trained_after_it():

@@ -210,8 +210,13 @@ def test_report_section_and_ledger_columns(tmp_path):
     pred = [{"model": "large", "prompt_tokens": 3, "completion_tokens": 2, "cost_usd": 1e-6, "quality_share": 1.0,
              "meets_floor": True, "basis": ""}]  # fmt: skip
     row = {"request_id": "req-0", "stack": "cost_routed", "model": "large", "language": "sw", "status": "success",
-           "route_reason": "language 'sw' was never calibrated", "route_fallback": True, "route_predictions": pred}
-    write_ledger([row], str(tmp_path / "measure"))
+           "route_reason": "language 'sw' was never calibrated", "route_fallback": True, "route_predictions": pred,
+           "lever": "cost_routing", "spend": 3e-6, "bits_per_byte": 1.5}
+    large = {**row, "stack": "compact", "route_reason": None, "route_fallback": False, "route_predictions": [],
+             "lever": "compaction", "spend": 4e-6, "bits_per_byte": 1.0}
+    write_ledger([row, large], str(tmp_path / "measure"))
+    write_json(tmp_path / "measure" / "summary.json", {"stacks": {"compact": {"after": None},
+                                                                  "cost_routed": {"after": "compact"}}})
     back = read_ledger(str(tmp_path / "measure" / "ledger.parquet"))[0]
     assert back["route_fallback"] is True and json.loads(back["route_predictions"]) == pred
     sec = routing(Context(RunDir(str(tmp_path))))
@@ -219,3 +224,4 @@ def test_report_section_and_ledger_columns(tmp_path):
     groups = sec.data["groups"]
     assert {"overall", "non_english", "lang:ru"} <= set(groups)
     assert groups["lang:ru"]["cost_per_request"]["cost_usd"] < groups["lang:ru"]["price_per_token"]["cost_usd"]
+    assert sec.data["served"]["measured"] == [["sw", pytest.approx(0.75), 1.0, 1.5]]  # cost vs always-large, bpb

@@ -84,9 +84,6 @@ class MeasureConfig(BaseConfig):
             raise ValueError(f"stack names must be unique: {names}")
         if self.stacks[0].lever != "baseline":
             raise ValueError("the first stack is the baseline: set its lever to `baseline`")
-        bad = [s.after for s in self.stacks if s.after is not None and s.after not in names]
-        if bad:
-            raise ValueError(f"stacks name `after` stacks that do not exist: {bad}; known: {names}")
         check_prices(self.models, "measure.models")
         return self
 
@@ -249,12 +246,14 @@ def summarize(rows: list[dict], cfg: MeasureConfig, wall: dict[str, float], pric
     per domain), speculation's predicted vs measured speedup and auto-off, prompt-side levers."""
     slo = cfg.slo.model_dump()
     baseline = cfg.stacks[0].name
-    order = [(s.name, s.lever, s.after) for s in cfg.stacks]
+    known = {s.name for s in cfg.stacks}  # a side stack whose `after` stack was not selected: vs the one before it
+    order = [(s.name, s.lever, s.after if s.after in known else None) for s in cfg.stacks]
     totals = {s.name: agg.stack_totals([r for r in rows if r["stack"] == s.name], wall[s.name], slo)
               for s in cfg.stacks}  # fmt: skip
     agg.with_quality_delta(totals, baseline)
     for s in cfg.stacks:
-        totals[s.name]["lever"], totals[s.name]["model"], totals[s.name]["after"] = s.lever, s.model, s.after
+        after = s.after if s.after in known else None
+        totals[s.name]["lever"], totals[s.name]["model"], totals[s.name]["after"] = s.lever, s.model, after
         spec = speculation_summary([r for r in rows if r["stack"] == s.name and r["status"] == "success"])
         if spec:
             totals[s.name]["speculative"] = spec

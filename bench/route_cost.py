@@ -97,7 +97,7 @@ def main() -> None:
     g = res["groups"]
     print(f"{len(cal)} calibration + {len(test)} test requests; records in {t_collect:.0f}s; floors "
           + ", ".join(f"{m} {f['floor']:.3f}" for m, f in res["floors"].items()))  # fmt: skip
-    print(f"{'group':14} " + " ".join(f"{s:>26}" for s in g["overall"]))
+    print(f"{'group':14} " + " ".join(f"{s[:26]:>26}" for s in g["overall"]))
     for name, row in g.items():
         cells = [f"${v['cost_usd'] * 1e3:8.4f}m q{v['quality_share']:6.1%} s{v['small_share']:5.0%}"
                  for v in row.values()]  # fmt: skip

@@ -257,6 +257,10 @@ def compare(cal: Sequence[dict], test: Sequence[dict], names: Sequence[str], pri
     for mode, name in (("per_request", "cost_per_request"), ("per_token", "price_per_token")):
         decisions[name] = route_records(test, table, floors[mode]["floor"], mode)
         strategies[name] = [names.index(d.model) for d in decisions[name]]
+    # the bound on what any router over these models can save: the cheapest model for each request, quality ignored
+    strategies["cheapest_possible"] = [
+        min(range(len(names)), key=lambda m, r=r: realized([r], [m], table)["cost_usd"]) for r in test
+    ]
     langs = sorted({r["language"] for r in test})
     groups = {"overall": list(range(len(test))), "non_english": [i for i, r in enumerate(test) if lang_key(
         r["language"]) != "en"]} | {f"lang:{lang}": [i for i, r in enumerate(test) if r["language"] == lang]
@@ -285,6 +289,10 @@ def compare(cal: Sequence[dict], test: Sequence[dict], names: Sequence[str], pri
                              and ne["cost_per_request"]["quality"] >= ne["price_per_token"]["quality"] - 1e-12),
     }  # fmt: skip
     fallbacks = sum(d.fallback for d in decisions["cost_per_request"])
+    chosen = decisions["cost_per_request"]
+    predicted = sum(next(c.cost_usd for c in d.candidates if c.model == d.model) for d in chosen)
+    billed = o["cost_per_request"]["cost_usd"]  # predicted / billed: the length ratios vs the real continuations
+    goals["cost_prediction_ratio"] = predicted / billed if billed else None
     return {"table": table, "floors": floors, "requests": {"calibration": len(cal), "test": len(test)},
             "groups": out, "goals": goals, "fallbacks": fallbacks,
             "decisions": {k: [d.as_dict() for d in v] for k, v in decisions.items()}}  # fmt: skip

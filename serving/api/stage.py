@@ -162,7 +162,18 @@ def calibrate_run(config_path: str, run_dir: str) -> tuple[str, str]:
         f"{len(records)} requests: cascade t={c['threshold']:.3f} escalates {c['point']['escalation_rate']:.0%} at "
         f"{c['point']['quality_share']:.1%} of large quality (APGR {c['apgr']:.2f}); learned escalates "
         f"{lr['point']['escalation_rate']:.0%} at {lr['point']['quality_share']:.1%} (APGR {lr['apgr']:.2f})"
+        + _cost_summary(report["cost"])
     )
+
+
+def _cost_summary(cost: dict) -> str:
+    held = cost.get("held_out")
+    if not held:
+        return f"; cost router floor {cost['floors']['per_request']['floor']:.3f} (no held-out half)"
+    g = held["goals"]
+    return (f"; cost router {100 * g['overall_cost_reduction_vs_large']:.0f}% below always-large at "
+            f"{100 * g['overall_quality_share']:.1f}% of its quality on the held-out half, non-English "
+            f"{g['non_english_cost_vs_price_per_token'] or float('nan'):.2f}x the price-per-token router's cost")
 
 
 def run_serve_stage(config_path: str, run_dir: str) -> str:

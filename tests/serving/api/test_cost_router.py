@@ -139,6 +139,8 @@ def test_served_cost_router_says_which_model_and_why(pair, records):
                                             "metadata": {"language": "sw"}}).json()  # fmt: skip
         assert r["model"] == "large" and r["metrics"]["routing"]["fallback"]
         assert "never calibrated" in r["metrics"]["routing"]["reason"]
+        guessed = c.post("/v1/completions", json={"model": "router-cost", "prompt": RU[:100], "max_tokens": 2}).json()
+        assert guessed["metrics"]["routing"]["language"] == "ru"  # no metadata: fastText LID names the language
         chat = c.post("/v1/chat/completions", json={"model": "router-price", "max_tokens": 2, "metadata": {
             "language": "hi"}, "messages": [{"role": "user", "content": HI[:50]}]}).json()  # fmt: skip
         assert chat["metrics"]["routing"]["router"] == "price" and chat["model"] in b

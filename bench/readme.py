@@ -62,6 +62,7 @@ FINETUNE_CUDA = "bench/finetune.py --hidden 1024 --layers 16 --seq-len 1024 --ba
 SCALE = "bench/scale.py"
 SERVE = "bench/serve.py"
 ROUTE = "bench/route.py"
+ROUTE_COST = "bench/route_cost.py --run runs/demo --models runs/demo/models"  # needs `make demo`'s models
 LOAD = "bench/load.py"
 REFRESH = "bench/refresh.py"
 DEMO = "bench/demo.py"
@@ -763,6 +764,31 @@ CLAIMS: list[Claim] = [
     ),
     _c("random 0.502, oracle 0.709", "0.502", "route.json", "strategies.random.apgr", ROUTE, slow=True),
     _c("random 0.502, oracle 0.709", "0.709", "route.json", "strategies.oracle.apgr", ROUTE, slow=True),
+    # cost routing between two real models (SmolLM2, Gemma): deterministic given the models and the run's data
+    *[_c(t, v, "route_cost.json", k, ROUTE_COST, slow=True, tolerance=0.05, **kw) for t, v, k, kw in (
+        ("21.9% lower cost than always-large at 98.2%", "21.9", "goals.overall_cost_reduction_vs_large",
+         {"scale": 100}),
+        ("21.9% lower cost than always-large at 98.2%", "98.2", "goals.overall_quality_share", {"scale": 100}),
+        ("quality ignored, saves 22.2%", "22.2", "groups.overall.cheapest_possible.cost_vs_large",
+         {"scale": -100, "offset": 100}),
+        ("0.964× the price-per-token router's cost at 96.1% vs 95.5% quality", "0.964",
+         "goals.non_english_cost_vs_price_per_token", {}),
+        ("0.964× the price-per-token router's cost at 96.1% vs 95.5% quality", "96.1",
+         "groups.non_english.cost_per_request.quality_share", {"scale": 100}),
+        ("0.964× the price-per-token router's cost at 96.1% vs 95.5% quality", "95.5",
+         "groups.non_english.price_per_token.quality_share", {"scale": 100}),
+        ("predicted / billed cost 0.996", "0.996", "goals.cost_prediction_ratio", {}),
+        ("en 1.04, de 1.35, ru 2.32, hi 3.71, bn 6.29", "1.04", "token_premium.en.tokens_small_over_large", {}),
+        ("en 1.04, de 1.35, ru 2.32, hi 3.71, bn 6.29", "1.35", "token_premium.de.tokens_small_over_large", {}),
+        ("en 1.04, de 1.35, ru 2.32, hi 3.71, bn 6.29", "2.32", "token_premium.ru.tokens_small_over_large", {}),
+        ("en 1.04, de 1.35, ru 2.32, hi 3.71, bn 6.29", "3.71", "token_premium.hi.tokens_small_over_large", {}),
+        ("en 1.04, de 1.35, ru 2.32, hi 3.71, bn 6.29", "6.29", "token_premium.bn.tokens_small_over_large", {}),
+        ("always-small 1.24× the cost at 82.5% quality", "1.24", "groups.overall.always_small.cost_vs_large", {}),
+        ("always-small 1.24× the cost at 82.5% quality", "82.5", "groups.overall.always_small.quality_share",
+         {"scale": 100}),
+        ("price-per-token 0.806× at 97.7%", "0.806", "groups.overall.price_per_token.cost_vs_large", {}),
+        ("price-per-token 0.806× at 97.7%", "97.7", "groups.overall.price_per_token.quality_share", {"scale": 100}),
+    )],
     # load
     _c("384 requests at concurrency 8: 0 failures", "0", "load.json", "load.failed", LOAD, tolerance=0.0),
     _c("TTFT p50/p99 361/1099 ms", "361", "load.json", "load.ttft_p50_ms", LOAD, tolerance=0.5),

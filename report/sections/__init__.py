@@ -14,6 +14,7 @@ from report.sections.measurement import measurement
 from report.sections.models import models
 from report.sections.overview import overview
 from report.sections.plans import plans
+from report.sections.routing import routing
 from report.sections.token_counts import token_counts
 from report.sections.tokenizers import tokenizers
 from report.sections.tpsu import tpsu
@@ -33,6 +34,7 @@ SECTIONS: list[ReportSection] = [
     ReportSection("duplicates", "Duplicate clusters", "dedup", duplicates),
     ReportSection("tokenizers", "Tokenizers and premiums", "tokenizer_eval", tokenizers),
     ReportSection("models", "Models", "source", models),
+    ReportSection("routing", "Routing by cost per request", "serve", routing),
     ReportSection("measurement", "Measured savings", "measure", measurement),
     ReportSection("diff", "Changes since the previous run", "corpus", diff),
 ]

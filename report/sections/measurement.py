@@ -78,7 +78,7 @@ def measurement(ctx: Context) -> Section:
     )
     langs = sorted({g["language"] for g in summ["by_language"]})
     by_lang = {(g["stack"], g["language"]): g for g in summ["by_language"]}
-    opt = names[-1]
+    opt = [n for n, x in stacks.items() if not x.get("after")][-1]  # the last cumulative stack (not a side stack)
     sec.charts.append(
         charts.hbar(
             "measure_savings_per_language",

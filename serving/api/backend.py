@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from serving.api.config import ModelSpec
+from serving.api.config import CatalogError, ModelSpec
 from serving.decode.engine import Engine
 from serving.decode.speculative import AutoOff
 from serving.models import load_model
@@ -193,6 +193,16 @@ def _load_hf_tokenizer(path: str) -> Any:
     return AutoTokenizer.from_pretrained(str(p))
 
 
+def load_model_tokenizer(spec: ModelSpec) -> Any:
+    """The catalog model's own tokenizer; :class:`CatalogError` naming the model when it cannot be loaded."""
+    path = spec.tokenizer or spec.path
+    try:
+        return _load_hf_tokenizer(path)
+    except Exception as e:  # any loader failure (missing file, corrupt JSON, unknown class) is a config error
+        raise CatalogError(f"model {spec.name!r}: its tokenizer at {path} cannot be loaded "
+                           f"({type(e).__name__}: {str(e)[:200]}); fix its path/tokenizer in the catalog") from e
+
+
 class EngineBackend(HFBackend):
     """A configured model served through ``serving.decode.generate.Engine`` (target-only, draft-model speculative or
     prompt-lookup decoding; quantized weights when configured). Steps carry the target's log-prob and entropy."""
@@ -200,8 +210,8 @@ class EngineBackend(HFBackend):
     def __init__(self, spec: ModelSpec):
 
         self.name, self.max_context, self.spec = spec.name, spec.max_context, spec
+        self.tok = load_model_tokenizer(spec)  # first: a catalog error names the model before weights load
         self.model = _load_model(spec.path, spec.quantization)
-        self.tok = _load_hf_tokenizer(spec.tokenizer or spec.path)
         self._setup_vocab(spec.path)
         draft = None
         if spec.speculative.method == "draft":

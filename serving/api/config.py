@@ -43,21 +43,44 @@ class ModelSpec(BaseConfig):
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.:/-]+$", description="Name clients pass as `model`.")
     path: str = Field(..., description="HF model directory (safetensors); may use {run}.")
     tokenizer: str | None = Field(None, description="Tokenizer dir or tokenizer.json; default: the model dir.")
-    price_input_per_1m: float = Field(0.0, ge=0, description="Price in USD per 1M prompt tokens.")
-    price_output_per_1m: float = Field(0.0, ge=0, description="Price in USD per 1M completion tokens.")
+    price_input_per_1m: float | None = Field(
+        None, ge=0, description="USD per 1M prompt tokens of this model's own tokenizer; required in a catalog."
+    )
+    price_output_per_1m: float | None = Field(
+        None, ge=0, description="USD per 1M completion tokens of this model's own tokenizer; required in a catalog."
+    )
     quantization: Literal["none", "int8_weight_only", "int8_dynamic", "int4_weight_only"] = "none"
     speculative: SpeculativeSpec = Field(default_factory=SpeculativeSpec)
     max_context: int = Field(512, ge=8, le=131072, description="Prompt + completion tokens; bounds KV cache memory.")
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """USD cost of one request."""
+        if self.price_input_per_1m is None or self.price_output_per_1m is None:
+            raise ValueError(f"model {self.name!r} has no price (price_input_per_1m / price_output_per_1m)")
         return (prompt_tokens * self.price_input_per_1m + completion_tokens * self.price_output_per_1m) / 1e6
+
+
+class CatalogError(ValueError):
+    """A catalog model that cannot be served as configured (no price, tokenizer that does not load); names it."""
+
+
+def check_prices(models: list[ModelSpec], where: str) -> None:
+    """Every model in a catalog has both prices: routing and the ledger price each model's own tokens."""
+    for m in models:
+        missing = [k for k in ("price_input_per_1m", "price_output_per_1m") if getattr(m, k) is None]
+        if missing:
+            raise CatalogError(f"{where}: model {m.name!r} has no {' / '.join(missing)}; give its USD price per 1M "
+                               "tokens of its own tokenizer (routing compares models by cost)")  # fmt: skip
 
 
 class RouterSpec(BaseConfig):
     """Routing between the listed models (cheapest first)."""
 
-    strategy: Literal["cascade", "learned"] = Field("cascade", description="Default router for `model: auto`.")
+    strategy: Literal["cascade", "learned", "cost", "price"] = Field(
+        "cascade",
+        description="Default router for `model: auto`: cascade/learned (confidence), cost (cheapest model per request "
+        "meeting the quality floor, each model's own tokens), price (the same ranking models by price per token).",
+    )
     confidence: Literal["mean_logprob", "neg_entropy", "min_logprob"] = Field(
         "mean_logprob", description="Cascade score of the cheap model's own tokens; higher = more confident."
     )
@@ -75,6 +98,13 @@ class RouterSpec(BaseConfig):
     )
     budget_min_quality: float | None = Field(
         0.95, gt=0, le=1, description="Calibrate: at least this share of the largest model's quality."
+    )
+    cascade_models: list[str] | None = Field(
+        None, description="serve.models the cascade and learned routers chain (cheapest first); null = all. Names a "
+        "server does not serve are skipped (fewer than two left = all)."
+    )
+    cost_models: list[str] | None = Field(
+        None, description="serve.models the cost/price routers choose among; null = all (same skipping rule)."
     )
     calibration_prompts: int = Field(64, ge=4, le=100000, description="Held-out documents used to calibrate.")
     prompt_bytes: int = Field(256, ge=16, description="Bytes of each calibration document used as the prompt.")
@@ -121,13 +151,22 @@ class ServeConfig(BaseConfig):
         reserved = {n for n in names if n == "auto" or n.startswith("router-")}
         if reserved:
             raise ValueError(f"model names 'auto' and 'router-*' are reserved for routers; rename {sorted(reserved)}")
+        check_prices(self.models, "serve.models")
         if self.limits.default_max_tokens > self.limits.max_tokens:
             raise ValueError("limits.default_max_tokens must be <= limits.max_tokens")
         return self
 
     def by_cost(self) -> list[ModelSpec]:
         """Models cheapest first (output price, then input price, then listed order)."""
-        return sorted(self.models, key=lambda m: (m.price_output_per_1m, m.price_input_per_1m))
+        return sorted(self.models, key=lambda m: (m.price_output_per_1m or 0.0, m.price_input_per_1m or 0.0))
+
+    def router_chain(self, kind: str) -> list[str]:
+        """The models a router chooses among, cheapest first: ``router.cascade_models`` (cascade, learned) or
+        ``router.cost_models`` (cost, price) where at least two of them are served, else every served model."""
+        names = [m.name for m in self.by_cost()]
+        want = self.router.cost_models if kind in ("cost", "price") else self.router.cascade_models
+        sub = [n for n in names if want is None or n in want]
+        return sub if len(sub) >= 2 else names
 
     def resolved(self, run_dir: str | None) -> ServeConfig:
         """A copy with ``{run}`` in paths replaced by the run directory."""

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from serving.api.backend import Backend, Generation, GenParams, Step, bits_per_byte
+from serving.api.cost_router import LanguageGuess, choose, served_table
 
-ROUTER_NAMES = ("cascade", "learned")
-_ROUTER_RE = re.compile(r"^router-(cascade|learned)(?:-(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?))?$")
+ROUTER_NAMES = ("cascade", "learned", "cost", "price")  # cost = cost per request, price = price per token
+_ROUTER_RE = re.compile(r"^router-(cascade|learned|cost|price)(?:-(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?))?$")
 CONFIDENCES = ("mean_logprob", "neg_entropy", "min_logprob")
 
 
@@ -37,7 +38,10 @@ class RouterNameError(ValueError):
 
 
 def parse_router_model(model: str) -> tuple[str, float | None] | None:
-    """``router-cascade--1.5`` -> ("cascade", -1.5); ``router-learned`` -> ("learned", None); other names -> None."""
+    """``router-cascade--1.5`` -> ("cascade", -1.5); ``router-learned`` -> ("learned", None); other names -> None.
+
+    For ``router-cost`` / ``router-price`` the number is the quality floor (share of the largest model's quality).
+    """
     if not model.startswith("router-"):
         return None
     m = _ROUTER_RE.match(model)
@@ -262,27 +266,48 @@ def calibrate(
 
 def collect_records(
     chain: Sequence[Backend],
-    samples: Sequence[tuple[str, str]],
+    samples: Sequence[tuple[str, ...]],
     preview_tokens: int = 8,
     answer_tokens: int = 32,
 ) -> list[dict]:
-    """Run every model on every (prompt, reference) sample: confidence of its greedy preview under each score kind,
-    bits of the reference continuation, prompt tokens and the cheap model's prompt features."""
+    """Run every model on every (prompt, reference[, language, domain]) sample: confidence of its greedy preview
+    under each score kind, bits of the reference continuation, prompt and reference tokens (each model's own
+    tokenizer) and the cheap model's prompt features. ``preview_tokens=-1`` skips the preview (cost routing needs
+    only tokens and bits).
+
+    The prompt keeps its last and the reference its first ``max_context // 2`` tokens of each model; the reference's
+    bytes are those of the tokens kept by every model, so bits per byte stay comparable across tokenizers.
+    """
     out = []
-    for i, (prompt, reference) in enumerate(samples):
+    for i, (prompt, reference, *labels) in enumerate(samples):
+        reference = _common_reference(chain, reference)
         rec: dict[str, Any] = {"i": i, "n_bytes": len(reference.encode("utf-8")), "bits": [], "prompt_tokens": []}
         rec.update(preview_tokens=preview_tokens, answer_tokens=answer_tokens, scores={k: [] for k in CONFIDENCES})
+        rec.update(reference_tokens=[], language=labels[0] if labels else None, domain=labels[1] if labels else None)
         for b in chain:
             ids = b.encode(prompt)[-(b.max_context // 2) :]
-            ref = b.encode(reference)[: b.max_context // 2]
+            ref = b.encode(reference)
             rec["prompt_tokens"].append(len(ids))
-            rec["bits"].append(-b.logprob_sum(ids, ref) / math.log(2))
+            rec["reference_tokens"].append(len(ref))
+            rec["bits"].append(-b.logprob_sum(ids, ref) / math.log(2))  # each model's own tokens and log-probs
+            if preview_tokens < 0:
+                continue
             steps = list(b.generate(ids, GenParams(max_tokens=preview_tokens or answer_tokens)))
             for k in CONFIDENCES:
                 rec["scores"][k].append(confidence(steps, k))
         rec["features"] = prompt_features(prompt, _prompt_bpb(chain[0], prompt))
         out.append(rec)
     return out
+
+
+def _common_reference(chain: Sequence[Backend], reference: str) -> str:
+    """The reference cut to what every model's half context holds (a text, so every model scores the same bytes)."""
+    for b in chain:
+        ids = b.encode(reference)
+        if len(ids) > b.max_context // 2:
+            reference = b.decode(ids[: b.max_context // 2])
+            reference = reference.rstrip("\ufffd")
+    return reference
 
 
 def _prompt_bpb(b: Backend, prompt: str) -> float:
@@ -332,11 +357,25 @@ class Routed:
     score: float | None = None
     candidates: list[str] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
+    prompt_text: str | None = None  # the prompt as the answering model read it (its own chat template)
+    reason: str | None = None  # why this model answers (cost routers: predicted cost and quality of each candidate)
+    predictions: list[dict] = field(default_factory=list)
+    language: str | None = None
+    domain: str | None = None
+    fallback: bool = False  # the request's language was never calibrated: the largest model answers
 
 
 def direct(name: str, backend: Backend, prompt_ids: list[int], params: GenParams) -> Routed:
     """No routing: the named model answers."""
     return Routed(name, prompt_ids, backend.generate(prompt_ids, params), [], candidates=[name])
+
+
+Prompt = str | list[dict[str, str]]  # text, or chat messages that each model renders with its own chat template
+
+
+def prompt_text(backend: Backend, prompt: Prompt) -> str:
+    """The prompt as ``backend`` reads it: chat messages through its own chat template (models differ)."""
+    return prompt if isinstance(prompt, str) else backend.chat_prompt(prompt)
 
 
 @dataclass
@@ -349,20 +388,25 @@ class CascadeRouter:
     preview_tokens: int = 8
     name: str = "cascade"
 
-    def start(self, backends: dict[str, Backend], prompt: str, params: GenParams, max_prompt: int) -> Routed:
+    def start(self, backends: dict[str, Backend], prompt: Prompt, params: GenParams, max_prompt: int,
+              **hints: str | None) -> Routed:  # fmt: skip
+        """Each model reads the prompt in its own tokenizer (and chat template); its confidence is over its own
+        tokens' log-probs."""
         attempts: list[Attempt] = []
         for i, name in enumerate(self.chain):
             b = backends[name]
-            ids = _fit_prompt(b.encode(prompt), max_prompt)
+            text = prompt_text(b, prompt)
+            ids = _fit_prompt(b.encode(text), max_prompt)
             gen = b.generate(ids, params)
             if i == len(self.chain) - 1:
                 score = attempts[-1].score if attempts else None
-                return Routed(name, ids, gen, [], self.name, self.threshold, score, list(self.chain), attempts)
+                return Routed(name, ids, gen, [], self.name, self.threshold, score, list(self.chain), attempts, text)
             n = min(self.preview_tokens or params.max_tokens, params.max_tokens)
             prefix = _take(gen, n)
             score = confidence(prefix, self.confidence)
             if score >= self.threshold:
-                return Routed(name, ids, gen, prefix, self.name, self.threshold, score, list(self.chain), attempts)
+                return Routed(name, ids, gen, prefix, self.name, self.threshold, score, list(self.chain), attempts,
+                              text)  # fmt: skip
             gen.close()
             attempts.append(Attempt(name, len(ids), len(prefix), score))
         raise AssertionError("unreachable: the last model always answers")
@@ -381,12 +425,44 @@ class LearnedRouter:
         feats = prompt_features(prompt, _prompt_bpb(backends[self.chain[0]], prompt))
         return float(self.model.predict(np.array(feats))[0])
 
-    def start(self, backends: dict[str, Backend], prompt: str, params: GenParams, max_prompt: int) -> Routed:
-        s = self.score(backends, prompt)
+    def start(self, backends: dict[str, Backend], prompt: Prompt, params: GenParams, max_prompt: int,
+              **hints: str | None) -> Routed:  # fmt: skip
+        s = self.score(backends, prompt_text(backends[self.chain[0]], prompt))  # the cheap model's own bpb
         name = self.chain[0] if s >= self.threshold else self.chain[-1]
         b = backends[name]
-        ids = _fit_prompt(b.encode(prompt), max_prompt)
-        return Routed(name, ids, b.generate(ids, params), [], self.name, self.threshold, s, list(self.chain))
+        text = prompt_text(b, prompt)
+        ids = _fit_prompt(b.encode(text), max_prompt)
+        return Routed(name, ids, b.generate(ids, params), [], self.name, self.threshold, s, list(self.chain), [],
+                      text)  # fmt: skip
+
+
+@dataclass
+class CostRouter:
+    """Route each request to the cheapest model (by predicted cost per request, or by price per token) whose
+    calibrated quality for the request's language and domain meets the floor (:mod:`serving.api.cost_router`)."""
+
+    chain: list[str]
+    table: dict
+    threshold: float  # the quality floor: share of the largest model's quality
+    mode: str = "per_request"
+    name: str = "cost"
+    guess: Any = None  # LanguageGuess, loaded on the first request that does not say its language
+
+    def start(self, backends: dict[str, Backend], prompt: Prompt, params: GenParams, max_prompt: int,
+              language: str | None = None, domain: str | None = None) -> Routed:  # fmt: skip
+        """Every candidate's exact prompt tokens (its own chat template and tokenizer), then one model answers."""
+        texts = {n: prompt_text(backends[n], prompt) for n in self.chain}
+        ids = {n: backends[n].encode(t) for n, t in texts.items()}
+        if not language:
+            self.guess = self.guess or LanguageGuess()
+            language = self.guess(texts[self.chain[-1]])
+        d = choose(self.table, {n: len(i) for n, i in ids.items()}, language, domain, self.threshold,
+                   params.max_tokens, self.mode)  # fmt: skip
+        b = backends[d.model]
+        fit = _fit_prompt(ids[d.model], max_prompt)
+        preds = [asdict(c) for c in d.candidates]
+        return Routed(d.model, fit, b.generate(fit, params), [], self.name, self.threshold, None, list(self.chain),
+                      [], texts[d.model], d.reason, preds, d.language, domain, d.fallback)  # fmt: skip
 
 
 def _take(gen: Generation, n: int) -> list[Step]:
@@ -413,9 +489,16 @@ class PromptTooLong(ValueError):
 
 
 def router_from_calibration(
-    kind: str, chain: list[str], calib: dict | None, threshold: float | None, confidence_kind: str, preview: int
-) -> CascadeRouter | LearnedRouter:
-    """Build a router from the calibration JSON (``serve calibrate``) and/or an explicit threshold."""
+    kind: str, chain: list[str], calib: dict | None, threshold: float | None, confidence_kind: str, preview: int,
+    models: dict[str, tuple[str, tuple[float, float]]] | None = None,
+) -> CascadeRouter | LearnedRouter | CostRouter:  # fmt: skip
+    """Build a router from the calibration JSON (``serve calibrate``) and/or an explicit threshold.
+
+    ``models`` (name -> (path, (input, output) price per 1M)) lets the cost routers find the calibration of a served
+    model under another name (same weights dir) and price it as served.
+    """
+    if kind in ("cost", "price"):
+        return cost_router_from_calibration(kind, chain, calib, threshold, models or {})
     entry = (calib or {}).get(kind) or {}
     t = threshold if threshold is not None else entry.get("threshold")
     if kind == "cascade":
@@ -425,6 +508,20 @@ def router_from_calibration(
     if "model" not in entry:
         raise RouterNameError("the learned router has not been trained; run `tokenwise serve calibrate` first")
     return LearnedRouter(chain, t if t is not None else 0.5, LogisticModel(**entry["model"]))
+
+
+def cost_router_from_calibration(
+    kind: str, chain: list[str], calib: dict | None, floor: float | None,
+    models: dict[str, tuple[str, tuple[float, float]]],
+) -> CostRouter:  # fmt: skip
+    """The cost-per-request (``cost``) or price-per-token (``price``) router over the served ``chain``."""
+    entry = (calib or {}).get("cost") or {}
+    if "table" not in entry:
+        raise RouterNameError("the cost routers are not calibrated; run `tokenwise serve calibrate` first")
+    mode = "per_request" if kind == "cost" else "per_token"
+    table = served_table(entry["table"], chain, models)
+    f = floor if floor is not None else entry["floors"][mode]["floor"]
+    return CostRouter([n for n in chain if n in table["models"]], table, f, mode, name=kind)
 
 
 # ---- comparing strategies (bench/route.py, bench/serve.py) ----------------------------------------------------------

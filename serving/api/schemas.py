@@ -32,6 +32,10 @@ class _Sampling(_Req):
     stop: str | list[str] | None = None
     seed: int | None = None
     user: str | None = None
+    metadata: dict[str, str] | None = Field(
+        None, description="OpenAI's request metadata; `language` and `domain` (ui, code, docs) steer the cost routers "
+        "(a request without `language` is identified by fastText LID)."
+    )
     ignore_eos: bool = Field(False, description="vLLM extension: generate max_tokens even past the EOS token.")
 
     @field_validator("stop")
@@ -125,12 +129,29 @@ class SpecDecoding(BaseModel):
     auto_off_at_token: int | None = None
 
 
+class CandidatePrediction(BaseModel):
+    """A cost router's prediction for one candidate model (its own tokenizer and prices)."""
+
+    model: str
+    prompt_tokens: int = Field(..., description="Exact: the prompt in this model's tokenizer and chat template.")
+    completion_tokens: int = Field(..., description="Predicted from the length ratio of the language and domain.")
+    cost_usd: float = Field(..., description="Predicted cost (price-per-token router: at the largest model's tokens).")
+    quality_share: float | None = Field(None, description="Calibrated quality share of the largest model's.")
+    meets_floor: bool
+    basis: str = Field("", description="Calibration cell of the prediction: lang/domain, lang, or empty.")
+
+
 class Routing(BaseModel):
     router: str | None = None
-    threshold: float | None = None
+    threshold: float | None = Field(None, description="Cascade/learned: score threshold; cost/price: quality floor.")
     score: float | None = None
     candidates: list[str] = Field(default_factory=list)
     escalations: int = 0
+    reason: str | None = Field(None, description="Why this model answered (cost routers).")
+    language: str | None = None
+    domain: str | None = None
+    fallback: bool = Field(False, description="The language was never calibrated: the largest model answered.")
+    predictions: list[CandidatePrediction] = Field(default_factory=list)
 
 
 class SavingsQuality(BaseModel):

@@ -10,8 +10,8 @@ alone. Every error reaches the client as ``{"error": {"message", "type", "param"
 Differences from OpenAI worth knowing: ``temperature`` defaults to 0 (greedy) so routing and measurements are
 reproducible; ``n`` is 1; streamed responses carry the cost in the final usage chunk's ``metrics.cost_usd`` (headers
 are sent before it is known). ``model`` may be a configured model, ``auto`` (the configured router) or
-``router-<cascade|learned>[-<threshold>]``; the response's ``model`` and ``x-tokenwise-model`` name the model that
-answered.
+``router-<cascade|learned|cost|price>[-<threshold>]``; the response's ``model`` and ``x-tokenwise-model`` name the
+model that answered, ``metrics.routing`` why (cost routers: each candidate's predicted cost and quality).
 
 :func:`serve_in_background` starts a real uvicorn server on a free 127.0.0.1 port in a thread (tests, measurement).
 """
@@ -263,6 +263,9 @@ class Plan:
     threshold: float | None
     stops: list[str]
     max_prompt: int
+    messages: list[dict[str, str]] | None = None  # chat: each routed model renders them with its own template
+    language: str | None = None  # request metadata hints for the cost routers
+    domain: str | None = None
 
 
 def _plan(state: State, req: CompletionRequest | ChatCompletionRequest) -> Plan:
@@ -276,7 +279,7 @@ def _plan(state: State, req: CompletionRequest | ChatCompletionRequest) -> Plan:
         raise APIError(
             404,
             f"the model {req.model!r} does not exist; available: {names + ['auto']} "
-            "or router-<cascade|learned>[-<threshold>]",
+            "or router-<cascade|learned|cost|price>[-<threshold>]",
             param="model",
             code="model_not_found",
         )
@@ -288,6 +291,14 @@ def _plan(state: State, req: CompletionRequest | ChatCompletionRequest) -> Plan:
             param="max_tokens",
             code="invalid_value",
         )
+    if parsed and parsed[0] in ("cost", "price") and "cost" not in (state.calibration or {}):
+        raise APIError(
+            404,
+            f"the {parsed[0]} router is not calibrated on this server; run `tokenwise serve calibrate` and restart, "
+            "or use router-cascade",
+            param="model",
+            code="model_not_found",
+        )
     if parsed and parsed[0] == "learned" and "learned" not in (state.calibration or {}):
         raise APIError(
             404,
@@ -296,7 +307,7 @@ def _plan(state: State, req: CompletionRequest | ChatCompletionRequest) -> Plan:
             param="model",
             code="model_not_found",
         )
-    involved = [req.model] if parsed is None else state.chain
+    involved = [req.model] if parsed is None else state.config.router_chain(parsed[0])
     ctx = min(state.spec(n).max_context for n in involved)
     max_prompt = min(lim.max_prompt_tokens, ctx - max_tokens)
     if max_prompt < 1:
@@ -307,9 +318,10 @@ def _plan(state: State, req: CompletionRequest | ChatCompletionRequest) -> Plan:
             code="context_length_exceeded",
         )
     first = state.backends[involved[0]]
-    prompt_ids = None
+    prompt_ids, messages = None, None
     if isinstance(req, ChatCompletionRequest):
-        prompt = first.chat_prompt([{"role": m.role, "content": m.text()} for m in req.messages])
+        messages = [{"role": m.role, "content": m.text()} for m in req.messages]
+        prompt = first.chat_prompt(messages)
     elif isinstance(req.prompt, list):
         vocab = first.vocab_size
         bad = [i for i in req.prompt if not 0 <= i < vocab]
@@ -335,6 +347,9 @@ def _plan(state: State, req: CompletionRequest | ChatCompletionRequest) -> Plan:
         threshold,
         list(req.stop or []),
         max_prompt,
+        messages if parsed else None,
+        (req.metadata or {}).get("language"),
+        (req.metadata or {}).get("domain"),
     )
 
 
@@ -360,10 +375,13 @@ def _start(state: State, plan: Plan) -> rt.Routed:
         )
         return rt.direct(plan.model, b, ids, plan.params)
     cfg = state.config.router
+    served = {m.name: (m.path, (m.price_input_per_1m, m.price_output_per_1m)) for m in state.config.models}
     r = rt.router_from_calibration(
-        plan.router, state.chain, state.calibration, plan.threshold, cfg.confidence, cfg.preview_tokens
+        plan.router, state.config.router_chain(plan.router), state.calibration, plan.threshold, cfg.confidence,
+        cfg.preview_tokens, served,
     )
-    return r.start(state.backends, plan.prompt, plan.params, plan.max_prompt)
+    prompt = plan.messages if plan.messages is not None else plan.prompt
+    return r.start(state.backends, prompt, plan.params, plan.max_prompt, language=plan.language, domain=plan.domain)
 
 
 class Job:
@@ -508,7 +526,7 @@ async def _events(state: State, plan: Plan) -> AsyncIterator[tuple[str, Any]]:
         kind, payload = await job.next()
         if kind == "error":
             raise payload
-        out = Outcome(payload, t_arrival=t_arrival, t_start=t_start, prompt=plan.prompt,
+        out = Outcome(payload, t_arrival=t_arrival, t_start=t_start, prompt=payload.prompt_text or plan.prompt,
                       greedy=plan.params.temperature <= 0)  # fmt: skip
         yield "routed", payload
         b = state.backends[payload.model]
@@ -592,8 +610,9 @@ def _finish(state: State, out: Outcome) -> tuple[Usage, RequestMetrics, float]:
     largest = state.spec(state.chain[-1])
     savings = _savings(state, out, n_prompt + n_out, cost, fwd if sd.num_spec_steps else n_out)
     routing = Routing(
-        router=r.router, threshold=r.threshold, score=r.score, candidates=r.candidates, escalations=len(r.attempts)
-    )
+        router=r.router, threshold=r.threshold, score=r.score, candidates=r.candidates, escalations=len(r.attempts),
+        reason=r.reason, language=r.language, domain=r.domain, fallback=r.fallback, predictions=r.predictions,
+    )  # fmt: skip
     metrics = RequestMetrics(
         timing=timing, speculative_decoding=sd, routing=routing, savings=savings, cost_usd=cost, forward_passes=fwd
     )
@@ -644,6 +663,10 @@ def _savings(state: State, out: Outcome, billed: int, cost: float, target_passes
 def _router_quality(state: State, r: rt.Routed) -> float | None:
     """The calibration set's quality share at this request's router threshold (None when not calibrated there)."""
     entry = (state.calibration or {}).get(r.router or "") or {}
+    if r.router in ("cost", "price"):  # the calibrated floor's quality share (another floor: not calibrated there)
+        mode = "per_request" if r.router == "cost" else "per_token"
+        fl = (((state.calibration or {}).get("cost") or {}).get("floors") or {}).get(mode) or {}
+        return fl.get("quality_share") if fl.get("floor") == r.threshold else None
     if r.threshold is None or entry.get("threshold") is None:
         return None
     if entry["threshold"] == r.threshold:
@@ -705,8 +728,9 @@ def _install_routes(app: FastAPI, state: State) -> None:
             )
             for m in state.config.models
         ]
-        for name in ["auto", "router-cascade", "router-learned"]:
-            if name != "router-learned" or "learned" in (state.calibration or {}):
+        for name in ["auto", "router-cascade", "router-learned", "router-cost", "router-price"]:
+            need = {"router-learned": "learned", "router-cost": "cost", "router-price": "cost"}.get(name)
+            if need is None or need in (state.calibration or {}):
                 cards.append(ModelCard(id=name, created=now, metadata={"router": True, "candidates": state.chain}))
         return ModelList(data=cards).model_dump()
 

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from serving.api import cost_router as cr
 from serving.api import router as rt
 from serving.api.backend import load_backend
 from serving.api.config import ServeConfig
@@ -24,13 +25,20 @@ def heldout_samples(
     The same stratified sampler as the measurement's request set (:func:`serving.measure.requests.build_requests`),
     with its own seed, so the router is calibrated on the traffic mix it will route rather than on the first shards.
     """
+    return [s[:2] for s in heldout_labeled(run_dir, n, prompt_bytes, reference_bytes, seed)]
+
+
+def heldout_labeled(
+    run_dir: str, n: int, prompt_bytes: int, reference_bytes: int, seed: int = 1
+) -> list[tuple[str, str, str, str]]:
+    """(prompt, reference, language, domain) of :func:`heldout_samples` (the cost routers calibrate per cell)."""
     root = Path(run_dir)
     if not any((root / d).glob("shard-*.parquet") for d in ("curated", "corpus")):
         raise FileNotFoundError(
             f"{run_dir}: no curated/ or corpus/ shards to calibrate on; run the corpus stage first"
         )
     reqs = build_requests(run_dir, n, prompt_bytes, reference_bytes, seed=seed)
-    return [(r["prompt"], r["reference"]) for r in reqs]
+    return [(r["prompt"], r["reference"], cr.request_language(r["language"], r["domain"]), r["domain"]) for r in reqs]
 
 
 def split_text(text: str, prompt_bytes: int, reference_bytes: int) -> tuple[str, str] | None:
@@ -45,13 +53,22 @@ def split_text(text: str, prompt_bytes: int, reference_bytes: int) -> tuple[str,
 
 
 def calibration_report(
-    records: list[dict], prices: list[tuple[float, float]], router_cfg: Any, names: list[str]
-) -> dict[str, Any]:
+    records: list[dict], prices: list[tuple[float, float]], router_cfg: Any, names: list[str],
+    paths: list[str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Thresholds for every strategy at the configured budget, with curves and APGR, as written to router.json."""
 
 
     budget = {"max_escalation": router_cfg.budget_max_escalation, "min_quality": router_cfg.budget_min_quality}
     out: dict[str, Any] = {"models": names, "n_records": len(records), "budget": budget}
+    paths = paths or [""] * len(names)
+    cost_idx = _subchain(names, router_cfg.cost_models)
+    cost = cost_report(sub_records(records, cost_idx), [prices[i] for i in cost_idx],
+                       router_cfg.budget_min_quality or 0.95, [names[i] for i in cost_idx],
+                       [paths[i] for i in cost_idx])  # fmt: skip
+    idx = _subchain(names, router_cfg.cascade_models)
+    records, prices, names = sub_records(records, idx), [prices[i] for i in idx], [names[i] for i in idx]
+    out["cascade_models"] = names
     conf = router_cfg.confidence
     scores = rt.cascade_scores(records, conf)
     cal = rt.calibrate(records, scores, prices, "cascade", **budget)
@@ -79,6 +96,38 @@ def calibration_report(
         "model": asdict(model),
         "features": list(rt.FEATURES),
     }
+    out["cost"] = cost
+    return out
+
+
+def _subchain(names: list[str], want: list[str] | None) -> list[int]:
+    idx = [i for i, n in enumerate(names) if want is None or n in want]
+    return idx if len(idx) >= 2 else list(range(len(names)))
+
+
+def sub_records(records: list[dict], idx: list[int]) -> list[dict]:
+    """Calibration records restricted to the models at ``idx`` (per-model lists sliced, the rest shared)."""
+    per_model = ("bits", "prompt_tokens", "reference_tokens")
+    out = []
+    for r in records:
+        s = {**r, **{k: [r[k][i] for i in idx] for k in per_model if k in r}}
+        s["scores"] = {k: [v[i] for i in idx] for k, v in r["scores"].items() if v}
+        out.append(s)
+    return out
+
+
+def cost_report(records: list[dict], prices: list[tuple[float, float]], budget: float, names: list[str],
+                paths: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The cost routers' calibration (table + floors on every record, what serving uses) and, for the report, the
+    comparison with price-per-token, always-large and always-small fitted on half of each language x domain and
+    measured on the other half."""
+    table = cr.fit_table(records, names, prices, paths)
+    floors = {mode: cr.calibrate_floor(records, table, budget, mode) for mode in cr.MODES}
+    out: dict[str, Any] = {"table": table, "floors": floors, "budget_min_quality": budget}
+    cal, test = cr.split_records(records)
+    if test:
+        held = cr.compare(cal, test, names, prices, budget, paths)
+        out["held_out"] = {k: v for k, v in held.items() if k not in ("table", "decisions")}
     return out
 
 
@@ -87,7 +136,11 @@ def calibrate_run(config_path: str, run_dir: str) -> tuple[str, str]:
     cfg = load_section(config_path, "serve", ServeConfig).resolved(run_dir)
     chain = cfg.by_cost()
     r = cfg.router
-    samples = heldout_samples(run_dir, r.calibration_prompts, r.prompt_bytes, r.reference_bytes)
+    unknown = sorted((set(r.cascade_models or []) | set(r.cost_models or [])) - {m.name for m in chain})
+    if unknown:
+        raise ValueError(f"{config_path}: serve.router cascade_models/cost_models name {unknown}, which are not in "
+                         f"serve.models {[m.name for m in chain]}")  # fmt: skip
+    samples = heldout_labeled(run_dir, r.calibration_prompts, r.prompt_bytes, r.reference_bytes)
     if len(samples) < 4:
         raise ValueError(
             f"{run_dir}: only {len(samples)} held-out documents long enough to calibrate on; "
@@ -96,7 +149,7 @@ def calibrate_run(config_path: str, run_dir: str) -> tuple[str, str]:
     backends = [load_backend(m) for m in chain]
     records = rt.collect_records(backends, samples, r.preview_tokens, answer_tokens=cfg.limits.default_max_tokens)
     prices = [(m.price_input_per_1m, m.price_output_per_1m) for m in chain]
-    report = calibration_report(records, prices, r, [m.name for m in chain])
+    report = calibration_report(records, prices, r, [m.name for m in chain], [m.path for m in chain])
     path = RunDir(run_dir).stage("serve", "router.json")
     write_json(path, report)
     c, lr = report["cascade"], report["learned"]
@@ -104,7 +157,18 @@ def calibrate_run(config_path: str, run_dir: str) -> tuple[str, str]:
         f"{len(records)} requests: cascade t={c['threshold']:.3f} escalates {c['point']['escalation_rate']:.0%} at "
         f"{c['point']['quality_share']:.1%} of large quality (APGR {c['apgr']:.2f}); learned escalates "
         f"{lr['point']['escalation_rate']:.0%} at {lr['point']['quality_share']:.1%} (APGR {lr['apgr']:.2f})"
+        + _cost_summary(report["cost"])
     )
+
+
+def _cost_summary(cost: dict) -> str:
+    held = cost.get("held_out")
+    if not held:
+        return f"; cost router floor {cost['floors']['per_request']['floor']:.3f} (no held-out half)"
+    g = held["goals"]
+    return (f"; cost router {100 * g['overall_cost_reduction_vs_large']:.0f}% below always-large at "
+            f"{100 * g['overall_quality_share']:.1f}% of its quality on the held-out half, non-English "
+            f"{g['non_english_cost_vs_price_per_token'] or float('nan'):.2f}x the price-per-token router's cost")
 
 
 def run_serve_stage(config_path: str, run_dir: str) -> str:
@@ -144,5 +208,7 @@ def smoke_test(cfg: Any, run_dir: str, calibration: dict | None = None) -> dict[
                 model="auto", messages=[{"role": "user", "content": "Hello"}], max_tokens=16
             ),
             client.completions.create(model="router-learned", prompt="import os\n", max_tokens=16, temperature=0),
-        ]
+            client.completions.create(model="router-cost", prompt="Datei nicht gefunden: ", max_tokens=16,
+                                      temperature=0, extra_body={"metadata": {"language": "de", "domain": "ui"}}),
+        ]  # fmt: skip
     return {"url": srv.url, "responses": [r.model_dump(mode="json") for r in responses]}

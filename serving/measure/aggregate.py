@@ -116,17 +116,20 @@ def with_group_quality_delta(records: list[dict], baseline: str, keys: Sequence[
     return records
 
 
-def decompose(totals: dict[str, dict], order: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+def decompose(totals: dict[str, dict], order: Sequence[tuple[str, ...]]) -> list[dict[str, Any]]:
     """Savings attributed to each lever: stacks measured with levers added one at a time.
 
-    ``order`` is ``[(stack, lever_it_adds), ...]`` starting with the baseline (lever ``baseline``). Each lever's value
+    ``order`` is ``[(stack, lever_it_adds[, after]), ...]`` starting with the baseline (lever ``baseline``); ``after``
+    names the stack a side stack is compared with (default: the one before it). Each lever's value
     is the change in billed tokens (and spend) per baseline-tokenizer token (and baseline spend) of the text handled,
     between the stack before it and the stack with it, on the same requests in the same run: as share points of the
     baseline, and in tokens / USD at the baseline stack's volume. The quality change sits beside it.
     """
     b = totals[order[0][0]]
     out = []
-    for (prev, _), (cur, lever) in zip(order, order[1:], strict=False):
+    for i, item in enumerate(order[1:], 1):  # (stack, lever[, after]): a side stack names the stack it changes
+        cur, lever = item[0], item[1]
+        prev = item[2] if len(item) > 2 and item[2] else order[i - 1][0]
         p, c = totals[prev], totals[cur]
         tok_pts = p["billed_per_baseline_token"] - c["billed_per_baseline_token"]
         usd_pts = p["spend_per_baseline_spend"] - c["spend_per_baseline_spend"]
@@ -144,12 +147,12 @@ def decompose(totals: dict[str, dict], order: Sequence[tuple[str, str]]) -> list
     return out
 
 
-def decompose_by_group(records: list[dict], order: Sequence[tuple[str, str]], key: str) -> dict[str, list[dict]]:
+def decompose_by_group(records: list[dict], order: Sequence[tuple[str, ...]], key: str) -> dict[str, list[dict]]:
     """:func:`decompose` within each value of ``key`` (language, domain) where every stack has that group."""
     groups: dict[str, dict[str, dict]] = defaultdict(dict)
     for r in records:
         groups[r[key]][r["stack"]] = r
-    stacks = [s for s, _ in order]
+    stacks = [item[0] for item in order]
     return {g: decompose(t, order) for g, t in sorted(groups.items()) if all(s in t for s in stacks)}
 
 

@@ -7,6 +7,12 @@ Counterfactual baseline, on the same text: every row keeps the exact prompt and 
 baseline would have billed for exactly this text minus what this stack billed (signed). Never a tokens-per-byte rate
 carried over from the baseline's own output: two answers of equal bytes can tokenize very differently. The quality
 of the same row (``quality_value`` chrF, ``bits_per_byte``) stands beside it.
+
+Models with different tokenizers: ``prompt_tokens`` / ``completion_tokens`` / ``spend`` are always the answering
+model's own tokens at its own prices; the ``baseline_*`` columns recount the same text in the baseline's tokenizer.
+A cost router's row also says why it chose the model (``route_reason``), each candidate's predicted tokens, cost and
+quality (``route_predictions``, JSON) and whether the request's language was never calibrated (``route_fallback``:
+the largest model answered).
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ TOKENWISE_COLUMNS = (
     "reference_tokenizer", "reference_prompt_tokens", "reference_completion_tokens",
     "baseline_stack", "baseline_model", "baseline_tokenizer", "baseline_prompt_tokens", "baseline_completion_tokens",
     "baseline_total_tokens", "baseline_spend", "spend_prompt", "spend_completion",
-    "saved_tokens", "saved_spend", "routed_model", "escalations", "target_forward_passes", "forward_passes",
+    "saved_tokens", "saved_spend", "routed_model", "escalations", "route_reason", "route_fallback", "route_language",
+    "route_predictions", "target_forward_passes", "forward_passes",
     "draft_tokens_proposed", "draft_tokens_accepted", "spec_steps", "spec_alpha", "spec_k", "spec_c", "spec_v",
     "spec_predicted_speedup", "spec_measured_speedup", "spec_auto_off", "spec_auto_off_at_token",
     "ttft_ms", "itl_ms", "tpot_ms", "tokens_per_second",

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from serving.api.cost_router import request_language
+
 
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat()
@@ -20,6 +22,9 @@ async def _one(client: httpx.AsyncClient, sem: asyncio.Semaphore, req: dict, mod
     # ignore_eos (vLLM's extension): every stack writes exactly max_tokens, so no stack saves tokens by stopping early
     body = {"model": model, "prompt": req["prompt"], "max_tokens": max_tokens, "temperature": 0.0, "stream": True,
             "stream_options": {"include_usage": True}, "ignore_eos": True}  # fmt: skip
+    if req.get("language"):  # a client that knows its traffic says so (the cost routers calibrate per language/domain)
+        lang = request_language(req["language"], req.get("domain"))
+        body["metadata"] = {"language": lang, "domain": str(req.get("domain") or "")}
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     async with sem:
         t0 = time.time()

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from serving.api.backend import load_backend
-from serving.api.config import ModelSpec, ServeConfig, SpeculativeSpec
+from serving.api.config import ModelSpec, ServeConfig, SpeculativeSpec, check_prices
 from serving.api.server import serve_in_background
 from serving.measure import aggregate as agg
 from serving.measure.ledger import add_counterfactuals, write_ledger
@@ -45,6 +45,9 @@ class StackSpec(BaseConfig):
     lever: str = Field(..., description="The lever this stack adds to the previous one (baseline for the first).")
     model: str = Field(..., description="The `model` requests name: a served model, `auto` or router-<name>-<thr>.")
     serve_models: list[str] = Field(..., min_length=2, description="serve.models names this stack's server loads.")
+    after: str | None = Field(
+        None, description="A side stack: the stack its lever is measured against (default: the one listed before).",
+    )
 
 
 class SLOSpec(BaseConfig):
@@ -81,6 +84,7 @@ class MeasureConfig(BaseConfig):
             raise ValueError(f"stack names must be unique: {names}")
         if self.stacks[0].lever != "baseline":
             raise ValueError("the first stack is the baseline: set its lever to `baseline`")
+        check_prices(self.models, "measure.models")
         return self
 
 
@@ -168,6 +172,8 @@ def _rows(stack: StackSpec, results: list[dict], prices: PriceTable, ref_tok: An
             "reference_tokenizer": ref_tok.name, "reference_prompt_tokens": len(ref_tok.encode(req["prompt"])),
             "reference_completion_tokens": len(ref_tok.encode(res["text"])),
             "routed_model": model, "escalations": routing.get("escalations", 0),
+            "route_reason": routing.get("reason"), "route_fallback": bool(routing.get("fallback")),
+            "route_language": routing.get("language"), "route_predictions": routing.get("predictions") or [],
             "forward_passes": m.get("forward_passes", 0),
             "target_forward_passes": m.get("forward_passes", 0) if model == largest else 0,
             "draft_tokens_proposed": spec_m.get("num_draft_tokens", 0),
@@ -240,12 +246,14 @@ def summarize(rows: list[dict], cfg: MeasureConfig, wall: dict[str, float], pric
     per domain), speculation's predicted vs measured speedup and auto-off, prompt-side levers."""
     slo = cfg.slo.model_dump()
     baseline = cfg.stacks[0].name
-    order = [(s.name, s.lever) for s in cfg.stacks]
+    known = {s.name for s in cfg.stacks}  # a side stack whose `after` stack was not selected: vs the one before it
+    order = [(s.name, s.lever, s.after if s.after in known else None) for s in cfg.stacks]
     totals = {s.name: agg.stack_totals([r for r in rows if r["stack"] == s.name], wall[s.name], slo)
               for s in cfg.stacks}  # fmt: skip
     agg.with_quality_delta(totals, baseline)
     for s in cfg.stacks:
-        totals[s.name]["lever"], totals[s.name]["model"] = s.lever, s.model
+        after = s.after if s.after in known else None
+        totals[s.name]["lever"], totals[s.name]["model"], totals[s.name]["after"] = s.lever, s.model, after
         spec = speculation_summary([r for r in rows if r["stack"] == s.name and r["status"] == "success"])
         if spec:
             totals[s.name]["speculative"] = spec
@@ -378,7 +386,8 @@ def measure_from_config(config_path: str, run_dir: str) -> str:
         s = read_json(run.path("measure", "summary.json"))
     else:
         s = run_measure(config_path, run_dir, inputs_hash=key)
-    last = list(s["stacks"])[-1]
+    cumulative = [n for n, t in s["stacks"].items() if not t.get("after")]  # side stacks are not the headline
+    last = cumulative[-1]
     t = s["stacks"][last]
     return (f"{last} vs {s['baseline']}: billed tokens {100 * t['saved_tokens_share']:+.1f}% saved, cost "
             f"{100 * t['saved_spend_share']:+.1f}% saved, bits/byte {100 * t['bits_per_byte_delta_rel']:+.1f}% "

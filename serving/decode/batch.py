@@ -159,7 +159,9 @@ class BatchEngine:
         self.waiting: deque[Seq] = deque()
         self.prefilling: list[Seq] = []
         self.decoding: list[Seq] = []
-        self.counters = {"decode_steps": 0, "decode_rows": 0, "spec_steps": 0, "prefill_tokens": 0, "finished": 0}
+        self.counters = dict.fromkeys(
+            ("decode_steps", "decode_rows", "spec_steps", "prefill_tokens", "finished", "aborted"), 0
+        )
         self._ids = itertools.count()
         self._inbox: list[Seq] = []
         self._aborts: set[int] = set()
@@ -398,6 +400,7 @@ class BatchEngine:
             self.blocks.release(s.table)
             s.table = []
         self.counters["finished"] += 1
+        self.counters["aborted"] += reason == "abort"
         if error is not None:
             s.events.put(("error", error))
             return

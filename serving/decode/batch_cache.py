@@ -5,9 +5,9 @@
 ``t`` lives in slot ``table[t // block_size] * block_size + t % block_size`` (its block table, see
 :mod:`serving.decode.prefix_cache`).
 
-One forward pass gets a :class:`BatchKV`: the slots its ``q`` new tokens per row are written to, and the slots each row
-reads, right-aligned in a ``[B, L]`` index (shorter rows are padded on the left with slot 0 and masked out). The model's
-attention calls ``update(k, v, layer)``: the new keys/values are written into the pool and the gathered
+One forward pass gets a :class:`BatchKV`: the slots its ``q`` new tokens per row are written to, and the slots each
+row reads, right-aligned in a ``[B, L]`` index (shorter rows are padded on the left with slot 0 and masked out). The
+model's attention calls ``update(k, v, layer)``: the new keys/values are written into the pool and the gathered
 ``[B, kv_heads, L, head_dim]`` keys/values come back, so every row sees exactly its own tokens, whatever the other
 rows' lengths. Masks are built here (:func:`attention_masks`) and passed as 4D tensors (a dict per layer type for
 models with sliding-window layers), so HF's own mask creation is skipped.

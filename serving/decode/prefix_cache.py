@@ -1,12 +1,12 @@
 """KV-cache blocks with automatic prefix caching, the way vLLM manages them.
 
-The KV cache is a pool of ``num_blocks`` blocks of ``block_size`` token slots (:class:`serving.decode.batch_cache.PagedKV`
-holds the tensors). A sequence owns a block table; block ``i`` holds its tokens ``[i*block_size, (i+1)*block_size)``.
-A *full* block is content-addressed by a hash chain, ``h_i = H(h_{i-1}, tokens of block i)``, so an equal hash means
-an equal whole prefix up to that block (vLLM's automatic prefix caching). A new request reuses the longest chain of
-cached blocks of its prompt (always leaving at least one prompt token to compute, for the logits) and computes only
-the rest. Blocks are reference-counted; a released block that carries a hash stays cached and is evicted least
-recently used only when a fresh block is needed.
+The KV cache is a pool of ``num_blocks`` blocks of ``block_size`` token slots
+(:class:`serving.decode.batch_cache.PagedKV` holds the tensors). A sequence owns a block table; block ``i`` holds
+its tokens ``[i*block_size, (i+1)*block_size)``. A *full* block is content-addressed by a hash chain,
+``h_i = H(h_{i-1}, tokens of block i)``, so an equal hash means an equal whole prefix up to that block (vLLM's
+automatic prefix caching). A new request reuses the longest chain of cached blocks of its prompt (always leaving at
+least one prompt token to compute, for the logits) and computes only the rest. Blocks are reference-counted; a
+released block that carries a hash stays cached and is evicted least recently used only when a fresh block is needed.
 
 Accounting: a sequence is given every block it may need (prompt + max_tokens) when it is admitted, so the pool can
 never run out mid-generation (no preemption, no out-of-memory); requests that do not fit wait.

@@ -339,13 +339,17 @@ class BatchEngine:
         logits = self._forward(rows, [[s.tokens[-1]] for s in plain], False)[:, -1]  # [B, V]
         self.counters["decode_steps"] += 1
         self.counters["decode_rows"] += len(plain)
-        for s in plain:
+        toks = logits.argmax(-1).tolist()  # greedy rows; sampled rows draw with their own generator below
+        for i, s in enumerate(plain):
             s.computed += 1
             s.rows += len(plain)
             s.steps += 1
             s.stats["target_forward_passes"] += 1
+            if s.temperature > 0:
+                toks[i] = pick(logits[i], s.temperature, s.top_p, s.generator)
+        chosen, entropy = _logprobs(logits, toks)
         for i, s in enumerate(plain):
-            self._emit(s, logits[i])
+            self._deliver(s, [toks[i]], [chosen[i]], [entropy[i]])
             self._done(s)
 
     def _forward(self, rows: list[tuple[list[int], int, int]], ids: list[list[int]], keep_all: bool) -> torch.Tensor:
@@ -369,10 +373,9 @@ class BatchEngine:
         self._send(s, [tok], logits[None])
 
     def _send(self, s: Seq, toks: list[int], logits: torch.Tensor) -> None:
-        logp = torch.log_softmax(logits, dim=-1)  # [n, V]
-        idx = torch.tensor(toks, dtype=torch.long, device=logp.device)
-        chosen = logp[torch.arange(len(toks), device=logp.device), idx].tolist()
-        entropy = (-(logp.exp() * logp).sum(-1)).tolist()
+        self._deliver(s, toks, *_logprobs(logits, toks))
+
+    def _deliver(self, s: Seq, toks: list[int], chosen: list[float], entropy: list[float]) -> None:
         if s.t_first is None:
             s.t_first = time.perf_counter()
             s.stats["time_to_first_token_s"] = s.t_first - s.t_submit
@@ -476,3 +479,12 @@ class BatchEngine:
         if proposed:
             st["draft_acceptance_rate"] = accepted / proposed
             st["alpha"] = accepted / (accepted + s.rejections) if accepted + s.rejections else None
+
+
+def _logprobs(logits: torch.Tensor, toks: Sequence[int]) -> tuple[list[float], list[float]]:
+    """Each row's log-prob of its token and the entropy of its distribution; logits [n, V], one token per row."""
+    logp = torch.log_softmax(logits, dim=-1)  # [n, V]
+    idx = torch.tensor(list(toks), dtype=torch.long, device=logp.device)
+    chosen = logp[torch.arange(len(idx), device=logp.device), idx].tolist()
+    entropy = (-(logp.exp() * logp).sum(-1)).tolist()
+    return chosen, entropy

@@ -88,19 +88,17 @@ def build_batch(
 
     rows: per sequence (block table, tokens already in the cache, new tokens q) with the same q for every row.
     """
-    q = rows[0][2]
-    lengths = [done + q for _, done, _ in rows]
-    width = max(lengths)
-    write, read, valid, pos = [], [], [], []
-    for (table, done, _), n in zip(rows, lengths, strict=True):
-        slots = pool.slots(table, 0, n)
-        write += slots[done:]
-        read.append([0] * (width - n) + slots)
-        valid.append([False] * (width - n) + [True] * n)
-        pos.append(list(range(done, n)))
-    as_long = dict(dtype=torch.long, device=device)
-    view = BatchKV(pool, torch.tensor(write, **as_long), torch.tensor(read, **as_long), q)
-    return view, torch.tensor(pos, **as_long), torch.tensor(valid, dtype=torch.bool, device=device)
+    q, bs = rows[0][2], pool.block_size
+    blocks = max(len(table) for table, _, _ in rows)
+    tables = torch.tensor([list(t) + [0] * (blocks - len(t)) for t, _, _ in rows], dtype=torch.long)  # [B, blocks]
+    lengths = torch.tensor([done + q for _, done, _ in rows], dtype=torch.long)  # [B]
+    width = int(lengths.max())
+    pos = torch.arange(width)[None, :] - (width - lengths)[:, None]  # [B, L]: token position, < 0 = left padding
+    valid = pos >= 0
+    p = pos.clamp_min(0)
+    read = (tables.gather(1, p // bs) * bs + p % bs).masked_fill(~valid, 0)  # [B, L] pool slots
+    view = BatchKV(pool, read[:, -q:].reshape(-1).to(device), read.to(device), q)
+    return view, pos[:, -q:].to(device), valid.to(device)
 
 
 def attention_masks(config: Any, valid: torch.Tensor, q: int, dtype: torch.dtype) -> Any:

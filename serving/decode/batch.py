@@ -39,6 +39,7 @@ from serving.decode.speculative import DraftModel, PromptLookup, greedy_verify, 
 log = logging.getLogger(__name__)
 
 Drafter = DraftModel | PromptLookup
+IDLE_EXIT_S = 30.0  # the scheduler thread ends after this long without requests (the next one starts it again)
 
 
 class KVBudgetExceeded(ValueError):
@@ -168,8 +169,7 @@ class BatchEngine:
         self._cv = threading.Condition()
         self._closed = False
         self._warm_up()
-        self._thread = threading.Thread(target=self._loop, name="batch-engine", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None  # started by the first request, ends after IDLE_EXIT_S idle
 
     # ---- client side (any thread) ----------------------------------------------------------------------------------
 
@@ -204,6 +204,9 @@ class BatchEngine:
             if self._closed:
                 raise RuntimeError("the batch engine is closed")
             self._inbox.append(seq)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="batch-engine", daemon=True)
+                self._thread.start()
             self._cv.notify()
         return BatchStream(self, seq)
 
@@ -239,7 +242,9 @@ class BatchEngine:
         with self._cv:
             self._closed = True
             self._cv.notify()
-        self._thread.join(timeout)
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
 
     # ---- scheduler thread ------------------------------------------------------------------------------------------
 
@@ -254,8 +259,10 @@ class BatchEngine:
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while not (self._closed or self._inbox or self._aborts or self._busy()):
-                    self._cv.wait()
+                while not self._has_work():
+                    if not self._cv.wait(IDLE_EXIT_S) and not self._has_work():
+                        self._thread = None  # idle: end, so an engine nobody uses any more can be freed
+                        return
                 if self._closed:
                     break
                 inbox, self._inbox = self._inbox, []
@@ -273,6 +280,9 @@ class BatchEngine:
                     self._end(s, None, error=e)
         for s in list(self.waiting) + self.prefilling + self.decoding + self._inbox:
             s.events.put(("error", RuntimeError("the batch engine was closed")))
+
+    def _has_work(self) -> bool:
+        return bool(self._closed or self._inbox or self._aborts or self._busy())
 
     def _busy(self) -> bool:
         return bool(self.prefilling or self.decoding or (self.waiting and self._room()))

@@ -166,3 +166,17 @@ def test_bad_requests_name_the_limit(model) -> None:
     batch.close()
     with pytest.raises(RuntimeError, match="closed"):
         batch.stream([1])
+
+
+def test_idle_scheduler_thread_ends_and_the_next_request_restarts_it(model, engine, monkeypatch) -> None:
+    import serving.decode.batch as batch_mod
+
+    monkeypatch.setattr(batch_mod, "IDLE_EXIT_S", 0.05)  # an engine nobody uses any more holds no thread
+    batch = BatchEngine(model, kv_budget_tokens=256)
+    assert batch.generate([1, 2], max_new_tokens=3)[0] == engine.generate([1, 2], max_new_tokens=3)[0]
+    deadline = time.monotonic() + 30
+    while batch._thread is not None:
+        assert time.monotonic() < deadline, "the idle scheduler thread did not end"
+        time.sleep(0.01)
+    assert batch.generate([3, 4], max_new_tokens=3)[0] == engine.generate([3, 4], max_new_tokens=3)[0]
+    batch.close()

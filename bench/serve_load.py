@@ -391,8 +391,11 @@ def main() -> None:
     ap.add_argument("--no-gemma", action="store_true", help="skip the Gemma phases")
     ap.add_argument("--requests", type=int, default=None, help="requests per throughput set")
     ap.add_argument("--phases", default="throughput,prefix,policy,memory", help="comma-separated phases to run")
+    ap.add_argument("--concurrency", default=None, help="comma-separated levels (default 1,4,8,16; --small 1,8)")
+    ap.add_argument("--models", default="tiny,gemma3_270m", help="comma-separated models for throughput/prefix")
+    ap.add_argument("--out", default=None, help="JSON path (default bench/results/serve_load[_small].json)")
     args = ap.parse_args()
-    out_path = RESULTS / ("serve_load_small.json" if args.small else "serve_load.json")
+    out_path = Path(args.out) if args.out else RESULTS / ("serve_load_small.json" if args.small else "serve_load.json")
     slo = load_section(ROOT / "configs" / "demo.yaml", "measure", MeasureConfig).slo
     res: dict[str, Any] = {"slo": {"ttft_ms": slo.ttft_ms, "tpot_ms": slo.tpot_ms, "from": "configs/demo.yaml"},
                            "machine": machine(), "args": vars(args), "server_env": SERVER_ENV}  # fmt: skip
@@ -405,10 +408,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         tiny = tiny_pair(tmp / "tiny")
-        models = {"tiny": (tiny["large"], 48 if args.small else 96, 32)}
-        if not (args.small or args.no_gemma):
+        wanted = set(args.models.split(","))
+        models = {"tiny": (tiny["large"], 48 if args.small else 96, 32)} if "tiny" in wanted else {}
+        if "gemma3_270m" in wanted and not (args.small or args.no_gemma):
             models["gemma3_270m"] = (gemma_dir(args.gemma), 24, 32)
         concs = [1, 8] if args.small else [1, 4, 8, 16]
+        if args.concurrency:
+            concs = [int(c) for c in args.concurrency.split(",")]
         for name, (path, n, max_tokens) in models.items():
             slot = {"slo": res["slo"]}
             if "throughput" in phases:

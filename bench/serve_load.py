@@ -304,6 +304,7 @@ def prefix_phase(tmp: Path, model: Path, other: Path, n: int, max_tokens: int, o
             save()
     on_, off_ = out["runs"]["prefix_caching_on"], out["runs"]["prefix_caching_off"]
     out["ttft_cut"] = 1 - on_["ttft_p50_ms_after_first"] / off_["ttft_p50_ms_after_first"]
+    save()
     return out
 
 

@@ -445,6 +445,10 @@ def main() -> None:
                 print(f"prefix caching: {name}", flush=True)
                 slot = res.setdefault("prefix", {})[name] = {"slo": res["slo"]}
                 prefix_phase(tmp, path, tiny["small"], 8 if args.small else 16, 8, slot, save)
+        if "memory" in phases:
+            print("memory: tiny", flush=True)
+            slot = res["memory"] = {"slo": res["slo"]}
+            memory_phase(tmp, tiny["large"], tiny["small"], 300 if args.small else 1000, slot, save)
         if "policy" in phases:
             pm = args.policy_model
             print(f"speculation policy: {pm}", flush=True)
@@ -453,10 +457,6 @@ def main() -> None:
                 policy_phase(tmp, gemma_dir(args.gemma, tmp), tiny["small"], 16, 32, slot, save, n_c1=6, k=2)
             else:
                 policy_phase(tmp, tiny["large"], tiny["small"], 16 if args.small else 32, 32, slot, save)
-        if "memory" in phases:
-            print("memory: tiny", flush=True)
-            slot = res["memory"] = {"slo": res["slo"]}
-            memory_phase(tmp, tiny["large"], tiny["small"], 300 if args.small else 1000, slot, save)
     save()
     for model, g in res["goals"].items():
         print(f"{model}: " + ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in g.items()))

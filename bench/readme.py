@@ -63,17 +63,25 @@ SCALE = "bench/scale.py"
 SERVE = "bench/serve.py"
 ROUTE = "bench/route.py"
 SERVE_LOAD = "bench/serve_load.py"
+SERVE_LOAD_POLICY = "bench/serve_load.py --phases policy,memory --policy-model gemma3_270m --out " \
+    "bench/results/serve_load_policy.json"  # fmt: skip
 REFRESH = "bench/refresh.py"
 DEMO = "bench/demo.py"
 GEMMA_SPEC = "bench/gemma.py --run runs/demo --only speculative --prompts 50"
 GEMMA_RUN = "bench/gemma.py --run runs/demo --only run"  # after bench/demo.py --run runs/demo (or make demo)
 GIB = 1 / 2**30
 G = "throughput.gemma3_270m.runs."
+R = "policy.runs."
 P = "prefix.gemma3_270m.runs."
 
 
-def _sl(text: str, value: str, key: str, **kw: Any) -> Claim:
-    """A serving-under-load claim (bench/serve_load.py -> serve_load.json; ~20 min with Gemma: slow)."""
+def _sl(text: str, value: str, key: str, policy: bool = False, **kw: Any) -> Claim:
+    """A serving-under-load claim (bench/serve_load.py -> serve_load.json, ~20 min with Gemma: slow; ``policy``: the
+    policy and memory phases -> serve_load_policy.json, ~8 min)."""
+    if policy:
+        return Claim(
+            text, value, "serve_load_policy.json", key, SERVE_LOAD_POLICY, slow=True, **{"tolerance": 0.3, **kw}
+        )
     return Claim(text, value, "serve_load.json", key, SERVE_LOAD, slow=True, **{"tolerance": 0.2, **kw})
 
 
@@ -807,6 +815,38 @@ CLAIMS: list[Claim] = [
     _sl("Tiny Llama at 8: 949 tok/s", "949", "goals.tiny.tokens_per_s_c8", tolerance=0.3),
     _sl("2.7× one at a time, 1.36× transformers", "2.7", "goals.tiny.vs_batch1"),
     _sl("2.7× one at a time, 1.36× transformers", "1.36", "goals.tiny.vs_transformers"),
+    _sl(
+        "goodput at concurrency 1 0.24 req/s speculating while alone",
+        "0.24",
+        R + "speculate_when_alone.1.goodput.goodput_rps",
+        policy=True,
+    ),
+    _sl("vs 0.17 batching only and 0.22 speculating", "0.17", R + "batch_only.1.goodput.goodput_rps", policy=True),
+    _sl(
+        "vs 0.17 batching only and 0.22 speculating",
+        "0.22",
+        R + "speculate_always_no_batching.1.goodput.goodput_rps",
+        policy=True,
+    ),
+    _sl("at 8: 0.26 batching only vs 0.24 speculating", "0.26", R + "batch_only.8.goodput.goodput_rps", policy=True),
+    _sl(
+        "at 8: 0.26 batching only vs 0.24 speculating",
+        "0.24",
+        R + "speculate_when_alone.8.goodput.goodput_rps",
+        policy=True,
+    ),
+    _sl(
+        "and 0.00 without batching (TPOT 628 ms)",
+        "0.00",
+        R + "speculate_always_no_batching.8.goodput.goodput_rps",
+        policy=True,
+    ),
+    _sl(
+        "and 0.00 without batching (TPOT 628 ms)", "628", R + "speculate_always_no_batching.8.tpot_p50_ms", policy=True
+    ),
+    _sl("RSS 513.4 → 514.1 MB over 1,000 requests", "513.4", "memory.rss_mb_every_100.0", policy=True, tolerance=0.2),
+    _sl("RSS 513.4 → 514.1 MB over 1,000 requests", "514.1", "memory.rss_mb_every_100.9", policy=True, tolerance=0.2),
+    _sl("4096-token KV budget), 0 failed", "0", "memory.failed", policy=True, tolerance=0.0),
     # refresh
     _c("incremental refresh 3.25× faster", "3.25", "refresh.json", "ratio_full_over_incremental.wall", REFRESH),
     _c("45× fewer documents scored", "45", "refresh.json", "ratio_full_over_incremental.docs_scored", REFRESH),

@@ -63,12 +63,28 @@ SCALE = "bench/scale.py"
 SERVE = "bench/serve.py"
 ROUTE = "bench/route.py"
 ROUTE_COST = "bench/route_cost.py --run runs/demo --models runs/demo/models"  # needs `make demo`'s models
-LOAD = "bench/load.py"
+SERVE_LOAD = "bench/serve_load.py"
+SERVE_LOAD_POLICY = "bench/serve_load.py --phases policy,memory --policy-model gemma3_270m --out " \
+    "bench/results/serve_load_policy.json"  # fmt: skip
 REFRESH = "bench/refresh.py"
 DEMO = "bench/demo.py"
 GEMMA_SPEC = "bench/gemma.py --run runs/demo --only speculative --prompts 50"
 GEMMA_RUN = "bench/gemma.py --run runs/demo --only run"  # after bench/demo.py --run runs/demo (or make demo)
 GIB = 1 / 2**30
+G = "throughput.gemma3_270m.runs."
+R = "policy.runs."
+P = "prefix.gemma3_270m.runs."
+
+
+def _sl(text: str, value: str, key: str, policy: bool = False, **kw: Any) -> Claim:
+    """A serving-under-load claim (bench/serve_load.py -> serve_load.json, ~20 min with Gemma: slow; ``policy``: the
+    policy and memory phases -> serve_load_policy.json, ~8 min)."""
+    if policy:
+        return Claim(
+            text, value, "serve_load_policy.json", key, SERVE_LOAD_POLICY, slow=True, **{"tolerance": 0.3, **kw}
+        )
+    return Claim(text, value, "serve_load.json", key, SERVE_LOAD, slow=True, **{"tolerance": 0.2, **kw})
+
 
 CLAIMS: list[Claim] = [
     # make demo (Gemma 3 270M)
@@ -789,12 +805,74 @@ CLAIMS: list[Claim] = [
         ("price-per-token 0.806× at 97.7%", "0.806", "groups.overall.price_per_token.cost_vs_large", {}),
         ("price-per-token 0.806× at 97.7%", "97.7", "groups.overall.price_per_token.quality_share", {"scale": 100}),
     )],
-    # load
-    _c("384 requests at concurrency 8: 0 failures", "0", "load.json", "load.failed", LOAD, tolerance=0.0),
-    _c("TTFT p50/p99 361/1099 ms", "361", "load.json", "load.ttft_p50_ms", LOAD, tolerance=0.5),
-    _c("TTFT p50/p99 361/1099 ms", "1099", "load.json", "load.ttft_p99_ms", LOAD, tolerance=0.5),
-    _c("goodput 11.2 req/s", "11.2", "load.json", "load.goodput.goodput_rps", LOAD, tolerance=0.3),
-    _c("RSS +3.3 MB over 4 rounds", "3.3", "load.json", "load.rss_growth_mb", LOAD, tolerance=3.0),
+    # serving under load (Gemma 3 270M, tiny Llama): continuous batching vs one at a time vs transformers serve
+    _sl("at concurrency 8: **29.5 tok/s**", "29.5", G + "tokenwise.8.tokens_per_s", tolerance=0.3),
+    _sl("2.7× the one-at-a-time server at the same concurrency", "2.7", "goals.gemma3_270m.vs_batch1"),
+    _sl(
+        "3.6× its rate at concurrency 1",
+        "3.6",
+        G + "tokenwise.8.tokens_per_s / " + G + "tokenwise_batch1.1.tokens_per_s",
+    ),
+    _sl("1.23× `transformers serve --continuous-batching`", "1.23", "goals.gemma3_270m.vs_transformers"),
+    _sl("TTFT p50/p99 712/1295 ms within the 4000 ms SLO", "712", G + "tokenwise.8.ttft_p50_ms", tolerance=0.5),
+    _sl("TTFT p50/p99 712/1295 ms within the 4000 ms SLO", "1295", G + "tokenwise.8.ttft_p99_ms", tolerance=0.5),
+    _sl("TTFT p50/p99 712/1295 ms within the 4000 ms SLO", "4000", "slo.ttft_ms", tolerance=0.0),
+    _sl("goodput 0.92 req/s vs 0.00 one at a time", "0.92", G + "tokenwise.8.goodput.goodput_rps", tolerance=0.3),
+    _sl("goodput 0.92 req/s vs 0.00 one at a time", "0.00", G + "tokenwise_batch1.8.goodput.goodput_rps"),
+    _sl("(TPOT 696 ms > 400 ms SLO)", "696", G + "tokenwise_batch1.8.tpot_p50_ms", tolerance=0.3),
+    _sl("(TPOT 696 ms > 400 ms SLO)", "400", "slo.tpot_ms", tolerance=0.0),
+    _sl("and 0.75 for transformers", "0.75", G + "transformers.8.goodput.goodput_rps", tolerance=0.3),
+    _sl("at 16: 35.6 vs transformers 35.4 tok/s", "35.6", G + "tokenwise.16.tokens_per_s", tolerance=0.3),
+    _sl("at 16: 35.6 vs transformers 35.4 tok/s", "35.4", G + "transformers.16.tokens_per_s", tolerance=0.3),
+    _sl("goodput 0.93 vs 0.41 req/s", "0.93", G + "tokenwise.16.goodput.goodput_rps", tolerance=0.3),
+    _sl("goodput 0.93 vs 0.41 req/s", "0.41", G + "transformers.16.goodput.goodput_rps", tolerance=0.5),
+    _sl("(its TTFT p99 4103 ms)", "4103", G + "transformers.16.ttft_p99_ms", tolerance=0.5),
+    _sl("TTFT p50 177 ms vs 449 ms", "177", P + "prefix_caching_on.ttft_p50_ms_after_first", tolerance=0.3),
+    _sl("TTFT p50 177 ms vs 449 ms", "449", P + "prefix_caching_off.ttft_p50_ms_after_first", tolerance=0.3),
+    _sl(
+        "without (−61%, goal 50%",
+        "61",
+        P + "prefix_caching_on.ttft_p50_ms_after_first / " + P + "prefix_caching_off.ttft_p50_ms_after_first",
+        scale=-100,
+        offset=100,
+        tolerance=0.2,
+    ),
+    _sl("transformers 460 ms", "460", P + "transformers.ttft_p50_ms_after_first", tolerance=0.3),
+    _sl("Tiny Llama at 8: 949 tok/s", "949", "goals.tiny.tokens_per_s_c8", tolerance=0.3),
+    _sl("2.7× one at a time, 1.36× transformers", "2.7", "goals.tiny.vs_batch1"),
+    _sl("2.7× one at a time, 1.36× transformers", "1.36", "goals.tiny.vs_transformers"),
+    _sl(
+        "goodput at concurrency 1 0.24 req/s speculating while alone",
+        "0.24",
+        R + "speculate_when_alone.1.goodput.goodput_rps",
+        policy=True,
+    ),
+    _sl("vs 0.17 batching only and 0.22 speculating", "0.17", R + "batch_only.1.goodput.goodput_rps", policy=True),
+    _sl(
+        "vs 0.17 batching only and 0.22 speculating",
+        "0.22",
+        R + "speculate_always_no_batching.1.goodput.goodput_rps",
+        policy=True,
+    ),
+    _sl("at 8: 0.26 batching only vs 0.24 speculating", "0.26", R + "batch_only.8.goodput.goodput_rps", policy=True),
+    _sl(
+        "at 8: 0.26 batching only vs 0.24 speculating",
+        "0.24",
+        R + "speculate_when_alone.8.goodput.goodput_rps",
+        policy=True,
+    ),
+    _sl(
+        "and 0.00 without batching (TPOT 628 ms)",
+        "0.00",
+        R + "speculate_always_no_batching.8.goodput.goodput_rps",
+        policy=True,
+    ),
+    _sl(
+        "and 0.00 without batching (TPOT 628 ms)", "628", R + "speculate_always_no_batching.8.tpot_p50_ms", policy=True
+    ),
+    _sl("RSS 513.4 → 514.1 MB over 1,000 requests", "513.4", "memory.rss_mb_every_100.0", policy=True, tolerance=0.2),
+    _sl("RSS 513.4 → 514.1 MB over 1,000 requests", "514.1", "memory.rss_mb_every_100.9", policy=True, tolerance=0.2),
+    _sl("4096-token KV budget), 0 failed", "0", "memory.failed", policy=True, tolerance=0.0),
     # refresh
     _c("incremental refresh 3.25× faster", "3.25", "refresh.json", "ratio_full_over_incremental.wall", REFRESH),
     _c("45× fewer documents scored", "45", "refresh.json", "ratio_full_over_incremental.docs_scored", REFRESH),

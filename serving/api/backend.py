@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from serving.api.config import CatalogError, ModelSpec
+from serving.decode.batch import BatchEngine, BatchStream
 from serving.decode.engine import Engine
-from serving.decode.speculative import AutoOff
+from serving.decode.speculative import AutoOff, DraftModel, PromptLookup
 from serving.models import load_model
 from tokenwise.vocab import KeptVocab
 
@@ -52,10 +54,15 @@ class Step:
 
 @dataclass
 class Generation:
-    """An iterator of steps; ``stats`` is final once iteration ends (or :meth:`close` is called)."""
+    """An iterator of steps; ``stats`` is final once iteration ends (or :meth:`close` is called).
+
+    ``abort`` (batched backends): ends the request at the next token boundary from any thread, freeing its KV blocks
+    while the consuming thread may still be waiting for a step.
+    """
 
     steps: Iterator[Step]
     stats: dict[str, Any] = field(default_factory=dict)
+    abort: Callable[[], None] | None = None
 
     def __iter__(self) -> Iterator[Step]:
         return self.steps
@@ -227,7 +234,10 @@ class EngineBackend(HFBackend):
         eos = self.model.config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self._lock = threading.Lock()
-        if self.mode != "target":  # c and v of this pair, for every request's predicted speedup and auto-off
+        self.batch = _batch_engine(spec, self.model, draft) if spec.batching.enabled else None
+        # c and v of this pair, for every request's predicted speedup and auto-off (the Engine path only: the batch
+        # engine speculates while the batch is small, without auto-off)
+        if self.mode != "target" and self.batch is None:
             self.costs = self.engine.calibrate(self._probe(), self.mode, sp.k, contexts=self._contexts(sp.k))
 
     def _probe(self) -> list[int]:
@@ -240,6 +250,8 @@ class EngineBackend(HFBackend):
         return tuple(sorted({max(4, min(32, room)), max(4, min(room, limit // 2))}))
 
     def generate(self, prompt_ids: list[int], params: GenParams) -> Generation:
+        if self.batch is not None:
+            return self._generate_batched(prompt_ids, params)
         stream = self.engine.stream(
             self.with_prefix(prompt_ids),
             max_new_tokens=params.max_tokens,
@@ -270,6 +282,47 @@ class EngineBackend(HFBackend):
                 final = stream.stats if stream.stats is not None else stream.close()
             stats.update(final or {})
             stats["forward_passes"] = stats.get("target_forward_passes", 0)
+
+    def _generate_batched(self, prompt_ids: list[int], params: GenParams) -> Generation:
+        stream = self.batch.stream(
+            self.with_prefix(prompt_ids),
+            max_new_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            stop_ids=() if params.ignore_eos else tuple(self.eos_ids),
+            seed=params.seed if params.temperature > 0 else None,
+        )
+        stats: dict[str, Any] = {}
+        return Generation(_batched_steps(stream, stats), stats, abort=stream.abort)
+
+
+def _batch_engine(spec: ModelSpec, model: Any, draft: Any) -> BatchEngine:
+    """The continuous-batching engine for one model, speculating at small batch as configured."""
+    b, sp = spec.batching, spec.speculative
+    drafters = {"none": None, "draft": partial(DraftModel, draft), "prompt_lookup": partial(PromptLookup, sp.ngram)}
+    return BatchEngine(
+        model,
+        kv_budget_tokens=b.kv_budget_tokens,
+        block_size=b.block_size,
+        max_batch=b.max_batch,
+        prefix_caching=b.prefix_caching,
+        prefill_chunk=b.prefill_chunk,
+        drafter=drafters[sp.method],
+        k=sp.k,
+        speculate_max_batch=b.speculate_max_batch,
+    )
+
+
+def _batched_steps(stream: BatchStream, stats: dict) -> Iterator[Step]:
+    done = 0
+    try:
+        for _ in stream:
+            for j in range(done, len(stream.tokens)):
+                yield Step(stream.tokens[j], stream.logprobs[j], stream.entropies[j])
+            done = len(stream.tokens)
+    finally:  # also when closed early (stop string, client gone): abort, then the stats of the steps that ran
+        stats.update(stream.close())
+        stats["forward_passes"] = stats.get("target_forward_passes", 0)
 
 
 def _load_model(path: str, quantization: str) -> Any:

@@ -37,6 +37,36 @@ class SpeculativeSpec(BaseConfig):
     )
 
 
+class BatchingSpec(BaseConfig):
+    """Continuous batching with a paged KV cache and prefix caching (``serving.decode.batch``)."""
+
+    enabled: bool = Field(
+        False,
+        description="Requests share forward passes, joining and leaving at token boundaries; off = one at a time.",
+    )
+    kv_budget_tokens: int = Field(
+        8192,
+        ge=16,
+        le=10_000_000,
+        description="KV cache size in tokens, allocated at load (bytes = tokens x layers x 2 x kv_heads x head_dim x "
+        "dtype size); requests that do not fit wait, and one larger than it gets 400.",
+    )
+    block_size: int = Field(16, ge=1, le=1024, description="Tokens per KV block and per prefix-cache hash.")
+    max_batch: int = Field(
+        16, ge=1, le=1024, description="Most requests in one forward pass (prefilling or decoding)."
+    )
+    prefix_caching: bool = Field(True, description="Reuse the KV of prompt prefixes seen before (block-hashed).")
+    prefill_chunk: int = Field(
+        512, ge=1, le=1_000_000, description="Most prompt tokens prefilled between two decode steps."
+    )
+    speculate_max_batch: int = Field(
+        1,
+        ge=0,
+        le=1024,
+        description="Speculate (speculative.method) while at most this many requests are live; 0 = never.",
+    )
+
+
 class ModelSpec(BaseConfig):
     """One servable model and its price."""
 
@@ -52,6 +82,7 @@ class ModelSpec(BaseConfig):
     quantization: Literal["none", "int8_weight_only", "int8_dynamic", "int4_weight_only"] = "none"
     speculative: SpeculativeSpec = Field(default_factory=SpeculativeSpec)
     max_context: int = Field(512, ge=8, le=131072, description="Prompt + completion tokens; bounds KV cache memory.")
+    batching: BatchingSpec = Field(default_factory=BatchingSpec)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """USD cost of one request."""

@@ -145,6 +145,19 @@ class ServeMetrics:
             m,
             registry=r,
         )
+        # continuous batching (vLLM V1 names; the hit-rate gauge is vLLM V0's, without its gpu_ prefix)
+        self.prefix_queries = Counter(
+            p + "prefix_cache_queries", "Prompt tokens looked up in the prefix cache.", m, registry=r
+        )
+        self.prefix_hits = Counter(
+            p + "prefix_cache_hits", "Prompt tokens found in the prefix cache (prefill tokens saved).", m, registry=r
+        )
+        self.prefix_hit_rate = Gauge(
+            p + "prefix_cache_hit_rate", "Prefix cache hits / queries in tokens since start.", m, registry=r
+        )
+        self.kv_usage = Gauge(
+            p + "kv_cache_usage_perc", "Share of the KV cache budget held by live requests (1 = full).", m, registry=r
+        )
 
     def observe_spec(self, model: str, drafts: int, draft_tokens: int, accepted: int, per_pos: Sequence[int]) -> None:
         """Add one request's speculative decoding counters."""
@@ -168,6 +181,16 @@ class ServeMetrics:
             saved.labels(*labels).inc(amount)
         elif amount < 0:
             spent.labels(*labels).inc(-amount)
+
+    def observe_prefix(self, model: str, prompt_tokens: int, cached_tokens: int) -> None:
+        """Add one request's prefix-cache lookup: its prompt tokens and how many came from the cache."""
+        self.prefix_queries.labels(model).inc(prompt_tokens)
+        self.prefix_hits.labels(model).inc(cached_tokens)
+
+    def observe_kv(self, model: str, snapshot: dict) -> None:
+        """Set the KV usage and prefix hit-rate gauges from a batch engine's snapshot."""
+        self.kv_usage.labels(model).set(snapshot["kv_usage"])
+        self.prefix_hit_rate.labels(model).set(snapshot["prefix_cache_hit_rate"])
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every series."""

@@ -55,6 +55,7 @@ from serving.api.schemas import (
     Delta,
     ModelCard,
     ModelList,
+    PromptTokensDetails,
     RequestMetrics,
     Routing,
     Savings,
@@ -63,6 +64,7 @@ from serving.api.schemas import (
     Timing,
     Usage,
 )
+from serving.decode.batch import KVBudgetExceeded
 from tokenwise.log import kv
 from tokenwise.tokenizer_specs import load_tokenizer
 
@@ -413,6 +415,8 @@ class Job:
             self._put("done", None)
         except rt.PromptTooLong as e:
             self._put("error", _too_long(e.n, e.limit))
+        except KVBudgetExceeded as e:
+            self._put("error", APIError(400, str(e), param="max_tokens", code="kv_budget_exceeded"))
         except Exception as e:  # reported to the client as a 500 without details; logged with the trace here
             log.exception(kv(event="generation_failed"))
             self._put("error", e)
@@ -433,6 +437,13 @@ class Job:
                 log.warning(kv(event="error_after_stop", error=str(ev[1])))
             if ev[0] in ("done", "error"):
                 return
+
+    def cancel(self) -> None:
+        """Stop generating: the worker stops at its next step; a batched generation frees its KV blocks now."""
+        self.cancelled.set()
+        routed = self.routed
+        if routed is not None and routed.generation.abort is not None:
+            routed.generation.abort()
 
 
 def _chain_steps(routed: rt.Routed) -> Iterator[Step]:
@@ -546,7 +557,7 @@ async def _events(state: State, plan: Plan) -> AsyncIterator[tuple[str, Any]]:
                 yield "text", piece
             if detok.stopped:
                 out.finish_reason = "stop"
-                job.cancelled.set()
+                job.cancel()
                 await job.finished()  # the generation's stats are copied when the worker ends, not at EOS
                 break
         if not detok.stopped:
@@ -556,7 +567,7 @@ async def _events(state: State, plan: Plan) -> AsyncIterator[tuple[str, Any]]:
                 yield "text", tail
         yield "done", out
     finally:
-        job.cancelled.set()
+        job.cancel()
 
 
 def _spec(stats: dict) -> SpecDecoding:
@@ -631,7 +642,15 @@ def _finish(state: State, out: Outcome) -> tuple[Usage, RequestMetrics, float]:
         for a, nxt in zip(r.attempts, nexts[: len(r.attempts)], strict=True):
             m.router_escalations.labels(r.router, a.model, nxt).inc()
         m.split(m.routing_saved, m.routing_spent, (r.router,), largest.cost(n_prompt, n_out) - cost)
-    usage = Usage(prompt_tokens=n_prompt, completion_tokens=n_out, total_tokens=n_prompt + n_out)
+    cached = int(r.generation.stats.get("cached_tokens") or 0)
+    if "cached_tokens" in r.generation.stats:  # a batched backend looked the prompt up in its prefix cache
+        m.observe_prefix(r.model, n_prompt, cached)
+    usage = Usage(
+        prompt_tokens=n_prompt,
+        completion_tokens=n_out,
+        total_tokens=n_prompt + n_out,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=cached),
+    )
     return usage, metrics, cost
 
 
@@ -704,10 +723,20 @@ def _headers(routed: rt.Routed, cost: float | None, rid: str) -> dict[str, str]:
 def _install_routes(app: FastAPI, state: State) -> None:
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "models": list(state.backends), "running": state.running, "waiting": state.waiting}
+        kv = {name: b.batch.snapshot() for name, b in state.backends.items() if getattr(b, "batch", None)}
+        return {
+            "status": "ok",
+            "models": list(state.backends),
+            "running": state.running,
+            "waiting": state.waiting,
+            "batching": kv,
+        }
 
     @app.get("/metrics")
     async def metrics() -> Response:
+        for name, b in state.backends.items():
+            if getattr(b, "batch", None):
+                state.metrics.observe_kv(name, b.batch.snapshot())
         return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models")

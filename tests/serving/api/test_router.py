@@ -183,16 +183,18 @@ def _heldout_run(root, n: int = 12):
     pq.write_table(table, root / "curated" / "shard-00000.parquet")
 
 
-def test_serve_demo_stage_calibrates_and_serves(tmp_path, tiny):
+@pytest.mark.parametrize("batching", [False, True])
+def test_serve_demo_stage_calibrates_and_serves(tmp_path, tiny, batching):
     from serving.api.stage import run_serve_stage
 
     run = tmp_path / "run"
     _heldout_run(run)
     cfg = tmp_path / "c.yaml"
+    batch = ", batching: {enabled: true, block_size: 8}" if batching else ""  # as configs/demo.yaml serves them
     cfg.write_text(
         "serve:\n  models:\n"
-        f"    - {{name: small, path: '{tiny['small']}', price_input_per_1m: 0.1, price_output_per_1m: 0.2}}\n"
-        f"    - {{name: large, path: '{tiny['large']}', price_input_per_1m: 1.0, price_output_per_1m: 2.0}}\n"
+        f"    - {{name: small, path: '{tiny['small']}', price_input_per_1m: 0.1, price_output_per_1m: 0.2{batch}}}\n"
+        f"    - {{name: large, path: '{tiny['large']}', price_input_per_1m: 1.0, price_output_per_1m: 2.0{batch}}}\n"
         "  router: {calibration_prompts: 8, prompt_bytes: 128, reference_bytes: 128, preview_tokens: 4,\n"
         "           calibration_file: '{run}/serve/router.json', budget_max_escalation: 0.5}\n"
         "  limits: {default_max_tokens: 8, max_tokens: 16}\n"

@@ -1,0 +1,500 @@
+"""Continuous batching: one scheduler thread runs every live request of a model through shared forward passes.
+
+Requests join and leave the running batch at token boundaries. Each loop iteration:
+
+1. takes new requests and aborts (a client gone frees its KV blocks here, before the next forward);
+2. admits waiting requests in arrival order while the batch has room (``max_batch``) and the KV pool has every block
+   the request may need (prompt + max_tokens; see :mod:`serving.decode.prefix_cache`), reusing cached prefix blocks;
+3. prefills admitted prompts, at most ``prefill_chunk`` tokens per iteration (one batch-1 forward per chunk), so a
+   long prompt delays the running requests' next token by one chunk, not by its whole prompt;
+4. decodes one token for every running request in one forward ([B, 1] over rows of different lengths, see
+   :mod:`serving.decode.batch_cache`), each row with its own temperature, top-p, seed, stop ids and max_tokens; or,
+   when ``speculate_max_batch`` allows and few requests run, one speculative step per request (a drafter proposes
+   ``k`` tokens, one target pass verifies them: speculate when the batch is small, batch when it is large).
+
+Greedy output is the model's batch-1 greedy output (rows never see each other's tokens; tested in float64). The
+per-request stream and stats follow :mod:`serving.decode.generate` (same keys), plus ``cached_tokens`` (prompt tokens
+whose KV came from the prefix cache), ``queue_s`` (waiting for a batch slot and KV blocks) and ``mean_batch_size``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from serving.decode.batch_cache import PagedKV, attention_masks, build_batch
+from serving.decode.generate import check_request, new_stats, pick, probs_from_logits
+from serving.decode.prefix_cache import BlockManager, block_hashes, blocks_for
+from serving.decode.speculative import DraftModel, PromptLookup, greedy_verify, rejection_sample
+
+log = logging.getLogger(__name__)
+
+Drafter = DraftModel | PromptLookup
+IDLE_EXIT_S = 30.0  # the scheduler thread ends after this long without requests (the next one starts it again)
+
+
+class KVBudgetExceeded(ValueError):
+    """A request that could never fit the KV budget (prompt + max_tokens > budget); the server answers 400."""
+
+
+@dataclass
+class Seq:
+    """One request inside the scheduler."""
+
+    sid: int
+    prompt: list[int]
+    max_new: int
+    temperature: float
+    top_p: float
+    stop_ids: tuple[int, ...]
+    generator: torch.Generator | None
+    events: queue.SimpleQueue
+    stats: dict[str, Any]
+    t_submit: float
+    tokens: list[int] = field(default_factory=list)  # prompt + generated
+    table: list[int] = field(default_factory=list)  # KV block table
+    computed: int = 0  # tokens whose KV is in the pool
+    drafter: Drafter | None = None
+    rows: int = 0  # sum of batch sizes over the decode steps this request was in
+    steps: int = 0
+    t_first: float | None = None
+    rejections: int = 0
+
+    @property
+    def out(self) -> list[int]:
+        return self.tokens[len(self.prompt) :]
+
+
+class BatchStream:
+    """The consumer side of one request: iterate for token chunks; ``stats`` is set when iteration ends.
+
+    Same surface as :class:`serving.decode.generate.Stream` (``tokens``, ``logprobs``, ``entropies``, ``run``);
+    :meth:`abort` (thread-safe) or :meth:`close` ends the request at the next token boundary and frees its KV blocks.
+    """
+
+    def __init__(self, engine: BatchEngine, seq: Seq) -> None:
+        self._engine, self._seq = engine, seq
+        self.stats: dict[str, Any] | None = None
+        self.tokens: list[int] = []
+        self.logprobs: list[float] = []
+        self.entropies: list[float] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        while self.stats is None:
+            ev = self._seq.events.get()
+            if ev[0] == "chunk":
+                self.tokens.extend(ev[1])
+                self.logprobs.extend(ev[2])
+                self.entropies.extend(ev[3])
+                yield ev[1]
+            elif ev[0] == "done":
+                self.stats = ev[1]
+            else:
+                raise ev[1]
+
+    def run(self) -> tuple[list[int], dict[str, Any]]:
+        """Consume the stream; returns (tokens, stats)."""
+        for _ in self:
+            pass
+        assert self.stats is not None
+        return self.tokens, self.stats
+
+    def abort(self) -> None:
+        """Stop this request at the next token boundary (any thread); its stream then ends with the stats so far."""
+        self._engine.abort(self._seq.sid)
+
+    def close(self) -> dict[str, Any]:
+        """Abort and wait for the final stats (finish_reason ``abort`` unless it had already ended)."""
+        if self.stats is None:
+            self.abort()
+            for _ in self:
+                pass
+        assert self.stats is not None
+        return self.stats
+
+
+class BatchEngine:
+    """Continuous batching over one HF causal LM, with a paged KV cache and automatic prefix caching.
+
+    Args:
+        model: HF causal LM on its device, eval mode; its attention layers must call ``past_key_values.update``.
+        kv_budget_tokens: KV cache size in tokens (allocated at start); requests beyond it wait.
+        block_size: tokens per KV block (and per prefix-cache hash).
+        max_batch: most requests prefilling or decoding at once.
+        prefix_caching: reuse the KV of cached prompt-prefix blocks.
+        prefill_chunk: most prompt tokens prefilled per iteration (bounds the stall of running requests).
+        drafter: makes a per-request drafter (:class:`DraftModel`/:class:`PromptLookup`); None = never speculate.
+        k: draft tokens per speculative step.
+        speculate_max_batch: speculate (one verify pass per request) while at most this many requests are live.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        kv_budget_tokens: int = 8192,
+        block_size: int = 16,
+        max_batch: int = 16,
+        prefix_caching: bool = True,
+        prefill_chunk: int = 512,
+        drafter: Callable[[], Drafter] | None = None,
+        k: int = 4,
+        speculate_max_batch: int = 0,
+    ) -> None:
+        self.model = model.eval()
+        self.kv_budget_tokens = blocks_for(kv_budget_tokens, block_size) * block_size
+        self.blocks = BlockManager(self.kv_budget_tokens // block_size, block_size, prefix_caching)
+        self.pool = PagedKV(self.blocks.num_blocks, block_size)
+        self.max_batch, self.prefill_chunk, self.k = max_batch, prefill_chunk, k
+        self.drafter, self.speculate_max_batch = drafter, speculate_max_batch if drafter else 0
+        self.dtype = next(model.parameters()).dtype
+        attention_masks(model.config, torch.ones(1, 1, dtype=torch.bool), 1, self.dtype)  # unsupported layer types
+        self.waiting: deque[Seq] = deque()
+        self.prefilling: list[Seq] = []
+        self.decoding: list[Seq] = []
+        self.counters = dict.fromkeys(
+            ("decode_steps", "decode_rows", "spec_steps", "prefill_tokens", "finished", "aborted"), 0
+        )
+        self._ids = itertools.count()
+        self._inbox: list[Seq] = []
+        self._aborts: set[int] = set()
+        self._cv = threading.Condition()
+        self._closed = False
+        self._warm_up()
+        self._thread: threading.Thread | None = None  # started by the first request, ends after IDLE_EXIT_S idle
+
+    # ---- client side (any thread) ----------------------------------------------------------------------------------
+
+    def stream(
+        self,
+        prompt_ids: Sequence[int],
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop_ids: Sequence[int] = (),
+        seed: int | None = None,
+    ) -> BatchStream:
+        """Queue one request; iterate the returned :class:`BatchStream` for token chunks, then read ``.stats``."""
+        check_request(self.model, prompt_ids, max_new_tokens)
+        if temperature < 0 or not 0 < top_p <= 1:
+            raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+        need = len(prompt_ids) + max_new_tokens
+        if need > self.kv_budget_tokens:
+            raise KVBudgetExceeded(
+                f"the request needs {need} KV cache tokens (prompt {len(prompt_ids)} + max_tokens {max_new_tokens}); "
+                f"the KV budget is {self.kv_budget_tokens} tokens; shorten the prompt or lower max_tokens"
+            )
+        gen = None
+        if seed is not None and temperature > 0:
+            gen = torch.Generator(device=self.model.device).manual_seed(seed)
+        seq = Seq(
+            next(self._ids), list(prompt_ids), max_new_tokens, temperature, top_p, tuple(stop_ids), gen,
+            queue.SimpleQueue(), new_stats("target", 0, len(prompt_ids)),
+            time.perf_counter(), tokens=list(prompt_ids),
+        )  # fmt: skip
+        with self._cv:
+            if self._closed:
+                raise RuntimeError("the batch engine is closed")
+            self._inbox.append(seq)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="batch-engine", daemon=True)
+                self._thread.start()
+            self._cv.notify()
+        return BatchStream(self, seq)
+
+    def generate(self, prompt_ids: Sequence[int], **kwargs: Any) -> tuple[list[int], dict[str, Any]]:
+        """Run one request to the end; returns (new token ids, stats). Keyword arguments as :meth:`stream`."""
+        return self.stream(prompt_ids, **kwargs).run()
+
+    def abort(self, sid: int) -> None:
+        """End request ``sid`` at the next token boundary and free its blocks (no-op once it has finished)."""
+        with self._cv:
+            self._aborts.add(sid)
+            self._cv.notify()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Load and cache figures now (read without locking: a consistent-enough view for metrics)."""
+        b = self.blocks
+        return {
+            "running": len(self.decoding) + len(self.prefilling),
+            "waiting": len(self.waiting) + len(self._inbox),
+            "kv_blocks": b.num_blocks,
+            "kv_blocks_used": b.num_used,
+            "kv_usage": b.num_used / b.num_blocks,
+            "kv_budget_tokens": self.kv_budget_tokens,
+            "kv_pool_bytes": self.pool.bytes(),
+            "prefix_cache_queries": b.stats.queries,
+            "prefix_cache_hits": b.stats.hits,
+            "prefix_cache_hit_rate": b.stats.hit_rate,
+            **self.counters,
+        }
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the scheduler thread; requests still live end with an error."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    # ---- scheduler thread ------------------------------------------------------------------------------------------
+
+    def _warm_up(self) -> None:
+        """Allocate every layer's KV pool now (one forward on block 0), so memory is flat from the first request."""
+        table = self.blocks.take([], 1, 0)
+        with torch.inference_mode():
+            self._forward([(table, 0, 1)], [[0]], keep_all=False)
+        self.blocks.release(table)
+        self.blocks.stats.queries = 0
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._has_work():
+                    if not self._cv.wait(IDLE_EXIT_S) and not self._has_work():
+                        self._thread = None  # idle: end, so an engine nobody uses any more can be freed
+                        return
+                if self._closed:
+                    break
+                inbox, self._inbox = self._inbox, []
+                aborts, self._aborts = self._aborts, set()
+            self.waiting.extend(inbox)
+            self._apply_aborts(aborts)
+            try:
+                self._admit()
+                with torch.inference_mode():
+                    self._prefill()
+                    self._decode()
+            except Exception as e:  # a failed forward fails the requests in flight, not the server
+                log.exception("batch step failed; failing %d live requests", len(self.prefilling) + len(self.decoding))
+                for s in self.prefilling + self.decoding:
+                    self._end(s, None, error=e)
+        for s in list(self.waiting) + self.prefilling + self.decoding + self._inbox:
+            s.events.put(("error", RuntimeError("the batch engine was closed")))
+
+    def _has_work(self) -> bool:
+        return bool(self._closed or self._inbox or self._aborts or self._busy())
+
+    def _busy(self) -> bool:
+        return bool(self.prefilling or self.decoding or (self.waiting and self._room()))
+
+    def _room(self) -> bool:
+        return len(self.prefilling) + len(self.decoding) < self.max_batch
+
+    def _apply_aborts(self, sids: set[int]) -> None:
+        if not sids:
+            return
+        for s in [s for s in self.waiting if s.sid in sids]:
+            self.waiting.remove(s)
+            self._end(s, "abort")
+        for s in [s for s in self.prefilling + self.decoding if s.sid in sids]:
+            self._end(s, "abort")
+
+    def _admit(self) -> None:
+        bs = self.blocks.block_size
+        while self.waiting and self._room():
+            s = self.waiting[0]
+            hashes = block_hashes(s.prompt, bs)
+            cached = self.blocks.match(hashes, len(s.prompt))
+            n_new = blocks_for(len(s.prompt) + s.max_new, bs) - len(cached)
+            if not self.blocks.can_take(cached, n_new):
+                return  # first come, first served: later requests wait behind the head of the queue
+            self.waiting.popleft()
+            s.table = self.blocks.take(cached, n_new, len(s.prompt))
+            s.computed = len(cached) * bs
+            s.stats["cached_tokens"] = s.computed
+            s.stats["queue_s"] = time.perf_counter() - s.t_submit
+            self.prefilling.append(s)
+
+    def _prefill(self) -> None:
+        budget = self.prefill_chunk
+        for s in list(self.prefilling):
+            if budget <= 0:
+                return
+            n = min(len(s.prompt) - s.computed, budget)
+            t0 = time.perf_counter()
+            logits = self._forward([(s.table, s.computed, n)], [s.prompt[s.computed : s.computed + n]], False)
+            s.computed += n
+            budget -= n
+            s.stats["target_forward_passes"] += 1
+            s.stats["prefill_s"] += time.perf_counter() - t0
+            self.counters["prefill_tokens"] += n
+            if s.computed == len(s.prompt):
+                self.prefilling.remove(s)
+                self.blocks.register(s.table, block_hashes(s.prompt, self.blocks.block_size))
+                self._emit(s, logits[0, -1])
+                if not self._done(s):
+                    self.decoding.append(s)
+
+    def _decode(self) -> None:
+        if not self.decoding:
+            return
+        live = len(self.decoding) + len(self.prefilling)
+        if live <= self.speculate_max_batch:
+            plain = [s for s in list(self.decoding) if not self._speculate(s)]
+        else:
+            plain = list(self.decoding)
+        if not plain:
+            return
+        rows = [(s.table, s.computed, 1) for s in plain]
+        logits = self._forward(rows, [[s.tokens[-1]] for s in plain], False)[:, -1]  # [B, V]
+        self.counters["decode_steps"] += 1
+        self.counters["decode_rows"] += len(plain)
+        toks = logits.argmax(-1).tolist()  # greedy rows; sampled rows draw with their own generator below
+        for i, s in enumerate(plain):
+            s.computed += 1
+            s.rows += len(plain)
+            s.steps += 1
+            s.stats["target_forward_passes"] += 1
+            if s.temperature > 0:
+                toks[i] = pick(logits[i], s.temperature, s.top_p, s.generator)
+        chosen, entropy = _logprobs(logits, toks)
+        for i, s in enumerate(plain):
+            self._deliver(s, [toks[i]], [chosen[i]], [entropy[i]])
+            self._done(s)
+
+    def _forward(self, rows: list[tuple[list[int], int, int]], ids: list[list[int]], keep_all: bool) -> torch.Tensor:
+        """One model pass over ``rows`` (block table, cached tokens, new tokens); float logits [B, q or 1, V]."""
+        view, pos, valid = build_batch(self.pool, rows, self.model.device)
+        masks = attention_masks(self.model.config, valid, rows[0][2], self.dtype)
+        x = torch.tensor(ids, dtype=torch.long, device=self.model.device)
+        out = self.model(
+            input_ids=x,
+            position_ids=pos,
+            attention_mask=masks,
+            past_key_values=view,
+            use_cache=True,
+            logits_to_keep=0 if keep_all else 1,
+        )
+        return out.logits.float()
+
+    def _emit(self, s: Seq, logits: torch.Tensor) -> None:
+        """Pick the next token of ``s`` from its logits [V] and send it."""
+        tok = pick(logits, s.temperature, s.top_p, s.generator)
+        self._send(s, [tok], logits[None])
+
+    def _send(self, s: Seq, toks: list[int], logits: torch.Tensor) -> None:
+        self._deliver(s, toks, *_logprobs(logits, toks))
+
+    def _deliver(self, s: Seq, toks: list[int], chosen: list[float], entropy: list[float]) -> None:
+        if s.t_first is None:
+            s.t_first = time.perf_counter()
+            s.stats["time_to_first_token_s"] = s.t_first - s.t_submit
+        s.tokens.extend(toks)
+        s.events.put(("chunk", toks, chosen, entropy))
+
+    def _done(self, s: Seq) -> bool:
+        """End ``s`` if its last token is a stop id or it reached max_tokens."""
+        out = s.out
+        if out and out[-1] in s.stop_ids:
+            self._end(s, "stop")
+            return True
+        if len(out) >= s.max_new:
+            self._end(s, "length")
+            return True
+        return False
+
+    def _end(self, s: Seq, reason: str | None, error: Exception | None = None) -> None:
+        """Finish ``s``: cache its full blocks, release its KV, send the stats (or the error)."""
+        for group in (self.prefilling, self.decoding):
+            if s in group:
+                group.remove(s)
+        if s.table:
+            self.blocks.register(s.table, block_hashes(s.tokens[: s.computed], self.blocks.block_size))
+            self.blocks.release(s.table)
+            s.table = []
+        self.counters["finished"] += 1
+        self.counters["aborted"] += reason == "abort"
+        if error is not None:
+            s.events.put(("error", error))
+            return
+        st = s.stats
+        now = time.perf_counter()
+        st["new_tokens"] = len(s.out)
+        st["finish_reason"] = reason
+        st["total_s"] = now - s.t_submit
+        st["decode_s"] = now - s.t_first if s.t_first is not None else 0.0
+        st["tokens_per_second"] = len(s.out) / st["total_s"] if st["total_s"] > 0 else 0.0
+        st["mean_batch_size"] = s.rows / s.steps if s.steps else None
+        st["target_step_s"] = st["decode_s"] / s.steps if s.steps else None
+        st["batched"] = True
+        self._spec_summary(s)
+        s.events.put(("done", st))
+
+    # ---- speculation at small batch --------------------------------------------------------------------------------
+
+    def _speculate(self, s: Seq) -> bool:
+        """One draft-and-verify step for ``s`` alone; False when nothing was drafted (it then decodes plainly)."""
+        kk = min(self.k, s.max_new - len(s.out) - 1)
+        if kk < 1:
+            return False
+        if s.drafter is None:
+            s.drafter = self.drafter()
+            s.drafter.start(s.prompt)
+            s.stats["mode"], s.stats["k"] = s.drafter.mode, self.k
+        t0 = time.perf_counter()
+        before = s.drafter.forward_passes
+        drafts, q = s.drafter.propose(s.tokens, kk, s.temperature, s.top_p, s.generator)
+        st = s.stats
+        st["draft_forward_passes"] += s.drafter.forward_passes - before
+        st["draft_s"] = st.get("draft_s", 0.0) + time.perf_counter() - t0
+        if not drafts:
+            return False
+        feed = [s.tokens[-1], *drafts]
+        logits = self._forward([(s.table, s.computed, len(feed))], [feed], True)[0]  # [n+1, V]
+        if s.temperature <= 0:
+            n_acc, nxt = greedy_verify(logits, drafts)
+        else:
+            p = probs_from_logits(logits, s.temperature, s.top_p)
+            n_acc, nxt = rejection_sample(p, q, drafts, s.generator)
+        s.drafter.rollback(len(s.tokens) + n_acc)
+        s.computed += n_acc + 1
+        s.rows += 1
+        s.steps += 1
+        self.counters["spec_steps"] += 1
+        st["target_forward_passes"] += 1
+        st["num_spec_steps"] += 1
+        st["num_draft_tokens"] += len(drafts)
+        st["num_accepted_draft_tokens"] += n_acc
+        s.rejections += n_acc < len(drafts)
+        hist = st["acceptance_histogram"]
+        hist.extend([0] * (len(drafts) - len(hist)))
+        for i in range(n_acc):
+            hist[i] += 1
+        new = drafts[:n_acc] + [nxt]
+        for i, t in enumerate(new):
+            if t in s.stop_ids:
+                new = new[: i + 1]
+                break
+        self._send(s, new, logits[: len(new)])
+        self._done(s)
+        return True
+
+    def _spec_summary(self, s: Seq) -> None:
+        st = s.stats
+        proposed, accepted = st["num_draft_tokens"], st["num_accepted_draft_tokens"]
+        st["num_rejected_draft_tokens"] = proposed - accepted
+        st["num_rejection_steps"] = s.rejections
+        if st["num_spec_steps"]:
+            st["mean_acceptance_length"] = 1.0 + accepted / st["num_spec_steps"]
+        if proposed:
+            st["draft_acceptance_rate"] = accepted / proposed
+            st["alpha"] = accepted / (accepted + s.rejections) if accepted + s.rejections else None
+
+
+def _logprobs(logits: torch.Tensor, toks: Sequence[int]) -> tuple[list[float], list[float]]:
+    """Each row's log-prob of its token and the entropy of its distribution; logits [n, V], one token per row."""
+    logp = torch.log_softmax(logits, dim=-1)  # [n, V]
+    idx = torch.tensor(list(toks), dtype=torch.long, device=logp.device)
+    chosen = logp[torch.arange(len(idx), device=logp.device), idx].tolist()
+    entropy = (-(logp.exp() * logp).sum(-1)).tolist()
+    return chosen, entropy

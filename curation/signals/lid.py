@@ -215,9 +215,9 @@ def compatible(label: str, evidence: frozenset[str]) -> bool:
 # Latin letters contradict the label: ñ ¿ ¡ are not German or French, ß is only German, œ ç è are not Spanish,
 # ä ö ü ß are not English. Labels missing here carry no orthographic evidence.
 ORTHOGRAPHY: dict[str, frozenset[str]] = {
-    label: frozenset(chars)
+    label: frozenset(chars) if isinstance(chars, str) else frozenset(chars[0]) | {chars[1]}
     for label, chars in {
-        "en": "", "de": "äöüßé", "fr": "àâæçéèêëîïôœùûüÿ", "es": "áéíóúüñ¿¡", "it": "àèéìíîòóùú",
+        "en": "", "de": ("äöüßé", "·de"), "fr": ("àâæçéèêëîïôœùûüÿ", "·fr"), "es": "áéíóúüñ¿¡", "it": "àèéìíîòóùú",
         "pt": "áâãàçéêíóôõú", "ca": "àçèéíïòóúü",
     }.items()
 }  # fmt: skip
@@ -251,18 +251,34 @@ def lid_text(text: str) -> str:
     return bare if sum(c.isalpha() for c in bare) >= 3 else text
 
 
+# typographic conventions of short strings, counted as marks: French spaces before : ; ? ! and after «, German quotes
+# »…« and „…"; a label whose orthography lacks the mark is contradicted like one lacking a letter
+_TYPOGRAPHY = (
+    (re.compile(r"\w[ \u00a0\u202f][:;?!](?=\s|$)|(?<!\S)«[ \u00a0\u202f]"), "·fr"),
+    (re.compile(r"»[^\s«»][^«»]*«|„"), "·de"),
+)
+
+
 def latin_marks(text: str) -> tuple[Counter, int]:
-    """Non-ASCII Latin letters (lowercased) and inverted marks of a text, and its Latin letter count."""
+    """Non-ASCII Latin letters (lowercased), inverted marks and, in short texts, typographic marks
+    (:data:`_TYPOGRAPHY`) of a text, and its Latin letter count."""
     marks: Counter = Counter()
     latin = 0
-    for ch in text:
-        if ch.isascii():
-            latin += ch.isalpha()
-        elif ch in _MARKS:
-            marks[ch] += 1
-        elif "\u00c0" <= ch <= "\u024f" and ch.isalpha():
-            marks[ch.lower()] += 1
-            latin += 1
+    if text.isascii():
+        latin = sum(ch.isalpha() for ch in text)
+    else:
+        for ch in text:
+            if ch.isascii():
+                latin += ch.isalpha()
+            elif ch in _MARKS:
+                marks[ch] += 1
+            elif "\u00c0" <= ch <= "\u024f" and ch.isalpha():
+                marks[ch.lower()] += 1
+                latin += 1
+    if len(text) <= SHORT_CHARS:
+        for pattern, mark in _TYPOGRAPHY:
+            if n := len(pattern.findall(text)):
+                marks[mark] += n
     return marks, latin
 
 
@@ -383,6 +399,8 @@ class LanguageIdentifier:
                 letter = _has_ascii_letter(text)
                 out.scripts.append("Latn" if letter else UNKNOWN_SCRIPT)
                 evidence = frozenset({"Latn"}) if letter else frozenset()
+                if self.orthography and letter and len(text) <= SHORT_CHARS:
+                    marks = latin_marks(text)
             else:
                 counts = _script_counts(text, 8192)
                 out.scripts.append(_dominant(counts))

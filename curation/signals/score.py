@@ -73,7 +73,7 @@ class ScoreConfig(ExecutorFields):
     lid_prior: dict[str, float] | None = Field(
         None, description="Per-label weights (missing labels: 1) on the LID probabilities of texts too short to "
         "decide (under lid_prior_max_letters letters): the corpus's language mix against the model's; e.g. "
-        "{en: 0.7} when the corpus holds no more English than other languages (lid.176 favours en on short "
+        "{en: 0.8} when the corpus holds no more English than other languages (lid.176 favours en on short "
         "strings). null = none")  # fmt: skip
     lid_prior_max_letters: int = Field(
         60, ge=1, le=10_000, description="Texts with fewer letters get lid_prior; more = the prior sways longer texts")

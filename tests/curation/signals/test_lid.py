@@ -126,7 +126,7 @@ def test_other_local_model_path_is_used(tmp_path):
 # ---------------------------------------------------------------- short strings, script evidence (issue 22)
 
 DEMO_LABELS = "en de fr es ru ja zh ko ar hi bn ta te my th".split()
-DEMO_PRIOR = {"en": 0.7}  # configs/demo.yaml score.lid_prior
+DEMO_PRIOR = {"en": 0.8}  # configs/demo.yaml score.lid_prior
 SHORT_NON_LATIN = {"ru": "ru", "ja": "ja", "zh_CN": "zh", "ko": "ko", "ar": "ar", "hi": "hi", "bn": "bn", "ta": "ta",
                    "te": "te", "my": "my", "th": "th"}  # fmt: skip
 SHORT_LATIN = {"de": "de", "fr": "fr", "es": "es"}
@@ -211,6 +211,10 @@ def test_orthography_contradicts_letters_a_language_never_writes():
     assert ok("de", "Größe ändern") and not ok("fr", "Größe ändern") and not ok("en", "Größe ändern")
     assert not ok("es", "Cœur de l'œuvre") and not ok("es", "Ça va très bien") and ok("fr", "Ça va très bien")
     assert ok("xx", "Größe") and ok("en", "plain ASCII text")  # unknown label / no marks: no evidence
+    # typography of short strings: French spaces before ? ! : ; and after «, German »…« and „…“
+    assert not ok("en", "Voulez-vous continuer ?") and ok("fr", "Voulez-vous continuer ?")
+    assert not ok("es", "Fichier « %s » introuvable") and ok("fr", "Fichier « %s » introuvable")
+    assert not ok("fr", "Datei »%s« fehlt") and not ok("en", "Datei „%s“ fehlt") and ok("de", "Datei »%s« fehlt")
     long_english = "This README was written by Sébastien and explains the build in plain English words. " * 3
     assert ok("en", long_english)  # one name among hundreds of letters is not evidence
 

@@ -135,7 +135,8 @@ SCRIPT_DEFAULT = {
 }  # fmt: skip
 _GLOT_SCRIPT = {"Hans": "Hani", "Hant": "Hani"}
 # P(Han of forms shared with Chinese, no kana | Japanese) / P(same | Chinese) in this machine's gettext catalogs:
-# 1.9% of Japanese vs 13.9% of Simplified Chinese UI strings with Han (bench/lid.py prints both shares)
+# 2.3% of Japanese vs 13.7% of Simplified Chinese UI strings with Han (bench/results/lid.json,
+# han_without_kana_shared_forms_share, on the tuning half)
 KANJI_ONLY_JA = 0.14
 
 

@@ -33,7 +33,8 @@ def lid_confusion(ctx: Context) -> Section:
                 "headline": f"LID on parallel units: {len(conf) - len(low)} of {len(conf)} languages at >= 95%"}
     sec.intro = esc(
         "Each document of a parallel unit carries its catalog's language; the label is fastText's best label that "
-        "the text's script does not contradict (model alone: its top label). Untranslated copies of the English "
+        "the text's script and orthography do not contradict, weighted by score.lid_prior for short strings (model "
+        "alone: its top label). Untranslated copies of the English "
         "string count as errors here, so this is a lower bound on accuracy for translated text."
     )
     return sec

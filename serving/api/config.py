@@ -57,7 +57,10 @@ class BatchingSpec(BaseConfig):
     )
     prefix_caching: bool = Field(True, description="Reuse the KV of prompt prefixes seen before (block-hashed).")
     prefill_chunk: int = Field(
-        512, ge=1, le=1_000_000, description="Most prompt tokens prefilled between two decode steps."
+        512,
+        ge=1,
+        le=1_000_000,
+        description="Most prompt tokens per forward pass (packed with one decode token per running request).",
     )
     speculate_max_batch: int = Field(
         1,

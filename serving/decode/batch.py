@@ -5,12 +5,14 @@ Requests join and leave the running batch at token boundaries. Each loop iterati
 1. takes new requests and aborts (a client gone frees its KV blocks here, before the next forward);
 2. admits waiting requests in arrival order while the batch has room (``max_batch``) and the KV pool has every block
    the request may need (prompt + max_tokens; see :mod:`serving.decode.prefix_cache`), reusing cached prefix blocks;
-3. prefills admitted prompts, at most ``prefill_chunk`` tokens per iteration (one batch-1 forward per chunk), so a
-   long prompt delays the running requests' next token by one chunk, not by its whole prompt;
-4. decodes one token for every running request in one forward ([B, 1] over rows of different lengths, see
-   :mod:`serving.decode.batch_cache`), each row with its own temperature, top-p, seed, stop ids and max_tokens; or,
-   when ``speculate_max_batch`` allows and few requests run, one speculative step per request (a drafter proposes
-   ``k`` tokens, one target pass verifies them: speculate when the batch is small, batch when it is large).
+3. runs one forward pass over prompt chunks of admitted requests (at most ``prefill_chunk`` prompt tokens, several
+   prompts together) and one decode token of every running request, packed into one ragged sequence with a
+   block-diagonal causal mask (see :func:`serving.decode.batch_cache.ragged_batch`): chunked prefill, so a new
+   prompt neither stalls the running requests nor costs a pass of its own; without prompts to prefill, one decode
+   forward ([B, 1] over rows of different lengths). Each row has its own temperature, top-p, seed, stop ids and
+   max_tokens. When ``speculate_max_batch`` allows and few requests run, each running request takes one
+   speculative step instead (a drafter proposes ``k`` tokens, one target pass verifies them: speculate when the
+   batch is small, batch when it is large).
 
 Greedy output is the model's batch-1 greedy output (rows never see each other's tokens; tested in float64). The
 per-request stream and stats follow :mod:`serving.decode.generate` (same keys), plus ``cached_tokens`` (prompt tokens
@@ -31,7 +33,7 @@ from typing import Any
 
 import torch
 
-from serving.decode.batch_cache import PagedKV, attention_masks, build_batch
+from serving.decode.batch_cache import PagedKV, attention_masks, build_batch, ragged_batch, ragged_masks
 from serving.decode.generate import check_request, new_stats, pick, probs_from_logits
 from serving.decode.prefix_cache import BlockManager, block_hashes, blocks_for
 from serving.decode.speculative import DraftModel, PromptLookup, greedy_verify, rejection_sample
@@ -131,7 +133,7 @@ class BatchEngine:
         block_size: tokens per KV block (and per prefix-cache hash).
         max_batch: most requests prefilling or decoding at once.
         prefix_caching: reuse the KV of cached prompt-prefix blocks.
-        prefill_chunk: most prompt tokens prefilled per iteration (bounds the stall of running requests).
+        prefill_chunk: most prompt tokens per forward pass (bounds how much a prompt slows the running requests' step).
         drafter: makes a per-request drafter (:class:`DraftModel`/:class:`PromptLookup`); None = never speculate.
         k: draft tokens per speculative step.
         speculate_max_batch: speculate (one verify pass per request) while at most this many requests are live.
@@ -160,9 +162,8 @@ class BatchEngine:
         self.waiting: deque[Seq] = deque()
         self.prefilling: list[Seq] = []
         self.decoding: list[Seq] = []
-        self.counters = dict.fromkeys(
-            ("decode_steps", "decode_rows", "spec_steps", "prefill_tokens", "finished", "aborted"), 0
-        )
+        counters = ("decode_steps", "decode_rows", "spec_steps", "prefill_tokens", "prefill_forwards", "mixed_steps")
+        self.counters = dict.fromkeys((*counters, "finished", "aborted"), 0)
         self._ids = itertools.count()
         self._inbox: list[Seq] = []
         self._aborts: set[int] = set()
@@ -272,8 +273,7 @@ class BatchEngine:
             try:
                 self._admit()
                 with torch.inference_mode():
-                    self._prefill()
-                    self._decode()
+                    self._step()
             except Exception as e:  # a failed forward fails the requests in flight, not the server
                 log.exception("batch step failed; failing %d live requests", len(self.prefilling) + len(self.decoding))
                 for s in self.prefilling + self.decoding:
@@ -315,44 +315,66 @@ class BatchEngine:
             s.stats["queue_s"] = time.perf_counter() - s.t_submit
             self.prefilling.append(s)
 
-    def _prefill(self) -> None:
-        budget = self.prefill_chunk
-        for s in list(self.prefilling):
-            if budget <= 0:
-                return
+    def _step(self) -> None:
+        """One scheduler iteration: speculate (small batch) or decode every running request, and prefill prompt
+        chunks of admitted requests, all plain rows in one forward pass."""
+        plain = list(self.decoding)
+        if plain and len(self.decoding) + len(self.prefilling) <= self.speculate_max_batch:
+            plain = [s for s in plain if not self._speculate(s)]
+        pieces, budget = [], self.prefill_chunk
+        for s in self.prefilling:
             n = min(len(s.prompt) - s.computed, budget)
-            t0 = time.perf_counter()
-            logits = self._forward([(s.table, s.computed, n)], [s.prompt[s.computed : s.computed + n]], False)
-            s.computed += n
+            if n <= 0:
+                break
+            pieces.append((s, n))
             budget -= n
+        if pieces:
+            self._mixed(pieces, plain)
+        elif plain:
+            self._decode(plain)
+
+    def _mixed(self, pieces: list[tuple[Seq, int]], plain: list[Seq]) -> None:
+        """One packed forward: a prompt chunk of each request in ``pieces`` and one decode token of each in ``plain``
+        (chunked prefill: running requests keep decoding while prompts are prefilled, and several prompts share a
+        pass). A request whose prompt is complete gets its first token and starts decoding at the next step."""
+        rows = [(s.table, s.computed, n) for s, n in pieces] + [(s.table, s.computed, 1) for s in plain]
+        ids = [s.prompt[s.computed : s.computed + n] for s, n in pieces] + [[s.tokens[-1]] for s in plain]
+        finishing = [s.computed + n == len(s.prompt) for s, n in pieces]
+        keep = [i for i, f in enumerate(finishing) if f] + list(range(len(pieces), len(rows)))
+        t0 = time.perf_counter()
+        logits = self._forward_ragged(rows, ids, keep)  # [len(keep), V]
+        dt = time.perf_counter() - t0
+        self.counters["mixed_steps"] += bool(plain)
+        self.counters["prefill_forwards"] += 1
+        out = iter(range(len(keep)))
+        for (s, n), fin in zip(pieces, finishing, strict=True):
+            s.computed += n
             s.stats["target_forward_passes"] += 1
-            s.stats["prefill_s"] += time.perf_counter() - t0
+            s.stats["prefill_s"] += dt
             self.counters["prefill_tokens"] += n
-            if s.computed == len(s.prompt):
+            if fin:
                 self.prefilling.remove(s)
                 self.blocks.register(s.table, block_hashes(s.prompt, self.blocks.block_size))
-                self._emit(s, logits[0, -1])
+                self._emit(s, logits[next(out)])
                 if not self._done(s):
                     self.decoding.append(s)
+        if plain:
+            self._decoded(plain, logits[len(keep) - len(plain) :], len(rows))
 
-    def _decode(self) -> None:
-        if not self.decoding:
-            return
-        live = len(self.decoding) + len(self.prefilling)
-        if live <= self.speculate_max_batch:
-            plain = [s for s in list(self.decoding) if not self._speculate(s)]
-        else:
-            plain = list(self.decoding)
-        if not plain:
-            return
+    def _decode(self, plain: list[Seq]) -> None:
         rows = [(s.table, s.computed, 1) for s in plain]
         logits = self._forward(rows, [[s.tokens[-1]] for s in plain], False)[:, -1]  # [B, V]
+        self._decoded(plain, logits, len(plain))
+
+    def _decoded(self, plain: list[Seq], logits: torch.Tensor, batch: int) -> None:
+        """Pick and send one token per decode row from its logits (``logits`` [len(plain), V]); ``batch``: the
+        rows of the forward pass they were in."""
         self.counters["decode_steps"] += 1
         self.counters["decode_rows"] += len(plain)
         toks = logits.argmax(-1).tolist()  # greedy rows; sampled rows draw with their own generator below
         for i, s in enumerate(plain):
             s.computed += 1
-            s.rows += len(plain)
+            s.rows += batch
             s.steps += 1
             s.stats["target_forward_passes"] += 1
             if s.temperature > 0:
@@ -361,6 +383,22 @@ class BatchEngine:
         for i, s in enumerate(plain):
             self._deliver(s, [toks[i]], [chosen[i]], [entropy[i]])
             self._done(s)
+
+    def _forward_ragged(
+        self, rows: list[tuple[list[int], int, int]], ids: list[list[int]], keep: list[int]
+    ) -> torch.Tensor:
+        """One packed model pass over rows with different numbers of new tokens; float logits [len(keep), V] at the
+        last new token of the rows ``keep``."""
+        dev = self.model.device
+        view, pos, order, last = ragged_batch(self.pool, rows, dev)
+        masks = ragged_masks(self.model.config, *order, self.dtype)
+        x = torch.tensor([[t for row in ids for t in row]], dtype=torch.long, device=dev)
+        at = torch.tensor([last[i] for i in keep], dtype=torch.long, device=dev)
+        out = self.model(
+            input_ids=x, position_ids=pos, attention_mask=masks, past_key_values=view, use_cache=True,
+            logits_to_keep=at,
+        )  # fmt: skip
+        return out.logits[0].float()
 
     def _forward(self, rows: list[tuple[list[int], int, int]], ids: list[list[int]], keep_all: bool) -> torch.Tensor:
         """One model pass over ``rows`` (block table, cached tokens, new tokens); float logits [B, q or 1, V]."""

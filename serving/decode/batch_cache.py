@@ -101,6 +101,42 @@ def build_batch(
     return view, pos[:, -q:].to(device), valid.to(device)
 
 
+def ragged_batch(
+    pool: PagedKV, rows: Sequence[tuple[Sequence[int], int, int]], device: torch.device
+) -> tuple[BatchKV, torch.Tensor, tuple[torch.Tensor, ...], list[int]]:
+    """The cache view of one *packed* forward over rows with different numbers of new tokens (prompt chunks of several
+    requests and one-token decode rows together).
+
+    All new tokens form one sequence [1, T] (T = sum of every row's q); the keys are every row's whole context laid
+    end to end [1, S]. Returns the view, position ids [1, T], (query row, query position, key row, key position) for
+    :func:`ragged_masks`, and the index in T of each row's last new token (for ``logits_to_keep``).
+    """
+    write, read, q_row, q_pos, k_row, k_pos, last = [], [], [], [], [], [], []
+    for r, (table, done, q) in enumerate(rows):
+        end = done + q
+        slots = pool.slots(table, 0, end)
+        read += slots
+        write += slots[done:]
+        k_row += [r] * end
+        k_pos += range(end)
+        q_row += [r] * q
+        q_pos += range(done, end)
+        last.append(len(q_pos) - 1)
+    t = [torch.tensor(x, dtype=torch.long, device=device) for x in (write, read, q_row, q_pos, k_row, k_pos)]
+    view = BatchKV(pool, t[0], t[1][None], len(q_pos))
+    return view, t[3][None], (t[2], t[3], t[4], t[5]), last
+
+
+def ragged_masks(config: Any, q_row: torch.Tensor, q_pos: torch.Tensor, k_row: torch.Tensor, k_pos: torch.Tensor,
+                 dtype: torch.dtype) -> Any:  # fmt: skip
+    """4D masks [1, 1, T, S] for a packed forward: a query sees the keys of its own row at positions up to its own
+    (and, in sliding-window layers, within the window). Same return convention as :func:`attention_masks`."""
+    same = q_row[:, None] == k_row[None, :]
+    dist = q_pos[:, None] - k_pos[None, :]  # [T, S]
+    full = (same & (dist >= 0))[None, None]
+    return _by_layer_type(config, full, lambda window: full & (dist < window)[None, None], dtype)
+
+
 def attention_masks(config: Any, valid: torch.Tensor, q: int, dtype: torch.dtype) -> Any:
     """4D masks [B, 1, q, L] for right-aligned rows: causal, padding and (per layer type) sliding window.
 
@@ -112,14 +148,19 @@ def attention_masks(config: Any, valid: torch.Tensor, q: int, dtype: torch.dtype
     kv_idx = torch.arange(length, device=valid.device)[None, :]  # [1, L]
     causal = kv_idx <= q_idx  # [q, L]
     full = valid[:, None, None, :] & causal[None, None]  # [B, 1, q, L]
+    return _by_layer_type(config, full, lambda window: full & (q_idx - kv_idx < window)[None, None], dtype)
+
+
+def _by_layer_type(config: Any, full: torch.Tensor, sliding: Any, dtype: torch.dtype) -> Any:
+    """The full-attention mask, or {layer type: mask} with ``sliding(window)`` for sliding-window layers."""
     types = set(getattr(config, "layer_types", None) or ["full_attention"])
     unknown = types - {"full_attention", "sliding_attention"}
     if unknown:
         raise ValueError(f"batched decoding supports full and sliding-window attention layers, not {sorted(unknown)}")
     masks = {"full_attention": full}
     if "sliding_attention" in types:
-        window = getattr(config, "sliding_window", None) or length + 1
-        masks["sliding_attention"] = full & (q_idx - kv_idx < window)[None, None]
+        window = getattr(config, "sliding_window", None) or full.shape[-1] + 1
+        masks["sliding_attention"] = sliding(window)
     if getattr(config, "_attn_implementation", "sdpa") == "eager":
         neg = torch.finfo(dtype).min
         masks = {k: torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill(~m, neg) for k, m in masks.items()}

@@ -69,6 +69,26 @@ def test_greedy_batched_equals_batch1_over_staggered_arrivals(model, engine) -> 
     assert snap["decode_rows"] > snap["decode_steps"]  # some steps really ran several requests at once
     assert snap["kv_blocks_used"] == 0 and snap["running"] == 0 and snap["finished"] == len(requests)
     assert snap["prefix_cache_hits"] > 0  # the 8 prompts with a 33-token shared head reused its blocks
+    assert snap["mixed_steps"] > 0  # prompt chunks went through the same passes as running requests' decode tokens
+    batch.close()
+
+
+def test_prompts_prefill_in_one_pass_and_alongside_decoding(model, engine) -> None:
+    batch = BatchEngine(model, kv_budget_tokens=2048, block_size=8, prefill_chunk=512)
+    prompts = _prompts(6, seed=12)
+    with batch._cv:  # hold the scheduler: all six prompts are admitted together
+        streams = [batch.stream(p, max_new_tokens=12) for p in prompts]
+    for p, s in zip(prompts, streams, strict=True):
+        assert s.run()[0] == engine.generate(p, max_new_tokens=12)[0]
+    assert batch.snapshot()["prefill_forwards"] == 1  # one packed pass prefilled every prompt
+    long = batch.stream(prompts[0] * 2, max_new_tokens=150)
+    it = iter(long)
+    next(it)  # decoding now: the next prompt is prefilled in the same pass as one of its decode steps
+    late = batch.stream(prompts[1] * 3, max_new_tokens=20)
+    assert late.run()[0] == engine.generate(prompts[1] * 3, max_new_tokens=20)[0]
+    assert [t for chunk in it for t in chunk] == engine.generate(prompts[0] * 2, max_new_tokens=150)[0][1:]
+    snap = batch.snapshot()
+    assert snap["mixed_steps"] >= 1 and snap["kv_blocks_used"] == 0
     batch.close()
 
 
@@ -213,4 +233,5 @@ def test_gemma3_sliding_window_and_kept_vocab_wrapper_batch_exactly() -> None:
         assert tokens == ref.generate(**req)[0], req
         assert all(t % 2 == 0 for t in tokens)  # only kept (global) ids come out
     assert batch.snapshot()["decode_rows"] > batch.snapshot()["decode_steps"]
+    assert batch.snapshot()["mixed_steps"] > 0  # packed passes with sliding-window masks
     batch.close()

@@ -52,13 +52,22 @@ Mode = Literal["target", "speculative", "prompt_lookup"]
 MODES: tuple[str, ...] = ("target", "speculative", "prompt_lookup")
 
 
-def new_cache(model: torch.nn.Module) -> DynamicCache:
-    """An empty KV cache for ``model``."""
-    return DynamicCache(config=model.config)
+def new_cache(model: torch.nn.Module, rollback: bool = False) -> DynamicCache:
+    """An empty KV cache for ``model``; ``rollback``: one :func:`crop_cache` can cut back (speculation).
+
+    Sliding-window layers (Gemma 3's) keep only the last window of keys, so a rejected draft past the window could not
+    be dropped; with ``rollback`` they keep the keys written since the last crop, and each crop trims them back to the
+    window (memory stays bounded by the window plus one verify pass).
+    """
+    cache = DynamicCache(config=model.config)
+    if rollback:
+        cache.activate_past_recording()
+    return cache
 
 
 def crop_cache(cache: DynamicCache, length: int) -> None:
-    """Drop cached positions beyond ``length`` (rejected draft tokens)."""
+    """Drop cached positions beyond ``length`` (rejected draft tokens); the cache needs ``new_cache(rollback=True)``
+    when the model has sliding-window layers."""
     extra = cache.get_seq_length() - length
     if extra > 0:
         cache.crop(-extra)

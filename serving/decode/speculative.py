@@ -171,12 +171,12 @@ class DraftModel:
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
-        self.cache = new_cache(model)
+        self.cache = new_cache(model, rollback=True)
         self.forward_passes = 0
 
     def start(self, prompt_ids: Sequence[int]) -> None:
         """Prefill the draft cache with the prompt."""
-        self.cache = new_cache(self.model)
+        self.cache = new_cache(self.model, rollback=True)
         prefill(self.model, prompt_ids, self.cache)
 
     def propose(
@@ -273,7 +273,7 @@ def speculative_stream(
     t1, out = None, []
     try:
         with torch.inference_mode():
-            cache = new_cache(target)
+            cache = new_cache(target, rollback=True)
             first = prefill(target, prompt_ids, cache)
             token = pick(first, temperature, top_p, generator)
             drafter.start(prompt_ids)
@@ -465,7 +465,7 @@ def _time_verify(
     t_verify = t_draft = 0.0
     proposed = 0
     with torch.inference_mode():
-        cache = new_cache(target)
+        cache = new_cache(target, rollback=True)
         seq = probe + [int(prefill(target, probe, cache).argmax())]
         drafter.start(probe)
         for _ in range(steps):

@@ -293,3 +293,31 @@ def test_prompt_lookup_proposes_the_continuation_of_the_latest_match() -> None:
     assert pl.propose([1, 2, 3, 4], 3, 0.0, 1.0, None)[0] == []
     # a short loop: the latest match has one token after it, an earlier one a full continuation
     assert pl.propose([7, 7, 7, 7, 7], 3, 0.0, 1.0, None)[0] == [7, 7, 7]
+
+
+def test_speculation_rolls_back_sliding_window_layers_past_the_window() -> None:
+    """Gemma 3's sliding-window layers keep only the last window of keys; a rejected draft past the window must still
+    be rolled back (the Engine's load-time calibration at a context > window failed on this before)."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    cfg = Gemma3TextConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, sliding_window=8, max_position_embeddings=256,
+        layer_types=["sliding_attention", "full_attention"],
+    )  # fmt: skip
+    torch.manual_seed(2)
+    gemma = Gemma3ForCausalLM(cfg).to(torch.float64).eval()
+    draft = copy.deepcopy(gemma)
+    with torch.no_grad():
+        for p in draft.parameters():
+            p.add_(torch.randn_like(p) * 0.05)  # a close draft: accepted and rejected tokens
+    engine = Engine(gemma, draft)
+    prompt = _prompts(6)[5] * 3  # 40 tokens, five windows
+    costs = engine.calibrate(prompt[:10], "speculative", k=3, steps=4, repeats=1, contexts=(4, 40))
+    assert [pt[0] for pt in costs.points] == [4 + 4, 40 + 4]
+    plain = engine.generate(prompt, max_new_tokens=30)[0]
+    for mode in ("speculative", "prompt_lookup"):
+        tokens, st = engine.generate(prompt, max_new_tokens=30, mode=mode, k=3)
+        assert tokens == plain, mode
+        assert st["num_spec_steps"] > 0
+    assert engine.generate(prompt, max_new_tokens=30, mode="speculative", k=3)[1]["num_rejection_steps"] > 0

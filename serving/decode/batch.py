@@ -36,6 +36,7 @@ import torch
 from serving.decode.batch_cache import PagedKV, attention_masks, build_batch, ragged_batch, ragged_masks
 from serving.decode.generate import check_request, new_stats, pick, probs_from_logits
 from serving.decode.prefix_cache import BlockManager, block_hashes, blocks_for
+from serving.decode.ragged_attention import RaggedLayout, use_ragged_attention
 from serving.decode.speculative import DraftModel, PromptLookup, greedy_verify, rejection_sample
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,8 @@ class BatchEngine:
         drafter: makes a per-request drafter (:class:`DraftModel`/:class:`PromptLookup`); None = never speculate.
         k: draft tokens per speculative step.
         speculate_max_batch: speculate (one verify pass per request) while at most this many requests are live.
+        per_row_attention: in packed passes, attend row by row (:mod:`serving.decode.ragged_attention`; switches an
+            SDPA model to ``tokenwise_ragged``, which is SDPA for every other call) instead of one dense masked SDPA.
     """
 
     def __init__(
@@ -150,6 +153,7 @@ class BatchEngine:
         drafter: Callable[[], Drafter] | None = None,
         k: int = 4,
         speculate_max_batch: int = 0,
+        per_row_attention: bool = True,
     ) -> None:
         self.model = model.eval()
         self.kv_budget_tokens = blocks_for(kv_budget_tokens, block_size) * block_size
@@ -159,6 +163,7 @@ class BatchEngine:
         self.drafter, self.speculate_max_batch = drafter, speculate_max_batch if drafter else 0
         self.dtype = next(model.parameters()).dtype
         attention_masks(model.config, torch.ones(1, 1, dtype=torch.bool), 1, self.dtype)  # unsupported layer types
+        self.per_row_attention = per_row_attention and use_ragged_attention(model)
         self.waiting: deque[Seq] = deque()
         self.prefilling: list[Seq] = []
         self.decoding: list[Seq] = []
@@ -391,12 +396,13 @@ class BatchEngine:
         last new token of the rows ``keep``."""
         dev = self.model.device
         view, pos, order, last = ragged_batch(self.pool, rows, dev)
-        masks = ragged_masks(self.model.config, *order, self.dtype)
+        masks = ragged_masks(self.model.config, *order, self.dtype)  # dense: read only without per-row attention
         x = torch.tensor([[t for row in ids for t in row]], dtype=torch.long, device=dev)
         at = torch.tensor([last[i] for i in keep], dtype=torch.long, device=dev)
+        extra = {"ragged": RaggedLayout.of([(done, q) for _, done, q in rows], dev)} if self.per_row_attention else {}
         out = self.model(
             input_ids=x, position_ids=pos, attention_mask=masks, past_key_values=view, use_cache=True,
-            logits_to_keep=at,
+            logits_to_keep=at, **extra,
         )  # fmt: skip
         return out.logits[0].float()
 

@@ -73,8 +73,10 @@ def test_greedy_batched_equals_batch1_over_staggered_arrivals(model, engine) -> 
     batch.close()
 
 
-def test_prompts_prefill_in_one_pass_and_alongside_decoding(model, engine) -> None:
-    batch = BatchEngine(model, kv_budget_tokens=2048, block_size=8, prefill_chunk=512)
+@pytest.mark.parametrize("per_row", [True, False])
+def test_prompts_prefill_in_one_pass_and_alongside_decoding(model, engine, per_row) -> None:
+    batch = BatchEngine(model, kv_budget_tokens=2048, block_size=8, prefill_chunk=512, per_row_attention=per_row)
+    assert batch.per_row_attention == per_row  # True: packed passes attend row by row; False: one dense masked SDPA
     prompts = _prompts(6, seed=12)
     with batch._cv:  # hold the scheduler: all six prompts are admitted together
         streams = [batch.stream(p, max_new_tokens=12) for p in prompts]

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 NAME = "tokenwise_ragged"
 
@@ -100,8 +103,6 @@ def ragged_attention(
 ) -> tuple[torch.Tensor, None]:
     """transformers attention interface: per-row SDPA over a packed forward (query [1, H, T, D], key/value
     [1, Hkv, S, D]); returns [1, T, H, D]. Without ``ragged``: ``sdpa_attention_forward``."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward  # heavy: deferred until used
-
     if ragged is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, sliding_window=sliding_window,
                                       **kwargs)  # fmt: skip
@@ -123,9 +124,6 @@ def ragged_attention(
 def use_ragged_attention(model: torch.nn.Module) -> bool:
     """Switch ``model`` from SDPA to ``tokenwise_ragged`` (registered here); False (unchanged) for other
     implementations, whose packed forwards then use dense masks."""
-    from transformers import AttentionInterface  # heavy: deferred until used
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     impl = getattr(cfg, "_attn_implementation", None)
     if impl == NAME:

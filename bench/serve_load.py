@@ -412,11 +412,14 @@ def main() -> None:
     ap.add_argument("--models", default="tiny,gemma3_270m", help="comma-separated models for throughput/prefix")
     ap.add_argument("--policy-model", default="tiny", choices=["tiny", "gemma3_270m"], help="policy phase's model")
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/serve_load[_small].json)")
+    ap.add_argument("--note", default=None, help="a line stored in the JSON (e.g. what a partial rerun left out)")
     args = ap.parse_args()
     out_path = Path(args.out) if args.out else RESULTS / ("serve_load_small.json" if args.small else "serve_load.json")
     slo = load_section(ROOT / "configs" / "demo.yaml", "measure", MeasureConfig).slo
     res: dict[str, Any] = {"slo": {"ttft_ms": slo.ttft_ms, "tpot_ms": slo.tpot_ms, "from": "configs/demo.yaml"},
                            "machine": machine(), "args": vars(args), "server_env": SERVER_ENV}  # fmt: skip
+    if args.note:
+        res["note"] = args.note
     phases = set(args.phases.split(","))
 
     def save() -> None:

@@ -150,14 +150,16 @@ def tokenwise_server(
 ) -> Any:
     """``tokenwise serve`` (the CLI) with ``model`` as ``name`` (+ a second model the config requires)."""
     port = free_port()
-    spec = {"name": name, "path": str(model), "max_context": max_context, "batching": batching}
+    spec = {"name": name, "path": str(model), "max_context": max_context, "batching": batching,
+            "price_input_per_1m": 0.5, "price_output_per_1m": 1.0}  # fmt: skip  (a catalog needs both prices)
     if speculative:
         spec["speculative"] = speculative
     cfg = {
         "serve": {
             "host": "127.0.0.1",
             "port": port,
-            "models": [spec, {"name": "other", "path": str(other), "price_output_per_1m": 0.1}],
+            "models": [spec, {"name": "other", "path": str(other), "price_input_per_1m": 0.05,
+                                "price_output_per_1m": 0.1}],
             "limits": {
                 "max_concurrent": 64,
                 "max_queue": 1024,

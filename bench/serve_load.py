@@ -6,6 +6,8 @@ Starts real servers as subprocesses on 127.0.0.1 and sends the same streaming gr
 ``ignore_eos`` for tokenwise, ``generation_config`` with no EOS for transformers) at concurrency 1/4/8/16:
 
 - ``tokenwise``: ``tokenwise serve`` with ``batching.enabled`` (continuous batching, paged KV, prefix caching);
+- ``tokenwise_separate_prefill``: batching with ``pack_prefill: false`` (a pass per prompt chunk before each decode
+  pass, the engine before packed chunked prefill) at 8;
 - ``tokenwise_batch1``: the same server with batching off (the Engine, one request per forward pass) at 1 and 8;
 - ``transformers``: ``transformers serve --continuous-batching`` on the same model dir with the same KV budget.
 
@@ -251,10 +253,12 @@ def throughput_phase(tmp: Path, model: Path, other: Path, n: int, max_tokens: in
     batching = {"enabled": True, "kv_budget_tokens": kv_tokens, "max_batch": 16, "speculate_max_batch": 0}
     with (
         tokenwise_server(tmp, "m", model, other, batching) as ours,
+        tokenwise_server(tmp, "m", model, other, {**batching, "pack_prefill": False}) as sep,
         tokenwise_server(tmp, "m", model, other, {"enabled": False}) as b1,
         transformers_server(tmp, model, kv_tokens) as tf,
     ):
-        servers = {"tokenwise": (ours, "tokenwise", "m"), "tokenwise_batch1": (b1, "tokenwise", "m"),
+        servers = {"tokenwise": (ours, "tokenwise", "m"), "tokenwise_separate_prefill": (sep, "tokenwise", "m"),
+                   "tokenwise_batch1": (b1, "tokenwise", "m"),
                    "transformers": (tf, "transformers", str(model))}  # fmt: skip
         for srv, kind, mname in servers.values():
             warm(srv["url"], bodies(kind, mname, prompts, max_tokens))
@@ -262,7 +266,7 @@ def throughput_phase(tmp: Path, model: Path, other: Path, n: int, max_tokens: in
             todo = {
                 name: (srv["url"], bodies(kind, mname, prompts[: per_level[str(c)]], max_tokens))
                 for name, (srv, kind, mname) in servers.items()
-                if name != "tokenwise_batch1" or c in (1, 8)
+                if c in {"tokenwise_batch1": (1, 8), "tokenwise_separate_prefill": (8,)}.get(name, (c,))
             }
             rounds = max(1, min(3, per_level[str(c)] // (2 * c)))
             for name, r in interleaved(todo, c, out["slo"], rounds).items():

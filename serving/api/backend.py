@@ -307,6 +307,7 @@ def _batch_engine(spec: ModelSpec, model: Any, draft: Any) -> BatchEngine:
         max_batch=b.max_batch,
         prefix_caching=b.prefix_caching,
         prefill_chunk=b.prefill_chunk,
+        pack_prefill=b.pack_prefill,
         drafter=drafters[sp.method],
         k=sp.k,
         speculate_max_batch=b.speculate_max_batch,

@@ -62,6 +62,11 @@ class BatchingSpec(BaseConfig):
         le=1_000_000,
         description="Most prompt tokens per forward pass (packed with one decode token per running request).",
     )
+    pack_prefill: bool = Field(
+        True,
+        description="Prompt chunks ride in the running requests' decode pass (one packed pass per step); false = a "
+        "pass per prompt chunk before each decode pass (running requests wait for it).",
+    )
     speculate_max_batch: int = Field(
         1,
         ge=0,

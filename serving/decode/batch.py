@@ -140,6 +140,8 @@ class BatchEngine:
         speculate_max_batch: speculate (one verify pass per request) while at most this many requests are live.
         per_row_attention: in packed passes, attend row by row (:mod:`serving.decode.ragged_attention`; switches an
             SDPA model to ``tokenwise_ragged``, which is SDPA for every other call) instead of one dense masked SDPA.
+        pack_prefill: prompt chunks ride in the decode pass (one packed pass per step); False: each prompt chunk
+            gets a pass of its own before the decode pass (the running requests wait), for comparison.
     """
 
     def __init__(
@@ -154,6 +156,7 @@ class BatchEngine:
         k: int = 4,
         speculate_max_batch: int = 0,
         per_row_attention: bool = True,
+        pack_prefill: bool = True,
     ) -> None:
         self.model = model.eval()
         self.kv_budget_tokens = blocks_for(kv_budget_tokens, block_size) * block_size
@@ -164,6 +167,7 @@ class BatchEngine:
         self.dtype = next(model.parameters()).dtype
         attention_masks(model.config, torch.ones(1, 1, dtype=torch.bool), 1, self.dtype)  # unsupported layer types
         self.per_row_attention = per_row_attention and use_ragged_attention(model)
+        self.pack_prefill = pack_prefill
         self.waiting: deque[Seq] = deque()
         self.prefilling: list[Seq] = []
         self.decoding: list[Seq] = []
@@ -333,6 +337,11 @@ class BatchEngine:
                 break
             pieces.append((s, n))
             budget -= n
+        if pieces and not self.pack_prefill:  # a pass per prompt chunk, then one decode pass (issue 20's first cut)
+            for piece in pieces:
+                self._mixed([piece], [])
+            plain = [s for s in self.decoding if s in plain or s.steps == 0]
+            pieces = []
         if pieces:
             self._mixed(pieces, plain)
         elif plain:

@@ -387,13 +387,15 @@ def goals(res: dict) -> dict:
     g: dict[str, Any] = {}
     for model, tp in res.get("throughput", {}).items():
         runs = tp.get("runs", {})
-        ours, b1, tf = (runs.get(k, {}).get("8") for k in ("tokenwise", "tokenwise_batch1", "transformers"))
+        ours, b1, tf, sep = (runs.get(k, {}).get("8") for k in ("tokenwise", "tokenwise_batch1", "transformers",
+                                                                  "tokenwise_separate_prefill"))
         if not ours:
             continue
         g[model] = {
             "tokens_per_s_c8": ours["tokens_per_s"],
             "vs_batch1": ours["tokens_per_s"] / b1["tokens_per_s"] if b1 else None,
             "vs_transformers": ours["tokens_per_s"] / tf["tokens_per_s"] if tf else None,
+            "vs_separate_prefill": ours["tokens_per_s"] / sep["tokens_per_s"] if sep else None,
             "ttft_p99_ms_c8": ours["ttft_p99_ms"],
             "ttft_p99_within_slo": ours["ttft_p99_ms"] <= res["slo"]["ttft_ms"],
             "goal_vs_batch1": 3.0, "goal_vs_transformers": 1.5,

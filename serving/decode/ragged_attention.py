@@ -2,7 +2,7 @@
 
 A packed forward (:func:`serving.decode.batch_cache.ragged_batch`) puts every row's new tokens in one sequence [1, T]
 and every row's keys end to end [1, S]. One dense SDPA over it computes T x S scores, most of them masked out (a
-111-token prompt packed with 8 decode rows at context 150: 156k scores for 20k useful ones). :func:`ragged_attention`
+111-token prompt packed with 8 decode rows at context 150: 156k scores for 7k useful ones). :func:`ragged_attention`
 instead runs SDPA per prompt chunk (its own queries over its own keys, causal) and once for all decode rows together
 ([B, 1] over their right-aligned keys), then scatters the outputs back into packed order.
 

@@ -24,6 +24,7 @@ import json
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,11 @@ from serving.decode.generate import forward, new_cache, prefill  # noqa: E402
 from serving.decode.speculative import expected_tokens  # noqa: E402
 from serving.measure.quality import chrf  # noqa: E402
 from serving.measure.requests import build_requests  # noqa: E402
+from serving.measure.run import MeasureConfig  # noqa: E402
 from serving.models import load_model, load_tokenizer  # noqa: E402
 from serving.quantize.compact import greedy_agreement  # noqa: E402
 from serving.quantize.methods import heldout_loss, quantize_model, weight_bytes  # noqa: E402
+from tokenwise.config import load_section  # noqa: E402
 from tokenwise.vocab import KeptVocab, LocalTokenizer  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -272,6 +275,7 @@ def run_section(args: argparse.Namespace) -> dict[str, Any]:
         ledger = pq.read_table(run / "measure" / "ledger.parquet").to_pylist()
         stacks = summary["stacks"]
         base = summary["baseline"]
+        largest = {s.name: s.serve_models[-1] for s in load_section(args.config, "measure", MeasureConfig).stacks}
         per: dict[str, dict[str, float]] = {}
         for name in stacks:
             rows = [r for r in ledger if r["stack"] == name and r["status"] == "success"]
@@ -281,12 +285,23 @@ def run_section(args: argparse.Namespace) -> dict[str, Any]:
                 "mean_decode_ms_per_token": statistics.mean(r["tpot_ms"] for r in rows),
                 "chrf_mean": statistics.mean(r["quality_value"] for r in rows),
                 "bits_per_byte_mean": stacks[name]["bits_per_byte_mean"],
-                "small_model_share": sum(r["model"] == "draft" for r in rows) / max(len(rows), 1),
+                # answered by a model other than the stack's largest (its last serve model): the small routed model
+                "small_model_share": sum(r["model"] != largest.get(name) for r in rows) / max(len(rows), 1),
+                "answered_by": dict(Counter(r["model"] for r in rows)),
             }
         for p in per.values():
             p["speedup_per_request_vs_baseline"] = per[base]["mean_request_ms"] / p["mean_request_ms"]
             p["decode_speedup_vs_baseline"] = per[base]["mean_decode_ms_per_token"] / p["mean_decode_ms_per_token"]
             p["chrf_delta_vs_baseline"] = p["chrf_mean"] - per[base]["chrf_mean"]
+        always_large = per.get(args.always_large)
+        for p in per.values():  # the routing budget's terms: quality as a share of always-large Gemma's
+            if always_large and p["small_model_share"] > 0:
+                p["vs_always_large"] = {
+                    "stack": args.always_large,
+                    "quality_share_bytes_per_bit": always_large["bits_per_byte_mean"] / p["bits_per_byte_mean"],
+                    "chrf_share": p["chrf_mean"] / always_large["chrf_mean"],
+                    "speedup_per_request": always_large["mean_request_ms"] / p["mean_request_ms"],
+                }
         out["measure"] = {"baseline": base, "requests": summary["requests"], "stacks": per,
                           "levers": summary.get("levers")}  # fmt: skip
     return out
@@ -306,6 +321,9 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=2, help="draft tokens per step (verify over <= 3 positions ~ 1 step)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadiest on a shared CPU)")
     ap.add_argument("--tmp", default=None, help="scratch dir for the source section (needs ~2.5 GB)")
+    ap.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"), help="the run's config (run section: "
+                    "each stack's largest model, i.e. which answers are the small model's)")
+    ap.add_argument("--always-large", default="compact", help="run section: the stack routing is measured against")
     ap.add_argument("--suffix", default="", help="appended to the result file name (e.g. _k1 for a k sweep)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

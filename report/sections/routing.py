@@ -79,7 +79,8 @@ def routing(ctx: Context) -> Section:
             sec.tables.append(measured)
             served["measured"] = measured[1][1:]
         routed = [r for r in every if r.get("route_reason") and r["status"] == "success"]
-        rows = [r for r in routed if r.get("lever") == "cost_routing"] or routed  # the cost router's own stack
+        own = [r for r in routed if r.get("lever") in ("routing", "cost_routing")] or routed  # the routing stack
+        rows = [r for r in own if r["stack"] == own[0]["stack"]] if own else []  # one stack: each request once
         by = defaultdict(Counter)
         for r in rows:
             by[r["language"]][r["model"]] += 1
@@ -97,13 +98,19 @@ def routing(ctx: Context) -> Section:
 
 def measured_by_language(ctx: Context, rows: list[dict]) -> tuple[str, list[list]] | None:
     """Per language, the measurement's side stacks (cost routing, price routing, always-small) beside the stack they
-    are measured against (always-large): spend and bits per byte of the same requests, from the ledger."""
+    are measured against (always-large): spend and bits per byte of the same requests, from the ledger. Without side
+    stacks, the cumulative routing stack beside the stack before it."""
     if not ctx.run.exists("measure", "summary.json"):
         return None
     stacks = stage_json(ctx, "measure", "summary.json")["stacks"]
     side = [n for n, t in stacks.items() if t.get("after")]
     if not side:
-        return None
+        order = list(stacks)
+        routing = [n for n in order[1:] if stacks[n].get("lever") in ("routing", "cost_routing")]
+        if not routing:
+            return None
+        stacks = {**stacks, routing[0]: {**stacks[routing[0]], "after": order[order.index(routing[0]) - 1]}}
+        side = routing[:1]
     ref = stacks[side[0]]["after"]
     names = [ref, *[n for n in side if stacks[n]["after"] == ref]]
     agg: dict = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0, 0]))

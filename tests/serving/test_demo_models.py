@@ -63,13 +63,15 @@ def test_cost_routing_between_two_real_tokenizers():
     assert serve.router_chain("cascade") == ["draft", "gemma"]  # the drafter shares Gemma's tokenizer
     assert serve.router_chain("cost") == ["smollm2", "gemma"]  # different tokenizers: cost per request matters
     assert served["smollm2"].price_output_per_1m < served["gemma"].price_output_per_1m
-    side = [s for s in measure.stacks if s.after is not None]
-    assert [s.model for s in side] == ["router-cost"]  # vs always-large: `compact` (the other strategies: router.json)
     catalog = {m.name: m for m in measure.models}
-    for s in side:
-        assert s.after == "compact" and catalog[next(x for x in measure.stacks if x.name == s.after).model].path == \
-            served["gemma"].path
-        assert [catalog[n].path for n in s.serve_models] == ["{run}/models/smollm2", served["gemma"].path]
+    stacks = {s.name: s for s in measure.stacks}
+    always_large = catalog[stacks["compact"].model]  # the routing lever is measured against the compact Gemma
+    assert always_large.path == served["gemma"].path
+    for name in ("routed", "optimized"):  # SmolLM2 or the compact Gemma per request, by predicted cost
+        s = stacks[name]
+        assert s.model == "router-cost" and s.after is None, name
+        assert [catalog[n].path for n in s.serve_models] == ["{run}/models/smollm2", served["gemma"].path], name
+    assert all(catalog[n].speculative.method == "prompt_lookup" for n in stacks["optimized"].serve_models)
 
 
 def test_scoring_does_not_read_tokenizers_trained_after_it():

@@ -196,9 +196,12 @@ def test_real_smollm2_and_gemma_tokenizers_differ(smollm2_dir, gemma_dir):
     assert len(smol.encode(HI)) >= 3 * len(gemma.encode(HI))
 
 
-def test_report_section_and_ledger_columns(tmp_path):
+@pytest.mark.parametrize(("stack", "lever", "after"), [("cost_routed", "cost_routing", "compact"),
+                                                    ("routed", "routing", None)])  # side stack | cumulative lever
+def test_report_section_and_ledger_columns(tmp_path, stack, lever, after):
     """The report shows the four strategies per language from serve/router.json; a ledger row of a cost-routed
-    request keeps the reason, the fallback flag and each candidate's prediction."""
+    request keeps the reason, the fallback flag and each candidate's prediction; the measured table compares the
+    routing stack (a side stack, or the cumulative one) with always-large."""
     from report.context import Context
     from report.sections.routing import routing
     from serving.api.stage import cost_report
@@ -211,14 +214,14 @@ def test_report_section_and_ledger_columns(tmp_path):
                {"cost": cost_report(recs, [PRICES["small"], PRICES["large"]], 0.95, ["small", "large"])})
     pred = [{"model": "large", "prompt_tokens": 3, "completion_tokens": 2, "cost_usd": 1e-6, "quality_share": 1.0,
              "meets_floor": True, "basis": ""}]  # fmt: skip
-    row = {"request_id": "req-0", "stack": "cost_routed", "model": "large", "language": "sw", "status": "success",
+    row = {"request_id": "req-0", "stack": stack, "model": "large", "language": "sw", "status": "success",
            "route_reason": "language 'sw' was never calibrated", "route_fallback": True, "route_predictions": pred,
-           "lever": "cost_routing", "spend": 3e-6, "bits_per_byte": 1.5}
+           "lever": lever, "spend": 3e-6, "bits_per_byte": 1.5}
     large = {**row, "stack": "compact", "route_reason": None, "route_fallback": False, "route_predictions": [],
              "lever": "compaction", "spend": 4e-6, "bits_per_byte": 1.0}
     write_ledger([row, large], str(tmp_path / "measure"))
-    write_json(tmp_path / "measure" / "summary.json", {"stacks": {"compact": {"after": None},
-                                                                  "cost_routed": {"after": "compact"}}})
+    write_json(tmp_path / "measure" / "summary.json", {"stacks": {"compact": {"after": None, "lever": "compaction"},
+                                                                  stack: {"after": after, "lever": lever}}})
     back = read_ledger(str(tmp_path / "measure" / "ledger.parquet"))[0]
     assert back["route_fallback"] is True and json.loads(back["route_predictions"]) == pred
     sec = routing(Context(RunDir(str(tmp_path))))

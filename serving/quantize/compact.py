@@ -2,8 +2,9 @@
 
 The LM head of a small model with a big vocabulary is most of its per-token compute (Gemma 3 270M: 262,144 rows x
 640 = 168M of its 268M parameters). :func:`count_tokens` counts the tokenizer's ids on the training split of the
-curated documents (the served languages and domains), :func:`tokenwise.vocab.select_kept` keeps the most frequent
-ones (plus special and byte tokens, so every text stays representable), and :func:`compact_model` slices the
+curated documents (the served languages and domains), :func:`select_vocab` keeps the fewest most frequent ones
+whose coverage of a further slice of the training split (not counted) meets the goal, plus special and byte tokens (so
+every text stays representable) and the single-character tokens of the served scripts; :func:`compact_model` slices the
 embedding (and an untied head) to those rows and saves a plain HF dir in local ids with ``kept_vocab.json``.
 Serving loads it through :func:`to_global`: inputs are mapped global -> local, the head's logits are scattered back
 into the full vocabulary (tokens outside the set get a floor logit: probability 0), so the engine, the API and HF's
@@ -17,9 +18,10 @@ from __future__ import annotations
 import glob
 import logging
 import shutil
+import unicodedata
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,8 @@ from serving.quantize.methods import QUANTIZERS, heldout_loss, quantize_model, w
 from tokenwise.config import BaseConfig, load_section
 from tokenwise.log import kv
 from tokenwise.rundir import RunDir, hash_obj, read_json, sha256_file, write_json
-from tokenwise.splits import is_heldout
-from tokenwise.vocab import KeptVocab, LocalTokenizer, select_kept
+from tokenwise.splits import HELDOUT_FRACTION, split_position
+from tokenwise.vocab import KeptVocab, LocalTokenizer, byte_token_ids, select_kept, special_ids
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +66,26 @@ class CompactConfig(BaseConfig):
     langs: list[str] | None = Field(None, description="Served languages counted; null = every language.")
     domains: list[str] | None = Field(None, description="Served domains counted; null = every domain.")
     train_coverage: float = Field(
-        1.0, gt=0, le=1, description="Share of counted training tokens the kept set covers (1.0 = every token seen)."
+        1.0, gt=0, le=1, description="Most of the counted tokens the kept set may take, most frequent first (1.0 = "
+        "every token seen); the row count is then chosen on the selection split (select_share)."
     )
-    goal_coverage: float = Field(0.999, gt=0, le=1, description="Held-out token coverage the report checks.")
+    goal_coverage: float = Field(
+        0.999, gt=0, le=1, description="Token coverage the kept set must reach: chosen on the selection split, "
+        "checked on the held-out split."
+    )
+    select_share: float = Field(
+        0.1, ge=0, lt=0.5, description="Share of the training split (by unit, like the held-out split) not counted "
+        "but used to choose the row count: the fewest most-frequent counted tokens (plus the forced rows) whose "
+        "coverage of it meets goal_coverage. 0 = keep every counted token up to train_coverage."
+    )
+    script_chars: bool = Field(
+        True, description="Also keep every single-character letter token of the served scripts (the scripts of the "
+        "counted text): rare characters of a served language stay one row instead of 2-4 byte tokens."
+    )
+    script_min_share: float = Field(
+        0.001, ge=0, le=1, description="A script counts as served when its letters are at least this share of the "
+        "counted letters: lower keeps more rare scripts' characters (more rows)."
+    )
     max_docs: int | None = Field(None, ge=1, description="Cap on documents counted per split (None = all).")
     report: CompactReportSpec = Field(default_factory=CompactReportSpec)
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch default).")
@@ -82,9 +101,24 @@ def _run_path(spec: str, run_dir: str, kind: str) -> Path:
 # ---- counting and selection ------------------------------------------------------------------------------------
 
 
-def iter_split(curated: Path, heldout: bool, langs: list[str] | None, domains: list[str] | None,
-               limit: int | None = None) -> Iterator[str]:  # fmt: skip
-    """Texts of one split of the curated shards, filtered to the served languages and domains."""
+PARTS = ("count", "select", "heldout")
+
+
+def split_part(doc_id: str, unit_id: str | None, select_share: float) -> str:
+    """``heldout`` (the project's held-out split), ``select`` (the next ``select_share`` of units: chooses the row
+    count) or ``count`` (the training documents counted)."""
+    pos = split_position(doc_id, unit_id)
+    if pos < HELDOUT_FRACTION:
+        return "heldout"
+    return "select" if pos < HELDOUT_FRACTION + select_share else "count"
+
+
+def iter_split(curated: Path, part: str, langs: list[str] | None, domains: list[str] | None,
+               limit: int | None = None, select_share: float = 0.0) -> Iterator[str]:  # fmt: skip
+    """Texts of one part of the curated shards (see :func:`split_part`), filtered to the served languages and
+    domains."""
+    if part not in PARTS:
+        raise ValueError(f"unknown split part {part!r}; expected one of {PARTS}")
     shards = sorted(glob.glob(str(curated / "shard-*.parquet")))
     if not shards:
         raise FileNotFoundError(f"{curated}: no shard-*.parquet; run `tokenwise curate decide` first")
@@ -93,7 +127,7 @@ def iter_split(curated: Path, heldout: bool, langs: list[str] | None, domains: l
         for row in pq.read_table(shard, columns=["id", "text", "lang", "domain", "unit_id"]).to_pylist():
             if (langs and row["lang"] not in langs) or (domains and row["domain"] not in domains):
                 continue
-            if is_heldout(row["id"], row["unit_id"]) != heldout or not row["text"]:
+            if split_part(row["id"], row["unit_id"], select_share) != part or not row["text"]:
                 continue
             yield row["text"]
             n += 1
@@ -121,6 +155,77 @@ def coverage(counts: Counter[int], kept: KeptVocab) -> float:
     """Share of counted tokens that are in the kept set."""
     total = sum(counts.values())
     return sum(n for g, n in counts.items() if g in kept) / total if total else float("nan")
+
+
+def script_of(ch: str) -> str | None:
+    """The script of a letter or mark (first word of its Unicode name: LATIN, CYRILLIC, CJK, HANGUL, DEVANAGARI ...);
+    None for digits, punctuation, symbols and unnamed code points."""
+    if unicodedata.category(ch)[0] not in "LM":
+        return None
+    name = unicodedata.name(ch, "")
+    return name.split()[0] if name else None
+
+
+def served_scripts(counts: Counter[int], tokenizer: Any, min_share: float) -> dict[str, float]:
+    """Scripts of the counted text (each token's letters weighted by its count) with at least ``min_share`` of the
+    letters, and their shares."""
+    letters: Counter[str] = Counter()
+    ids = list(counts)
+    for gid, piece in zip(ids, tokenizer.convert_ids_to_tokens(ids), strict=True):
+        for ch in piece or "":
+            script = script_of(ch)
+            if script:
+                letters[script] += counts[gid]
+    total = sum(letters.values())
+    return {sc: n / total for sc, n in letters.most_common() if total and n / total >= min_share}
+
+
+def script_char_ids(tokenizer: Any, scripts: Iterable[str]) -> list[int]:
+    """Ids of the single-character letter tokens (also with SentencePiece's leading word mark) of ``scripts``."""
+    want = set(scripts)
+    out = []
+    for piece, gid in tokenizer.get_vocab().items():
+        text = piece[1:] if piece.startswith("\u2581") and len(piece) == 2 else piece
+        if len(text) == 1 and script_of(text) in want:
+            out.append(gid)
+    return sorted(out)
+
+
+def choose_rows(ranked: Sequence[int], forced: Iterable[int], select_counts: Counter[int],
+                goal: float) -> tuple[int, float]:  # fmt: skip
+    """The fewest of the ``ranked`` (most frequent first) tokens that, with the ``forced`` ones, cover ``goal`` of the
+    selection split's tokens; all of them when the goal is out of reach. Returns (count, coverage reached)."""
+    total = sum(select_counts.values())
+    if not total:
+        return len(ranked), float("nan")
+    forced = set(forced)
+    covered = sum(n for g, n in select_counts.items() if g in forced)
+    if covered >= goal * total:
+        return 0, covered / total
+    for i, gid in enumerate(ranked, 1):
+        if gid not in forced:
+            covered += select_counts.get(gid, 0)
+        if covered >= goal * total:
+            return i, covered / total
+    return len(ranked), covered / total
+
+
+def select_vocab(cfg: CompactConfig, tok: Any, counts: Counter[int],
+                 select_counts: Counter[int]) -> tuple[list[int], dict[str, Any]]:  # fmt: skip
+    """Kept global ids (frequent counted tokens, then special, byte and served-script character tokens) and how they
+    were chosen."""
+    ranked = select_kept(counts, tok, cfg.train_coverage, forced=False)
+    scripts = served_scripts(counts, tok, cfg.script_min_share) if cfg.script_chars else {}
+    chars = script_char_ids(tok, scripts) if scripts else []
+    forced = list(dict.fromkeys([*sorted(special_ids(tok)), *sorted(byte_token_ids(tok).values()), *chars]))
+    n, reached = choose_rows(ranked, forced, select_counts, cfg.goal_coverage) if cfg.select_share else (
+        len(ranked), float("nan"))  # fmt: skip
+    seen = set(ranked[:n])
+    ids = ranked[:n] + [g for g in forced if g not in seen]
+    info = {"n_frequent": n, "n_counted_distinct": len(ranked), "scripts": sorted(scripts),
+            "script_char_tokens": len(chars), "select_coverage": reached,
+            "select_tokens": sum(select_counts.values()), "select_share": cfg.select_share}  # fmt: skip
+    return ids, info
 
 
 # ---- model surgery ---------------------------------------------------------------------------------------------
@@ -325,13 +430,14 @@ def compact(cfg: CompactConfig, run_dir: str) -> dict[str, Any]:
         raise ValueError(f"compact.report.quantization: unknown {bad}; expected {sorted(QUANTIZERS)}")
     tok = AutoTokenizer.from_pretrained(str(src))
     curated = _run_path(cfg.curated, run_dir, "curated")
-    train = count_tokens(tok, iter_split(curated, False, cfg.langs, cfg.domains, cfg.max_docs))
-    held = count_tokens(tok, iter_split(curated, True, cfg.langs, cfg.domains, cfg.max_docs))
-    ids = select_kept(train, tok, cfg.train_coverage)
-    n_frequent = len(select_kept(train, tok, cfg.train_coverage, forced=False))
+    parts = {part: count_tokens(tok, iter_split(curated, part, cfg.langs, cfg.domains, cfg.max_docs,
+                                                cfg.select_share))
+             for part in (PARTS if cfg.select_share else ("count", "heldout"))}  # fmt: skip
+    train, held = parts["count"], parts["heldout"]
+    ids, info = select_vocab(cfg, tok, train, parts.get("select", Counter()))
     unk = tok.unk_token_id if tok.unk_token_id is not None else ids[-1]
     kept = KeptVocab(ids if unk in ids else [*ids, unk], len(tok), unk,
-                     {"source_model": str(src), "train_tokens": sum(train.values()), "n_frequent": n_frequent,
+                     {"source_model": str(src), "train_tokens": sum(train.values()), **info,
                       "heldout_tokens": sum(held.values()), "train_coverage": cfg.train_coverage})  # fmt: skip
     kept.meta["heldout_coverage"] = coverage(held, kept)
     log.info(kv(kept=len(kept), vocab=len(tok), heldout_coverage=f"{kept.meta['heldout_coverage']:.5f}"))
@@ -344,7 +450,7 @@ def compact(cfg: CompactConfig, run_dir: str) -> dict[str, Any]:
         tok.save_pretrained(str(tmp))
         kept.save(tmp)
         report = build_report(cfg, src, tmp, kept, tok, run_dir, held)
-        report.update(kept=len(kept), vocab_size=len(tok), source_model=str(src))
+        report.update(kept=len(kept), vocab_size=len(tok), source_model=str(src), selection=info)
         write_json(tmp / "compact_report.json", report)
         if final.exists():
             shutil.rmtree(final)

@@ -16,9 +16,13 @@ from serving.quantize.compact import (
     FLOOR_LOGIT,
     CompactConfig,
     CompactReportSpec,
+    choose_rows,
     compact_model,
     greedy_agreement,
     run_compact,
+    script_char_ids,
+    served_scripts,
+    split_part,
     to_global,
 )
 from tokenwise.vocab import KeptVocab, LocalTokenizer, byte_token_ids, select_kept
@@ -56,6 +60,31 @@ def test_select_kept_takes_frequent_tokens_then_specials_and_bytes(run):
     assert kept[:3] == [300, 301, 302] and 303 not in kept  # 95% of counted tokens reached at 302
     assert set(byte_token_ids(tok).values()) <= set(kept) and tok.eos_token_id in kept
     assert len(select_kept(counts, tok, coverage=1.0)) == len(kept) + 1
+
+
+def test_row_count_is_chosen_on_the_selection_split():
+    ranked = [10, 11, 12, 13]  # counted, most frequent first; 0 is forced (bytes, specials, script characters)
+    sel = Counter({0: 50, 10: 30, 11: 15, 12: 4, 99: 1})  # 99 was never counted: coverage tops out at 99%
+    assert choose_rows(ranked, [0], sel, 0.8) == (1, 0.8)
+    assert choose_rows(ranked, [0], sel, 0.95) == (2, 0.95)
+    assert choose_rows(ranked, [0, 11], sel, 0.95) == (1, 0.95)  # a forced token is not counted twice
+    assert choose_rows(ranked, [0], sel, 0.999) == (4, 0.99)  # out of reach: every counted token
+    assert choose_rows(ranked, [0], sel, 0.5) == (0, 0.5)
+    parts = Counter(split_part(f"doc{i}", None, 0.1) for i in range(2000))
+    assert 120 < parts["heldout"] < 280 and 120 < parts["select"] < 280  # ~10% each, the rest counted
+    assert Counter(split_part(f"doc{i}", None, 0.0) for i in range(2000))["select"] == 0
+
+
+def test_single_character_tokens_of_the_served_scripts():
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "\u2581日": 1, "本": 2, "語": 3, "a": 4, "\u2581the": 5, "ж": 6, "7": 7, "!": 8}
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel(vocab, unk_token="<unk>")))
+    scripts = served_scripts(Counter({1: 10, 4: 100, 5: 100, 6: 1}), tok, 0.01)
+    assert set(scripts) == {"CJK", "LATIN"}  # Cyrillic: 1 of 411 letters, under the 1% share
+    assert script_char_ids(tok, scripts) == [1, 2, 3, 4]  # not words, digits, punctuation or unserved scripts
 
 
 def test_respell_round_trips_any_text_with_kept_tokens_only(run):
@@ -132,6 +161,9 @@ def test_stage_writes_compact_dir_and_report(run, compacted):
     assert 0.5 < compacted["heldout_coverage"] <= 1.0 and compacted["coverage_met"] == (
         compacted["heldout_coverage"] >= 0.999
     )
+    sel = compacted["selection"]  # the row count: chosen on the selection split, every counted token if out of reach
+    assert sel["select_tokens"] > 0 and sel["n_frequent"] <= sel["n_counted_distinct"]
+    assert sel["select_coverage"] >= 0.999 or sel["n_frequent"] == sel["n_counted_distinct"]
     rows = compacted["models"]
     assert set(rows) == {"untrimmed", "compact", "compact_int8_weight_only"}
     assert rows["compact"]["weight_bytes"] < rows["untrimmed"]["weight_bytes"]

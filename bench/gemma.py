@@ -279,6 +279,8 @@ def run_section(args: argparse.Namespace) -> dict[str, Any]:
         per: dict[str, dict[str, float]] = {}
         for name in stacks:
             rows = [r for r in ledger if r["stack"] == name and r["status"] == "success"]
+            if not rows:  # every request failed (the ledger says why): no figures for this stack
+                continue
             per[name] = {
                 "requests": len(rows),
                 "mean_request_ms": statistics.mean(r["request_duration_ms"] for r in rows),

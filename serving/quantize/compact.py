@@ -79,7 +79,7 @@ class CompactConfig(BaseConfig):
         "coverage of it meets goal_coverage. 0 = keep every counted token up to train_coverage."
     )
     script_chars: bool = Field(
-        True, description="Also keep every single-character letter token of the served scripts (the scripts of the "
+        False, description="Also keep every single-character letter token of the served scripts (the scripts of the "
         "counted text): rare characters of a served language stay one row instead of 2-4 byte tokens."
     )
     script_min_share: float = Field(
@@ -220,11 +220,18 @@ def select_vocab(cfg: CompactConfig, tok: Any, counts: Counter[int],
     forced = list(dict.fromkeys([*sorted(special_ids(tok)), *sorted(byte_token_ids(tok).values()), *chars]))
     n, reached = choose_rows(ranked, forced, select_counts, cfg.goal_coverage) if cfg.select_share else (
         len(ranked), float("nan"))  # fmt: skip
-    seen = set(ranked[:n])
-    ids = ranked[:n] + [g for g in forced if g not in seen]
-    info = {"n_frequent": n, "n_counted_distinct": len(ranked), "scripts": sorted(scripts),
-            "script_char_tokens": len(chars), "select_coverage": reached,
-            "select_tokens": sum(select_counts.values()), "select_share": cfg.select_share}  # fmt: skip
+    met = bool(reached >= cfg.goal_coverage)
+    frequent = ranked[:n]
+    if not met:  # out of reach even with every counted token: keep what the selection split saw too (most text)
+        have = set(ranked)
+        frequent = ranked + [g for g, _ in sorted(select_counts.items(), key=lambda kv: (-kv[1], kv[0]))
+                             if g not in have]  # fmt: skip
+    seen = set(frequent)
+    ids = frequent + [g for g in forced if g not in seen]
+    info = {"n_frequent": len(frequent), "n_counted_distinct": len(ranked), "rows_for_goal": n if met else None,
+            "select_coverage": reached, "select_goal_met": met, "select_tokens": sum(select_counts.values()),
+            "select_share": cfg.select_share, "scripts": sorted(scripts),
+            "script_char_tokens": len(chars)}  # fmt: skip
     return ids, info
 
 

@@ -162,8 +162,11 @@ def test_stage_writes_compact_dir_and_report(run, compacted):
         compacted["heldout_coverage"] >= 0.999
     )
     sel = compacted["selection"]  # the row count: chosen on the selection split, every counted token if out of reach
-    assert sel["select_tokens"] > 0 and sel["n_frequent"] <= sel["n_counted_distinct"]
-    assert sel["select_coverage"] >= 0.999 or sel["n_frequent"] == sel["n_counted_distinct"]
+    assert sel["select_tokens"] > 0 and sel["select_goal_met"] == (sel["select_coverage"] >= 0.999)
+    if sel["select_goal_met"]:  # the fewest frequent counted tokens that meet the goal on the selection split
+        assert sel["n_frequent"] == sel["rows_for_goal"] <= sel["n_counted_distinct"]
+    else:  # out of reach: every token seen in the counted and the selection split
+        assert sel["rows_for_goal"] is None and sel["n_frequent"] >= sel["n_counted_distinct"]
     rows = compacted["models"]
     assert set(rows) == {"untrimmed", "compact", "compact_int8_weight_only"}
     assert rows["compact"]["weight_bytes"] < rows["untrimmed"]["weight_bytes"]

@@ -222,10 +222,8 @@ def select_vocab(cfg: CompactConfig, tok: Any, counts: Counter[int],
         len(ranked), float("nan"))  # fmt: skip
     met = bool(reached >= cfg.goal_coverage)
     frequent = ranked[:n]
-    if not met:  # out of reach even with every counted token: keep what the selection split saw too (most text)
-        have = set(ranked)
-        frequent = ranked + [g for g, _ in sorted(select_counts.items(), key=lambda kv: (-kv[1], kv[0]))
-                             if g not in have]  # fmt: skip
+    if not met and select_counts:  # out of reach with the counted tokens: rank the selection split's in too (more
+        frequent = select_kept(counts + select_counts, tok, cfg.train_coverage, forced=False)  # text, same cap)
     seen = set(frequent)
     ids = frequent + [g for g in forced if g not in seen]
     info = {"n_frequent": len(frequent), "n_counted_distinct": len(ranked), "rows_for_goal": n if met else None,

@@ -271,6 +271,11 @@ def run_section(args: argparse.Namespace) -> dict[str, Any]:
         name: {k: (router.get(name) or {}).get(k) for k in ("threshold", "met", "point")}
         for name in ("cascade", "learned")
     }
+    cost = router.get("cost") or {}
+    if cost:  # the cost router the routed/optimized stacks serve: its floor and the serve stage's held-out half
+        held = cost.get("held_out") or {}
+        out["router"]["cost"] = {"floor": cost["floors"]["per_request"], "held_out_requests": held.get("requests"),
+                                 "held_out": (held.get("groups") or {}).get("overall"), "goals": held.get("goals")}
     if summary:
         ledger = pq.read_table(run / "measure" / "ledger.parquet").to_pylist()
         stacks = summary["stacks"]

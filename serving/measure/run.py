@@ -63,6 +63,11 @@ class MeasureConfig(BaseConfig):
     reference_bytes: int = Field(200, ge=16, description="Bytes of its continuation kept as the reference.")
     max_tokens: int = Field(32, ge=1, description="Completion tokens per request (greedy).")
     concurrency: int = Field(4, ge=1, le=256, description="Requests in flight from the client.")
+    warmup_requests: int = Field(
+        1, ge=0, le=16, description="Untimed requests sent to every served model of a stack before its timed replay "
+        "(weights paged in, allocator and kernels warm), so the stack that runs first is not charged one-time costs; "
+        "not in the ledger."
+    )
     languages: list[str] | None = Field(None, description="Restrict requests to these languages (none = all).")
     source: str = Field("curated", description="Run stage the held-out documents come from (curated or corpus).")
     reference_tokenizer: str = Field("tiktoken:cl100k_base", description="Fixed tokenizer every row is counted in.")
@@ -223,6 +228,8 @@ def run_measure(config_path: str, run_dir: str, inputs_hash: str | None = None) 
         t0 = time.perf_counter()
         with serve_in_background(scfg, run_dir=run_dir) as srv:
             log.info(kv(stack=stack.name, model=stack.model, url=srv.url, load_s=round(time.perf_counter() - t0, 1)))
+            for m in scfg.models if cfg.warmup_requests else []:  # each model directly: a router may pick just one
+                replay(srv.url, requests[: cfg.warmup_requests], m.name, cfg.max_tokens, 1, api_key)
             results, wall[stack.name] = replay(
                 srv.url, requests, stack.model, cfg.max_tokens, cfg.concurrency, api_key
             )

@@ -241,6 +241,12 @@ def source_section(args: argparse.Namespace) -> dict[str, Any]:
             "cached_second": again["cached"], "model_type": first["model_type"]}  # fmt: skip
 
 
+def _by_model(rows: list[dict]) -> dict[str, float]:
+    return {"requests": len(rows), "mean_request_ms": statistics.mean(r["request_duration_ms"] for r in rows),
+            "mean_decode_ms_per_token": statistics.mean(r["tpot_ms"] for r in rows),
+            "chrf_mean": statistics.mean(r["quality_value"] for r in rows)}  # fmt: skip
+
+
 def run_section(args: argparse.Namespace) -> dict[str, Any]:
     """The figures a demo run wrote (LoRA, compaction, tokenizer lever, drafter, measurement), collected in one JSON
     so the README cites a bench file; rerun the demo, then this, to reproduce them."""
@@ -295,6 +301,8 @@ def run_section(args: argparse.Namespace) -> dict[str, Any]:
                 # answered by a model other than the stack's largest (its last serve model): the small routed model
                 "small_model_share": sum(r["model"] != largest.get(name) for r in rows) / max(len(rows), 1),
                 "answered_by": dict(Counter(r["model"] for r in rows)),
+                "by_model": {m: _by_model([r for r in rows if r["model"] == m])
+                             for m in sorted({r["model"] for r in rows})},  # fmt: skip
             }
         for p in per.values():
             p["speedup_per_request_vs_baseline"] = per[base]["mean_request_ms"] / p["mean_request_ms"]

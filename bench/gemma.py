@@ -298,6 +298,7 @@ def run_section(args: argparse.Namespace) -> dict[str, Any]:
                 "mean_decode_ms_per_token": statistics.mean(r["tpot_ms"] for r in rows),
                 "chrf_mean": statistics.mean(r["quality_value"] for r in rows),
                 "bits_per_byte_mean": stacks[name]["bits_per_byte_mean"],
+                "saved_spend_share": stacks[name].get("saved_spend_share"),  # vs the baseline, same text
                 # answered by a model other than the stack's largest (its last serve model): the small routed model
                 "small_model_share": sum(r["model"] != largest.get(name) for r in rows) / max(len(rows), 1),
                 "answered_by": dict(Counter(r["model"] for r in rows)),

@@ -333,15 +333,22 @@ class LanguageGuess:
         return labels[0].removeprefix("__label__") if labels else ""
 
 
+def _tail(path: str) -> tuple[str, ...]:
+    return Path(path).parts[-2:]
+
+
 def served_table(table: dict, chain: Sequence[str], models: dict[str, tuple[str, tuple[float, float]]]) -> dict:
     """The calibration table for the served ``chain`` (cheapest first): each served model matched by name, else by
     the same weights dir, and priced as served. The largest served model must be calibrated (it is the fallback and
-    the quality reference)."""
+    the quality reference). A moved or copied run dir still matches: the weights dir's last two path parts
+    (``models/<name>``, ``finetune/merged``) are compared when the absolute paths differ."""
     by_path = {m.get("path"): n for n, m in table["models"].items() if m.get("path")}
+    tails = [_tail(p) for p in by_path]
+    by_tail = {_tail(p): n for p, n in by_path.items() if tails.count(_tail(p)) == 1}
     out: dict[str, Any] = {}
     for name in chain:
         path, prices = models.get(name, (None, None))
-        src = name if name in table["models"] else by_path.get(path)
+        src = name if name in table["models"] else by_path.get(path) or (by_tail.get(_tail(path)) if path else None)
         if src is None:
             continue
         entry = dict(table["models"][src])

@@ -178,6 +178,18 @@ def test_catalog_errors_name_the_model(pair, tmp_path):
         cr.served_table(table, ["small", "huge"], {})
 
 
+def test_served_model_finds_its_calibration_by_weights_dir_after_the_run_dir_moved():
+    """A catalog entry under another name (same weights) matches its calibration by path, also in a copied run."""
+    recs = synthetic_table()[1]
+    paths = ["/old/run/models/smollm2", "/old/run/finetune/merged"]
+    table = cr.fit_table(recs, ["small", "large"], [PRICES["small"], PRICES["large"]], paths=paths)
+    served = {"small_spec": ("/new/run/models/smollm2", (0.1, 0.2)), "large": ("/new/run/finetune/merged", (1, 2))}
+    out = cr.served_table(table, ["small_spec", "large"], served)
+    assert out["order"] == ["small_spec", "large"] and out["models"]["small_spec"]["price_input_per_1m"] == 0.1
+    other = {"small_spec": ("/new/run/models/other", (0.1, 0.2))}
+    assert cr.served_table(table, ["small_spec", "large"], other)["order"] == ["large"]
+
+
 @pytest.mark.slow
 def test_real_smollm2_and_gemma_tokenizers_differ(smollm2_dir, gemma_dir):
     """SmolLM2 from its package answers a chat prompt with its own template; its English-centric tokenizer spends

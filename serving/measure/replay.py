@@ -67,6 +67,20 @@ async def replay_async(base_url: str, requests: list[dict], model: str, max_toke
         return list(results), time.perf_counter() - t0
 
 
+WARMUP_TEXT = "This request only warms the server up and is not measured. "
+
+
+def warmup_set(requests: list[dict], n: int) -> list[dict]:
+    """``n`` untimed requests as long as the first measured prompts (in characters) but sharing no text with them, so
+    afterwards a prefix cache holds nothing of the measured prompts (a warm-up that replays a measured request would
+    serve that request's whole prompt from the cache)."""
+    out = []
+    for i, r in enumerate(requests[:n]):
+        k = max(1, len(r["prompt"]))
+        out.append({"prompt": (f"{i}. " + WARMUP_TEXT * (k // len(WARMUP_TEXT) + 1))[:k], "request_id": f"warmup-{i}"})
+    return out
+
+
 def replay(base_url: str, requests: list[dict], model: str, max_tokens: int, concurrency: int,
            api_key: str | None = None) -> tuple[list[dict], float]:  # fmt: skip
     """Synchronous wrapper of :func:`replay_async`."""

@@ -28,7 +28,7 @@ from serving.measure import aggregate as agg
 from serving.measure.ledger import add_counterfactuals, write_ledger
 from serving.measure.prices import PriceTable
 from serving.measure.quality import bits_per_byte, chrf
-from serving.measure.replay import iso, replay
+from serving.measure.replay import iso, replay, warmup_set
 from serving.measure.requests import build_requests, read_requests, write_requests
 from tokenwise.config import BaseConfig, load_section
 from tokenwise.log import kv
@@ -66,7 +66,8 @@ class MeasureConfig(BaseConfig):
     warmup_requests: int = Field(
         1, ge=0, le=16, description="Untimed requests sent to every served model of a stack before its timed replay "
         "(weights paged in, allocator and kernels warm), so the stack that runs first is not charged one-time costs; "
-        "not in the ledger."
+        "prompts as long as the first measured ones but sharing no text with them (nothing measured is prefix-cached "
+        "by the warm-up); not in the ledger."
     )
     languages: list[str] | None = Field(None, description="Restrict requests to these languages (none = all).")
     source: str = Field("curated", description="Run stage the held-out documents come from (curated or corpus).")
@@ -229,7 +230,7 @@ def run_measure(config_path: str, run_dir: str, inputs_hash: str | None = None) 
         with serve_in_background(scfg, run_dir=run_dir) as srv:
             log.info(kv(stack=stack.name, model=stack.model, url=srv.url, load_s=round(time.perf_counter() - t0, 1)))
             for m in scfg.models if cfg.warmup_requests else []:  # each model directly: a router may pick just one
-                replay(srv.url, requests[: cfg.warmup_requests], m.name, cfg.max_tokens, 1, api_key)
+                replay(srv.url, warmup_set(requests, cfg.warmup_requests), m.name, cfg.max_tokens, 1, api_key)
             results, wall[stack.name] = replay(
                 srv.url, requests, stack.model, cfg.max_tokens, cfg.concurrency, api_key
             )

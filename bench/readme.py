@@ -486,7 +486,7 @@ CLAIMS: list[Claim] = [
     _c("at 94.6% of the always-large", "94.6", "gemma_run.json",
        "measure.stacks.routed.vs_always_large.quality_share_bytes_per_bit", GEMMA_RUN, scale=100, slow=True,
        tolerance=0.03),  # fmt: skip
-    _c("(bytes per bit; chrF 94%)", "94", "gemma_run.json", "measure.stacks.routed.vs_always_large.chrf_share",
+    _c("(bits per byte; chrF 94%)", "94", "gemma_run.json", "measure.stacks.routed.vs_always_large.chrf_share",
        GEMMA_RUN, scale=100, slow=True, tolerance=0.1),  # fmt: skip
     _c("(the floor was calibrated at 95.8% on 24 requests", "95.8", "gemma_run.json",
        "router.cost.floor.quality_share", GEMMA_RUN, scale=100, slow=True, tolerance=0.03),  # fmt: skip

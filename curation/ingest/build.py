@@ -504,6 +504,9 @@ class ShardWriter:
         with contextlib.suppress(BaseException):
             self._wait()
         self._shutdown()
+        if self._writer is not None:  # closed here, not by the garbage collector on a removed temp file
+            with contextlib.suppress(Exception):
+                self._writer.close()
         if self._stack is not None:
             with contextlib.suppress(Exception):
                 self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)

@@ -39,6 +39,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -378,7 +379,8 @@ class CorpusStats:
         aug = pa.table({k: pc.fill_null(t.column(k), "und" if k == "lang" else "none") for k in ("lang", "domain")}
                        | {"source": t.column("source"), "b": pc.binary_length(t.column("text"))})  # fmt: skip
         for key in ("lang", "source", "domain"):
-            for row in aug.group_by(key).aggregate([("b", "sum"), ("b", "count")]).to_pylist():
+            # one thread: groups in first-seen order (with threads the order of keys in the stats file varied per run)
+            for row in aug.group_by(key, use_threads=False).aggregate([("b", "sum"), ("b", "count")]).to_pylist():
                 self.by[key].setdefault(row[key], Counter()).update(documents=row["b_count"], bytes=row["b_sum"] or 0)
 
     def add_quarantined(self, q: Quarantined) -> None:
@@ -412,7 +414,13 @@ def _merge(a: dict[str, Counter], b: dict[str, Counter]) -> dict[str, Counter]:
 
 
 class ShardWriter:
-    """A rank's shard files: row groups of ~row_group_bytes, a new shard every ~shard_bytes, renamed on close."""
+    """A rank's shard files: row groups of ~row_group_bytes, a new shard every ~shard_bytes, renamed on close.
+
+    Row groups are compressed and written on one background thread (pyarrow releases the GIL while it compresses), so
+    the next blocks are parsed meanwhile; at most one row group waits for it (memory stays ~2 row groups). The
+    tables, their order and so the shard bytes are the same as writing inline; an error on the thread is raised by
+    the next ``add``/``close``.
+    """
 
     def __init__(self, rd: RunDir, cfg: CorpusConfig, rank: int, world_size: int, stats: CorpusStats,
                  prefix: str | None = None):  # fmt: skip
@@ -423,6 +431,8 @@ class ShardWriter:
         self._stack: contextlib.ExitStack | None = None
         self._writer: Any = None
         self._name = ""
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
 
     def add(self, t: pa.Table) -> None:
         self._buf.append(t)
@@ -433,10 +443,21 @@ class ShardWriter:
     def _flush(self) -> None:
         if not self._buf:
             return
-
         table = pa.concat_tables(self._buf)
         self._buf, self._buf_bytes = [], 0
-        self.stats.add_groups(table)
+        self._wait()  # one row group in flight: bounded memory, and row groups stay in order
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="tokenwise-shard-writer")
+        self._pending = self._pool.submit(self._write, table)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def _write(self, table: pa.Table) -> None:
+        """Writer thread: per-group stats, then the row group (a new shard file when none is open)."""
+        self.stats.add_groups(table)  # only this thread touches stats.by and stats.shards until close()
         if self._writer is None:
             self._name = (f"shard-{self.prefix}-{self.index:03d}.parquet" if self.prefix
                           else f"shard-{self.index * self.world + self.rank:05d}.parquet")  # fmt: skip
@@ -464,12 +485,28 @@ class ShardWriter:
         self._writer, self._stack, self.index = None, None, self.index + 1
         self._rows = self._shard_bytes = 0
 
+    def _shutdown(self) -> None:
+        """Stop the writer thread (a live thread would make later stages fork less safely: see fork_is_safe)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
     def close(self) -> None:
-        self._flush()
-        if self._writer is not None:
-            self._close_shard()
+        try:
+            self._flush()
+            self._wait()
+            if self._writer is not None:
+                self._close_shard()
+        finally:
+            self._shutdown()
 
     def abort(self) -> None:
+        with contextlib.suppress(BaseException):
+            self._wait()
+        self._shutdown()
+        if self._writer is not None:  # closed here, not by the garbage collector on a removed temp file
+            with contextlib.suppress(Exception):
+                self._writer.close()
         if self._stack is not None:
             with contextlib.suppress(Exception):
                 self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
@@ -855,8 +892,8 @@ def _cross_rank_duplicates(rd: RunDir, shards: list[str], tasks: int) -> int:
 
     ids, dups = IdSet(), 0
     for s in shards:
-        with rd.fs.open(rd.path(STAGE, s), "rb") as f:
-            col = pq.read_table(f, columns=["id"]).column("id").to_pylist()
+        with rd.fs.open(rd.path(STAGE, s), "rb") as f:  # ParquetFile: pq.read_table imports pyarrow.dataset (~0.3 s)
+            col = pq.ParquetFile(f).read(columns=["id"]).column("id").to_pylist()
         dups += int(ids.add(col).sum())
     if dups:
         log.warning(kv(stage=STAGE, cross_rank_duplicate_ids=dups))

@@ -249,3 +249,31 @@ def test_cli_builds_a_tiny_real_slice(tmp_path):
     for row in ui:
         units.setdefault(row["unit_id"], set()).add(row["lang"])
     assert all("en" in langs and len(langs) >= 2 for langs in units.values())
+
+
+def test_write_error_on_the_writer_thread_fails_the_rank_cleanly(inputs, tmp_path, monkeypatch):
+    """Row groups are written on a background thread: a write error there (disk full) fails the build, leaves no shard
+    or temp file and no thread behind, and the rerun builds the same shards as a build that never failed."""
+    import threading
+
+    cfg = CorpusConfig.model_validate(_corpus(inputs))
+    clean = build(cfg, str(tmp_path / "clean"))
+    real, calls = pq.ParquetWriter.write_table, []
+
+    def full_disk(self, *a, **kw):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full_disk)
+    run = tmp_path / "run"
+    with pytest.raises((ExecutorError, OSError)):
+        build(cfg, str(run))
+    assert calls[0].startswith("tokenwise-shard-writer")
+    assert not list((run / "corpus").glob("shard-*.parquet")) and not list((run / "corpus").rglob(".tmp-*"))
+    assert not [t for t in threading.enumerate() if t.name.startswith("tokenwise-shard-writer")]
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", real)
+    again = build(cfg, str(run))
+    assert [(s["name"], s["sha256"]) for s in again["shards"]] == [(s["name"], s["sha256"]) for s in clean["shards"]]
+    assert again["records"] == clean["records"]

@@ -39,9 +39,9 @@ from machine import machine  # noqa: E402  (bench/machine.py, shared by every be
 from serving.decode.engine import Engine  # noqa: E402
 from serving.decode.generate import forward, new_cache, prefill  # noqa: E402
 from serving.decode.speculative import expected_tokens  # noqa: E402
+from serving.measure.config import MeasureConfig  # noqa: E402
 from serving.measure.quality import chrf  # noqa: E402
 from serving.measure.requests import build_requests  # noqa: E402
-from serving.measure.run import MeasureConfig  # noqa: E402
 from serving.models import load_model, load_tokenizer  # noqa: E402
 from serving.quantize.compact import greedy_agreement  # noqa: E402
 from serving.quantize.methods import heldout_loss, quantize_model, weight_bytes  # noqa: E402

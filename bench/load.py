@@ -35,7 +35,7 @@ from serving.measure.slo import goodput, percentile, tpot_ms  # noqa: E402
 from tokenwise.rundir import write_json  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "load.json"
-SLO_TTFT_MS, SLO_TPOT_MS = 2000.0, 200.0  # serving.measure.run.SLOSpec defaults
+SLO_TTFT_MS, SLO_TPOT_MS = 2000.0, 200.0  # serving.measure.config.SLOSpec defaults
 TIMEOUT_S = 60.0
 
 

@@ -53,7 +53,7 @@ from load import latency, send_all  # noqa: E402  (bench/load.py: the streaming 
 from machine import machine  # noqa: E402
 
 from serving.decode.tiny import stdlib_texts, tiny_pair  # noqa: E402
-from serving.measure.run import MeasureConfig  # noqa: E402
+from serving.measure.config import MeasureConfig  # noqa: E402
 from serving.measure.slo import goodput, percentile  # noqa: E402
 from tokenwise.config import load_section  # noqa: E402
 from tokenwise.rundir import write_json  # noqa: E402

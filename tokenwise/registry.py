@@ -11,6 +11,7 @@ nothing else of the project.
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,47 @@ StageFn = Callable[[str, str], str]
 Device = Literal["cpu", "gpu"]
 
 
+class LazyStageFn:
+    """A stage function named by its import path (``package.module:function``), imported on its first call.
+
+    The registry lists torch-backed stages this way, so reading it (``tokenwise --help``, config validation, a Prefect
+    flow run of another group) does not import torch and transformers. ``summary`` is the function's docstring's first
+    line, shown as the command's help without importing it (a test checks they agree).
+    """
+
+    def __init__(self, target: str, summary: str) -> None:
+        module, _, qualname = target.partition(":")
+        if not module or not qualname:
+            raise ValueError(f"lazy stage target must be 'package.module:function', got {target!r}")
+        self.__module__, self.__qualname__, self.__name__ = module, qualname, qualname.rsplit(".", 1)[-1]
+        self.summary = summary
+        self._fn: StageFn | None = None
+
+    @property
+    def __doc__(self) -> str:  # type: ignore[override]
+        return self.summary
+
+    def resolve(self) -> StageFn:
+        """The function itself (imports its module)."""
+        if self._fn is None:
+            obj: Any = importlib.import_module(self.__module__)
+            for part in self.__qualname__.split("."):
+                obj = getattr(obj, part)
+            self._fn = obj
+        return self._fn
+
+    def __call__(self, config_path: str, run_dir: str) -> str:
+        return self.resolve()(config_path, run_dir)
+
+    def __repr__(self) -> str:
+        return f"lazy({self.__module__}:{self.__qualname__})"
+
+
+def lazy(target: str, summary: str) -> LazyStageFn:
+    """A :class:`LazyStageFn` for ``target`` (``package.module:function``)."""
+    return LazyStageFn(target, summary)
+
+
 @dataclass(frozen=True)
 class Stage:
     """One stage: ``run(config_path, run_dir)`` returns a one-line summary of what it wrote.
@@ -29,7 +71,7 @@ class Stage:
     Attributes:
         name: Stage name (``tokenwise demo --only NAME``; the flow's task name).
         group: The group it belongs to (its CLI sub-command group and Prefect flow).
-        run: The library function itself.
+        run: The library function itself, or a :func:`lazy` reference to it (torch-backed stages).
         section: Config section it reads (None: none), validated with ``config``.
         config: The section's pydantic model.
         upstream: Names of the stages whose outputs it reads (they run first; their markers key its cache).

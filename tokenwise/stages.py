@@ -19,23 +19,20 @@ from curation.signals import dedup, score
 from curation.tokenizer import evaluate, train
 from curation.tokenizer.commands import app as tokenizer_app
 from curation.tokenizer.config import TokenizerSection
-from finetune import adapt_tokenizer, lora, pretrain
 from finetune.commands import app as finetune_app
 from finetune.config import AdaptConfig, LoraConfig, PretrainConfig
 from report.build import ReportConfig, report_from_config
 from report.commands import report_cmd
 from serving import sources
-from serving.api import stage as serve_stage
 from serving.api.commands import app as serve_app
 from serving.api.config import ServeConfig
-from serving.measure import run as measure
 from serving.measure.commands import app as measure_app
-from serving.quantize import compact
-from serving.quantize import stage as quantize
+from serving.measure.config import MeasureConfig
 from serving.quantize.commands import app as quantize_app
+from serving.quantize.config import CompactConfig, QuantizeConfig
 from tokenwise.config import RunConfig
 from tokenwise.orchestration import PrefectConfig
-from tokenwise.registry import Group, Registry, Stage
+from tokenwise.registry import Group, Registry, Stage, lazy
 
 GROUPS = [
     Group("corpus", "Read sources (JSONL, Parquet, text dirs, datasets, .mo catalogs, stdlib) into corpus shards.",
@@ -52,6 +49,18 @@ GROUPS = [
     Group("measure", "Replay held-out requests through baseline and optimized stacks; write the ledger.", measure_app),
     Group("report", "Write the self-contained HTML report of a run.", report_cmd),
 ]
+
+# torch-backed stages are listed by import path (imported when they run): reading the registry stays light. Each
+# summary is the first line of the function's docstring (tests/tokenwise/test_lazy_registry.py checks they agree).
+LORA_DOC = "Demo stage ``lora``: fine-tune the target on one domain; adapter under ``<run>/models/<output>/``."
+ADAPT_DOC = "Stage ``adapt``: move the `adapt` section's base onto its new tokenizer; one-line summary."
+COMPACT_DOC = "Stage ``compact``: trim the configured model's vocabulary to the curated corpus; report vs untrimmed."
+PRETRAIN_DOC = "Demo stage ``pretrain``: target and draft models under ``<run>/models/``."
+QUANTIZE_DOC = ("Demo stage: report each configured model's quantizations vs unquantized; writes "
+                "models/<name>/quantized/.")  # fmt: skip
+SERVE_DOC = "Demo stage: calibrate routers, then serve on a free loopback port and answer a few requests via openai."
+MEASURE_DOC = ("Demo stage: measure every stack (skipped when models, data and config are unchanged); one-line "
+               "summary.")  # fmt: skip
 
 MODELS = ("source", "lora", "adapt", "compact", "pretrain")  # stages whose outputs are the served models
 
@@ -76,20 +85,21 @@ STAGES = [
           upstream=("decide", "plan", "source"), writes=("tokenizers",), command="tokenizer train"),
     Stage("tokenizer_eval", "tokenizer", evaluate.run_stage, "tokenizer", TokenizerSection,
           upstream=("tokenizer_train",), writes=("tokenizers",), command="tokenizer eval"),
-    Stage("lora", "finetune", lora.demo_stage, "lora", LoraConfig,
+    Stage("lora", "finetune", lazy("finetune.lora:demo_stage", LORA_DOC), "lora", LoraConfig,
           upstream=("decide", "source"), writes=("models",), device="gpu", command="finetune lora"),
-    Stage("adapt", "finetune", adapt_tokenizer.adapt_stage, "adapt", AdaptConfig,
+    Stage("adapt", "finetune", lazy("finetune.adapt_tokenizer:adapt_stage", ADAPT_DOC), "adapt", AdaptConfig,
           upstream=("lora", "tokenizer_train"), writes=("models",), device="gpu", command="finetune adapt"),
-    Stage("compact", "finetune", compact.run_stage, "compact", compact.CompactConfig,
+    Stage("compact", "finetune", lazy("serving.quantize.compact:run_stage", COMPACT_DOC), "compact", CompactConfig,
           upstream=("decide", "lora", "adapt"), writes=("models",), device="gpu", command="finetune compact"),
-    Stage("pretrain", "finetune", pretrain.demo_stage, "pretrain", PretrainConfig,
+    Stage("pretrain", "finetune", lazy("finetune.pretrain:demo_stage", PRETRAIN_DOC), "pretrain", PretrainConfig,
           upstream=("decide", "plan", "tokenizer_train", "compact"), writes=("models",), device="gpu",
           command="finetune pretrain"),
-    Stage("quantize", "quantize", quantize.run_quantize_stage, "quantize", quantize.QuantizeConfig,
+    Stage("quantize", "quantize", lazy("serving.quantize.stage:run_quantize_stage", QUANTIZE_DOC), "quantize",
+          QuantizeConfig,
           upstream=MODELS, writes=("models",), device="gpu", command="quantize"),
-    Stage("serve", "serve", serve_stage.run_serve_stage, "serve", ServeConfig,
+    Stage("serve", "serve", lazy("serving.api.stage:run_serve_stage", SERVE_DOC), "serve", ServeConfig,
           upstream=(*MODELS, "quantize", "tokenizer_train"), writes=("serve",), device="gpu"),
-    Stage("measure", "measure", measure.measure_from_config, "measure", measure.MeasureConfig,
+    Stage("measure", "measure", lazy("serving.measure.run:measure_from_config", MEASURE_DOC), "measure", MeasureConfig,
           upstream=(*MODELS, "quantize", "tokenizer_train", "serve"), writes=("measure",), device="gpu",
           command="measure"),
 ]  # fmt: skip

@@ -7,8 +7,6 @@ from pathlib import Path
 import typer
 
 from serving.api.config import ServeConfig
-from serving.api.server import run_server
-from serving.api.stage import calibrate_run
 from tokenwise.config import load_section
 
 app = typer.Typer(help="Serve models behind an OpenAI-compatible API, with routing.", no_args_is_help=False)
@@ -25,6 +23,8 @@ def serve(
     if ctx.invoked_subcommand is not None:
         return
 
+    from serving.api.server import run_server  # heavy (torch): imported when the command runs
+
     cfg = load_section(config, "serve", ServeConfig)
     if not cfg.models:
         raise typer.BadParameter(f"{config}: serve.models is empty; list at least two models")
@@ -40,5 +40,7 @@ def calibrate_cmd(
     run: str = typer.Option("runs/demo", help="Run directory (reads held-out text and models, writes serve/)."),
 ) -> None:
     """Fit router thresholds for the configured budget on held-out text; writes <run>/serve/router.json."""
+    from serving.api.stage import calibrate_run  # heavy (torch): imported when the command runs
+
     path, summary = calibrate_run(str(config), run)
     typer.echo(f"wrote {path}\n{summary}")

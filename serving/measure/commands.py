@@ -9,7 +9,6 @@ import typer
 from serving.measure.export import export
 from serving.measure.ledger import read_ledger
 from serving.measure.project import load_workload, project
-from serving.measure.run import run_measure, summary_markdown
 from tokenwise.rundir import atomic_open, read_json, safe_join, write_json
 
 app = typer.Typer(help="Replay held-out requests through baseline and optimized stacks; write the ledger.",
@@ -26,6 +25,8 @@ def measure(
     """Measure every stack in `measure.stacks` on the same held-out requests; print the savings table."""
     if ctx.invoked_subcommand:
         return
+
+    from serving.measure.run import run_measure, summary_markdown  # heavy (torch): imported when the command runs
 
     s = run_measure(str(config), run)
     typer.echo(summary_markdown(s))

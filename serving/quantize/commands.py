@@ -7,9 +7,6 @@ from pathlib import Path
 
 import typer
 
-from serving.models import load_model, load_tokenizer
-from serving.quantize.methods import compare
-from serving.quantize.stage import run_quantize_stage
 from tokenwise.rundir import write_json
 
 app = typer.Typer(help="Quantize models (torchao int8/int4) and report size, speed and perplexity vs unquantized.")
@@ -24,6 +21,8 @@ def quantize(
     """Report each configured model's quantizations; writes <run>/models/<name>/quantized/report.json."""
     if ctx.invoked_subcommand is not None:
         return
+
+    from serving.quantize.stage import run_quantize_stage  # heavy (torch): imported when the command runs
 
     typer.echo(run_quantize_stage(str(config), run))
 
@@ -40,6 +39,9 @@ def quantize_model_dir(
 
     if not text.is_file():
         raise typer.BadParameter(f"{text}: not a file")
+    from serving.models import load_model, load_tokenizer  # heavy (torch): imported when the command runs
+    from serving.quantize.methods import compare  # heavy (torch): imported when the command runs
+
     body = text.read_text(encoding="utf-8")
     tok = load_tokenizer(path)
     prompts = [tok.encode(body[:400], add_special_tokens=False)]

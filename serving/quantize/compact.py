@@ -27,12 +27,12 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import torch
-from pydantic import Field
 
 from serving.decode.generate import Stream, target_stream
 from serving.measure.requests import build_requests
+from serving.quantize.config import CompactConfig
 from serving.quantize.methods import QUANTIZERS, heldout_loss, quantize_model, weight_bytes
-from tokenwise.config import BaseConfig, load_section
+from tokenwise.config import load_section
 from tokenwise.log import kv
 from tokenwise.rundir import RunDir, hash_obj, read_json, sha256_file, write_json
 from tokenwise.splits import HELDOUT_FRACTION, split_position
@@ -41,54 +41,6 @@ from tokenwise.vocab import KeptVocab, LocalTokenizer, byte_token_ids, select_ke
 log = logging.getLogger(__name__)
 
 FLOOR_LOGIT = -1e9  # out-of-set tokens: exp() underflows to exactly 0 at any temperature, entropy terms stay finite
-
-
-class CompactReportSpec(BaseConfig):
-    """How the compaction report measures the compact model against the untrimmed one (on held-out requests cut and
-    stratified like the measurement's)."""
-
-    eval_docs: int = Field(8, ge=1, le=10000, description="Held-out requests (prompt + reference) scored for bpb.")
-    prompts: int = Field(8, ge=1, le=1000, description="Further held-out prompts for tokens/s and greedy agreement.")
-    prompt_bytes: int = Field(200, ge=16, description="UTF-8 bytes of each prompt.")
-    reference_bytes: int = Field(400, ge=16, description="Bytes of the continuation scored with it.")
-    new_tokens: int = Field(16, ge=1, le=1024, description="Greedy tokens per prompt.")
-    quantization: list[str] = Field(
-        default_factory=lambda: ["int8_weight_only"], description="Quantizers measured on the compact model too."
-    )
-
-
-class CompactConfig(BaseConfig):
-    """The ``compact:`` section: which model is trimmed to which tokens, and how the result is reported."""
-
-    model: str = Field(..., description="HF model dir to trim: run:NAME (<run>/models/NAME, may be NAME/merged).")
-    output: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Compact model dir: <run>/models/<output>/.")
-    curated: str = Field("run:curated", description="Curated shards whose training split is counted.")
-    langs: list[str] | None = Field(None, description="Served languages counted; null = every language.")
-    domains: list[str] | None = Field(None, description="Served domains counted; null = every domain.")
-    train_coverage: float = Field(
-        1.0, gt=0, le=1, description="Most of the counted tokens the kept set may take, most frequent first (1.0 = "
-        "every token seen); the row count is then chosen on the selection split (select_share)."
-    )
-    goal_coverage: float = Field(
-        0.999, gt=0, le=1, description="Token coverage the kept set must reach: chosen on the selection split, "
-        "checked on the held-out split."
-    )
-    select_share: float = Field(
-        0.1, ge=0, lt=0.5, description="Share of the training split (by unit, like the held-out split) not counted "
-        "but used to choose the row count: the fewest most-frequent counted tokens (plus the forced rows) whose "
-        "coverage of it meets goal_coverage. 0 = keep every counted token up to train_coverage."
-    )
-    script_chars: bool = Field(
-        False, description="Also keep every single-character letter token of the served scripts (the scripts of the "
-        "counted text): rare characters of a served language stay one row instead of 2-4 byte tokens."
-    )
-    script_min_share: float = Field(
-        0.001, ge=0, le=1, description="A script counts as served when its letters are at least this share of the "
-        "counted letters: lower keeps more rare scripts' characters (more rows)."
-    )
-    max_docs: int | None = Field(None, ge=1, description="Cap on documents counted per split (None = all).")
-    report: CompactReportSpec = Field(default_factory=CompactReportSpec)
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch default).")
 
 
 def _run_path(spec: str, run_dir: str, kind: str) -> Path:

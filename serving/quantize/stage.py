@@ -10,45 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from pydantic import Field
 
 from serving.models import load_model, load_tokenizer
-from serving.quantize.methods import QUANTIZERS, compare
-from tokenwise.config import BaseConfig, load_section
+from serving.quantize.config import QuantizeConfig, QuantizeModelSpec
+from serving.quantize.methods import compare
+from tokenwise.config import load_section
 from tokenwise.rundir import RunDir, hash_obj, read_json, write_json
 from tokenwise.splits import is_heldout
 from tokenwise.vocab import KeptVocab, RespellingTokenizer
-
-
-class QuantizeModelSpec(BaseConfig):
-    """One model to quantize and the methods to compare on it."""
-
-    name: str = Field(..., min_length=1, description="Model name, e.g. target; its dir is {run}/models/<name>.")
-    path: str | None = Field(None, description="HF model dir (may use {run}); default {run}/models/<name>.")
-    methods: list[str] = Field(
-        default_factory=lambda: ["int8_weight_only", "int8_dynamic"],
-        description="Quantizers compared with the unquantized model (int4_weight_only needs CUDA; skipped on CPU).",
-    )
-
-    def model_post_init(self, __context: Any) -> None:
-        bad = [m for m in self.methods if m not in QUANTIZERS]
-        if bad:
-            raise ValueError(f"unknown quantization {bad[0]!r}; expected one of: {', '.join(QUANTIZERS)}")
-
-
-class QuantizeConfig(BaseConfig):
-    """The ``quantize:`` section: which models are quantized how, and how the report measures them."""
-
-    models: list[QuantizeModelSpec] = Field(
-        default_factory=lambda: [QuantizeModelSpec(name="target"), QuantizeModelSpec(name="draft")],
-        description="Models to report on.",
-    )
-    eval_docs: int = Field(32, ge=1, le=100000, description="Held-out documents scored for bits per byte.")
-    eval_chars: int = Field(2000, ge=64, description="Characters kept per held-out document.")
-    seq_len: int = Field(256, ge=8, le=8192, description="Tokens per scoring window.")
-    speed_prompts: int = Field(4, ge=1, le=1000, description="Prompts decoded to measure tokens/s.")
-    new_tokens: int = Field(32, ge=1, le=4096, description="Tokens decoded per speed prompt.")
-    device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto = CUDA when present, else CPU.")
 
 
 def model_dir(run_dir: str | Path, spec: QuantizeModelSpec) -> Path:

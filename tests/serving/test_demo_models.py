@@ -10,8 +10,8 @@ from _paths import REPO
 from curation.signals.score import ScoreConfig
 from finetune.config import AdaptConfig, LoraConfig, PretrainConfig
 from serving.api.config import ServeConfig
-from serving.measure.run import MeasureConfig
-from serving.quantize.compact import CompactConfig
+from serving.measure.config import MeasureConfig
+from serving.quantize.config import CompactConfig
 from serving.sources import SourcesConfig, parse_source
 from tokenwise.config import load_section
 

@@ -17,7 +17,7 @@ import yaml
 
 from serving.api.config import ServeConfig
 from serving.decode.tiny import make_tiny_llama, stdlib_texts, train_tokenizer
-from serving.measure.run import MeasureConfig
+from serving.measure.config import MeasureConfig
 from tokenwise.config import ConfigError, load_section
 from tokenwise.documents import CORPUS_SCHEMA
 from tokenwise.rundir import RunDir, UnsafePathError, safe_join

@@ -14,8 +14,6 @@ import torch
 from finetune.testing import mo_docs, stdlib_docs, tiny_llama, train_tokenizer, write_curated
 from serving.quantize.compact import (
     FLOOR_LOGIT,
-    CompactConfig,
-    CompactReportSpec,
     choose_rows,
     compact_model,
     greedy_agreement,
@@ -25,6 +23,7 @@ from serving.quantize.compact import (
     split_part,
     to_global,
 )
+from serving.quantize.config import CompactConfig, CompactReportSpec
 from tokenwise.vocab import KeptVocab, LocalTokenizer, byte_token_ids, select_kept
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

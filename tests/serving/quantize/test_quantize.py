@@ -8,8 +8,8 @@ import torch
 from serving.api.fixtures import tiny_llama
 from serving.decode.engine import Engine
 from serving.models import load_model
+from serving.quantize.config import QuantizeConfig
 from serving.quantize.methods import QUANTIZERS, QuantizationUnsupported, quantize_model, weight_bytes
-from serving.quantize.stage import QuantizeConfig
 from tokenwise.config import BaseConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -288,9 +288,19 @@ def test_every_deployment_runs_from_the_ui_with_the_shipped_config(prefect, corp
         msg = (run["state"] or {}).get("message") or ""
         assert "ModuleNotFoundError" not in msg and "config is invalid" not in msg, (name, msg)
         validated = [t for t in task_runs_of(api, run_id) if t["name"].startswith(VALIDATING)]
-        assert any(t["state_type"] == "COMPLETED" for t in validated), (name, run["state_type"], msg)
+        assert any(t["state_type"] == "COMPLETED" for t in validated), describe(api, name, run_id)
         if run["state_type"] not in FINAL:
             assert cancel(api, run_id) in FINAL, name
+
+
+def describe(api: httpx.Client, name: str, run_id: str) -> str:
+    """A failed run's state, task runs and last log lines, for the assertion message."""
+    run = api.get(f"/flow_runs/{run_id}").json()
+    tasks = [(t["name"], t["state_type"]) for t in task_runs_of(api, run_id)]
+    body = {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_DESC", "limit": 30}
+    logs = [f"{lg['level']}: {lg['message'][:400]}" for lg in reversed(api.post("/logs/filter", json=body).json())]
+    return (f"{name}: {run['state_type']} {run['state_name']}: {(run['state'] or {}).get('message')}\n"
+            f"tasks: {tasks}\nlogs:\n" + "\n".join(logs))
 
 
 def _defaults(api: httpx.Client, name: str) -> dict:

@@ -35,6 +35,7 @@ import torch
 
 from serving.decode.batch_cache import PagedKV, attention_masks, build_batch, ragged_batch, ragged_masks
 from serving.decode.generate import check_request, new_stats, pick, probs_from_logits
+from serving.decode.head_rows import HeadPadding, pad_head_rows
 from serving.decode.prefix_cache import BlockManager, block_hashes, blocks_for
 from serving.decode.ragged_attention import RaggedLayout, use_ragged_attention
 from serving.decode.speculative import DraftModel, PromptLookup, greedy_verify, rejection_sample
@@ -142,6 +143,8 @@ class BatchEngine:
             SDPA model to ``tokenwise_ragged``, which is SDPA for every other call) instead of one dense masked SDPA.
         pack_prefill: prompt chunks ride in the decode pass (one packed pass per step); False: each prompt chunk
             gets a pass of its own before the decode pass (the running requests wait), for comparison.
+        pad_head: pad the LM head's rows to the count its GEMM runs fastest at, measured at start
+            (:mod:`serving.decode.head_rows`; a few seconds for a large vocabulary, nothing for a small one).
     """
 
     def __init__(
@@ -157,6 +160,7 @@ class BatchEngine:
         speculate_max_batch: int = 0,
         per_row_attention: bool = True,
         pack_prefill: bool = True,
+        pad_head: bool = True,
     ) -> None:
         self.model = model.eval()
         self.kv_budget_tokens = blocks_for(kv_budget_tokens, block_size) * block_size
@@ -179,6 +183,7 @@ class BatchEngine:
         self._cv = threading.Condition()
         self._closed = False
         self._warm_up()
+        self.head_padding = _head_padding(model, max_batch) if pad_head else None
         self._thread: threading.Thread | None = None  # started by the first request, ends after IDLE_EXIT_S idle
 
     # ---- client side (any thread) ----------------------------------------------------------------------------------
@@ -542,6 +547,13 @@ class BatchEngine:
         if proposed:
             st["draft_acceptance_rate"] = accepted / proposed
             st["alpha"] = accepted / (accepted + s.rejections) if accepted + s.rejections else None
+
+
+def _head_padding(model: torch.nn.Module, max_batch: int) -> HeadPadding | None:
+    """The model's head padding (measured once per model object: engines on the same model share it)."""
+    if not hasattr(model, "_tokenwise_head_padding"):
+        model._tokenwise_head_padding = pad_head_rows(model, max_batch)
+    return model._tokenwise_head_padding
 
 
 def _logprobs(logits: torch.Tensor, toks: Sequence[int]) -> tuple[list[float], list[float]]:

@@ -34,7 +34,7 @@ from machine import machine  # noqa: E402
 
 from serving.decode.batch import BatchEngine  # noqa: E402
 from serving.decode.generate import Stream, target_stream  # noqa: E402
-from serving.decode.head_rows import PAD_TO, _time_head  # noqa: E402
+from serving.decode.head_rows import PAD_TO, _hidden_size, _time_head  # noqa: E402
 from serving.decode.tiny import stdlib_texts  # noqa: E402
 from serving.models import load_model, load_tokenizer  # noqa: E402
 from tokenwise.rundir import write_json  # noqa: E402
@@ -75,7 +75,7 @@ def batch_step(engine: BatchEngine, batch: list[list[int]], new: int, padded: bo
 def head_times(model, rows: list[int], reps: int = 3) -> dict[str, float]:
     """The LM head's time (ms, median of ``reps``) at each row count, unpadded."""
     head, p = model.get_output_embeddings(), next(model.parameters())
-    hidden = model.get_input_embeddings().embedding_dim
+    hidden = _hidden_size(model)
     pad = getattr(model, "_tokenwise_head_padding", None)
     if pad is not None:
         pad.enabled = False

@@ -43,6 +43,7 @@ from serving.decode.speculative import DraftModel, PromptLookup, greedy_verify, 
 log = logging.getLogger(__name__)
 
 Drafter = DraftModel | PromptLookup
+NAN = float("nan")  # the log-prob and entropy of a token whose request asked for no scores
 IDLE_EXIT_S = 30.0  # the scheduler thread ends after this long without requests (the next one starts it again)
 
 
@@ -64,6 +65,7 @@ class Seq:
     events: queue.SimpleQueue
     stats: dict[str, Any]
     t_submit: float
+    scores: bool = True  # each token's log-prob and entropy (False: NaN, no pass over the vocabulary for them)
     tokens: list[int] = field(default_factory=list)  # prompt + generated
     table: list[int] = field(default_factory=list)  # KV block table
     computed: int = 0  # tokens whose KV is in the pool
@@ -196,8 +198,12 @@ class BatchEngine:
         top_p: float = 1.0,
         stop_ids: Sequence[int] = (),
         seed: int | None = None,
+        scores: bool = True,
     ) -> BatchStream:
-        """Queue one request; iterate the returned :class:`BatchStream` for token chunks, then read ``.stats``."""
+        """Queue one request; iterate the returned :class:`BatchStream` for token chunks, then read ``.stats``.
+
+        ``scores``: compute each token's log-prob and entropy (the stream's ``logprobs``/``entropies``; NaN when
+        False, which saves a softmax-and-entropy pass over the vocabulary per token)."""
         check_request(self.model, prompt_ids, max_new_tokens)
         if temperature < 0 or not 0 < top_p <= 1:
             raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
@@ -213,7 +219,7 @@ class BatchEngine:
         seq = Seq(
             next(self._ids), list(prompt_ids), max_new_tokens, temperature, top_p, tuple(stop_ids), gen,
             queue.SimpleQueue(), new_stats("target", 0, len(prompt_ids)),
-            time.perf_counter(), tokens=list(prompt_ids),
+            time.perf_counter(), scores, tokens=list(prompt_ids),
         )  # fmt: skip
         with self._cv:
             if self._closed:
@@ -398,7 +404,13 @@ class BatchEngine:
             s.stats["target_forward_passes"] += 1
             if s.temperature > 0:
                 toks[i] = pick(logits[i], s.temperature, s.top_p, s.generator)
-        chosen, entropy = _logprobs(logits, toks)
+        scored = [i for i, s in enumerate(plain) if s.scores]
+        chosen, entropy = [NAN] * len(plain), [NAN] * len(plain)
+        if len(scored) == len(plain):
+            chosen, entropy = _logprobs(logits, toks)
+        elif scored:
+            for i, c, e in zip(scored, *_logprobs(logits[scored], [toks[i] for i in scored]), strict=True):
+                chosen[i], entropy[i] = c, e
         for i, s in enumerate(plain):
             self._deliver(s, [toks[i]], [chosen[i]], [entropy[i]])
             self._done(s)
@@ -441,7 +453,10 @@ class BatchEngine:
         self._send(s, [tok], logits[None])
 
     def _send(self, s: Seq, toks: list[int], logits: torch.Tensor) -> None:
-        self._deliver(s, toks, *_logprobs(logits, toks))
+        if s.scores:
+            self._deliver(s, toks, *_logprobs(logits, toks))
+        else:
+            self._deliver(s, toks, [NAN] * len(toks), [NAN] * len(toks))
 
     def _deliver(self, s: Seq, toks: list[int], chosen: list[float], entropy: list[float]) -> None:
         if s.t_first is None:

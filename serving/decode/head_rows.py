@@ -25,6 +25,11 @@ PAD_TO = 16  # the row count the padded call uses (MKL's fp32 GEMM switches to i
 MIN_HEAD_MS = 2.0  # heads faster than this at one row are left alone (tiny models: padding could not matter)
 
 
+def _hidden_size(model: torch.nn.Module) -> int:
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return cfg.hidden_size
+
+
 def _time_head(head: torch.nn.Module, hidden: int, rows: int, dtype: torch.dtype, device: torch.device,
                reps: int) -> float:  # fmt: skip
     x = torch.zeros(rows, hidden, dtype=dtype, device=device)
@@ -44,7 +49,7 @@ def head_row_plan(model: torch.nn.Module, max_rows: int, reps: int = 3, margin: 
     param = next(model.parameters())
     if head is None or param.device.type != "cpu":
         return {}
-    hidden = model.get_input_embeddings().embedding_dim
+    hidden = _hidden_size(model)
     with torch.inference_mode():
         if _time_head(head, hidden, 1, param.dtype, param.device, 1) * 1e3 < MIN_HEAD_MS:
             return {}

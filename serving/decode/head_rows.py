@@ -2,9 +2,9 @@
 
 A decode step of ``B`` requests multiplies ``[B, hidden]`` by the output embedding ``[vocab, hidden]``. For a large
 vocabulary the fp32 GEMM's speed depends on ``B`` in steps, not smoothly: on the 2-core Xeon this project measures on
-(torch 2.13, MKL), Gemma 3 270M's head (262k x 640) took 30 ms at 1-3 rows, 67-108 ms at 4-9 rows, up to 165 ms at
-13-15, and 54 ms at 16 (``bench/batch_step.py --head``): 8 rows cost twice 16. Padding the 8 rows with 8 zero rows
-(their logits are dropped) halves the head's time, and the head is most of a batch-8 step.
+(torch 2.13, MKL, 2 threads), Gemma 3 270M's head (262k x 640) took 29-36 ms at 1-3 rows, 65-109 ms at 4-9 rows,
+124-173 ms at 10-15 and 69 ms at 16 (``bench/batch_step.py`` -> ``batch_step.json``, ``head_ms``): 8 rows cost 1.6x
+16. Padding 8 rows with 8 zero rows (their logits are dropped) saves that, and the head is over half a batch-8 step.
 
 :func:`head_row_plan` times the head at each row count up to ``max_rows`` and at the padded candidates, and keeps a
 padding only where it measured faster (a table ``rows -> padded rows``); :func:`pad_head_rows` installs it as forward

@@ -41,6 +41,8 @@ class GenParams:
     top_p: float = 1.0
     seed: int | None = None
     ignore_eos: bool = False  # vLLM's extension: exactly max_tokens (measurement compares equal-length outputs)
+    scores: bool = True  # each Step's logprob/entropy; False lets the batching engine skip them (NaN, a vocabulary
+    # pass per token saved): the server asks only where a router reads them (cascade previews)
 
 
 @dataclass
@@ -291,6 +293,7 @@ class EngineBackend(HFBackend):
             top_p=params.top_p,
             stop_ids=() if params.ignore_eos else tuple(self.eos_ids),
             seed=params.seed if params.temperature > 0 else None,
+            scores=params.scores,
         )
         stats: dict[str, Any] = {}
         return Generation(_batched_steps(stream, stats), stats, abort=stream.abort)
@@ -308,6 +311,7 @@ def _batch_engine(spec: ModelSpec, model: Any, draft: Any) -> BatchEngine:
         prefix_caching=b.prefix_caching,
         prefill_chunk=b.prefill_chunk,
         pack_prefill=b.pack_prefill,
+        pad_head=b.pad_head_rows,
         drafter=drafters[sp.method],
         k=sp.k,
         speculate_max_batch=b.speculate_max_batch,

@@ -67,6 +67,11 @@ class BatchingSpec(BaseConfig):
         description="Prompt chunks ride in the running requests' decode pass (one packed pass per step); false = a "
         "pass per prompt chunk before each decode pass (running requests wait for it).",
     )
+    pad_head_rows: bool = Field(
+        True,
+        description="Pad the LM head's input rows to the count its matrix multiply runs fastest at, measured at load "
+        "(a few seconds for a large vocabulary: fp32 GEMMs on CPU ran 8 rows slower than 16); false = as they come.",
+    )
     speculate_max_batch: int = Field(
         1,
         ge=0,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -397,8 +397,9 @@ class CascadeRouter:
             b = backends[name]
             text = prompt_text(b, prompt)
             ids = _fit_prompt(b.encode(text), max_prompt)
-            gen = b.generate(ids, params)
-            if i == len(self.chain) - 1:
+            last = i == len(self.chain) - 1
+            gen = b.generate(ids, params if last else replace(params, scores=True))  # a preview reads log-probs
+            if last:
                 score = attempts[-1].score if attempts else None
                 return Routed(name, ids, gen, [], self.name, self.threshold, score, list(self.chain), attempts, text)
             n = min(self.preview_tokens or params.max_tokens, params.max_tokens)

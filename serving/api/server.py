@@ -338,7 +338,8 @@ def _plan(state: State, req: CompletionRequest | ChatCompletionRequest) -> Plan:
         raise _too_long(len(prompt.encode("utf-8")), max_prompt, unit="bytes")
     temperature = req.temperature if "temperature" in req.model_fields_set else 0.0
     seed = req.seed if req.seed is not None else state.config.seed
-    params = GenParams(max_tokens, temperature, req.top_p, seed, ignore_eos=req.ignore_eos)
+    # scores=False: no per-token log-prob/entropy (no response field shows them); the cascade router asks for its own
+    params = GenParams(max_tokens, temperature, req.top_p, seed, ignore_eos=req.ignore_eos, scores=False)
     threshold = parsed[1] if parsed else None
     return Plan(
         prompt,

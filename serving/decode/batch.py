@@ -35,6 +35,7 @@ import torch
 
 from serving.decode.batch_cache import PagedKV, attention_masks, build_batch, ragged_batch, ragged_masks
 from serving.decode.generate import check_request, new_stats, pick, probs_from_logits
+from serving.decode.head_rows import HeadPadding, pad_head_rows
 from serving.decode.prefix_cache import BlockManager, block_hashes, blocks_for
 from serving.decode.ragged_attention import RaggedLayout, use_ragged_attention
 from serving.decode.speculative import DraftModel, PromptLookup, greedy_verify, rejection_sample
@@ -42,6 +43,7 @@ from serving.decode.speculative import DraftModel, PromptLookup, greedy_verify, 
 log = logging.getLogger(__name__)
 
 Drafter = DraftModel | PromptLookup
+NAN = float("nan")  # the log-prob and entropy of a token whose request asked for no scores
 IDLE_EXIT_S = 30.0  # the scheduler thread ends after this long without requests (the next one starts it again)
 
 
@@ -63,6 +65,7 @@ class Seq:
     events: queue.SimpleQueue
     stats: dict[str, Any]
     t_submit: float
+    scores: bool = True  # each token's log-prob and entropy (False: NaN, no pass over the vocabulary for them)
     tokens: list[int] = field(default_factory=list)  # prompt + generated
     table: list[int] = field(default_factory=list)  # KV block table
     computed: int = 0  # tokens whose KV is in the pool
@@ -142,6 +145,8 @@ class BatchEngine:
             SDPA model to ``tokenwise_ragged``, which is SDPA for every other call) instead of one dense masked SDPA.
         pack_prefill: prompt chunks ride in the decode pass (one packed pass per step); False: each prompt chunk
             gets a pass of its own before the decode pass (the running requests wait), for comparison.
+        pad_head: pad the LM head's rows to the count its GEMM runs fastest at, measured at start
+            (:mod:`serving.decode.head_rows`; a few seconds for a large vocabulary, nothing for a small one).
     """
 
     def __init__(
@@ -157,6 +162,7 @@ class BatchEngine:
         speculate_max_batch: int = 0,
         per_row_attention: bool = True,
         pack_prefill: bool = True,
+        pad_head: bool = True,
     ) -> None:
         self.model = model.eval()
         self.kv_budget_tokens = blocks_for(kv_budget_tokens, block_size) * block_size
@@ -179,6 +185,7 @@ class BatchEngine:
         self._cv = threading.Condition()
         self._closed = False
         self._warm_up()
+        self.head_padding = _head_padding(model, max_batch) if pad_head else None
         self._thread: threading.Thread | None = None  # started by the first request, ends after IDLE_EXIT_S idle
 
     # ---- client side (any thread) ----------------------------------------------------------------------------------
@@ -191,8 +198,12 @@ class BatchEngine:
         top_p: float = 1.0,
         stop_ids: Sequence[int] = (),
         seed: int | None = None,
+        scores: bool = True,
     ) -> BatchStream:
-        """Queue one request; iterate the returned :class:`BatchStream` for token chunks, then read ``.stats``."""
+        """Queue one request; iterate the returned :class:`BatchStream` for token chunks, then read ``.stats``.
+
+        ``scores``: compute each token's log-prob and entropy (the stream's ``logprobs``/``entropies``; NaN when
+        False, which saves a softmax-and-entropy pass over the vocabulary per token)."""
         check_request(self.model, prompt_ids, max_new_tokens)
         if temperature < 0 or not 0 < top_p <= 1:
             raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
@@ -208,7 +219,7 @@ class BatchEngine:
         seq = Seq(
             next(self._ids), list(prompt_ids), max_new_tokens, temperature, top_p, tuple(stop_ids), gen,
             queue.SimpleQueue(), new_stats("target", 0, len(prompt_ids)),
-            time.perf_counter(), tokens=list(prompt_ids),
+            time.perf_counter(), scores, tokens=list(prompt_ids),
         )  # fmt: skip
         with self._cv:
             if self._closed:
@@ -393,7 +404,13 @@ class BatchEngine:
             s.stats["target_forward_passes"] += 1
             if s.temperature > 0:
                 toks[i] = pick(logits[i], s.temperature, s.top_p, s.generator)
-        chosen, entropy = _logprobs(logits, toks)
+        scored = [i for i, s in enumerate(plain) if s.scores]
+        chosen, entropy = [NAN] * len(plain), [NAN] * len(plain)
+        if len(scored) == len(plain):
+            chosen, entropy = _logprobs(logits, toks)
+        elif scored:
+            for i, c, e in zip(scored, *_logprobs(logits[scored], [toks[i] for i in scored]), strict=True):
+                chosen[i], entropy[i] = c, e
         for i, s in enumerate(plain):
             self._deliver(s, [toks[i]], [chosen[i]], [entropy[i]])
             self._done(s)
@@ -436,7 +453,10 @@ class BatchEngine:
         self._send(s, [tok], logits[None])
 
     def _send(self, s: Seq, toks: list[int], logits: torch.Tensor) -> None:
-        self._deliver(s, toks, *_logprobs(logits, toks))
+        if s.scores:
+            self._deliver(s, toks, *_logprobs(logits, toks))
+        else:
+            self._deliver(s, toks, [NAN] * len(toks), [NAN] * len(toks))
 
     def _deliver(self, s: Seq, toks: list[int], chosen: list[float], entropy: list[float]) -> None:
         if s.t_first is None:
@@ -542,6 +562,13 @@ class BatchEngine:
         if proposed:
             st["draft_acceptance_rate"] = accepted / proposed
             st["alpha"] = accepted / (accepted + s.rejections) if accepted + s.rejections else None
+
+
+def _head_padding(model: torch.nn.Module, max_batch: int) -> HeadPadding | None:
+    """The model's head padding (measured once per model object: engines on the same model share it)."""
+    if not hasattr(model, "_tokenwise_head_padding"):
+        model._tokenwise_head_padding = pad_head_rows(model, max_batch)
+    return model._tokenwise_head_padding
 
 
 def _logprobs(logits: torch.Tensor, toks: Sequence[int]) -> tuple[list[float], list[float]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -237,4 +238,21 @@ def test_gemma3_sliding_window_and_kept_vocab_wrapper_batch_exactly() -> None:
         assert all(t % 2 == 0 for t in tokens)  # only kept (global) ids come out
     assert batch.snapshot()["decode_rows"] > batch.snapshot()["decode_steps"]
     assert batch.snapshot()["mixed_steps"] > 0  # packed passes with sliding-window masks
+    batch.close()
+
+
+def test_requests_without_scores_skip_them_and_keep_their_tokens(model, engine) -> None:
+    """scores=False rows get NaN log-probs/entropies (no vocabulary pass for them); rows beside them keep theirs."""
+    prompts = _prompts(4, seed=12)
+    batch = BatchEngine(model, kv_budget_tokens=1024, block_size=8)
+    streams = [batch.stream(p, max_new_tokens=12, scores=i % 2 == 0) for i, p in enumerate(prompts)]
+    for i, (p, s) in enumerate(zip(prompts, streams, strict=True)):
+        tokens, _ = s.run()
+        ref = engine.stream(p, max_new_tokens=12)
+        assert tokens == ref.run()[0]
+        if i % 2:
+            assert all(math.isnan(v) for v in s.logprobs + s.entropies) and len(s.logprobs) == len(tokens)
+        else:
+            assert s.logprobs == pytest.approx(ref.logprobs, abs=1e-9)
+            assert s.entropies == pytest.approx(ref.entropies, abs=1e-9)
     batch.close()

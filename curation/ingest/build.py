@@ -465,7 +465,9 @@ class ShardWriter:
             f = self._stack.enter_context(atomic_open(self.rd.stage(STAGE, self._name), "wb"))
             codec = None if self.cfg.compression == "none" else self.cfg.compression
             level = self.cfg.compression_level if codec == "zstd" else None
-            self._writer = pq.ParquetWriter(f, CORPUS_SCHEMA, compression=codec, compression_level=level)
+            small = _SMALL_COLUMNS
+            self._writer = pq.ParquetWriter(f, CORPUS_SCHEMA, compression=codec, compression_level=level,
+                                            use_dictionary=small, write_statistics=small)  # fmt: skip
         self._writer.write_table(table, row_group_size=max(1, table.num_rows))
         self._rows += table.num_rows
         self._shard_bytes += table.column("text").nbytes
@@ -510,6 +512,11 @@ class ShardWriter:
         if self._stack is not None:
             with contextlib.suppress(Exception):
                 self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
+# dictionary pages and min/max statistics only for the columns with few distinct short values: for text and ids the
+# dictionary is abandoned after its first page, and min/max of whole documents is read by nothing (same file size)
+_SMALL_COLUMNS = ["source", "lang", "domain", "unit_id"]
 
 
 def _fsize(rd: RunDir, path: str) -> int:

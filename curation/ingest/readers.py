@@ -5,10 +5,13 @@ that passed every check, or a :class:`~tokenwise.documents.Quarantined` record s
 Each input record becomes exactly one document row or one quarantine record, so *records read = kept + quarantined*.
 :func:`iter_documents` flattens batches into :class:`~tokenwise.documents.Document` objects for callers that want them.
 
-JSONL is read in bounded byte blocks cut at newlines. A block is parsed in one vectorised call (``polars``, which
-checks JSON syntax and UTF-8) and accepted only when every row is valid; a block that fails is split into ~8 pieces
-parsed the same way, and only failing pieces are parsed line by line, which gives the exact line number and byte
-offset of each bad record. Memory is bounded by the block size plus ``max_doc_bytes`` whatever the file size; a line
+JSONL is read in bounded byte blocks cut at newlines. Cheap raw checks over the whole block (numpy, one regex) find
+the lines a vectorised parse must not see (blank, not ``{...}``, NUL, a mapped key holding a non-string); the other
+lines are parsed in one ``polars`` call (which checks JSON syntax and UTF-8; after an invalid-UTF-8 error the bad lines
+are located and the parse repeated once). Those lines, and parsed rows that fail a record check, take the exact path
+(``json`` per line: exact reason, line number and byte offset); duplicate ids are then decided over all rows of the
+block in line order. Only a syntax error no raw check finds sends the block to the old route: ~8 pieces parsed the
+same way, recursively, and line by line for the pieces that fail. Memory is bounded by the block size plus ``max_doc_bytes`` whatever the file size; a line
 longer than ``max_doc_bytes`` is skipped while streaming (``too_large``) and never held whole.
 
 Quarantine reasons (stable): ``invalid_json invalid_utf8 nul_bytes not_an_object missing_text text_not_string
@@ -118,7 +121,7 @@ class ReadOptions:
     lang: str | None = None
     domain: str | None = None
     max_doc_bytes: int = 8 << 20
-    block_bytes: int = 4 << 20
+    block_bytes: int = 1 << 20
     batch_rows: int = 8192
     id_prefix: str = ""
     seen_ids: IdSet | None = None

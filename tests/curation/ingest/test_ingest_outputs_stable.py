@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from curation.ingest.build import CorpusConfig, build
 
@@ -72,11 +73,11 @@ def _inputs(tmp: Path) -> Path:
     return data
 
 
-def _decoded(tmp: Path) -> dict:
+def _decoded(tmp: Path, block_bytes: int = 1 << 16) -> dict:
     data = _inputs(tmp)
     cfg = CorpusConfig.model_validate({
         "sources": [{"type": "jsonl", "name": "s", "paths": [str(data)], "lang": "und"}],
-        "block_bytes": 1 << 16, "max_doc_bytes": 32_000, "shard_bytes": 1 << 20, "row_group_bytes": 1 << 18,
+        "block_bytes": block_bytes, "max_doc_bytes": 32_000, "shard_bytes": 1 << 20, "row_group_bytes": 1 << 18,
     })  # fmt: skip
     run = tmp / "run"
     m = build(cfg, str(run))
@@ -103,8 +104,9 @@ def _norm(d: dict) -> dict:
     return json.loads(json.dumps(d, sort_keys=True))
 
 
-def test_decoded_outputs_match_the_recorded_ones(tmp_path):
-    got, want = _norm(_decoded(tmp_path)), json.loads(EXPECTED.read_text())
+@pytest.mark.parametrize("block_bytes", [1 << 16, 1 << 20])
+def test_decoded_outputs_match_the_recorded_ones(tmp_path, block_bytes):
+    got, want = _norm(_decoded(tmp_path, block_bytes)), json.loads(EXPECTED.read_text())
     assert got["quarantine"] == want["quarantine"]
     assert got["stats"] == want["stats"]
     assert got["manifest"] == want["manifest"]

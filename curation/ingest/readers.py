@@ -11,8 +11,9 @@ lines are parsed in one ``polars`` call (which checks JSON syntax and UTF-8; aft
 are located and the parse repeated once). Those lines, and parsed rows that fail a record check, take the exact path
 (``json`` per line: exact reason, line number and byte offset); duplicate ids are then decided over all rows of the
 block in line order. Only a syntax error no raw check finds sends the block to the old route: ~8 pieces parsed the
-same way, recursively, and line by line for the pieces that fail. Memory is bounded by the block size plus ``max_doc_bytes`` whatever the file size; a line
-longer than ``max_doc_bytes`` is skipped while streaming (``too_large``) and never held whole.
+same way, recursively, and line by line for the pieces that fail. Memory is bounded by the block size plus
+``max_doc_bytes`` whatever the file size; a line longer than ``max_doc_bytes`` is skipped while streaming
+(``too_large``) and never held whole.
 
 Quarantine reasons (stable): ``invalid_json invalid_utf8 nul_bytes not_an_object missing_text text_not_string
 empty_text bad_field binary_file empty_file too_large duplicate_id truncated_file unreadable_file invalid_parquet

@@ -5,11 +5,15 @@ that passed every check, or a :class:`~tokenwise.documents.Quarantined` record s
 Each input record becomes exactly one document row or one quarantine record, so *records read = kept + quarantined*.
 :func:`iter_documents` flattens batches into :class:`~tokenwise.documents.Document` objects for callers that want them.
 
-JSONL is read in bounded byte blocks cut at newlines. A block is parsed in one vectorised call (``polars``, which
-checks JSON syntax and UTF-8) and accepted only when every row is valid; a block that fails is split into ~8 pieces
-parsed the same way, and only failing pieces are parsed line by line, which gives the exact line number and byte
-offset of each bad record. Memory is bounded by the block size plus ``max_doc_bytes`` whatever the file size; a line
-longer than ``max_doc_bytes`` is skipped while streaming (``too_large``) and never held whole.
+JSONL is read in bounded byte blocks cut at newlines. Cheap raw checks over the whole block (numpy, one regex) find
+the lines a vectorised parse must not see (blank, not ``{...}``, NUL, a mapped key holding a non-string); the other
+lines are parsed in one ``polars`` call (which checks JSON syntax and UTF-8; after an invalid-UTF-8 error the bad lines
+are located and the parse repeated once). Those lines, and parsed rows that fail a record check, take the exact path
+(``json`` per line: exact reason, line number and byte offset); duplicate ids are then decided over all rows of the
+block in line order. Only a syntax error no raw check finds sends the block to the old route: ~8 pieces parsed the
+same way, recursively, and line by line for the pieces that fail. Memory is bounded by the block size plus
+``max_doc_bytes`` whatever the file size; a line longer than ``max_doc_bytes`` is skipped while streaming
+(``too_large``) and never held whole.
 
 Quarantine reasons (stable): ``invalid_json invalid_utf8 nul_bytes not_an_object missing_text text_not_string
 empty_text bad_field binary_file empty_file too_large duplicate_id truncated_file unreadable_file invalid_parquet
@@ -19,6 +23,7 @@ invalid_dataset invalid_mo invalid_python``. Blank lines in JSONL are not record
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import io
@@ -117,7 +122,7 @@ class ReadOptions:
     lang: str | None = None
     domain: str | None = None
     max_doc_bytes: int = 8 << 20
-    block_bytes: int = 4 << 20
+    block_bytes: int = 1 << 20
     batch_rows: int = 8192
     id_prefix: str = ""
     seen_ids: IdSet | None = None
@@ -403,9 +408,9 @@ def _read(f: IO[bytes], n: int, errors: tuple[type[BaseException], ...]) -> byte
 
 
 def _iter_blocks(f: IO[bytes], opts: ReadOptions, file: str,
-                 start: int = 0) -> Iterator[tuple[int, int, bytes, int] | Quarantined]:  # fmt: skip
-    """Newline-aligned blocks as (byte offset, first line number, bytes, newlines in it); over-long lines skipped as
-    too_large."""
+                 start: int = 0) -> Iterator[tuple[int, int, bytes, np.ndarray] | Quarantined]:  # fmt: skip
+    """Newline-aligned blocks as (byte offset, first line number, bytes, positions of its newlines); over-long lines
+    skipped as too_large."""
     carry, offset, line = b"", start, 1
     errors = _READ_ERRORS + _zstd_error()
     while True:
@@ -415,7 +420,7 @@ def _iter_blocks(f: IO[bytes], opts: ReadOptions, file: str,
             chunk, error = t.data, t
         if not chunk and error is None:
             if carry:
-                yield offset, line, carry, carry.count(b"\n")
+                yield offset, line, carry, _newlines(carry)
             return
         cut = chunk.rfind(b"\n") + 1
         if cut and b"\n" not in carry:  # the usual case: one copy at most (none for a block without a tail)
@@ -426,15 +431,19 @@ def _iter_blocks(f: IO[bytes], opts: ReadOptions, file: str,
             cut = buf.rfind(b"\n") + 1
             block, carry = buf[:cut], buf[cut:]
         if block:
-            nl = block.count(b"\n")  # counted once: the parser and the line numbers share it
+            nl = _newlines(block)  # found once: the parser and the line numbers share them
             yield offset, line, block, nl
-            offset, line = offset + len(block), line + nl
+            offset, line = offset + len(block), line + len(nl)
         if error is not None:
             yield quarantine(file, "truncated_file", line, offset, f"stream ends early: {error}", carry)
             return
         if len(carry) > opts.max_doc_bytes:
             size, carry = yield from _skip_line(f, carry, opts, file, offset, line)
             offset, line = offset + size, line + 1
+
+
+def _newlines(block: bytes) -> np.ndarray:
+    return np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
 
 
 def _skip_line(f: IO[bytes], carry: bytes, opts: ReadOptions, file: str, offset: int, line: int):
@@ -452,21 +461,224 @@ def _skip_line(f: IO[bytes], carry: bytes, opts: ReadOptions, file: str, offset:
 
 
 def _parse_block(block: bytes, offset: int, line: int, opts: ReadOptions, file: str, label: str,
-                 state: dict, newlines: int | None = None) -> Iterator[Batch]:  # fmt: skip
-    """Vectorised parse of a block; when it fails, of ~8 line-aligned pieces, recursively; exact lines only for the
-    small pieces that still fail.
+                 state: dict, newlines: np.ndarray | None = None) -> Iterator[Batch]:  # fmt: skip
+    """One vectorised parse of the block's lines that pass cheap raw checks, exact handling for the others
+    (:func:`_single_parse`); when that parse still fails, the block is split into ~8 pieces, recursively, and exact
+    lines only for the small pieces that fail (:func:`_parse_split`).
 
-    After a failed block the next one goes straight to pieces (files with bad lines everywhere are not parsed twice);
-    a block whose pieces all pass makes the reader try whole blocks again.
+    After a block that needed the split the next one goes straight to pieces (files with unlocatable bad lines
+    everywhere are not parsed twice); a block whose pieces all pass makes the reader try whole blocks again.
     """
     if not state.get("pieces"):
-        table = _try_vectorised(block, line, opts, label, newlines)
-        if table is not None:
-            if table.num_rows:
-                yield table
+        out = _single_parse(block, offset, line, opts, file, label, newlines)
+        if out is not None:
+            yield from out
             return
     failed = yield from _parse_split(block, offset, line, opts, file, label)
     state["pieces"] = failed > 0
+
+
+class _DeferredIds:
+    """Stands in for the id set while exact lines are checked: records explicit ids, calls none a duplicate, so
+    duplicates are decided afterwards for every row of the block in line order."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def add(self, ids: list[str]) -> np.ndarray:
+        self.calls += 1
+        return np.zeros(len(ids), dtype=bool)
+
+
+def _line_bounds(arr: np.ndarray, newlines: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (the newline's position, or the block's length) of every line of a block."""
+    ends = np.flatnonzero(arr == 10) if newlines is None else newlines
+    if len(arr) and arr[-1] != 10:
+        ends = np.append(ends, len(arr))
+    starts = np.empty_like(ends)
+    if len(ends):
+        starts[0] = 0
+        starts[1:] = ends[:-1] + 1
+    return starts, ends
+
+
+def _suspect_lines(block: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                   opts: ReadOptions) -> np.ndarray:  # fmt: skip
+    """Lines the vectorised parse must not see: blank, not ``{...}`` (non-objects, truncated, BOM, indented), a raw
+    NUL byte, or a mapped key holding a non-string (polars would stringify it). An escaped NUL (``\\u0000``) parses
+    the same in polars and ``json``; only in the text is it bad, which the row checks see."""
+    last = np.maximum(ends - 1, 0)
+    last = np.where((arr[last] == 13) & (ends - 1 > starts), last - 1, last)  # CRLF
+    n = len(arr)
+    suspect = (ends <= starts) | (arr[np.minimum(starts, n - 1)] != 0x7B) | (arr[last] != 0x7D) | (last <= starts)
+    hits = [m.start() for m in _suspect_types(opts).finditer(block)]
+    at = block.find(b"\x00")  # memchr: far faster than one more branch in the regex
+    while at >= 0:
+        hits.append(at)
+        at = block.find(b"\x00", at + 1)
+    if hits:
+        suspect[np.searchsorted(ends, np.array(hits), side="left")] = True
+    return suspect
+
+
+def _join_lines(block: bytes, starts: np.ndarray, ends: np.ndarray, idx: np.ndarray) -> bytes:
+    """The bytes of lines ``idx`` (sorted), each with its newline; runs of consecutive lines are copied at once."""
+    if not len(idx):
+        return b""
+    view = memoryview(block)
+    brk = np.flatnonzero(np.diff(idx) != 1) + 1
+    first, last = idx[np.r_[0, brk]], idx[np.r_[brk - 1, len(idx) - 1]]
+    parts = [view[s : e + 1] for s, e in zip(starts[first].tolist(), ends[last].tolist(), strict=True)]
+    out = b"".join(parts)
+    return out if out.endswith(b"\n") else out + b"\n"
+
+
+def _invalid_utf8_lines(block: bytes, ends: np.ndarray) -> list[int]:
+    """Indices of lines with invalid UTF-8 (one decode pass, resumed after each bad line)."""
+    bad, pos, view = [], 0, memoryview(block)
+    while pos < len(block):
+        try:
+            str(view[pos:], "utf-8")
+            break
+        except UnicodeDecodeError as e:
+            i = int(np.searchsorted(ends, pos + e.start, side="left"))
+            bad.append(i)
+            pos = int(ends[i]) + 1
+    return bad
+
+
+def _single_parse(block: bytes, offset: int, line: int, opts: ReadOptions, file: str, label: str,
+                  newlines: np.ndarray | None = None) -> list[Batch] | None:  # fmt: skip
+    """A block's batches from one polars parse of its plain lines; None when that parse fails for a reason no raw
+    check locates (a syntax error inside ``{...}``), so the caller falls back to the split.
+
+    Lines that fail a raw check, and parsed rows that fail a record check (null/blank/too long text), take the exact
+    path (:func:`_parse_line`), which gives their reasons and line numbers; duplicate ids are decided last, for all
+    rows in line order (the first occurrence is kept), so the outputs equal parsing every line on its own.
+    """
+    arr = np.frombuffer(block, dtype=np.uint8)
+    starts, ends = _line_bounds(arr, newlines)
+    suspect = _suspect_lines(block, arr, starts, ends, opts)
+    schema = {k: pl.String for k in _mapped_keys(opts)}
+    table = None
+    for attempt in range(2):
+        good = np.flatnonzero(~suspect)
+        if not len(good):
+            table = None
+            break
+        data = block if len(good) == len(ends) else _join_lines(block, starts, ends, good)
+        try:
+            df = pl.read_ndjson(io.BytesIO(data), schema=schema)
+            nul = df.get_column(opts.fields.text).str.contains("\x00", literal=True).fill_null(False).to_numpy()
+            table = df.to_arrow()
+            break
+        except (pl.exceptions.PolarsError, ValueError) as e:
+            if attempt or "utf8" not in str(e).lower():
+                return None
+            bad = _invalid_utf8_lines(block, ends)
+            if not bad:
+                return None
+            suspect[bad] = True
+    if table is not None and table.num_rows != len(good):
+        return None
+    exact = np.flatnonzero(suspect)
+    fast = None
+    if table is not None:
+        text = table.column(opts.fields.text)
+        blank = pc.match_substring_regex(text, r"\A\s*\z")
+        redo = pc.or_(blank, pc.greater(pc.binary_length(text), opts.max_doc_bytes))
+        redo_mask = pc.fill_null(redo, True).to_numpy(zero_copy_only=False)  # null text: the exact path says why
+        redo_mask |= nul  # escaped NUL in the text (polars' memmem: ~15x faster than pyarrow's match_substring)
+        if redo_mask.any():
+            exact = np.sort(np.concatenate([exact, good[redo_mask]]))
+            table, good = table.filter(pa.array(~redo_mask)), good[~redo_mask]
+        fast = _map_rows(table, opts, label, good + line)
+    return _assemble(block, offset, line, opts, file, label, starts, ends, good, fast, exact)
+
+
+def _map_rows(table: pa.Table, opts: ReadOptions, label: str, lines: np.ndarray) -> tuple[pa.Table, np.ndarray]:
+    """Parsed (all-string) rows in CORPUS_SCHEMA with generated ids for rows without one and the source/lang/domain
+    defaults; also the mask of rows whose id was given (only those are checked for duplicates)."""
+    fm, n = opts.fields, table.num_rows
+    cols = {key: table.column(getattr(fm, key)).cast(pa.string()) if getattr(fm, key) else None for key in _META}
+    ids = cols["id"]
+    if ids is None:
+        explicit = np.zeros(n, dtype=bool)
+    else:
+        explicit = pc.is_valid(ids).to_numpy(zero_copy_only=False)
+    if not explicit.all():
+        given = ids.to_pylist() if ids is not None else [None] * n
+        ids = pa.array([v if v is not None else opts.default_id(label, ln)
+                        for v, ln in zip(given, lines.tolist(), strict=True)], pa.string())  # fmt: skip
+    out = {"id": ids, "text": table.column(fm.text).cast(pa.large_string()),
+           "source": pa.array([opts.source] * n, pa.string())}  # fmt: skip
+    for key, default in (("lang", opts.lang), ("domain", opts.domain), ("unit_id", None)):
+        col = cols[key]
+        if col is None:
+            col = pa.nulls(n, pa.string()) if default is None else pa.array([default] * n, pa.string())
+        elif default is not None:
+            col = pc.fill_null(col, default)
+        out[key] = col
+    return pa.Table.from_pydict(out, schema=CORPUS_SCHEMA), explicit
+
+
+def _assemble(block: bytes, offset: int, line: int, opts: ReadOptions, file: str, label: str, starts: np.ndarray,
+              ends: np.ndarray, good: np.ndarray, fast: tuple[pa.Table, np.ndarray] | None,
+              exact: np.ndarray) -> list[Batch]:  # fmt: skip
+    """Check the exact-path lines, then decide duplicate ids over every row in line order; returns the quarantine
+    records in line order, then one table of the kept rows in line order."""
+    deferred = _DeferredIds()
+    xopts = dataclasses.replace(opts, seen_ids=deferred)
+    bad: list[tuple[int, Quarantined]] = []
+    xrows: list[tuple[int, dict, bool]] = []  # (line index, row, id given?)
+    for i in exact.tolist():
+        raw = block[starts[i] : ends[i]]
+        if not raw.strip():  # blank lines are not records
+            continue
+        calls = deferred.calls
+        rec = _parse_line(raw, xopts, file, label, line + i, offset + int(starts[i]))
+        if isinstance(rec, Quarantined):
+            bad.append((i, rec))
+        else:
+            xrows.append((i, rec, deferred.calls > calls))
+    rows, explicit = fast if fast is not None else (None, np.zeros(0, dtype=bool))
+    keep = np.ones(len(explicit), dtype=bool)
+    xkeep = [True] * len(xrows)
+    if opts.seen_ids is not None:
+        # (line index, fast row k >= 0 or exact row -1 - k, id) of every row with a given id, in line order
+        cand: list[tuple[int, int, str]] = []
+        if explicit.any():
+            ids = rows.column("id").to_pylist()
+            cand = [(i, k, ids[k]) for k, i in enumerate(good.tolist()) if explicit[k]]
+        if xrows:
+            cand += [(i, -1 - k, r["id"]) for k, (i, r, given) in enumerate(xrows) if given]
+            cand.sort(key=lambda c: c[0])
+        if cand:
+            hashes, dup = opts.seen_ids.check([c[2] for c in cand])
+            for (i, k, id_), d in zip(cand, dup.tolist(), strict=True):
+                if d:
+                    raw = block[starts[i] : ends[i]]
+                    detail = f"id {id_!r} seen before"
+                    bad.append((i, quarantine(file, "duplicate_id", line + i, offset + int(starts[i]), detail, raw)))
+                    if k >= 0:
+                        keep[k] = False
+                    else:
+                        xkeep[-1 - k] = False
+            opts.seen_ids.commit(hashes[~dup])
+    out: list[Batch] = [q for _, q in sorted(bad, key=lambda b: b[0])]
+    if rows is not None and not keep.all():
+        rows, good = rows.filter(pa.array(keep)), good[keep]
+    kept_x = [(i, r) for (i, r, _), k in zip(xrows, xkeep, strict=True) if k]
+    if kept_x:
+        xt = rows_to_table([r for _, r in kept_x])
+        if rows is None or not rows.num_rows:
+            rows = xt
+        else:
+            lines = np.concatenate([good, np.array([i for i, _ in kept_x], dtype=good.dtype)])
+            rows = pa.concat_tables([rows, xt]).take(pa.array(np.argsort(lines, kind="stable")))
+    if rows is not None and rows.num_rows:
+        out.append(rows)
+    return out
 
 
 def _parse_split(block: bytes, offset: int, line: int, opts: ReadOptions, file: str, label: str):

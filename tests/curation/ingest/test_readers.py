@@ -11,6 +11,7 @@ from curation.ingest.readers import (
     REASONS,
     IdSet,
     ReadOptions,
+    iter_documents,
     iter_hf_files,
     iter_jsonl,
     iter_parquet,
@@ -88,6 +89,32 @@ def test_vectorised_blocks_and_bisected_fallback_agree_with_exact_lines(write_li
     assert ids == [f"d{i}" for i in range(6000) if i not in bad_at]
     assert all(t.schema.equals(CORPUS_SCHEMA) for t in tables)
     assert len(tables) < 200, "good blocks must be parsed whole, not line by line"
+
+
+def test_located_bad_lines_keep_one_parse_per_block_and_syntax_errors_fall_back(write_lines, monkeypatch):
+    from curation.ingest import readers
+
+    split_lines, real = [], readers._parse_split
+
+    def spy(block, offset, line, *rest):  # the real fallback, counted
+        split_lines.append(line)
+        return (yield from real(block, offset, line, *rest))
+
+    monkeypatch.setattr(readers, "_parse_split", spy)
+    lines = [json.dumps({"text": f"document number {i} " * 5, "id": f"d{i}"}).encode() for i in range(3000)]
+    located = {5: b"{oops", 700: b'{"text": 3}', 1400: b'{"text": "caf\xe9"}', 2100: b"[1]", 2999: b'{"text": ""}'}
+    for i, raw in located.items():
+        lines[i] = raw
+    opts = ReadOptions(source="b", block_bytes=1 << 16, seen_ids=IdSet())
+    docs, bad = _split(iter_documents(iter_jsonl(write_lines("located.jsonl", lines), opts)))
+    assert [(q.line, q.reason) for q in bad] == [(6, "invalid_json"), (701, "text_not_string"),
+                                                 (1401, "invalid_utf8"), (2101, "not_an_object"), (3000, "empty_text")]
+    assert len(docs) == 3000 - len(located) and split_lines == [], "located bad lines must not split a block"
+    lines[1500] = b'{"text": "a" "b"}'  # inside {...}: only polars finds it, so this block takes the split route
+    docs, bad = _split(read_jsonl(write_lines("syntax.jsonl", lines), source="b", block_bytes=1 << 16))
+    assert (1501, "invalid_json") in [(q.line, q.reason) for q in bad]
+    assert len(split_lines) == 2 and split_lines[0] <= 1501 < split_lines[1], "that block and the next, then whole"
+    assert len(docs) == 3000 - len(located) - 1
 
 
 def test_duplicate_ids_across_blocks_are_quarantined(write_lines):

@@ -259,6 +259,13 @@ def vectorised_table(table: pa.Table, opts: ReadOptions, label: str, first: int,
             return None
         opts.seen_ids.commit(hashes)
     out = {"id": ids, "text": text, "source": pa.array([opts.source] * n, pa.string())}
+    out.update(_meta_columns(cols, opts, n))
+    return pa.Table.from_pydict(out, schema=CORPUS_SCHEMA)
+
+
+def _meta_columns(cols: dict[str, Any], opts: ReadOptions, n: int) -> dict[str, Any]:
+    """lang / domain / unit_id columns of ``n`` rows: the file's own values, the options' defaults filling gaps."""
+    out = {}
     for key, default in (("lang", opts.lang), ("domain", opts.domain), ("unit_id", None)):
         col = cols[key]
         if col is None:
@@ -266,7 +273,7 @@ def vectorised_table(table: pa.Table, opts: ReadOptions, label: str, first: int,
         elif default is not None:
             col = pc.fill_null(col, default)
         out[key] = col
-    return pa.Table.from_pydict(out, schema=CORPUS_SCHEMA)
+    return out
 
 
 def _valid_utf8(table: pa.Table) -> bool:
@@ -612,13 +619,7 @@ def _map_rows(table: pa.Table, opts: ReadOptions, label: str, lines: np.ndarray)
                         for v, ln in zip(given, lines.tolist(), strict=True)], pa.string())  # fmt: skip
     out = {"id": ids, "text": table.column(fm.text).cast(pa.large_string()),
            "source": pa.array([opts.source] * n, pa.string())}  # fmt: skip
-    for key, default in (("lang", opts.lang), ("domain", opts.domain), ("unit_id", None)):
-        col = cols[key]
-        if col is None:
-            col = pa.nulls(n, pa.string()) if default is None else pa.array([default] * n, pa.string())
-        elif default is not None:
-            col = pc.fill_null(col, default)
-        out[key] = col
+    out.update(_meta_columns(cols, opts, n))
     return pa.Table.from_pydict(out, schema=CORPUS_SCHEMA), explicit
 
 

@@ -245,27 +245,27 @@ def vectorised_table(table: pa.Table, opts: ReadOptions, label: str, first: int,
         cols = {key: _string_col(table, getattr(fm, key), n) for key in _META}
     except (TypeError, pa.ArrowInvalid):
         return None
-    ids = cols["id"]
-    if ids is None or ids.null_count:
-        given = ids.to_pylist() if ids is not None else [None] * n
-        ids = pa.array([v if v is not None else opts.default_id(label, first + i * step) for i, v in enumerate(given)],
-                       pa.string())  # fmt: skip
-        explicit = [v for v in given if v is not None]
-    else:
-        explicit = ids.to_pylist()
-    if opts.seen_ids is not None and explicit:
-        hashes, dup = opts.seen_ids.check(explicit)
+    out, explicit = _corpus_rows(text, cols, opts, label, first + np.arange(n, dtype=np.int64) * step)
+    if opts.seen_ids is not None and explicit.any():
+        hashes, dup = opts.seen_ids.check(out.column("id").filter(pa.array(explicit)).to_pylist())
         if dup.any():
             return None
         opts.seen_ids.commit(hashes)
+    return out
+
+
+def _corpus_rows(text: Any, cols: dict[str, Any], opts: ReadOptions, label: str,
+                 lines: np.ndarray) -> tuple[pa.Table, np.ndarray]:  # fmt: skip
+    """Mapped, checked columns as rows in CORPUS_SCHEMA: a generated id (from the row's line or row number in
+    ``lines``) where none was given, the source/lang/domain defaults; also the mask of rows whose id was given (only
+    those are checked for duplicates)."""
+    n, ids = len(lines), cols["id"]
+    explicit = np.zeros(n, dtype=bool) if ids is None else pc.is_valid(ids).to_numpy(zero_copy_only=False)
+    if not explicit.all():
+        given = ids.to_pylist() if ids is not None else [None] * n
+        ids = pa.array([v if v is not None else opts.default_id(label, ln)
+                        for v, ln in zip(given, lines.tolist(), strict=True)], pa.string())  # fmt: skip
     out = {"id": ids, "text": text, "source": pa.array([opts.source] * n, pa.string())}
-    out.update(_meta_columns(cols, opts, n))
-    return pa.Table.from_pydict(out, schema=CORPUS_SCHEMA)
-
-
-def _meta_columns(cols: dict[str, Any], opts: ReadOptions, n: int) -> dict[str, Any]:
-    """lang / domain / unit_id columns of ``n`` rows: the file's own values, the options' defaults filling gaps."""
-    out = {}
     for key, default in (("lang", opts.lang), ("domain", opts.domain), ("unit_id", None)):
         col = cols[key]
         if col is None:
@@ -273,7 +273,7 @@ def _meta_columns(cols: dict[str, Any], opts: ReadOptions, n: int) -> dict[str, 
         elif default is not None:
             col = pc.fill_null(col, default)
         out[key] = col
-    return out
+    return pa.Table.from_pydict(out, schema=CORPUS_SCHEMA), explicit
 
 
 def _valid_utf8(table: pa.Table) -> bool:
@@ -604,23 +604,10 @@ def _single_parse(block: bytes, offset: int, line: int, opts: ReadOptions, file:
 
 
 def _map_rows(table: pa.Table, opts: ReadOptions, label: str, lines: np.ndarray) -> tuple[pa.Table, np.ndarray]:
-    """Parsed (all-string) rows in CORPUS_SCHEMA with generated ids for rows without one and the source/lang/domain
-    defaults; also the mask of rows whose id was given (only those are checked for duplicates)."""
-    fm, n = opts.fields, table.num_rows
+    """Parsed (all-string) rows in CORPUS_SCHEMA (:func:`_corpus_rows`) and the mask of rows whose id was given."""
+    fm = opts.fields
     cols = {key: table.column(getattr(fm, key)).cast(pa.string()) if getattr(fm, key) else None for key in _META}
-    ids = cols["id"]
-    if ids is None:
-        explicit = np.zeros(n, dtype=bool)
-    else:
-        explicit = pc.is_valid(ids).to_numpy(zero_copy_only=False)
-    if not explicit.all():
-        given = ids.to_pylist() if ids is not None else [None] * n
-        ids = pa.array([v if v is not None else opts.default_id(label, ln)
-                        for v, ln in zip(given, lines.tolist(), strict=True)], pa.string())  # fmt: skip
-    out = {"id": ids, "text": table.column(fm.text).cast(pa.large_string()),
-           "source": pa.array([opts.source] * n, pa.string())}  # fmt: skip
-    out.update(_meta_columns(cols, opts, n))
-    return pa.Table.from_pydict(out, schema=CORPUS_SCHEMA), explicit
+    return _corpus_rows(table.column(fm.text).cast(pa.large_string()), cols, opts, label, lines)
 
 
 def _assemble(block: bytes, offset: int, line: int, opts: ReadOptions, file: str, label: str, starts: np.ndarray,

@@ -312,6 +312,7 @@ def _batch_engine(spec: ModelSpec, model: Any, draft: Any) -> BatchEngine:
         prefill_chunk=b.prefill_chunk,
         pack_prefill=b.pack_prefill,
         pad_head=b.pad_head_rows,
+        screen_head=b.screen_head,
         drafter=drafters[sp.method],
         k=sp.k,
         speculate_max_batch=b.speculate_max_batch,

@@ -72,6 +72,12 @@ class BatchingSpec(BaseConfig):
         description="Pad the LM head's input rows to the count its matrix multiply runs fastest at, measured at load "
         "(a few seconds for a large vocabulary: fp32 GEMMs on CPU ran 8 rows slower than 16); false = as they come.",
     )
+    screen_head: bool = Field(
+        True,
+        description="Greedy passes without scores pick tokens through an int8 screen of the LM head plus exact fp32 "
+        "logits of the few rows that can win (same tokens, ~1/3 of the head's time on CPU; large fp32 vocabularies "
+        "only); false = the full fp32 product every step.",
+    )
     speculate_max_batch: int = Field(
         1,
         ge=0,

@@ -21,6 +21,7 @@ whose KV came from the prefix cache), ``queue_s`` (waiting for a batch slot and 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import queue
@@ -36,6 +37,7 @@ import torch
 from serving.decode.batch_cache import PagedKV, attention_masks, build_batch, ragged_batch, ragged_masks
 from serving.decode.generate import check_request, new_stats, pick, probs_from_logits
 from serving.decode.head_rows import HeadPadding, pad_head_rows
+from serving.decode.head_screen import install_head_screen
 from serving.decode.prefix_cache import BlockManager, block_hashes, blocks_for
 from serving.decode.ragged_attention import RaggedLayout, use_ragged_attention
 from serving.decode.speculative import DraftModel, PromptLookup, greedy_verify, rejection_sample
@@ -147,6 +149,9 @@ class BatchEngine:
             gets a pass of its own before the decode pass (the running requests wait), for comparison.
         pad_head: pad the LM head's rows to the count its GEMM runs fastest at, measured at start
             (:mod:`serving.decode.head_rows`; a few seconds for a large vocabulary, nothing for a small one).
+        screen_head: passes whose every row is greedy and asks no scores pick their tokens through an int8 screen
+            of the LM head and exact fp32 logits of the few candidate rows (:mod:`serving.decode.head_screen`; the
+            same tokens, a fraction of the head's reads; installed for large fp32 vocabularies on CPU only).
     """
 
     def __init__(
@@ -163,6 +168,7 @@ class BatchEngine:
         per_row_attention: bool = True,
         pack_prefill: bool = True,
         pad_head: bool = True,
+        screen_head: bool = True,
     ) -> None:
         self.model = model.eval()
         self.kv_budget_tokens = blocks_for(kv_budget_tokens, block_size) * block_size
@@ -177,7 +183,8 @@ class BatchEngine:
         self.waiting: deque[Seq] = deque()
         self.prefilling: list[Seq] = []
         self.decoding: list[Seq] = []
-        counters = ("decode_steps", "decode_rows", "spec_steps", "prefill_tokens", "prefill_forwards", "mixed_steps")
+        counters = ("decode_steps", "decode_rows", "spec_steps", "prefill_tokens", "prefill_forwards", "mixed_steps",
+                    "screened_passes")
         self.counters = dict.fromkeys((*counters, "finished", "aborted"), 0)
         self._ids = itertools.count()
         self._inbox: list[Seq] = []
@@ -185,6 +192,7 @@ class BatchEngine:
         self._cv = threading.Condition()
         self._closed = False
         self._warm_up()
+        self.head_screen = install_head_screen(model) if screen_head else None
         self.head_padding = _head_padding(model, max_batch) if pad_head else None
         self._thread: threading.Thread | None = None  # started by the first request, ends after IDLE_EXIT_S idle
 
@@ -367,7 +375,8 @@ class BatchEngine:
         finishing = [s.computed + n == len(s.prompt) for s, n in pieces]
         keep = [i for i, f in enumerate(finishing) if f] + list(range(len(pieces), len(rows)))
         t0 = time.perf_counter()
-        logits = self._forward_ragged(rows, ids, keep)  # [len(keep), V]
+        with self._screening([s for (s, _), f in zip(pieces, finishing, strict=True) if f] + plain):
+            logits = self._forward_ragged(rows, ids, keep)  # [len(keep), V]
         dt = time.perf_counter() - t0
         self.counters["mixed_steps"] += bool(plain)
         self.counters["prefill_forwards"] += 1
@@ -388,7 +397,8 @@ class BatchEngine:
 
     def _decode(self, plain: list[Seq]) -> None:
         rows = [(s.table, s.computed, 1) for s in plain]
-        logits = self._forward(rows, [[s.tokens[-1]] for s in plain], False)[:, -1]  # [B, V]
+        with self._screening(plain):
+            logits = self._forward(rows, [[s.tokens[-1]] for s in plain], False)[:, -1]  # [B, V]
         self._decoded(plain, logits, len(plain))
 
     def _decoded(self, plain: list[Seq], logits: torch.Tensor, batch: int) -> None:
@@ -446,6 +456,14 @@ class BatchEngine:
             logits_to_keep=0 if keep_all else 1,
         )
         return out.logits.float()
+
+    def _screening(self, seqs: list[Seq]) -> contextlib.AbstractContextManager:
+        """Screen the head in a pass whose rows (``seqs``, those whose logits it keeps) are all greedy without scores:
+        their logits are then exact only where they can be the argmax (``-inf`` elsewhere)."""
+        if self.head_screen is None or any(s.temperature > 0 or s.scores for s in seqs):
+            return contextlib.nullcontext()
+        self.counters["screened_passes"] += 1
+        return self.head_screen.screening()
 
     def _emit(self, s: Seq, logits: torch.Tensor) -> None:
         """Pick the next token of ``s`` from its logits [V] and send it."""
@@ -523,7 +541,8 @@ class BatchEngine:
         if not drafts:
             return False
         feed = [s.tokens[-1], *drafts]
-        logits = self._forward([(s.table, s.computed, len(feed))], [feed], True)[0]  # [n+1, V]
+        with self._screening([s]):
+            logits = self._forward([(s.table, s.computed, len(feed))], [feed], True)[0]  # [n+1, V]
         if s.temperature <= 0:
             n_acc, nxt = greedy_verify(logits, drafts)
         else:

@@ -21,8 +21,17 @@ from typing import Any
 
 import torch
 
+from serving.decode.head_screen import ScreenedHead
+
 PAD_TO = 16  # the row count the padded call uses (MKL's fp32 GEMM switches to its fast path at 16 rows)
 MIN_HEAD_MS = 2.0  # heads faster than this at one row are left alone (tiny models: padding could not matter)
+
+
+def _fp32_head(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The output embeddings' plain product (inside a :class:`ScreenedHead`, its wrapped Linear: padding applies to
+    the unscreened passes only)."""
+    head = model.get_output_embeddings()
+    return head.linear if isinstance(head, ScreenedHead) else head
 
 
 def _hidden_size(model: torch.nn.Module) -> int:
@@ -45,7 +54,7 @@ def _time_head(head: torch.nn.Module, hidden: int, rows: int, dtype: torch.dtype
 def head_row_plan(model: torch.nn.Module, max_rows: int, reps: int = 3, margin: float = 0.9) -> dict[int, int]:
     """``{rows: padded rows}`` for the row counts (2..``max_rows``) whose head call measured faster padded to
     :data:`PAD_TO` rows (by at least ``1 - margin``); empty on CUDA, for small heads or when nothing gains."""
-    head = model.get_output_embeddings()
+    head = _fp32_head(model)
     param = next(model.parameters())
     if head is None or param.device.type != "cpu":
         return {}
@@ -68,7 +77,7 @@ class HeadPadding:
         self.plan = plan
         self.enabled = True  # False: the hooks pass calls through (benchmarks compare both on one model)
         self._shape = threading.local()  # the caller's row shape, from the pre-hook to the hook of the same call
-        head = model.get_output_embeddings()
+        head = _fp32_head(model)
         self._handles = [head.register_forward_pre_hook(self._pad), head.register_forward_hook(self._cut)]
 
     def _pad(self, module: torch.nn.Module, args: tuple) -> tuple | None:

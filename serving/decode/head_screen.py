@@ -1,0 +1,154 @@
+"""Exact greedy tokens from a large LM head at a fraction of its memory reads: an int8 screen, then fp32 on a few rows.
+
+A CPU decode step of Gemma 3 270M spends over half its time in the LM head, a ``[262144, 640]`` fp32 matrix (671 MB
+read per step, bound by memory bandwidth). A greedy request needs only the argmax of that product, not every logit.
+:class:`ScreenedHead` replaces the output embeddings with a module that, while screening is on (:meth:`screening`,
+per thread), computes for each row:
+
+1. an approximate logit for every vocabulary row: the hidden state's few largest dimensions (fixed ``outlier_dims``,
+   picked once from a calibration pass; Gemma's final hidden state has a handful of dimensions 10-50x the median) in
+   fp32 against a ``[V, k]`` copy of those columns, the rest as an int8 x int8 product (``torch._int_mm``; hidden
+   state quantized per row, weights per vocabulary row), ~4x fewer bytes than the fp32 head;
+2. a rigorous bound on each approximation's error: with ``h = s_h q + d`` (``|d| <= s_h/2``) and ``w = s_w w' + e``
+   (``|e| <= s_w/2``), ``|h.w - s_h s_w q.w'| <= s_h/2 * |w|_1 + s_h s_w/2 * |q|_1`` (exact integer sums; a relative
+   and an absolute slack cover the float rounding);
+3. the rows whose upper bound reaches the best lower bound (the true argmax is always among them; a few to a few
+   hundred of 262k), scored exactly in fp32. Their logits are returned in a full-width tensor filled with ``-inf``
+   elsewhere, so callers' ``argmax`` (greedy pick, greedy speculative verification) is unchanged.
+
+The greedy token equals the fp32 head's (up to ties within float rounding, as between any two batch sizes). Callers
+turn screening on only for passes whose every row is greedy and needs no log-probs: sampling and scores need the full
+distribution, and get it from the plain fp32 product (the default, also for every other thread).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+MIN_VOCAB = 32768  # smaller heads are cheap already: left alone
+OUTLIER_SHARE = 20  # exact dimensions: hidden_size / OUTLIER_SHARE (rounded up to a multiple of 8)
+MAX_CANDIDATE_SHARE = 0.05  # a row with more candidates than this share of the vocabulary is scored in full
+REL_SLACK, ABS_SLACK = 1e-3, 1e-3  # float rounding of the products and sums, far above its size
+
+
+class ScreenedHead(nn.Module):
+    """An fp32 LM head (``linear``, kept: its weight may be tied to the input embeddings) that screens when asked."""
+
+    def __init__(self, linear: nn.Linear, outlier_dims: torch.Tensor) -> None:
+        super().__init__()
+        if linear.bias is not None:
+            raise ValueError("ScreenedHead: heads with a bias are not supported")
+        self.linear = linear
+        self.weight = linear.weight  # same Parameter: tied embeddings, compaction and padding read it here
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        w = linear.weight.detach()
+        keep = torch.ones(w.shape[1], dtype=torch.bool)
+        keep[outlier_dims] = False
+        self.register_buffer("outlier_dims", outlier_dims.clone(), persistent=False)
+        self.register_buffer("rest_dims", keep.nonzero().flatten(), persistent=False)
+        self.register_buffer("w_outlier_t", w[:, outlier_dims].T.contiguous(), persistent=False)  # [k, V]
+        rest = w[:, keep]
+        s_w = rest.abs().amax(1).clamp_min(1e-30) / 127.0
+        with warnings.catch_warnings():  # quantized tensor constructors warn of a future deprecation (torch 2.13)
+            warnings.simplefilter("ignore", UserWarning)
+            q = torch.quantize_per_channel(rest, s_w.double(), torch.zeros_like(s_w, dtype=torch.long), 0, torch.qint8)
+        self._packed = torch.ops.quantized.linear_prepack(q, None)  # int8 [V, D-k], per vocabulary row scale
+        self.register_buffer("s_w", s_w, persistent=False)
+        self.register_buffer("half_l1", rest.abs().sum(1) / 2, persistent=False)
+        self.rest_count = rest.shape[1]
+        self._local = threading.local()
+        self.stats = {"screened_rows": 0, "candidates": 0, "full_rows": 0}
+
+    @property
+    def active(self) -> bool:
+        """Whether the calling thread's forward passes screen."""
+        return getattr(self._local, "on", False)
+
+    @contextlib.contextmanager
+    def screening(self, on: bool = True) -> Iterator[None]:
+        """Screen this thread's forward passes inside the block (only the greedy argmax of the output is exact)."""
+        before = self.active
+        self._local.on = on
+        try:
+            yield
+        finally:
+            self._local.on = before
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.active:
+            return self.linear(x)
+        flat = x.reshape(-1, x.shape[-1]).float()
+        out = torch.full((flat.shape[0], self.out_features), float("-inf"), device=x.device)
+        rows, cols, logits = self.candidates(flat)
+        out[rows, cols] = logits
+        return out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+    def candidates(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(row, vocabulary id, exact fp32 logit) of every pair of a row of ``h`` [n, D] and an id that may be that
+        row's argmax (all ids for a row with too many)."""
+        n = h.shape[0]
+        rest = h[:, self.rest_dims]
+        approx = torch.ops.quantized.linear_dynamic(rest, self._packed)  # [n, V]: activations quantized per call
+        approx.addmm_(h[:, self.outlier_dims], self.w_outlier_t)
+        # the activations' scale (one per call): at most their range / 127 whatever scheme the backend picks;
+        # |h.w - approx| <= s_x/2 * |w|_1 + (|h|_1 + D s_x/2) * s_w/2 for each vocabulary row w
+        s_x = float(rest.max().clamp_min(0) - rest.min().clamp_max(0)) / 127.0
+        half_x1 = (rest.abs().sum(1) + self.rest_count * s_x / 2) / 2  # [n]
+        slack = REL_SLACK * approx.amax(1).abs() + ABS_SLACK  # [n]
+        bound = torch.addcmul(self.half_l1 * s_x, half_x1[:, None], self.s_w[None]).mul_(1 + REL_SLACK)  # [n, V]
+        lower = (approx - bound).amax(1) - 2 * slack  # the argmax's logit is above it (slack of both sides)
+        r, c = (bound.add_(approx) >= lower[:, None]).nonzero(as_tuple=True)
+        counts = torch.bincount(r, minlength=n)
+        self.stats["screened_rows"] += n
+        self.stats["candidates"] += len(r)
+        wide = counts > MAX_CANDIDATE_SHARE * self.out_features
+        if wide.any():  # rare: such rows are scored in full
+            self.stats["full_rows"] += int(wide.sum())
+            narrow = ~wide[r]
+            r, c = r[narrow], c[narrow]
+            rw = wide.nonzero().flatten()
+            rr = rw.repeat_interleave(self.out_features)
+            cc = torch.arange(self.out_features).repeat(len(rw))
+            full = (h[rw] @ self.linear.weight.T).flatten()
+            return torch.cat([r, rr]), torch.cat([c, cc]), torch.cat([(self.linear.weight[c] * h[r]).sum(1), full])
+        return r, c, (self.linear.weight[c] * h[r]).sum(1)
+
+
+def pick_outlier_dims(model: nn.Module, count: int, calibration_tokens: int = 128, seed: int = 0) -> torch.Tensor:
+    """The ``count`` dimensions of the head's input with the largest mean magnitude on a pass over seeded random
+    tokens (which dimensions carry the outliers is a property of the model, not of the text; the bound is rigorous
+    whichever are chosen: a poor choice only costs candidates)."""
+    head = model.get_output_embeddings()
+    seen: list[torch.Tensor] = []
+    handle = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().flatten(0, -2)))
+    try:
+        gen = torch.Generator().manual_seed(seed)
+        ids = torch.randint(0, head.weight.shape[0], (1, calibration_tokens), generator=gen).to(head.weight.device)
+        with torch.inference_mode():
+            model(input_ids=ids)
+    finally:
+        handle.remove()
+    return seen[0].abs().float().mean(0).topk(count).indices.sort().values.cpu()
+
+
+def install_head_screen(model: nn.Module, min_vocab: int = MIN_VOCAB) -> ScreenedHead | None:
+    """Install a :class:`ScreenedHead` as ``model``'s output embeddings (once per model object; returns it), or None
+    where it cannot help: not on CPU, not fp32, a vocabulary under ``min_vocab`` or a bias."""
+    head = model.get_output_embeddings()
+    if isinstance(head, ScreenedHead):
+        return head
+    if not isinstance(head, nn.Linear) or head.bias is not None or head.weight.device.type != "cpu":
+        return None
+    if head.weight.dtype != torch.float32 or head.out_features < min_vocab:
+        return None
+    count = -(-head.in_features // OUTLIER_SHARE // 8) * 8
+    dims = pick_outlier_dims(model, count)
+    screened = ScreenedHead(head, dims)
+    model.set_output_embeddings(screened)
+    return screened

@@ -9,7 +9,13 @@ In-process, no server. Per round and batch size ``b``, interleaved (all variants
 - ``batch``: the BatchEngine decodes ``b`` requests submitted together (distinct prompts of the same length: they
   prefill in one packed pass, then decode in lockstep; per-request ``target_step_s`` = decode wall time per step,
   scheduler-thread hand-off included), with its LM-head row padding (:mod:`serving.decode.head_rows`);
-- ``batch_unpadded``: the same engine with the padding switched off (the engine before it).
+  and its screened LM head (:mod:`serving.decode.head_screen`: the requests ask no scores, so every pass screens);
+- ``batch_unscreened``: the same, the full fp32 head every step (padded);
+- ``batch_unpadded``: the same engine with the screen and the padding switched off (the engine before both).
+
+Greedy tokens of every batched variant are compared with the unscreened ones at every batch size
+(``greedy_screened_equals_full``), and the screened head is timed on real hidden states beside the full one
+(``head_screen_ms``: rows -> {full, screened}, candidates per row).
 
 Prints and writes the median ms per step, tokens/s (one at a time: 1 token per Engine step; batched: ``b`` per step),
 ratios, whether the batch-1 greedy tokens equal the Engine's, the head's measured time per row count (``head_ms``)
@@ -35,12 +41,13 @@ from machine import machine  # noqa: E402
 from serving.decode.batch import BatchEngine  # noqa: E402
 from serving.decode.generate import Stream, target_stream  # noqa: E402
 from serving.decode.head_rows import PAD_TO, _hidden_size, _time_head  # noqa: E402
+from serving.decode.head_screen import ScreenedHead  # noqa: E402
 from serving.decode.tiny import stdlib_texts  # noqa: E402
 from serving.models import load_model, load_tokenizer  # noqa: E402
 from tokenwise.rundir import write_json  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-VARIANTS = ("engine", "batch", "batch_unpadded")
+VARIANTS = ("engine", "batch", "batch_unscreened", "batch_unpadded")
 
 
 def prompts(tok, n: int, length: int) -> list[list[int]]:
@@ -61,15 +68,57 @@ def engine_step(model, prompt: list[int], new: int) -> tuple[float, list[int]]:
     return st["decode_compute_s"] / (new - 1), toks
 
 
-def batch_step(engine: BatchEngine, batch: list[list[int]], new: int, padded: bool = True) -> tuple[float, list[int]]:
-    """The BatchEngine's decode wall time per step (s, mean over the requests) and the first request's tokens."""
+def batch_step(engine: BatchEngine, batch: list[list[int]], new: int, padded: bool = True,
+               screened: bool = True) -> tuple[float, list[list[int]]]:  # fmt: skip
+    """The BatchEngine's decode wall time per step (s, mean over the requests) and every request's tokens."""
+    screen = engine.head_screen
     if engine.head_padding is not None:
         engine.head_padding.enabled = padded
-    streams = [engine.stream(p, max_new_tokens=new) for p in batch]
-    runs = [s.run() for s in streams]
-    if engine.head_padding is not None:
-        engine.head_padding.enabled = True
-    return statistics.mean(st["target_step_s"] for _, st in runs), runs[0][0]
+    engine.head_screen = screen if screened else None
+    try:
+        streams = [engine.stream(p, max_new_tokens=new, scores=False) for p in batch]
+        runs = [s.run() for s in streams]
+    finally:
+        engine.head_screen = screen
+        if engine.head_padding is not None:
+            engine.head_padding.enabled = True
+    return statistics.mean(st["target_step_s"] for _, st in runs), [toks for toks, _ in runs]
+
+
+def screen_times(model, prompt: list[int], rows: list[int], reps: int = 5) -> dict[str, dict[str, float]]:
+    """The LM head on real hidden states (the prompt's last positions): full fp32 vs screened, ms (median of
+    ``reps``), and the screen's candidates per row."""
+    head = model.get_output_embeddings()
+    if not isinstance(head, ScreenedHead):
+        return {}
+    seen = []
+    hook = head.register_forward_pre_hook(lambda _m, a: seen.append(a[0].detach().flatten(0, -2)))
+    with torch.inference_mode():
+        model(input_ids=torch.tensor([prompt]))
+    hook.remove()
+    out = {}
+    for r in rows:
+        x = seen[0][-r:].clone()
+        before = dict(head.stats)
+        with torch.inference_mode():
+            full = _median_ms(lambda x=x: head(x), reps)
+            with head.screening():
+                scr = _median_ms(lambda x=x: head(x), reps)
+        rows_screened = head.stats["screened_rows"] - before["screened_rows"]
+        cand = (head.stats["candidates"] - before["candidates"]) / rows_screened
+        out[str(r)] = {"full_ms": full, "screened_ms": scr, "full_over_screened": full / scr,
+                       "candidates_per_row": cand}  # fmt: skip
+    return out
+
+
+def _median_ms(fn, reps: int) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
 
 
 def head_times(model, rows: list[int], reps: int = 3) -> dict[str, float]:
@@ -139,33 +188,40 @@ def main() -> None:
     init_s = time.perf_counter() - t_init
     plan = engine.head_padding.plan if engine.head_padding is not None else {}
     print(f"BatchEngine start {init_s:.1f} s (head padding measured in it); padding plan {plan}", flush=True)
-    engine_step(model, ps[0], 4), batch_step(engine, ps[:1], 4), batch_step(engine, ps[:1], 4, False)  # warm-up
+    print(f"screened head: {engine.head_screen is not None}", flush=True)
+    engine_step(model, ps[0], 4), batch_step(engine, ps[:1], 4), batch_step(engine, ps[:1], 4, False, False)  # warm
     times = {v: {b: [] for b in batches} for v in VARIANTS}
-    same = True
+    same, screened_same = True, True
     t0 = time.perf_counter()
     for r in range(args.rounds):
         for b in batches:
             e, ref = engine_step(model, ps[0], args.new)
             x, toks = batch_step(engine, ps[:b], args.new)
-            u, toks_u = batch_step(engine, ps[:b], args.new, padded=False)
-            same &= toks == ref if b == 1 else True
-            for v, val in zip(VARIANTS, (e, x, u), strict=True):
+            f, toks_f = batch_step(engine, ps[:b], args.new, screened=False)
+            u, toks_u = batch_step(engine, ps[:b], args.new, padded=False, screened=False)
+            same &= toks_f[0] == ref if b == 1 else True
+            screened_same &= toks == toks_f == toks_u
+            for v, val in zip(VARIANTS, (e, x, f, u), strict=True):
                 times[v][b].append(val * 1e3)
-            print(f"round {r} batch {b}: engine {e * 1e3:.1f}, batch engine {x * 1e3:.1f}, unpadded "
-                  f"{u * 1e3:.1f} ms/step", flush=True)  # fmt: skip
+            print(f"round {r} batch {b}: engine {e * 1e3:.1f}, batch engine {x * 1e3:.1f}, unscreened "
+                  f"{f * 1e3:.1f}, unpadded {u * 1e3:.1f} ms/step", flush=True)  # fmt: skip
     rows = {}
     for b in batches if args.rounds else []:
-        e, x, u = (statistics.median(times[v][b]) for v in VARIANTS)
-        rows[str(b)] = {"engine_ms_per_step": e, "batch_ms_per_step": x, "batch_unpadded_ms_per_step": u,
-                        "batch_over_engine": x / e, "unpadded_over_padded": u / x,
+        e, x, f, u = (statistics.median(times[v][b]) for v in VARIANTS)
+        rows[str(b)] = {"engine_ms_per_step": e, "batch_ms_per_step": x, "batch_unscreened_ms_per_step": f,
+                        "batch_unpadded_ms_per_step": u, "batch_over_engine": x / e, "unscreened_over_screened": f / x,
+                        "unpadded_over_padded": u / f, "batch_unscreened_tokens_per_s": b * 1e3 / f,
                         "engine_tokens_per_s": 1e3 / e, "batch_tokens_per_s": b * 1e3 / x,
                         "batch_unpadded_tokens_per_s": b * 1e3 / u, "batch_speedup_vs_engine": b * e / x,
                         **{f"{v}_ms": times[v][b] for v in VARIANTS}}  # fmt: skip
         print(f"batch {b}: engine {e:.1f} ms/step ({1e3 / e:.1f} tok/s one at a time), batch engine {x:.1f} ms/step "
-              f"({b * 1e3 / x:.1f} tok/s, {b * e / x:.2f}x), unpadded {u:.1f} ms/step ({b * 1e3 / u:.1f} tok/s); "
+              f"({b * 1e3 / x:.1f} tok/s, {b * e / x:.2f}x), unscreened {f:.1f} ms/step ({f / x:.2f}x the screened), "
+              f"unpadded {u:.1f} ms/step ({b * 1e3 / u:.1f} tok/s); "
               f"batch/engine step {x / e:.2f}")  # fmt: skip
     head = head_times(model, sorted({*range(1, PAD_TO + 1), *batches}))
     print("LM head ms by rows (unpadded):", {k: round(v, 1) for k, v in head.items()})
+    screen = screen_times(model, ps[0], sorted({1, 2, 4, 8, 16, *batches}))
+    print("LM head on real hidden states, full vs screened:", screen)
     profiles = {}
     if args.profile:
         profiles = {"engine": profile_engine(model, ps[0], args.new)}
@@ -174,11 +230,14 @@ def main() -> None:
         print(f"--- {b}: top ops of one generation ({args.new} tokens)\n{table}")
     engine.close()
     out = {"machine": machine(), "args": vars(args), "note": args.note, "threads": torch.get_num_threads(),
-           "model": args.model, "greedy_batch1_equals_engine": same, "engine_start_s": init_s,
+           "model": args.model, "greedy_batch1_equals_engine": same, "greedy_screened_equals_full": screened_same,
+           "engine_start_s": init_s, "head_screen_ms": screen,
+           "head_screen_stats": engine.head_screen.stats if engine.head_screen is not None else None,
            "head_padding_plan": {str(k): v for k, v in plan.items()}, "head_ms": head,
            "seconds": time.perf_counter() - t0, "batches": rows, "profiles": profiles}  # fmt: skip
     write_json(Path(args.out), out)
-    print(f"greedy batch-1 tokens equal the Engine's: {same}; wrote {args.out}")
+    print(f"greedy batch-1 tokens equal the Engine's: {same}; screened equal unscreened (every batch size): "
+          f"{screened_same}; wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -460,7 +460,7 @@ class BatchEngine:
     def _screening(self, seqs: list[Seq]) -> contextlib.AbstractContextManager:
         """Screen the head in a pass whose rows (``seqs``, those whose logits it keeps) are all greedy without scores:
         their logits are then exact only where they can be the argmax (``-inf`` elsewhere)."""
-        if self.head_screen is None or any(s.temperature > 0 or s.scores for s in seqs):
+        if self.head_screen is None or not seqs or any(s.temperature > 0 or s.scores for s in seqs):
             return contextlib.nullcontext()
         self.counters["screened_passes"] += 1
         return self.head_screen.screening()

@@ -86,7 +86,7 @@ class ScreenedHead(nn.Module):
             self._local.on = before
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.active:
+        if not self.active or x.numel() == 0:  # off, or a pass that keeps no logits (a prompt chunk mid-prompt)
             return self.linear(x)
         flat = x.reshape(-1, x.shape[-1]).float()
         out = torch.full((flat.shape[0], self.out_features), float("-inf"), device=x.device)

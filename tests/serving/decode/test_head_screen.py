@@ -132,6 +132,21 @@ def test_batched_greedy_through_the_screen_equals_the_full_head(model) -> None:
     assert model.get_output_embeddings().stats["full_rows"] == 0
 
 
+@pytest.mark.parametrize("pack_prefill", [True, False])
+def test_prompts_longer_than_a_chunk_through_the_screen(model, pack_prefill) -> None:
+    """Passes that keep no logits (a prompt chunk mid-prompt) and chunks beside decode rows, screened."""
+    requests = [{"prompt_ids": [(7 * i + j) % 4096 for j in range(40 + 9 * i)], "max_new_tokens": 6} for i in range(4)]
+    ref = [Engine(model).generate(**r)[0] for r in requests]
+    batch = BatchEngine(model, kv_budget_tokens=2048, block_size=8, max_batch=4, pad_head=False, prefill_chunk=16,
+                        pack_prefill=pack_prefill)  # fmt: skip
+    try:
+        got = [s.run()[0] for s in [batch.stream(**r, scores=False) for r in requests]]
+        counters = batch.snapshot()
+    finally:
+        batch.close()
+    assert got == ref and counters["screened_passes"] > 0
+
+
 def test_prompt_lookup_verification_through_the_screen_equals_the_full_head(model) -> None:
     base = [7, 8, 9, 10, 11, 12]
     requests = [{"prompt_ids": base * 4 + [i], "max_new_tokens": 12} for i in range(4)]

@@ -252,8 +252,11 @@ def wait_validated(api: httpx.Client, run_id: str, timeout_s: float = 150) -> di
 
 
 def request_cancel(api: httpx.Client, run_id: str) -> None:
-    """Cancel a flow run as the UI's Cancel button does (the runner stops its process on its next poll)."""
-    api.post(f"/flow_runs/{run_id}/set_state", json={"state": {"type": "CANCELLING"}, "force": True})
+    """Cancel a flow run as the UI's Cancel button does (the runner stops its process on its next poll). Not forced:
+    a run that ended meanwhile keeps its final state (forced, CANCELLING replaced it and no runner process was left
+    to finish the cancellation: the run stayed CANCELLING)."""
+    r = api.post(f"/flow_runs/{run_id}/set_state", json={"state": {"type": "CANCELLING"}, "force": False})
+    r.raise_for_status()
 
 
 def wait_final(api: httpx.Client, run_id: str, timeout_s: float = 60) -> str:

@@ -142,7 +142,7 @@ def profile_step(engine: BatchEngine, batch: list[list[int]], new: int, top: int
 
     engine.close()  # the scheduler thread ends; this thread runs its iterations below
     engine._closed, engine._thread = False, threading.current_thread()  # stream() then starts no thread
-    streams = [engine.stream(p, max_new_tokens=new) for p in batch]
+    streams = [engine.stream(p, max_new_tokens=new, scores=False) for p in batch]  # as timed: screened passes
     engine.waiting.extend(engine._inbox)
     engine._inbox = []
     with profile(activities=[ProfilerActivity.CPU]) as prof:

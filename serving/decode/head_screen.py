@@ -97,24 +97,31 @@ class ScreenedHead(nn.Module):
         out[rows, cols] = logits
         return out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
 
-    def candidates(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(row, vocabulary id, exact fp32 logit) of every pair of a row of ``h`` [n, D] and an id that may be that
-        row's argmax (all ids for a row with too many)."""
-        n = h.shape[0]
+    def approximate(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Approximate logits of ``h`` [n, D] and a bound on each one's error, both [n, V] and in units of each row's
+        scale (a positive factor per row: argmax and comparisons are unchanged)."""
         rest = h[:, self.rest_dims]
         # each row scaled to max |x| = 1 first: the backend quantizes a call's activations with one scale, which
         # then fits every row alike (a row's argmax and its bounds scale with it; exact logits use h itself)
         unit = rest.abs().amax(1, keepdim=True).clamp_min(1e-30)  # [n, 1]
         rest = rest / unit
-        approx = torch.ops.quantized.linear_dynamic(rest, self._packed)  # [n, V]: activations quantized per call
+        # activations quantized per call to 8 bits (reduce_range=False): step range/255, each one off by at most a
+        # step (rounding, and an extreme one clamped by the zero point's nudge) <= s_x/2 with s_x = range/127
+        approx = torch.ops.quantized.linear_dynamic(rest, self._packed, False)  # [n, V]
         approx.addmm_(h[:, self.outlier_dims] / unit, self.w_outlier_t)
-        # the activations' scale: at most their range / 127 whatever scheme the backend picks;
-        # |x.w - approx| <= s_x/2 * |w|_1 + (|x|_1 + D s_x/2) * s_w/2 for each vocabulary row w (x: a scaled row)
+        # |x.w - approx| <= s_x/2 |w|_1 + (|x|_1 + D s_x/2) s_w/2 per vocabulary row w; slack for float rounding
         s_x = float(rest.max().clamp_min(0) - rest.min().clamp_max(0)) / 127.0
         half_x1 = (rest.abs().sum(1) + self.rest_count * s_x / 2) / 2  # [n]
-        slack = REL_SLACK * approx.amax(1).abs() + ABS_SLACK  # [n]
-        bound = torch.addcmul(self.half_l1 * s_x, half_x1[:, None], self.s_w[None]).mul_(1 + REL_SLACK)  # [n, V]
-        lower = (approx - bound).amax(1) - 2 * slack  # the argmax's logit is above it (slack of both sides)
+        slack = REL_SLACK * approx.abs().amax(1) + ABS_SLACK  # [n]
+        bound = torch.addcmul(self.half_l1 * s_x, half_x1[:, None], self.s_w[None])
+        return approx, bound.mul_(1 + REL_SLACK).add_(slack[:, None])
+
+    def candidates(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(row, vocabulary id, exact fp32 logit) of every pair of a row of ``h`` [n, D] and an id that may be that
+        row's argmax (all ids for a row with too many)."""
+        n = h.shape[0]
+        approx, bound = self.approximate(h)
+        lower = (approx - bound).amax(1)  # the argmax's logit is above it
         r, c = (bound.add_(approx) >= lower[:, None]).nonzero(as_tuple=True)
         counts = torch.bincount(r, minlength=n)
         self.stats["screened_rows"] += n
@@ -131,22 +138,39 @@ class ScreenedHead(nn.Module):
             return torch.cat([r, rr]), torch.cat([c, cc]), torch.cat([(self.linear.weight[c] * h[r]).sum(1), full])
         return r, c, (self.linear.weight[c] * h[r]).sum(1)
 
+    def bound_holds(self, h: torch.Tensor, rows_per_call: int = 8) -> bool:
+        """Whether every error bound holds against the fp32 product on ``h`` (calls of ``rows_per_call`` rows, as in
+        decoding): checks the backend's activation quantization is the one the bound assumes."""
+        with torch.inference_mode():
+            for i in range(0, h.shape[0], rows_per_call):
+                x = h[i : i + rows_per_call].float()
+                approx, bound = self.approximate(x)
+                unit = x[:, self.rest_dims].abs().amax(1, keepdim=True).clamp_min(1e-30)
+                if not ((self.linear(x) / unit - approx).abs() <= bound).all():
+                    return False
+        return True
 
-def pick_outlier_dims(model: nn.Module, count: int, calibration_tokens: int = 128, seed: int = 0) -> torch.Tensor:
-    """The ``count`` dimensions of the head's input with the largest mean magnitude on a pass over seeded random
-    tokens (which dimensions carry the outliers is a property of the model, not of the text; the bound is rigorous
-    whichever are chosen: a poor choice only costs candidates)."""
+
+def calibration_hidden(model: nn.Module, tokens: int = 128, seed: int = 0) -> torch.Tensor:
+    """The head's input [tokens, D] on a pass over seeded random token ids (which dimensions carry the outliers is
+    a property of the model, not of the text)."""
     head = model.get_output_embeddings()
     seen: list[torch.Tensor] = []
     handle = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().flatten(0, -2)))
     try:
         gen = torch.Generator().manual_seed(seed)
-        ids = torch.randint(0, head.weight.shape[0], (1, calibration_tokens), generator=gen).to(head.weight.device)
+        ids = torch.randint(0, head.weight.shape[0], (1, tokens), generator=gen).to(head.weight.device)
         with torch.inference_mode():
             model(input_ids=ids)
     finally:
         handle.remove()
-    return seen[0].abs().float().mean(0).topk(count).indices.sort().values.cpu()
+    return seen[0].float()
+
+
+def outlier_dims(hidden: torch.Tensor, count: int) -> torch.Tensor:
+    """The ``count`` dimensions of largest mean magnitude (the bound holds whichever are chosen: a poor choice only
+    costs candidates)."""
+    return hidden.abs().mean(0).topk(count).indices.sort().values.cpu()
 
 
 def install_head_screen(model: nn.Module, min_vocab: int = MIN_VOCAB) -> ScreenedHead | None:
@@ -161,9 +185,14 @@ def install_head_screen(model: nn.Module, min_vocab: int = MIN_VOCAB) -> Screene
         return None
     count = -(-head.in_features // OUTLIER_SHARE // 8) * 8
     try:
-        screened = ScreenedHead(head, pick_outlier_dims(model, count))
+        hidden = calibration_hidden(model)
+        screened = ScreenedHead(head, outlier_dims(hidden, count))
+        sound = screened.bound_holds(hidden)
     except (RuntimeError, AttributeError, NotImplementedError) as e:  # no quantized CPU backend in this torch build
         log.warning("LM head screen not installed (%s: %s); every pass uses the full fp32 head", type(e).__name__, e)
+        return None
+    if not sound:  # this torch's dynamic quantization is not the scheme the bound assumes: exactness not guaranteed
+        log.warning("LM head screen not installed: its error bound failed on the calibration pass")
         return None
     model.set_output_embeddings(screened)
     return screened

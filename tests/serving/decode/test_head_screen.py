@@ -87,6 +87,23 @@ def test_screening_is_off_by_default_and_per_thread() -> None:
     assert torch.isinf(screened).any() and not torch.isinf(other[0]).any()
 
 
+def test_the_bound_is_checked_against_the_fp32_product() -> None:
+    lin = _head()
+    head = ScreenedHead(lin, torch.tensor([3, 17, 40, 41, 60, 61, 62, 63]))
+    h = _hidden(64)
+    assert head.bound_holds(h) and head.bound_holds(h, rows_per_call=1)
+    head.half_l1.zero_()  # a bound that forgets the activations' quantization error
+    head.s_w.zero_()
+    assert not head.bound_holds(h)
+
+
+def test_no_install_when_the_bound_fails(monkeypatch) -> None:
+    model = tiny_llama(vocab_size=2048, hidden=64, layers=1, seed=3, dtype=torch.float32, max_positions=64)
+    plain = model.get_output_embeddings()
+    monkeypatch.setattr(ScreenedHead, "bound_holds", lambda self, h, rows_per_call=8: False)
+    assert install_head_screen(model, min_vocab=1024) is None and model.get_output_embeddings() is plain
+
+
 def test_install_only_where_it_helps_and_once() -> None:
     small = tiny_llama(vocab_size=64, hidden=32, layers=1, seed=1, max_positions=64)
     assert install_head_screen(small) is None  # a 64-row head: nothing to gain

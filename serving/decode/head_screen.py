@@ -54,6 +54,7 @@ class ScreenedHead(nn.Module):
             raise ValueError("ScreenedHead: heads with a bias are not supported")
         self.linear = linear
         self.weight = linear.weight  # same Parameter: tied embeddings, compaction and padding read it here
+        self.register_parameter("bias", None)  # read like an nn.Linear's by code that checks for a bias
         self.in_features, self.out_features = linear.in_features, linear.out_features
         w = linear.weight.detach()
         keep = torch.ones(w.shape[1], dtype=torch.bool)

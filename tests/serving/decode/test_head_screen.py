@@ -111,7 +111,7 @@ def test_install_only_where_it_helps_and_once() -> None:
     head = install_head_screen(model, min_vocab=1024)
     assert isinstance(head, ScreenedHead) and model.get_output_embeddings() is head
     assert install_head_screen(model, min_vocab=1024) is head
-    assert head.weight is head.linear.weight and len(head.outlier_dims) == 8
+    assert head.weight is head.linear.weight and head.bias is None and len(head.outlier_dims) == 8
     ids = torch.tensor([[5, 9, 2, 7, 1]])
     with torch.inference_mode():
         plain = model(input_ids=ids).logits

@@ -40,8 +40,8 @@ from machine import machine  # noqa: E402
 
 from serving.decode.batch import BatchEngine  # noqa: E402
 from serving.decode.generate import Stream, target_stream  # noqa: E402
-from serving.decode.head_rows import PAD_TO, _hidden_size, _time_head  # noqa: E402
-from serving.decode.head_screen import ScreenedHead  # noqa: E402
+from serving.decode.head_rows import PAD_TO, _hidden_size, _time_head, median_seconds  # noqa: E402
+from serving.decode.head_screen import ScreenedHead, head_inputs  # noqa: E402
 from serving.decode.tiny import stdlib_texts  # noqa: E402
 from serving.models import load_model, load_tokenizer  # noqa: E402
 from tokenwise.rundir import write_json  # noqa: E402
@@ -91,34 +91,20 @@ def screen_times(model, prompt: list[int], rows: list[int], reps: int = 5) -> di
     head = model.get_output_embeddings()
     if not isinstance(head, ScreenedHead):
         return {}
-    seen = []
-    hook = head.register_forward_pre_hook(lambda _m, a: seen.append(a[0].detach().flatten(0, -2)))
-    with torch.inference_mode():
-        model(input_ids=torch.tensor([prompt]))
-    hook.remove()
+    hidden = head_inputs(model, torch.tensor([prompt]))
     out = {}
     for r in rows:
-        x = seen[0][-r:].clone()
+        x = hidden[-r:].clone()
         before = dict(head.stats)
         with torch.inference_mode():
-            full = _median_ms(lambda x=x: head(x), reps)
+            full = median_seconds(lambda x=x: head(x), reps) * 1e3
             with head.screening():
-                scr = _median_ms(lambda x=x: head(x), reps)
+                scr = median_seconds(lambda x=x: head(x), reps) * 1e3
         rows_screened = head.stats["screened_rows"] - before["screened_rows"]
         cand = (head.stats["candidates"] - before["candidates"]) / rows_screened
         out[str(r)] = {"full_ms": full, "screened_ms": scr, "full_over_screened": full / scr,
                        "candidates_per_row": cand}  # fmt: skip
     return out
-
-
-def _median_ms(fn, reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def head_times(model, rows: list[int], reps: int = 3) -> dict[str, float]:

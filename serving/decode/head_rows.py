@@ -39,16 +39,21 @@ def _hidden_size(model: torch.nn.Module) -> int:
     return cfg.hidden_size
 
 
-def _time_head(head: torch.nn.Module, hidden: int, rows: int, dtype: torch.dtype, device: torch.device,
-               reps: int) -> float:  # fmt: skip
-    x = torch.zeros(rows, hidden, dtype=dtype, device=device)
-    head(x)
+def median_seconds(fn: Any, reps: int) -> float:
+    """Median wall time of ``reps`` calls of ``fn`` after one untimed call."""
+    fn()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        head(x)
+        fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def _time_head(head: torch.nn.Module, hidden: int, rows: int, dtype: torch.dtype, device: torch.device,
+               reps: int) -> float:  # fmt: skip
+    x = torch.zeros(rows, hidden, dtype=dtype, device=device)
+    return median_seconds(lambda: head(x), reps)
 
 
 def head_row_plan(model: torch.nn.Module, max_rows: int, reps: int = 3, margin: float = 0.9) -> dict[int, int]:

@@ -152,20 +152,25 @@ class ScreenedHead(nn.Module):
         return True
 
 
-def calibration_hidden(model: nn.Module, tokens: int = 128, seed: int = 0) -> torch.Tensor:
-    """The head's input [tokens, D] on a pass over seeded random token ids (which dimensions carry the outliers is
-    a property of the model, not of the text)."""
+def head_inputs(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+    """The output embeddings' input [positions, D] (fp32) on one pass over ``input_ids`` [1, S]."""
     head = model.get_output_embeddings()
     seen: list[torch.Tensor] = []
     handle = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().flatten(0, -2)))
     try:
-        gen = torch.Generator().manual_seed(seed)
-        ids = torch.randint(0, head.weight.shape[0], (1, tokens), generator=gen).to(head.weight.device)
         with torch.inference_mode():
-            model(input_ids=ids)
+            model(input_ids=input_ids.to(head.weight.device))
     finally:
         handle.remove()
     return seen[0].float()
+
+
+def calibration_hidden(model: nn.Module, tokens: int = 128, seed: int = 0) -> torch.Tensor:
+    """The head's input [tokens, D] on a pass over seeded random token ids (which dimensions carry the outliers is
+    a property of the model, not of the text)."""
+    vocab = model.get_output_embeddings().weight.shape[0]
+    ids = torch.randint(0, vocab, (1, tokens), generator=torch.Generator().manual_seed(seed))
+    return head_inputs(model, ids)
 
 
 def outlier_dims(hidden: torch.Tensor, count: int) -> torch.Tensor:

@@ -339,7 +339,7 @@ def main() -> None:
     ap.add_argument("--tmp", default=None, help="scratch dir for the source section (needs ~2.5 GB)")
     ap.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"), help="the run's config (run section: "
                     "each stack's largest model, i.e. which answers are the small model's)")
-    ap.add_argument("--always-large", default="compact", help="run section: the stack routing is measured against")
+    ap.add_argument("--always-large", default="quantized", help="run section: the stack routing is measured against")
     ap.add_argument("--suffix", default="", help="appended to the result file name (e.g. _k1 for a k sweep)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

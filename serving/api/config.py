@@ -98,7 +98,9 @@ class ModelSpec(BaseConfig):
     price_output_per_1m: float | None = Field(
         None, ge=0, description="USD per 1M completion tokens of this model's own tokenizer; required in a catalog."
     )
-    quantization: Literal["none", "int8_weight_only", "int8_dynamic", "int4_weight_only"] = "none"
+    quantization: Literal[
+        "none", "int8_weight_only", "int8_dynamic", "int4_weight_only", "int8_dynamic_outliers"
+    ] = "none"
     speculative: SpeculativeSpec = Field(default_factory=SpeculativeSpec)
     max_context: int = Field(512, ge=8, le=131072, description="Prompt + completion tokens; bounds KV cache memory.")
     batching: BatchingSpec = Field(default_factory=BatchingSpec)

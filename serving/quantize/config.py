@@ -9,7 +9,8 @@ from pydantic import Field
 
 from tokenwise.config import BaseConfig
 
-QUANTIZER_NAMES = ("int8_weight_only", "int8_dynamic", "int4_weight_only")  # serving.quantize.methods.QUANTIZERS
+# serving.quantize.methods.QUANTIZERS
+QUANTIZER_NAMES = ("int8_weight_only", "int8_dynamic", "int4_weight_only", "int8_dynamic_outliers")
 
 
 class QuantizeModelSpec(BaseConfig):

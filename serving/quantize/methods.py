@@ -2,8 +2,10 @@
 
 Quantizers (:data:`QUANTIZERS`): ``int8_weight_only`` (int8 weights, per-channel scales, float activations),
 ``int8_dynamic`` (int8 weights and per-token dynamically quantized int8 activations), ``int4_weight_only``
-(group-wise int4 weights; torchao's kernels need CUDA, so it raises :class:`QuantizationUnsupported` on CPU).
-Only ``nn.Linear`` layers are quantized (torchao's default filter); embeddings stay in float.
+(group-wise int4 weights; torchao's kernels need CUDA, so it raises :class:`QuantizationUnsupported` on CPU), and
+``int8_dynamic_outliers`` (CPU only, not torchao: int8 x int8 products with the outlier input dimensions in fp32,
+:mod:`serving.quantize.int8_outliers`; the fast one on CPU). Only ``nn.Linear`` layers are quantized; embeddings stay
+in float.
 
 :func:`weight_bytes` sums the storage of every parameter and buffer once; torchao tensor subclasses are flattened
 (``__tensor_flatten__``) to their inner tensors (int8 data, scales, zero points), so the size is what sits in memory.
@@ -28,23 +30,28 @@ class QuantizationUnsupported(RuntimeError):
 
 @dataclass(frozen=True)
 class Quantizer:
-    """A named torchao quantization recipe and the devices it runs on."""
+    """A named quantization recipe (a torchao config, or a function that quantizes a model in place) and the devices
+    it runs on."""
 
     name: str
     description: str
-    make_config: Callable[[], Any]
+    make_config: Callable[[], Any] | None
     devices: tuple[str, ...] = ("cpu", "cuda")
+    quantize: Callable[[torch.nn.Module], Any] | None = None
 
     def apply(self, model: torch.nn.Module) -> torch.nn.Module:
         """Quantize ``model``'s linear layers in place; returns the model."""
-        from torchao.quantization import quantize_  # heavy: deferred until used
-
         device = next(model.parameters()).device.type
         if device not in self.devices:
+            fix = "int8_weight_only or int8_dynamic" if device == "cuda" else "int8_dynamic_outliers or int8_dynamic"
             raise QuantizationUnsupported(
-                f"{self.name} needs a {' or '.join(self.devices)} device (torchao kernels), the model is on {device}; "
-                "use int8_weight_only or int8_dynamic on CPU"
+                f"{self.name} needs a {' or '.join(self.devices)} device, the model is on {device}; use {fix} there"
             )
+        if self.quantize is not None:
+            self.quantize(model)
+            return model
+        from torchao.quantization import quantize_  # heavy: deferred until used
+
         quantize_(model, self.make_config())
         return model
 
@@ -61,6 +68,12 @@ def _int8_dynamic() -> Any:
     return Int8DynamicActivationInt8WeightConfig()
 
 
+def _int8_outliers(model: torch.nn.Module) -> Any:
+    from serving.quantize.int8_outliers import quantize_int8_outliers  # torch only; kept beside its siblings
+
+    return quantize_int8_outliers(model)
+
+
 def _int4_weight_only() -> Any:
     from torchao.quantization import Int4WeightOnlyConfig  # heavy: deferred until used
 
@@ -73,6 +86,13 @@ QUANTIZERS: dict[str, Quantizer] = {
         Quantizer("int8_weight_only", "int8 weights, float activations", _int8_weight_only),
         Quantizer("int8_dynamic", "int8 weights and dynamic per-token int8 activations", _int8_dynamic),
         Quantizer("int4_weight_only", "int4 weights in groups of 128 (CUDA only)", _int4_weight_only, ("cuda",)),
+        Quantizer(
+            "int8_dynamic_outliers",
+            "int8 weights and activations, outlier input dims in fp32 (CPU only)",
+            None,
+            ("cpu",),
+            _int8_outliers,
+        ),
     )
 }
 
@@ -96,7 +116,7 @@ def _leaf_tensors(t: torch.Tensor) -> list[torch.Tensor]:
 
 
 def weight_bytes(model: torch.nn.Module) -> int:
-    """Bytes of parameters and buffers in memory, each storage counted once (tied weights once)."""
+    """Bytes of parameters, buffers and packed int8 weights in memory, each storage once (tied weights once)."""
     seen: set[tuple[str, int]] = set()
     total = 0
     for t in [*model.parameters(), *model.buffers()]:
@@ -106,7 +126,8 @@ def weight_bytes(model: torch.nn.Module) -> int:
                 continue
             seen.add(key)
             total += leaf.untyped_storage().nbytes()
-    return total
+    # packed int8 weights (int8_dynamic_outliers) live in the backend's packed params, not in a parameter or buffer
+    return total + sum(getattr(m, "packed_bytes", 0) for m in model.modules())
 
 
 def heldout_loss(

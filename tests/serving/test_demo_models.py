@@ -54,7 +54,7 @@ def test_real_model_chain_and_baseline_as_shipped():
     for stack in measure.stacks:
         assert set(stack.serve_models) <= set(catalog), stack.name
     cumulative = [s.lever for s in measure.stacks if s.after is None]
-    assert cumulative[1:] == ["finetune", "tokenizer", "compaction", "routing", "speculation"]
+    assert cumulative[1:] == ["finetune", "tokenizer", "compaction", "quantization", "routing", "speculation"]
 
 
 def test_cost_routing_between_two_real_tokenizers():
@@ -65,12 +65,13 @@ def test_cost_routing_between_two_real_tokenizers():
     assert served["smollm2"].price_output_per_1m < served["gemma"].price_output_per_1m
     catalog = {m.name: m for m in measure.models}
     stacks = {s.name: s for s in measure.stacks}
-    always_large = catalog[stacks["compact"].model]  # the routing lever is measured against the compact Gemma
-    assert always_large.path == served["gemma"].path
+    always_large = catalog[stacks["quantized"].model]  # routing is measured against the compact, quantized Gemma
+    assert always_large.path == served["gemma"].path and always_large.quantization == "int8_dynamic_outliers"
     for name in ("routed", "optimized"):  # SmolLM2 or the compact Gemma per request, by predicted cost
         s = stacks[name]
         assert s.model == "router-cost" and s.after is None, name
         assert [catalog[n].path for n in s.serve_models] == ["{run}/models/smollm2", served["gemma"].path], name
+        assert all(catalog[n].quantization == "int8_dynamic_outliers" for n in s.serve_models), name
     assert all(catalog[n].speculative.method == "prompt_lookup" for n in stacks["optimized"].serve_models)
 
 

@@ -186,7 +186,7 @@ def test_compact_dir_serves_through_the_backend_quantized(run, compacted):
 
     d = str(run / "models" / "base-compact")
     kept = KeptVocab.load(d)
-    for quant in ("none", "int8_weight_only"):
+    for quant in ("none", "int8_weight_only", "int8_dynamic_outliers"):
         b = EngineBackend(ModelSpec(name="c", path=d, quantization=quant))
         ids = b.encode("def heappush(heap, item): ä")
         assert all(i in kept for i in ids) and b.decode(ids) == "def heappush(heap, item): ä"

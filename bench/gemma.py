@@ -6,13 +6,14 @@ requests of a run, every variant interleaved per prompt so a busy machine slows 
 Needs the run's ``models/gemma`` (source stage), ``models/gemma-compact`` (compact stage) and ``models/draft``
 (pretrain stage). Sections (each writes ``bench/results/gemma_<section>.json``):
 
-* ``compact``: the untrimmed model the compact one was cut from (the fine-tuned Gemma) vs compact, fp32 and int8
-  weight-only: weight bytes, ms per decode step, ms per verify pass of k+1 positions, held-out bits per byte, greedy
-  agreement with the untrimmed model.
+* ``compact``: the untrimmed model the compact one was cut from (the fine-tuned Gemma) vs compact, fp32, int8
+  weight-only and int8_dynamic_outliers (int8 x int8 matmuls, outlier dims fp32): weight bytes, ms per decode step,
+  ms per verify pass of k+1 positions, held-out bits per byte, greedy agreement with the untrimmed model.
 * ``source``: converting the package into an empty cache, then linking it from the cache (what a rerun does).
 * ``run``: the figures the demo run itself wrote (LoRA before/after, compaction report, tokenizer lever, drafter,
   router calibration, and the measurement per stack: request time and decode speed vs the baseline, chrF).
-* ``speculative``: on the compact target, target-only vs draft-model and prompt-lookup speculation (ours) vs
+* ``speculative``: on the compact target (``--quantization``: as loaded for serving, e.g. int8_dynamic_outliers;
+  the drafter stays fp32), target-only vs draft-model and prompt-lookup speculation (ours) vs
   transformers' generate, assisted generation with the same draft, and its prompt lookup; per request α, c, the
   measured verify cost v and E/(k·c+v); greedy outputs must equal the target's on every prompt.
 """
@@ -90,6 +91,8 @@ def compact_section(args: argparse.Namespace) -> dict[str, Any]:
         "untrimmed_int8": (src, "int8_weight_only"),
         "compact": (run / "models" / "gemma-compact", "none"),
         "compact_int8": (run / "models" / "gemma-compact", "int8_weight_only"),
+        "untrimmed_int8_outliers": (src, "int8_dynamic_outliers"),
+        "compact_int8_outliers": (run / "models" / "gemma-compact", "int8_dynamic_outliers"),
     }
     models = {n: load_model(p, "cpu", quantization=q) for n, (p, q) in variants.items()}
     prompts = {n: encode_prompts(tok, reqs, kept if "compact" in n else None) for n in models}
@@ -154,7 +157,7 @@ def speculative_section(args: argparse.Namespace) -> dict[str, Any]:
     run = Path(args.run)
     tok = load_tokenizer(run / "models" / "gemma-compact")
     kept = KeptVocab.load(run / "models" / "gemma-compact").attach(tok)
-    target = load_model(run / "models" / "gemma-compact", "cpu")
+    target = load_model(run / "models" / "gemma-compact", "cpu", quantization=args.quantization)
     draft = load_model(run / "models" / "draft", "cpu")
     reqs = requests(args.run, args.prompts)
     prompts = encode_prompts(tok, reqs, kept)
@@ -218,7 +221,8 @@ def speculative_section(args: argparse.Namespace) -> dict[str, Any]:
     sample = [{"prompt": reqs[i]["prompt"][-120:], "reference": reqs[i]["reference"][:120],
                "target": tok.decode(outs["target_only"][i]),
                "chrf": chrf(tok.decode(outs["target_only"][i]), reqs[i]["reference"])} for i in range(3)]  # fmt: skip
-    return {"prompts": len(prompts), "new_tokens": args.new_tokens, "k": args.k, "target": "gemma-compact (fp32)",
+    return {"prompts": len(prompts), "new_tokens": args.new_tokens, "k": args.k,
+            "target": f"gemma-compact (fp32, quantization {args.quantization})",
             "draft_params": sum(p.numel() for p in draft.parameters()), "best_method": best,
             "best_speedup": rows[best]["speedup"], "goal_speedup": 2.0, "modes": rows,
             "per_request": per_request, "examples": sample}  # fmt: skip
@@ -335,6 +339,7 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=24)
     ap.add_argument("--eval-docs", type=int, default=12, help="held-out requests scored for bits per byte (compact)")
     ap.add_argument("--k", type=int, default=2, help="draft tokens per step (verify over <= 3 positions ~ 1 step)")
+    ap.add_argument("--quantization", default="none", help="speculative section: the compact target's quantizer")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadiest on a shared CPU)")
     ap.add_argument("--tmp", default=None, help="scratch dir for the source section (needs ~2.5 GB)")
     ap.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"), help="the run's config (run section: "

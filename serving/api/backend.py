@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from serving.api.config import CatalogError, ModelSpec
 from serving.decode.batch import BatchEngine, BatchStream
 from serving.decode.engine import Engine
+from serving.decode.generate import entropy as token_entropy
 from serving.decode.speculative import AutoOff, DraftModel, PromptLookup
 from serving.models import load_model
 from tokenwise.vocab import KeptVocab
@@ -161,7 +162,7 @@ class HFBackend:
         for i in range(params.max_tokens):
             logp = torch.log_softmax(logits, -1)
             tok = _pick(logits, params, gen)
-            entropy = float(-(logp.exp() * logp).sum())
+            entropy = float(token_entropy(logits))
             yield Step(tok, float(logp[tok]), entropy)
             if (tok in self.eos_ids and not params.ignore_eos) or i + 1 == params.max_tokens:
                 return

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from serving.decode.batch_cache import PagedKV, attention_masks, build_batch, ragged_batch, ragged_masks
-from serving.decode.generate import check_request, new_stats, pick, probs_from_logits
+from serving.decode.generate import check_request, new_stats, pick, probs_from_logits, token_logprobs
 from serving.decode.head_rows import HeadPadding, pad_head_rows
 from serving.decode.head_screen import install_head_screen
 from serving.decode.prefix_cache import BlockManager, block_hashes, blocks_for
@@ -417,9 +417,9 @@ class BatchEngine:
         scored = [i for i, s in enumerate(plain) if s.scores]
         chosen, entropy = [NAN] * len(plain), [NAN] * len(plain)
         if len(scored) == len(plain):
-            chosen, entropy = _logprobs(logits, toks)
+            chosen, entropy = token_logprobs(logits, toks)
         elif scored:
-            for i, c, e in zip(scored, *_logprobs(logits[scored], [toks[i] for i in scored]), strict=True):
+            for i, c, e in zip(scored, *token_logprobs(logits[scored], [toks[i] for i in scored]), strict=True):
                 chosen[i], entropy[i] = c, e
         for i, s in enumerate(plain):
             self._deliver(s, [toks[i]], [chosen[i]], [entropy[i]])
@@ -472,7 +472,7 @@ class BatchEngine:
 
     def _send(self, s: Seq, toks: list[int], logits: torch.Tensor) -> None:
         if s.scores:
-            self._deliver(s, toks, *_logprobs(logits, toks))
+            self._deliver(s, toks, *token_logprobs(logits, toks))
         else:
             self._deliver(s, toks, [NAN] * len(toks), [NAN] * len(toks))
 
@@ -590,10 +590,3 @@ def _head_padding(model: torch.nn.Module, max_batch: int) -> HeadPadding | None:
     return model._tokenwise_head_padding
 
 
-def _logprobs(logits: torch.Tensor, toks: Sequence[int]) -> tuple[list[float], list[float]]:
-    """Each row's log-prob of its token and the entropy of its distribution; logits [n, V], one token per row."""
-    logp = torch.log_softmax(logits, dim=-1)  # [n, V]
-    idx = torch.tensor(list(toks), dtype=torch.long, device=logp.device)
-    chosen = logp[torch.arange(len(idx), device=logp.device), idx].tolist()
-    entropy = (-(logp.exp() * logp).sum(-1)).tolist()
-    return chosen, entropy

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -77,3 +79,18 @@ def test_engine_estimates_measured_speedup_after_a_target_request(model) -> None
     engine.generate([1, 2, 3], max_new_tokens=10)
     _, st = engine.generate([1, 2, 3], max_new_tokens=10, mode="speculative", k=3)
     assert st["measured_speedup"] > 0 and st["alpha"] == 1.0  # the draft is the target: everything accepted
+
+
+def test_entropy_of_floor_and_masked_logits() -> None:
+    """The entropy of a compact model's scattered logits (a far-negative floor) and of a screened head's (-inf
+    outside the candidates): the same value as over the real entries alone, never NaN."""
+    from serving.decode.generate import entropy, token_logprobs
+
+    real = torch.randn(3, 50, generator=torch.Generator().manual_seed(0)) * 3
+    want = -(real.log_softmax(-1).exp() * real.log_softmax(-1)).sum(-1)
+    for fill in (-1e4, float("-inf")):
+        wide = torch.cat([real, torch.full((3, 5000), fill)], dim=1)
+        assert torch.allclose(entropy(wide), want, atol=1e-5), fill
+    assert torch.allclose(entropy(torch.zeros(2, 64)), torch.full((2,), math.log(64)))
+    chosen, ent = token_logprobs(torch.cat([real, torch.full((3, 10), float("-inf"))], 1), [1, 2, 3])
+    assert all(math.isfinite(e) for e in ent) and chosen == real.log_softmax(-1)[[0, 1, 2], [1, 2, 3]].tolist()

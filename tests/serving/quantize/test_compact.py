@@ -251,3 +251,17 @@ def test_greedy_agreement_counts():
     g = greedy_agreement([[1, 2, 3, 4], [5, 6]], [[1, 2, 9, 4], [5, 6]])
     assert g["identical_share"] == 0.5 and g["token_agreement"] == 5 / 6
     assert g["matching_prefix_share"] == (0.5 + 1.0) / 2
+
+
+def test_summary_names_the_fastest_compact_variant():
+    from serving.quantize.compact import summarize
+
+    def row(speed: float, size: float) -> dict:
+        return {"speed_ratio": speed, "size_ratio": size, "bits_per_byte_delta": 0.01,
+                "greedy_agreement": {"identical_share": 0.5}}  # fmt: skip
+
+    report = {"kept": 10, "vocab_size": 20, "heldout_coverage": 0.99, "goal_coverage": 0.999, "coverage_met": False,
+              "models": {"untrimmed": {}, "compact": row(1.1, 1.9), "compact_int8_weight_only": row(0.5, 3.4),
+                         "compact_int8_dynamic_outliers": row(1.6, 3.3)}}  # fmt: skip
+    line = summarize(report)
+    assert "compact+int8_dynamic_outliers: 3.3x smaller, 1.60x tokens/s" in line and "not met" in line

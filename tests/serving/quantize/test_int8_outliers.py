@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from serving.api.fixtures import tiny_llama
+from serving.decode.batch import BatchEngine
 from serving.decode.engine import Engine
 from serving.models import load_model
 from serving.quantize.int8_outliers import Int8OutlierLinear, outlier_dims, quantize_int8_outliers
@@ -54,6 +55,7 @@ def test_each_row_is_the_same_whatever_rows_share_the_call() -> None:
         for i in range(len(x)):
             assert torch.equal(together[i : i + 1], q(x[i : i + 1])), i
         assert torch.equal(q(x[None])[0], together)  # [batch, seq, D] like a model's activations
+        assert q(x[:0]).shape == (0, 96)  # a pass that keeps no positions
     for i in range(len(x)):  # and every row close to fp32, the small one too
         assert _rel_error(q, lin, x[i : i + 1]) < 0.02, i
 
@@ -84,6 +86,22 @@ def test_speculative_greedy_equals_plain_greedy_when_quantized(tmp_path) -> None
         assert got == want and st["num_draft_tokens"] > 0
         looked, _ = engine.generate(p, max_new_tokens=16, mode="prompt_lookup", k=3)
         assert looked == want
+
+
+def test_batch_engine_serves_a_quantized_model_with_the_engines_tokens(tmp_path) -> None:
+    """Rows of a batched pass (decode rows beside prompt chunks) get what they get alone: the Engine's tokens."""
+    tiny_llama(vocab_size=256, hidden=64, layers=2, seed=6, dtype=torch.float32).save_pretrained(tmp_path / "m")
+    model = load_model(tmp_path / "m", device="cpu", quantization="int8_dynamic_outliers")
+    g = torch.Generator().manual_seed(2)
+    requests = [{"prompt_ids": torch.randint(0, 256, (int(n),), generator=g).tolist(), "max_new_tokens": 8}
+                for n in torch.randint(3, 40, (6,), generator=g)]  # fmt: skip
+    ref = [Engine(model).generate(**r)[0] for r in requests]
+    batch = BatchEngine(model, kv_budget_tokens=1024, block_size=8, max_batch=4, prefill_chunk=16)
+    try:
+        got = [s.run()[0] for s in [batch.stream(**r) for r in requests]]
+    finally:
+        batch.close()
+    assert got == ref
 
 
 def test_only_cpu_fp32_models() -> None:

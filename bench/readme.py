@@ -75,6 +75,8 @@ DEMO = "bench/demo.py"
 GEMMA_SPEC = "bench/gemma.py --run runs/demo --only speculative --prompts 50"
 GEMMA_RUN = "bench/gemma.py --run runs/demo --only run"  # after bench/demo.py --run runs/demo (or make demo)
 GEMMA_NOWARM = "bench/gemma.py --run DIR --only run --suffix _nowarmup"  # DIR: measured with warmup_requests: 0
+GEMMA_SPEC_INT8 = ("bench/gemma.py --run runs/demo --only speculative --quantization int8_dynamic_outliers "
+                   "--suffix _int8")
 GEMMA_RUN1 = "bench/gemma.py --run DIR --only run --suffix _int8_run1"  # DIR: the demo run, its measure stage rerun
 GEMMA_RUN2 = "bench/gemma.py --run DIR --only run --suffix _int8_run2"  # (delete measure/, rerun the demo)
 COMPACT_COV = "bench/compact_coverage.py --run runs/demo"  # the demo run's curated corpus and adapted Gemma
@@ -596,6 +598,21 @@ CLAIMS: list[Claim] = [
        "modes.draft_model.v_verify_over_step", GEMMA_SPEC, slow=True, tolerance=0.3),  # fmt: skip
     _c("(α 0.04, c 0.05, v 1.15; predicted 0.83×", "0.83", "gemma_speculative.json",
        "modes.draft_model.predicted_speedup_E_over_kc_plus_v", GEMMA_SPEC, slow=True, tolerance=0.2),  # fmt: skip
+    _c("target-only 20.9 tokens/s (13.6 in the fp32 run)", "20.9", "gemma_speculative_int8.json",
+       "modes.target_only.decode_tokens_per_s", GEMMA_SPEC_INT8, slow=True, tolerance=0.3),  # fmt: skip
+    _c("target-only 20.9 tokens/s (13.6 in the fp32 run)", "13.6", "gemma_speculative.json",
+       "modes.target_only.decode_tokens_per_s", GEMMA_SPEC, slow=True, tolerance=0.3),  # fmt: skip
+    _c("prompt lookup 1.29× (α 0.67, v 1.26)", "1.29", "gemma_speculative_int8.json", "modes.prompt_lookup.speedup",
+       GEMMA_SPEC_INT8, slow=True, tolerance=0.2),  # fmt: skip
+    _c("prompt lookup 1.29× (α 0.67, v 1.26)", "0.67", "gemma_speculative_int8.json", "modes.prompt_lookup.alpha",
+       GEMMA_SPEC_INT8, slow=True, tolerance=0.1),  # fmt: skip
+    _c("prompt lookup 1.29× (α 0.67, v 1.26)", "1.26", "gemma_speculative_int8.json",
+       "modes.prompt_lookup.v_verify_over_step", GEMMA_SPEC_INT8, slow=True, tolerance=0.3),  # fmt: skip
+    _c("plain decoding on 37/50 prompts", "37", "gemma_speculative_int8.json",
+       "modes.prompt_lookup.greedy_identical_prompts", GEMMA_SPEC_INT8, slow=True, tolerance=0.2),  # fmt: skip
+    _c("plain decoding on 37/50 prompts", "50", "gemma_speculative_int8.json", "prompts", GEMMA_SPEC_INT8, slow=True),
+    _c("prompt lookup on the same int8 model: 38/50)", "38", "gemma_speculative_int8.json",
+       "modes.hf_prompt_lookup.greedy_identical_prompts", GEMMA_SPEC_INT8, slow=True, tolerance=0.2),  # fmt: skip
     _c("on 50/50 (prompt lookup)", "50", "gemma_speculative.json", "modes.prompt_lookup.greedy_identical_prompts",
        GEMMA_SPEC, slow=True, tolerance=0.0),  # fmt: skip
     _c("and 50/50 (drafter) prompts", "50", "gemma_speculative.json", "modes.draft_model.greedy_identical_prompts",

@@ -191,6 +191,11 @@ class ServeConfig(BaseConfig):
     metrics_prefix: Literal["tokenwise", "vllm"] = Field("tokenwise", description="vllm = dashboards for vLLM work.")
     baseline_tokenizer: str = Field("tiktoken:cl100k_base", description="Tokenizer that savings are counted against.")
     seed: int = 0
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads (intra-op) of the server's process; null = torch's default (every "
+        "core). Forwards run in the server's worker threads, where 2-thread OpenMP regions ran ~2x slower than in the "
+        "main thread on the 2-core test machine; 1 thread there decodes as fast as 2 in the main thread.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ServeConfig:

@@ -159,6 +159,10 @@ def create_app(
 ) -> FastAPI:
     """Build the FastAPI app; ``backends`` (name -> Backend) default to loading every configured model."""
     config = config.resolved(run_dir) if run_dir else config
+    if config.threads:  # before any model loads: the process's intra-op thread count
+        import torch  # heavy: deferred until used
+
+        torch.set_num_threads(config.threads)
     if backends is None:
         backends = {m.name: load_backend(m) for m in config.models}
     missing = [m.name for m in config.models if m.name not in backends]

@@ -394,3 +394,18 @@ def test_routed_savings_carry_the_calibrated_quality_share(models, backends):
     assert esc["metrics"]["savings"]["quality"]["router_quality_share"] == 1.0
     assert direct["metrics"]["savings"]["quality"]["router_quality_share"] is None
     assert _metric(text, "router_calibrated_quality_share", router="cascade") == 0.97
+
+
+def test_threads_sets_the_process_intra_op_threads(models, backends):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        create_app(make_config(models, threads=1), backends)
+        assert torch.get_num_threads() == 1
+        create_app(make_config(models), backends)  # null: left as it is
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError):
+        make_config(models, threads=0)

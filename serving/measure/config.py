@@ -19,6 +19,11 @@ class StackSpec(BaseConfig):
     after: str | None = Field(
         None, description="A side stack: the stack its lever is measured against (default: the one listed before).",
     )
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads of this stack's server (null = serve.threads, else the measuring "
+        "process's default): a CPU setting is part of a serving configuration (int8 models decode faster on 1 "
+        "thread in the server's worker threads, fp32 ones on 2).",
+    )
 
 
 class SLOSpec(BaseConfig):

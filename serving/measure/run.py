@@ -42,7 +42,9 @@ def catalog(cfg: MeasureConfig, serve_cfg: Any) -> list[Any]:
     return list(cfg.models) or list(serve_cfg.models)
 
 
-def _serve_config(serve_cfg: Any, models: list[Any], stack: StackSpec, run_dir: str) -> Any:
+def _serve_config(
+    serve_cfg: Any, models: list[Any], stack: StackSpec, run_dir: str, default_threads: int | None = None
+) -> Any:
 
     known = {m.name: m for m in models}
     missing = [n for n in stack.serve_models if n not in known]
@@ -51,6 +53,8 @@ def _serve_config(serve_cfg: Any, models: list[Any], stack: StackSpec, run_dir: 
     data = serve_cfg.model_dump()
     data["models"] = [known[n].model_dump() for n in stack.serve_models]
     data["port"] = 0
+    # every stack sets its server's threads (one process serves them one after another: no stack inherits another's)
+    data["threads"] = stack.threads or serve_cfg.threads or default_threads
     return ServeConfig.model_validate(data).resolved(run_dir)
 
 
@@ -165,21 +169,27 @@ def run_measure(config_path: str, run_dir: str, inputs_hash: str | None = None) 
     api_key = os.environ.get(cfg.api_key_env, "").split(",")[0] if cfg.api_key_env else None
     rows: list[dict[str, Any]] = []
     wall: dict[str, float] = {}
-    for stack in cfg.stacks:
+    import torch  # heavy: deferred until used
 
-        scfg = _serve_config(serve_cfg, models, stack, run_dir)
-        largest = scfg.by_cost()[-1].name
-        t0 = time.perf_counter()
-        with serve_in_background(scfg, run_dir=run_dir) as srv:
-            log.info(kv(stack=stack.name, model=stack.model, url=srv.url, load_s=round(time.perf_counter() - t0, 1)))
-            for m in scfg.models if cfg.warmup_requests else []:  # each model directly: a router may pick just one
-                replay(srv.url, warmup_set(requests, cfg.warmup_requests), m.name, cfg.max_tokens, 1, api_key)
-            results, wall[stack.name] = replay(
-                srv.url, requests, stack.model, cfg.max_tokens, cfg.concurrency, api_key
-            )
-        rows.extend(_rows(stack, results, prices, ref_tok, largest, scorer))
-        failed = sum(r["error"] is not None for r in results)
-        log.info(kv(stack=stack.name, requests=len(results), failed=failed, wall_s=round(wall[stack.name], 2)))
+    default_threads = torch.get_num_threads()
+    try:
+        for stack in cfg.stacks:
+            scfg = _serve_config(serve_cfg, models, stack, run_dir, default_threads)
+            largest = scfg.by_cost()[-1].name
+            t0 = time.perf_counter()
+            with serve_in_background(scfg, run_dir=run_dir) as srv:
+                log.info(kv(stack=stack.name, model=stack.model, url=srv.url, threads=scfg.threads,
+                            load_s=round(time.perf_counter() - t0, 1)))  # fmt: skip
+                for m in scfg.models if cfg.warmup_requests else []:  # each model directly: a router may pick one
+                    replay(srv.url, warmup_set(requests, cfg.warmup_requests), m.name, cfg.max_tokens, 1, api_key)
+                results, wall[stack.name] = replay(
+                    srv.url, requests, stack.model, cfg.max_tokens, cfg.concurrency, api_key
+                )
+            rows.extend(_rows(stack, results, prices, ref_tok, largest, scorer))
+            failed = sum(r["error"] is not None for r in results)
+            log.info(kv(stack=stack.name, requests=len(results), failed=failed, wall_s=round(wall[stack.name], 2)))
+    finally:  # the measuring process's own thread count back
+        torch.set_num_threads(default_threads)
     add_counterfactuals(rows, cfg.stacks[0].name, lambda text: len(base_tok.encode(text)), base_tok_name, prices)
     paths = write_ledger(rows, out)
     summary = summarize(rows, cfg, wall, prices, ref_tok, requests)

@@ -31,11 +31,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import warnings
 from collections.abc import Iterator
 
 import torch
 from torch import nn
+
+from serving.quantize.int8_outliers import pack_int8_rows
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,7 @@ class ScreenedHead(nn.Module):
         self.register_buffer("rest_dims", keep.nonzero().flatten(), persistent=False)
         self.register_buffer("w_outlier_t", w[:, outlier_dims].T.contiguous(), persistent=False)  # [k, V]
         rest = w[:, keep]
-        s_w = rest.abs().amax(1).clamp_min(1e-30) / 127.0
-        with warnings.catch_warnings():  # quantized tensor constructors warn of a future deprecation (torch 2.13)
-            warnings.simplefilter("ignore", UserWarning)
-            q = torch.quantize_per_channel(rest, s_w.double(), torch.zeros_like(s_w, dtype=torch.long), 0, torch.qint8)
-        self._packed = torch.ops.quantized.linear_prepack(q, None)  # int8 [V, D-k], per vocabulary row scale
+        self._packed, s_w = pack_int8_rows(rest)  # int8 [V, D-k], a scale per vocabulary row
         self.register_buffer("s_w", s_w, persistent=False)
         self.register_buffer("half_l1", rest.abs().sum(1) / 2, persistent=False)
         self.rest_count = rest.shape[1]

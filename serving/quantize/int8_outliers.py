@@ -43,6 +43,15 @@ MAX_REL_ERROR = 0.05  # a layer whose int8 output differs more from fp32 (relati
 CALIBRATION_TOKENS = 128
 
 
+def pack_int8_rows(w: torch.Tensor) -> tuple[Any, torch.Tensor]:
+    """``w`` [out, in] (fp32) as the int8 GEMM's packed weights, symmetric with a scale per row, and those scales."""
+    s_w = w.abs().amax(1).clamp_min(1e-30) / 127.0
+    with warnings.catch_warnings():  # quantized tensor constructors warn of a future deprecation (torch 2.13)
+        warnings.simplefilter("ignore", UserWarning)
+        q = torch.quantize_per_channel(w, s_w.double(), torch.zeros_like(s_w, dtype=torch.long), 0, torch.qint8)
+    return torch.ops.quantized.linear_prepack(q, None), s_w
+
+
 class Int8OutlierLinear(nn.Module):
     """``linear`` as an int8 x int8 product plus an exact fp32 product over its ``outliers`` input dimensions."""
 
@@ -55,13 +64,8 @@ class Int8OutlierLinear(nn.Module):
         self.register_buffer("outliers", outliers.to(torch.long), persistent=False)  # the first two: the pins
         self.register_buffer("_pins", torch.tensor([[-1.0, 1.0]]), persistent=False)
         self.register_buffer("w_outlier_t", w[:, self.outliers].T.contiguous(), persistent=False)  # [k, out]
-        rest = w.index_fill(1, self.outliers, 0.0)
-        s_w = rest.abs().amax(1).clamp_min(1e-30) / 127.0
-        with warnings.catch_warnings():  # quantized tensor constructors warn of a future deprecation (torch 2.13)
-            warnings.simplefilter("ignore", UserWarning)
-            q = torch.quantize_per_channel(rest, s_w.double(), torch.zeros_like(s_w, dtype=torch.long), 0, torch.qint8)
-        self._packed = torch.ops.quantized.linear_prepack(q, None)  # int8 [out, in], a scale per output row
-        self.packed_bytes = q.numel() + 12 * self.out_features  # int8 weights + per-row scale/zero point (reported)
+        self._packed, _ = pack_int8_rows(w.index_fill(1, self.outliers, 0.0))  # int8 [out, in]
+        self.packed_bytes = w.numel() + 12 * self.out_features  # int8 weights + per-row scale/zero point (reported)
         bias = linear.bias.detach().float().clone() if linear.bias is not None else None
         self.register_buffer("bias", bias, persistent=False)
 

@@ -11,7 +11,6 @@ loop over any local HF model, kept as the reference the Engine path is tested ag
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,6 +23,7 @@ from serving.decode.engine import Engine
 from serving.decode.generate import entropy as token_entropy
 from serving.decode.speculative import AutoOff, DraftModel, PromptLookup
 from serving.models import load_model
+from serving.openmp_pool import ForwardLock
 from tokenwise.vocab import KeptVocab
 
 # a probe prompt for measuring a model pair's step costs at load: prose and code, like most traffic
@@ -108,7 +108,7 @@ class HFBackend:
         self._setup_vocab(path)
         eos = self.model.config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        self._lock = threading.Lock()  # one forward at a time per model: bounds CPU threads and activation memory
+        self._lock = ForwardLock()  # one forward at a time per model: bounds CPU threads and activation memory
 
     def _setup_vocab(self, path: str) -> None:
         """Respelling for a kept (local) vocabulary and the BOS every prompt starts with when the tokenizer adds one
@@ -236,7 +236,7 @@ class EngineBackend(HFBackend):
         self.mode = {"none": "target", "draft": "speculative", "prompt_lookup": "prompt_lookup"}[sp.method]
         eos = self.model.config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        self._lock = threading.Lock()
+        self._lock = ForwardLock()
         self.batch = _batch_engine(spec, self.model, draft) if spec.batching.enabled else None
         # c and v of this pair, for every request's predicted speedup and auto-off (the Engine path only: the batch
         # engine speculates while the batch is small, without auto-off)

@@ -65,6 +65,7 @@ from serving.api.schemas import (
     Usage,
 )
 from serving.decode.batch import KVBudgetExceeded
+from serving.openmp_pool import release_openmp_pool
 from tokenwise.log import kv
 from tokenwise.tokenizer_specs import load_tokenizer
 
@@ -186,6 +187,7 @@ def create_app(
             state.metrics.router_quality.labels(name).set(share)
     app = FastAPI(title="tokenwise", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.tw = state
+    release_openmp_pool()  # loading and calibrating ran here; requests decode in worker threads (serving.openmp_pool)
     _install_error_handlers(app, state)
     _install_routes(app, state)
     return app

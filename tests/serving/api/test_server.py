@@ -409,3 +409,28 @@ def test_threads_sets_the_process_intra_op_threads(models, backends):
         torch.set_num_threads(before)
     with pytest.raises(ValueError):
         make_config(models, threads=0)
+
+
+def test_create_app_frees_the_loading_threads_openmp_pool(models, backends):
+    """Requests decode in worker threads; a pool left in the loading thread would put them on libgomp's throttled
+    barriers (serving.openmp_pool)."""
+    import os
+
+    import torch
+
+    from serving.openmp_pool import _pause_fn, release_openmp_pool
+
+    if _pause_fn() is None:
+        pytest.skip("no OpenMP runtime found in this torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        release_openmp_pool()
+        t0 = set(os.listdir("/proc/self/task"))
+        torch.nn.functional.gelu(torch.randn(2_000_000)).sum()  # the loading thread's parallel work
+        workers = set(os.listdir("/proc/self/task")) - t0
+        assert workers
+        create_app(make_config(models), backends)
+        assert not workers & set(os.listdir("/proc/self/task"))
+    finally:
+        torch.set_num_threads(before)

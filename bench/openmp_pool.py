@@ -1,10 +1,10 @@
 """Decode steps in worker threads, with and without a stale OpenMP pool: what :mod:`serving.openmp_pool` fixes.
 
     nice -n 10 .venv/bin/python bench/openmp_pool.py --model DIR [--quantization int8_dynamic_outliers]
-        [--rounds 3] [--steps 24] [--out bench/results/openmp_pool.json]
+        [--rounds 3] [--steps 24] [--threads N] [--out bench/results/openmp_pool.json]
 
-In-process, no server, torch's default thread count (every core). Per round, in this order (every variant sees the
-same machine load; each round starts again from a live main-thread pool):
+In-process, no server, torch's default thread count (every core) unless ``--threads``. Per round, in this order
+(every variant sees the same machine load; each round starts again from a live main-thread pool):
 
 - ``main``: the main thread decodes (its OpenMP pool is created and stays);
 - ``worker_stale_pool``: a new thread decodes while the main thread's pool is still alive (a server without the fix:
@@ -12,7 +12,8 @@ same machine load; each round starts again from a live main-thread pool):
 - ``worker_released``: the same after :func:`release_openmp_pool` in the main thread (the server's way now);
 - ``turns_lock``: two threads take turns on the model under a ``threading.Lock`` (two requests in flight), each
   keeping its own pool;
-- ``turns_forward_lock``: the same under :class:`ForwardLock` (a thread leaving while the other waits frees its pool).
+- ``turns_forward_lock``: the same under :class:`ForwardLock` (a thread leaving while the other waits frees its pool;
+  the server's backends share one per process on CPU: ``ForwardLock.for_device``).
 
 Prints and writes the median ms per decode step of each variant, the ratios to ``worker_stale_pool`` and
 ``turns_lock``, the OS threads the process had during each variant and the machine.
@@ -108,8 +109,11 @@ def main() -> None:
     ap.add_argument("--quantization", default="none")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=24)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, every core)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "openmp_pool.json"))
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = load_model(args.model, quantization=args.quantization)
     decode_steps(model, 4)  # warm-up: weights paged in, allocator warm
     rounds = [one_round(model, args.steps) for _ in range(args.rounds)]

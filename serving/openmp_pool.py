@@ -58,7 +58,24 @@ def release_openmp_pool() -> bool:
 
 class ForwardLock:
     """One forward at a time (a context manager like ``threading.Lock``); a thread leaving while another waits frees
-    its OpenMP pool, so requests taking turns on a model do not keep one pool each."""
+    its OpenMP pool, so requests taking turns on a model do not keep one pool each.
+
+    :meth:`for_device` gives every CPU model of the process one shared lock: two CPU forwards at once only split the
+    same cores between two OpenMP pools (and put both on the throttled barriers); a GPU model gets its own.
+    """
+
+    _cpu: ForwardLock | None = None
+    _cpu_guard = threading.Lock()
+
+    @classmethod
+    def for_device(cls, device: object) -> ForwardLock:
+        """The process's CPU lock for a CPU ``device`` (a ``torch.device`` or a string), else a new lock."""
+        if str(device).split(":")[0] != "cpu":
+            return cls()
+        with cls._cpu_guard:
+            if cls._cpu is None:
+                cls._cpu = cls()
+            return cls._cpu
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

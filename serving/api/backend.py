@@ -108,7 +108,8 @@ class HFBackend:
         self._setup_vocab(path)
         eos = self.model.config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        self._lock = ForwardLock()  # one forward at a time per model: bounds CPU threads and activation memory
+        # one forward at a time per model (per process on CPU): bounds CPU threads and activation memory
+        self._lock = ForwardLock.for_device(self.model.device)
 
     def _setup_vocab(self, path: str) -> None:
         """Respelling for a kept (local) vocabulary and the BOS every prompt starts with when the tokenizer adds one
@@ -236,7 +237,7 @@ class EngineBackend(HFBackend):
         self.mode = {"none": "target", "draft": "speculative", "prompt_lookup": "prompt_lookup"}[sp.method]
         eos = self.model.config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        self._lock = ForwardLock()
+        self._lock = ForwardLock.for_device(self.model.device)
         self.batch = _batch_engine(spec, self.model, draft) if spec.batching.enabled else None
         # c and v of this pair, for every request's predicted speedup and auto-off (the Engine path only: the batch
         # engine speculates while the batch is small, without auto-off)

@@ -193,8 +193,7 @@ class ServeConfig(BaseConfig):
     seed: int = 0
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads (intra-op) of the server's process; null = torch's default (every "
-        "core). Forwards run in the server's worker threads, where 2-thread OpenMP regions ran ~2x slower than in the "
-        "main thread on the 2-core test machine; 1 thread there decodes as fast as 2 in the main thread.",
+        "core). Fewer leave cores to other jobs on a shared machine.",
     )
 
     @model_validator(mode="after")

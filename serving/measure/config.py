@@ -21,8 +21,7 @@ class StackSpec(BaseConfig):
     )
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads of this stack's server (null = serve.threads, else the measuring "
-        "process's default): a CPU setting is part of a serving configuration (int8 models decode faster on 1 "
-        "thread in the server's worker threads, fp32 ones on 2).",
+        "process's default): a CPU setting is part of a serving configuration.",
     )
 
 

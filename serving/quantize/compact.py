@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import logging
 import shutil
+import statistics
 import unicodedata
 import uuid
 from collections import Counter
@@ -307,18 +308,31 @@ def _greedy(model: torch.nn.Module, prompts: list[list[int]], new: int) -> tuple
 
 
 def measure(model: torch.nn.Module, score_tok: Any, prompts: list[list[int]], texts: list[str], new: int,
-            prefix: list[int], kept: KeptVocab | None = None) -> dict[str, Any]:  # fmt: skip
-    """Held-out bits per byte, size, decode tokens/s and greedy outputs of one model variant.
+            prefix: list[int], kept: KeptVocab | None = None) -> tuple[dict[str, Any], torch.nn.Module]:  # fmt: skip
+    """Held-out bits per byte, size and greedy outputs of one model variant, and the model that decodes global ids.
 
     A compact model comes in local ids: it is scored as it is (``score_tok`` a :class:`LocalTokenizer`), then
-    wrapped by :func:`to_global` to decode the same global prompts as the untrimmed model.
+    wrapped by :func:`to_global` to decode the same global prompts as the untrimmed model. Its tokens/s come from
+    :func:`interleaved_speeds` (this greedy pass warms it up).
     """
     loss = heldout_loss(model, score_tok, texts, prefix=prefix)
     if kept is not None:
         model = to_global(model, kept)
-    outputs, tokens_per_second = _greedy(model, prompts, new)
-    return {"weight_bytes": weight_bytes(model), "tokens_per_second": tokens_per_second,
-            "bits_per_byte": loss["bits_per_byte"], "scored_tokens": loss["tokens"], "outputs": outputs}  # fmt: skip
+    outputs, _ = _greedy(model, prompts, new)
+    return {"weight_bytes": weight_bytes(model), "bits_per_byte": loss["bits_per_byte"],
+            "scored_tokens": loss["tokens"], "outputs": outputs}, model  # fmt: skip
+
+
+def interleaved_speeds(models: dict[str, tuple[torch.nn.Module, list[list[int]]]], new: int,
+                       rounds: int) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Decode tokens/s of each variant (model, its prompts): ``rounds`` passes, every round one pass per variant in
+    turn, so a change in machine load falls on all of them; the median pass and every pass."""
+    passes: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, (model, prompts) in models.items():
+            passes[name].append(_greedy(model, prompts, new)[1])
+    return {name: {"tokens_per_second": statistics.median(p), "tokens_per_second_passes": p}
+            for name, p in passes.items()}  # fmt: skip
 
 
 def build_report(cfg: CompactConfig, src: Path, out: Path, kept: KeptVocab, tok: Any, run_dir: str,
@@ -340,16 +354,20 @@ def build_report(cfg: CompactConfig, src: Path, out: Path, kept: KeptVocab, tok:
     kept.attach(tok)
     compact_prompts = [kept.respell(p) for p in full_prompts]
     rows: dict[str, Any] = {}
+    decoders: dict[str, tuple[torch.nn.Module, list[list[int]]]] = {}  # every variant stays loaded for the timing
     full = AutoModelForCausalLM.from_pretrained(str(src), dtype=torch.float32).eval()
-    rows["untrimmed"] = measure(full, tok, full_prompts, texts, r.new_tokens, bos)
-    del full
+    rows["untrimmed"], model = measure(full, tok, full_prompts, texts, r.new_tokens, bos)
+    decoders["untrimmed"] = (model, full_prompts)
     local_tok = LocalTokenizer(tok, kept)
     local_bos = [local_tok.bos_token_id] if bos else []
     for method in ["none", *r.quantization]:
+        name = "compact" if method == "none" else f"compact_{method}"
         model = quantize_model(AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).eval(), method)
-        rows["compact" if method == "none" else f"compact_{method}"] = measure(
-            model, local_tok, compact_prompts, texts, r.new_tokens, local_bos, kept
-        )
+        rows[name], model = measure(model, local_tok, compact_prompts, texts, r.new_tokens, local_bos, kept)
+        decoders[name] = (model, compact_prompts)
+    for name, speed in interleaved_speeds(decoders, r.new_tokens, r.rounds).items():
+        rows[name].update(speed)
+    del decoders, model, full
     base = rows["untrimmed"]
     for name, row in rows.items():
         if name == "untrimmed":
@@ -360,7 +378,8 @@ def build_report(cfg: CompactConfig, src: Path, out: Path, kept: KeptVocab, tok:
         row["greedy_agreement"] = greedy_agreement(base["outputs"], row["outputs"])
     for row in rows.values():
         row["outputs"] = [tok.decode(o) for o in row.pop("outputs")]
-    return {"models": rows, "prompts": len(full_prompts), "new_tokens": r.new_tokens, "eval_docs": len(texts),
+    return {"models": rows, "prompts": len(full_prompts), "new_tokens": r.new_tokens, "rounds": r.rounds,
+            "eval_docs": len(texts),
             "heldout_coverage": coverage(held_counts, kept), "goal_coverage": cfg.goal_coverage,
             "coverage_met": coverage(held_counts, kept) >= cfg.goal_coverage}  # fmt: skip
 

@@ -53,6 +53,10 @@ class CompactReportSpec(BaseConfig):
     prompt_bytes: int = Field(200, ge=16, description="UTF-8 bytes of each prompt.")
     reference_bytes: int = Field(400, ge=16, description="Bytes of the continuation scored with it.")
     new_tokens: int = Field(16, ge=1, le=1024, description="Greedy tokens per prompt.")
+    rounds: int = Field(
+        3, ge=1, le=20, description="Timed passes over the prompts per variant, interleaved across the variants "
+        "(every variant sees the same machine load); tokens/s is the median pass. More = steadier ratios, slower.",
+    )
     quantization: list[str] = Field(
         default_factory=lambda: ["int8_weight_only"], description="Quantizers measured on the compact model too."
     )

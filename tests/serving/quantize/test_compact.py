@@ -5,6 +5,7 @@ whose speculative output equals the compact target's greedy output."""
 from __future__ import annotations
 
 import json
+import statistics
 from collections import Counter
 from pathlib import Path
 
@@ -142,7 +143,7 @@ def test_whole_vocab_in_another_order_is_the_same_model(run):
 
 
 def _compact_cfg(**kw) -> CompactConfig:
-    report = CompactReportSpec(eval_docs=3, prompts=3, prompt_bytes=80, reference_bytes=200, new_tokens=6)
+    report = CompactReportSpec(eval_docs=3, prompts=3, prompt_bytes=80, reference_bytes=200, new_tokens=6, rounds=2)
     return CompactConfig(model="run:base", output="base-compact", report=report, **kw)
 
 
@@ -174,6 +175,9 @@ def test_stage_writes_compact_dir_and_report(run, compacted):
         r = rows[name]
         assert {"size_ratio", "speed_ratio", "bits_per_byte_delta", "greedy_agreement"} <= set(r)
         assert 0 <= r["greedy_agreement"]["token_agreement"] <= 1 and len(r["outputs"]) == 3
+    for r in rows.values():  # tokens/s: the median of the interleaved timed passes, one per round
+        assert len(r["tokens_per_second_passes"]) == compacted["rounds"]
+        assert r["tokens_per_second"] == statistics.median(r["tokens_per_second_passes"]) > 0
     # rerun with the same config and inputs: the marker matches, the report is read back
     mtime = (d / "model.safetensors").stat().st_mtime_ns
     assert run_compact(_compact_cfg(train_coverage=0.95), str(run)) == compacted

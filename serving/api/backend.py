@@ -318,6 +318,7 @@ def _batch_engine(spec: ModelSpec, model: Any, draft: Any) -> BatchEngine:
         drafter=drafters[sp.method],
         k=sp.k,
         speculate_max_batch=b.speculate_max_batch,
+        step_lock=ForwardLock.for_device(model.device),  # CPU: takes turns with every other model's forwards
     )
 
 

@@ -152,6 +152,8 @@ class BatchEngine:
         screen_head: passes whose every row is greedy and asks no scores pick their tokens through an int8 screen
             of the LM head and exact fp32 logits of the few candidate rows (:mod:`serving.decode.head_screen`; the
             same tokens, a fraction of the head's reads; installed for large fp32 vocabularies on CPU only).
+        step_lock: held around every scheduler step (a context manager), e.g. the process's CPU
+            :class:`serving.openmp_pool.ForwardLock`, so models sharing the cores take turns; None = no lock.
     """
 
     def __init__(
@@ -169,8 +171,10 @@ class BatchEngine:
         pack_prefill: bool = True,
         pad_head: bool = True,
         screen_head: bool = True,
+        step_lock: contextlib.AbstractContextManager | None = None,
     ) -> None:
         self.model = model.eval()
+        self.step_lock = step_lock if step_lock is not None else contextlib.nullcontext()
         self.kv_budget_tokens = blocks_for(kv_budget_tokens, block_size) * block_size
         self.blocks = BlockManager(self.kv_budget_tokens // block_size, block_size, prefix_caching)
         self.pool = PagedKV(self.blocks.num_blocks, block_size)
@@ -300,7 +304,7 @@ class BatchEngine:
             self._apply_aborts(aborts)
             try:
                 self._admit()
-                with torch.inference_mode():
+                with self.step_lock, torch.inference_mode():
                     self._step()
             except Exception as e:  # a failed forward fails the requests in flight, not the server
                 log.exception("batch step failed; failing %d live requests", len(self.prefilling) + len(self.decoding))

@@ -256,3 +256,18 @@ def test_requests_without_scores_skip_them_and_keep_their_tokens(model, engine) 
             assert s.logprobs == pytest.approx(ref.logprobs, abs=1e-9)
             assert s.entropies == pytest.approx(ref.entropies, abs=1e-9)
     batch.close()
+
+
+def test_scheduler_steps_wait_for_the_shared_cpu_forward_lock(model) -> None:
+    """The server's CPU models take turns on the cores: no batch step runs while another forward holds the lock."""
+    from serving.openmp_pool import ForwardLock
+
+    lock = ForwardLock()
+    batch = BatchEngine(model, kv_budget_tokens=512, block_size=8, step_lock=lock)
+    with lock:  # another model's forward in progress
+        stream = batch.stream([1, 2, 3], max_new_tokens=4)
+        time.sleep(0.3)
+        assert batch.counters["prefill_forwards"] == 0 and batch.counters["decode_steps"] == 0
+    tokens, stats = stream.run()
+    assert len(tokens) == 4 and stats["finish_reason"] == "length"
+    batch.close()

@@ -22,6 +22,7 @@ Prints and writes the median ms per decode step of each variant, the ratios to `
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -49,7 +50,7 @@ def os_threads() -> int:
 def decode_steps(model, steps: int, lock=None, pause_s: float = 0.0) -> tuple[list[float], int]:
     """Prefill PROMPT, then ``steps`` greedy decode steps (each under ``lock`` when given); seconds per step and the
     process's OS threads seen at the end."""
-    ctx = lock or _NoLock()
+    ctx = lock or contextlib.nullcontext()
     with torch.inference_mode():
         with ctx:
             out = model(input_ids=torch.tensor([PROMPT]), use_cache=True)
@@ -63,14 +64,6 @@ def decode_steps(model, steps: int, lock=None, pause_s: float = 0.0) -> tuple[li
             if pause_s:
                 time.sleep(pause_s)  # a request thread's hand-off between steps: the other thread gets its turn
     return times, os_threads()
-
-
-class _NoLock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
 
 
 def in_threads(model, steps: int, n: int, lock=None) -> tuple[list[float], int]:

@@ -2,11 +2,12 @@
 
 libgomp (the OpenMP runtime of torch's Linux CPU wheels) gives every thread that runs a parallel region its own pool of
 worker threads, kept until that thread exits. Once the process's pools hold more threads than it has CPUs, every
-barrier switches from spinning (300k iterations) to a throttled spin of 100 and then a futex sleep: each of the
-hundreds of small parallel regions in a decode step then pays a wake-up. A server loads and calibrates its models in
-the main thread and decodes in worker threads: two pools of two on a 2-core machine, and decode steps ran up to 2x
-slower than the same steps in the main thread (``bench/openmp_pool.py`` measures it). Freeing the loading thread's
-pool (``omp_pause_resource_all(omp_pause_hard)``, OpenMP 5.0) once it is done puts the workers back on the fast path.
+barrier switches from spinning (300k iterations) to a throttled spin of 100 and then a futex sleep (libgomp's env.c,
+OMP_WAIT_POLICY unset; 1000 with ACTIVE, which cannot raise it): each of the hundreds of small parallel regions in a
+decode step then pays a wake-up. A server loads and calibrates its models in the main thread and decodes in worker
+threads: two pools of two on a 2-core machine, and decode steps ran up to 2x slower than the same steps in the main
+thread (``bench/openmp_pool.py`` measures it). Freeing the loading thread's pool
+(``omp_pause_resource_all(omp_pause_hard)``, OpenMP 5.0) once it is done puts the workers back on the fast path.
 Worker threads free theirs when they exit.
 """
 

@@ -44,6 +44,12 @@ class MeasureConfig(BaseConfig):
         "prompts as long as the first measured ones but sharing no text with them (nothing measured is prefix-cached "
         "by the warm-up); not in the ledger."
     )
+    interleave: int = Field(
+        0, ge=0, le=10_000, description="Requests per turn when > 0: every stack's server starts at once and the "
+        "requests go through the stacks in turns of this many (the order rotating), so a change in machine load "
+        "falls on every stack alike (the stacks' threads must agree); 0 = one stack after another, one server (and "
+        "its models) in memory at a time.",
+    )
     languages: list[str] | None = Field(None, description="Restrict requests to these languages (none = all).")
     source: str = Field("curated", description="Run stage the held-out documents come from (curated or corpus).")
     reference_tokenizer: str = Field("tiktoken:cl100k_base", description="Fixed tokenizer every row is counted in.")

@@ -11,11 +11,13 @@ Outputs under ``<run>/measure/``: ``requests.jsonl``, ``ledger.parquet`` + ``led
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +148,54 @@ def _rows(stack: StackSpec, results: list[dict], prices: PriceTable, ref_tok: An
     return rows
 
 
+@contextlib.contextmanager
+def _stack_server(cfg: MeasureConfig, stack: StackSpec, scfg: Any, requests: list[dict], run_dir: str,
+                  api_key: str | None) -> Iterator[Any]:  # fmt: skip
+    """This stack's server, warmed up (each served model directly: a router may pick any of them)."""
+    t0 = time.perf_counter()
+    with serve_in_background(scfg, run_dir=run_dir) as srv:
+        log.info(kv(stack=stack.name, model=stack.model, url=srv.url, threads=scfg.threads,
+                    load_s=round(time.perf_counter() - t0, 1)))  # fmt: skip
+        for m in scfg.models if cfg.warmup_requests else []:
+            replay(srv.url, warmup_set(requests, cfg.warmup_requests), m.name, cfg.max_tokens, 1, api_key)
+        yield srv
+
+
+def _replay_in_turn(cfg: MeasureConfig, scfgs: dict[str, Any], requests: list[dict], run_dir: str,
+                    api_key: str | None) -> tuple[dict[str, list[dict]], dict[str, float]]:  # fmt: skip
+    """One stack after another, one server alive at a time: every request through a stack, then the next."""
+    results, wall = {}, {}
+    for stack in cfg.stacks:
+        with _stack_server(cfg, stack, scfgs[stack.name], requests, run_dir, api_key) as srv:
+            results[stack.name], wall[stack.name] = replay(
+                srv.url, requests, stack.model, cfg.max_tokens, cfg.concurrency, api_key
+            )
+    return results, wall
+
+
+def _replay_interleaved(cfg: MeasureConfig, scfgs: dict[str, Any], requests: list[dict], run_dir: str,
+                        api_key: str | None) -> tuple[dict[str, list[dict]], dict[str, float]]:  # fmt: skip
+    """Every stack's server at once; the requests go through the stacks in turns of ``cfg.interleave`` (the stack
+    order rotating each turn), so a change in machine load falls on every stack alike. Wall time = a stack's turns."""
+    threads = {name: c.threads for name, c in scfgs.items()}
+    if len(set(threads.values())) > 1:
+        raise ValueError(f"measure.interleave serves every stack from one process at once, so the stacks' torch "
+                         f"threads must agree; got {threads} (set the same `threads`, or interleave: 0)")  # fmt: skip
+    results: dict[str, list[dict]] = {s.name: [] for s in cfg.stacks}
+    wall = dict.fromkeys(results, 0.0)
+    with contextlib.ExitStack() as servers:
+        urls = {s.name: servers.enter_context(_stack_server(cfg, s, scfgs[s.name], requests, run_dir, api_key)).url
+                for s in cfg.stacks}  # fmt: skip
+        for turn, i in enumerate(range(0, len(requests), cfg.interleave)):
+            k = turn % len(cfg.stacks)
+            for stack in cfg.stacks[k:] + cfg.stacks[:k]:
+                res, w = replay(urls[stack.name], requests[i : i + cfg.interleave], stack.model, cfg.max_tokens,
+                                cfg.concurrency, api_key)  # fmt: skip
+                results[stack.name].extend(res)
+                wall[stack.name] += w
+    return results, wall
+
+
 def run_measure(config_path: str, run_dir: str, inputs_hash: str | None = None) -> dict[str, Any]:
     """Replay the request set through every stack, write the ledger and the summary; returns the summary."""
 
@@ -167,29 +217,22 @@ def run_measure(config_path: str, run_dir: str, inputs_hash: str | None = None) 
     base_tok, base_tok_name = baseline_tokenizer(cfg.stacks[0], resolved)
     scorer = Scorer(resolved)
     api_key = os.environ.get(cfg.api_key_env, "").split(",")[0] if cfg.api_key_env else None
-    rows: list[dict[str, Any]] = []
-    wall: dict[str, float] = {}
     import torch  # heavy: deferred until used
 
     default_threads = torch.get_num_threads()
+    scfgs = {s.name: _serve_config(serve_cfg, models, s, run_dir, default_threads) for s in cfg.stacks}
+    replay_all = _replay_interleaved if cfg.interleave else _replay_in_turn
     try:
-        for stack in cfg.stacks:
-            scfg = _serve_config(serve_cfg, models, stack, run_dir, default_threads)
-            largest = scfg.by_cost()[-1].name
-            t0 = time.perf_counter()
-            with serve_in_background(scfg, run_dir=run_dir) as srv:
-                log.info(kv(stack=stack.name, model=stack.model, url=srv.url, threads=scfg.threads,
-                            load_s=round(time.perf_counter() - t0, 1)))  # fmt: skip
-                for m in scfg.models if cfg.warmup_requests else []:  # each model directly: a router may pick one
-                    replay(srv.url, warmup_set(requests, cfg.warmup_requests), m.name, cfg.max_tokens, 1, api_key)
-                results, wall[stack.name] = replay(
-                    srv.url, requests, stack.model, cfg.max_tokens, cfg.concurrency, api_key
-                )
-            rows.extend(_rows(stack, results, prices, ref_tok, largest, scorer))
-            failed = sum(r["error"] is not None for r in results)
-            log.info(kv(stack=stack.name, requests=len(results), failed=failed, wall_s=round(wall[stack.name], 2)))
+        results, wall = replay_all(cfg, scfgs, requests, run_dir, api_key)
     finally:  # the measuring process's own thread count back
         torch.set_num_threads(default_threads)
+    rows: list[dict[str, Any]] = []
+    for stack in cfg.stacks:
+        largest = scfgs[stack.name].by_cost()[-1].name
+        rows.extend(_rows(stack, results[stack.name], prices, ref_tok, largest, scorer))
+        failed = sum(r["error"] is not None for r in results[stack.name])
+        log.info(kv(stack=stack.name, requests=len(results[stack.name]), failed=failed,
+                    wall_s=round(wall[stack.name], 2)))  # fmt: skip
     add_counterfactuals(rows, cfg.stacks[0].name, lambda text: len(base_tok.encode(text)), base_tok_name, prices)
     paths = write_ledger(rows, out)
     summary = summarize(rows, cfg, wall, prices, ref_tok, requests)

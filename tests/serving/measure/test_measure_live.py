@@ -173,3 +173,36 @@ def test_report_section_shows_savings_per_lever_language_and_speculation(measure
     v = summary["stacks"]["spec"]["speculative"]["v"]
     assert spec_rows[1][0] == "spec" and spec_rows[1][4] == pytest.approx(v)
     assert "quality" in sec.intro and any(c.startswith("Per language") for c in captions)
+
+
+def test_interleaved_stacks_take_turns_on_the_same_requests(measured, tmp_path):
+    """measure.interleave: every stack's server up at once, the requests through the stacks in turns (the order
+    rotating), the same ledger shape as one stack after another; stacks whose threads differ are refused."""
+    import shutil
+
+    import yaml
+
+    root, summary = measured
+    shutil.copytree(root / "run", tmp_path / "run", ignore=shutil.ignore_patterns("measure"))
+    cfg = yaml.safe_load((root / "measure.yaml").read_text())
+    cfg["measure"]["interleave"] = 2
+    cfg["measure"]["stacks"] = cfg["measure"]["stacks"][:3]  # baseline, baseline_again, tok
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(cfg))
+    inter = run_measure(str(tmp_path / "m.yaml"), str(tmp_path / "run"))
+    rows = read_ledger(str(tmp_path / "run/measure/ledger.parquet"))
+    assert len(rows) == 3 * summary["requests"] and all(r["status"] == "success" for r in rows)
+    ids = [r["request_id"] for r in rows if r["stack"] == "baseline"]
+    for name in ("baseline_again", "tok"):  # the same requests in the same order, the same greedy answers
+        mine = [r for r in rows if r["stack"] == name]
+        assert [r["request_id"] for r in mine] == ids
+    again = {r["request_id"]: r["completion_text"] for r in rows if r["stack"] == "baseline_again"}
+    assert all(again[r["request_id"]] == r["completion_text"] for r in rows if r["stack"] == "baseline")
+    assert inter["stacks"]["tok"]["billed_tokens"] == summary["stacks"]["tok"]["billed_tokens"]
+    start = {(r["stack"], r["request_id"]): r["startTime"] for r in rows}
+    # turn 1 (requests 0-1): baseline first; turn 2 (requests 2-3) starts with baseline_again
+    assert start[("tok", ids[1])] < start[("baseline", ids[2])]
+    assert start[("baseline_again", ids[2])] < start[("baseline", ids[2])]
+    cfg["measure"]["stacks"][1]["threads"], cfg["measure"]["stacks"][2]["threads"] = 1, 2
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="threads must agree"):
+        run_measure(str(tmp_path / "bad.yaml"), str(tmp_path / "run"))

@@ -307,32 +307,35 @@ def _greedy(model: torch.nn.Module, prompts: list[list[int]], new: int) -> tuple
     return outputs, tokens / seconds if seconds else 0.0
 
 
-def measure(model: torch.nn.Module, score_tok: Any, prompts: list[list[int]], texts: list[str], new: int,
-            prefix: list[int], kept: KeptVocab | None = None) -> tuple[dict[str, Any], torch.nn.Module]:  # fmt: skip
-    """Held-out bits per byte, size and greedy outputs of one model variant, and the model that decodes global ids.
+def measure(model: torch.nn.Module, score_tok: Any, texts: list[str], prefix: list[int],
+            kept: KeptVocab | None = None) -> tuple[dict[str, Any], torch.nn.Module]:  # fmt: skip
+    """Held-out bits per byte and size of one model variant, and the model that decodes global ids.
 
     A compact model comes in local ids: it is scored as it is (``score_tok`` a :class:`LocalTokenizer`), then
-    wrapped by :func:`to_global` to decode the same global prompts as the untrimmed model. Its tokens/s come from
-    :func:`interleaved_speeds` (this greedy pass warms it up).
+    wrapped by :func:`to_global` to decode the same global prompts as the untrimmed model. Its greedy outputs and
+    tokens/s come from :func:`interleaved_speeds`.
     """
     loss = heldout_loss(model, score_tok, texts, prefix=prefix)
     if kept is not None:
         model = to_global(model, kept)
-    outputs, _ = _greedy(model, prompts, new)
     return {"weight_bytes": weight_bytes(model), "bits_per_byte": loss["bits_per_byte"],
-            "scored_tokens": loss["tokens"], "outputs": outputs}, model  # fmt: skip
+            "scored_tokens": loss["tokens"]}, model  # fmt: skip
 
 
 def interleaved_speeds(models: dict[str, tuple[torch.nn.Module, list[list[int]]]], new: int,
                        rounds: int) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """Decode tokens/s of each variant (model, its prompts): ``rounds`` passes, every round one pass per variant in
-    turn, so a change in machine load falls on all of them; the median pass and every pass."""
+    """Greedy outputs and decode tokens/s of each variant (model, its prompts): ``rounds`` passes, every round one
+    pass per variant in turn, so a change in machine load falls on all of them; the median pass and every pass (the
+    first also warms each model up: the median leaves it out when it is the slow one)."""
     passes: dict[str, list[float]] = {name: [] for name in models}
+    outputs: dict[str, list[list[int]]] = {}
     for _ in range(rounds):
         for name, (model, prompts) in models.items():
-            passes[name].append(_greedy(model, prompts, new)[1])
-    return {name: {"tokens_per_second": statistics.median(p), "tokens_per_second_passes": p}
-            for name, p in passes.items()}  # fmt: skip
+            out, tokens_per_second = _greedy(model, prompts, new)
+            outputs.setdefault(name, out)
+            passes[name].append(tokens_per_second)
+    return {name: {"outputs": outputs[name], "tokens_per_second": statistics.median(p),
+                   "tokens_per_second_passes": p} for name, p in passes.items()}  # fmt: skip
 
 
 def build_report(cfg: CompactConfig, src: Path, out: Path, kept: KeptVocab, tok: Any, run_dir: str,
@@ -356,14 +359,14 @@ def build_report(cfg: CompactConfig, src: Path, out: Path, kept: KeptVocab, tok:
     rows: dict[str, Any] = {}
     decoders: dict[str, tuple[torch.nn.Module, list[list[int]]]] = {}  # every variant stays loaded for the timing
     full = AutoModelForCausalLM.from_pretrained(str(src), dtype=torch.float32).eval()
-    rows["untrimmed"], model = measure(full, tok, full_prompts, texts, r.new_tokens, bos)
+    rows["untrimmed"], model = measure(full, tok, texts, bos)
     decoders["untrimmed"] = (model, full_prompts)
     local_tok = LocalTokenizer(tok, kept)
     local_bos = [local_tok.bos_token_id] if bos else []
     for method in ["none", *r.quantization]:
         name = "compact" if method == "none" else f"compact_{method}"
         model = quantize_model(AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).eval(), method)
-        rows[name], model = measure(model, local_tok, compact_prompts, texts, r.new_tokens, local_bos, kept)
+        rows[name], model = measure(model, local_tok, texts, local_bos, kept)
         decoders[name] = (model, compact_prompts)
     for name, speed in interleaved_speeds(decoders, r.new_tokens, r.rounds).items():
         rows[name].update(speed)

@@ -1,9 +1,10 @@
 """``tokenwise measure``: replay held-out requests through the real HTTP server, stack by stack, and write the ledger.
 
 Each stack is served by its own server instance (the models it lists, from the ``serve:`` section) and receives the
-same requests (greedy, same ``max_tokens``, bounded concurrency). Stacks are listed with the lever each one adds, in
-order, starting from the baseline (reference tokenizer, full-precision target only, no routing, no speculation), so
-the decomposition measures what each lever is worth on the same requests in the same run.
+same requests (greedy, same ``max_tokens``, bounded concurrency): one stack after another, or with ``interleave``
+every server up at once and the requests through the stacks in turns. Stacks are listed with the lever each one
+adds, in order, starting from the baseline (reference tokenizer, full-precision target only, no routing, no
+speculation), so the decomposition measures what each lever is worth on the same requests in the same run.
 
 Outputs under ``<run>/measure/``: ``requests.jsonl``, ``ledger.parquet`` + ``ledger.jsonl``, ``summary.json``,
 ``summary.md``.

@@ -6,9 +6,10 @@ corpus and the model it trims (tokenizing only, ~1 min for the demo's 4M tokens)
 The training split is cut like the compact stage cuts it (``compact.select_share``): ``count`` (counted), ``select``
 (chooses the row count) and the project's ``heldout`` split (checked). For each candidate kept set (every token the
 counted text uses; plus the selection split's; plus the single-character letter tokens of the served scripts; plus the
-tokenizer's first N ids as a frequency prior from its own training corpus) it reports rows and coverage of the
-selection and held-out splits, the rows a frequency-ranked set needs for each goal on the selection split, and the
-held-out tokens no kept set saw (what they are). Writes ``bench/results/compact_coverage.json``.
+tokenizer's first N ids as a frequency prior from its own training corpus; plus every case and leading-space variant of
+the seen tokens (``▁Init`` seen keeps ``INIT``, ``init``, ``▁INIT``...); plus every all-ASCII token) it reports rows
+and coverage of the selection and held-out splits, the rows a frequency-ranked set needs for each goal on the selection
+split, and the held-out tokens no kept set saw (what they are). Writes ``bench/results/compact_coverage.json``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from machine import machine  # noqa: E402  (bench/machine.py, shared by every be
 from serving.quantize.compact import (  # noqa: E402
     PARTS,
     CompactConfig,
+    case_variant_ids,
     choose_rows,
     count_tokens,
     iter_split,
@@ -71,6 +73,11 @@ def main() -> None:
             "counted+select+script_chars": seen | forced | chars}  # fmt: skip
     for n in args.prior:
         sets[f"counted+select+first_{n}_ids"] = seen | forced | set(range(min(n, len(tok))))
+    vocab = tok.get_vocab()
+    closure = seen | forced | set(case_variant_ids(tok, seen))
+    ascii_ids = {i for p, i in vocab.items() if p.replace("\u2581", " ").isascii()}
+    sets["counted+select+variants"] = closure
+    sets["counted+select+variants+ascii"] = closure | ascii_ids
     rows = {name: {"rows": len(keep), "select_coverage": coverage(keep, select),
                    "heldout_coverage": coverage(keep, held)} for name, keep in sets.items()}  # fmt: skip
     ranked = select_kept(count, tok, 1.0, forced=False)

@@ -80,6 +80,7 @@ GEMMA_SPEC_INT8 = ("bench/gemma.py --run runs/demo --only speculative --quantiza
                    "--suffix _int8")
 OPENMP = "bench/openmp_pool.py --model runs/demo/models/gemma-compact"
 OPENMP_INT8 = OPENMP + " --quantization int8_dynamic_outliers --out bench/results/openmp_pool_int8.json"
+SPEC_CEIL = "bench/spec_ceiling.py --run runs/demo"  # the int8 compact Gemma; prompt lookup and corpus retrieval
 COMPACT_COV = "bench/compact_coverage.py --run runs/demo"  # the demo run's curated corpus and adapted Gemma
 GIB = 1 / 2**30
 G = "throughput.gemma3_270m.runs."
@@ -455,7 +456,7 @@ CLAIMS: list[Claim] = [
     _c("cut to 65,029 of 262,176 tokens", "262,176", "gemma_run.json", "compact.vocab_size", GEMMA_RUN, slow=True),
     _c("(99.36% with every counted token", "99.36", "compact_coverage.json", "sets.counted.select_coverage",
        COMPACT_COV, scale=100, slow=True, tolerance=0.01),  # fmt: skip
-    _c("99% would take 53,937 rows", "53,937", "compact_coverage.json", "goals.p990.rows", COMPACT_COV, slow=True,
+    _c("99% would take 53,924 rows", "53,924", "compact_coverage.json", "goals.p990.rows", COMPACT_COV, slow=True,
        tolerance=0.05),  # fmt: skip
     _c("held-out token coverage **99.41%**", "99.41", "gemma_run.json", "compact.heldout_coverage", GEMMA_RUN,
        scale=100, slow=True, tolerance=0.01),  # fmt: skip
@@ -463,20 +464,28 @@ CLAIMS: list[Claim] = [
        slow=True, tolerance=0.1),  # fmt: skip
     _c("long tail of 1,384 distinct pieces", "1,384", "compact_coverage.json", "heldout_unseen.distinct",
        COMPACT_COV, slow=True, tolerance=0.1),  # fmt: skip
-    _c("single characters are 74 of its 2,232 tokens", "74", "compact_coverage.json",
+    _c("single characters are 74 of its 2,233 tokens", "74", "compact_coverage.json",
        "heldout_unseen.single_character_tokens", COMPACT_COV, slow=True, tolerance=0.2),  # fmt: skip
-    _c("single characters are 74 of its 2,232 tokens", "2,232", "compact_coverage.json", "heldout_unseen.tokens",
+    _c("single characters are 74 of its 2,233 tokens", "2,233", "compact_coverage.json", "heldout_unseen.tokens",
        COMPACT_COV, slow=True, tolerance=0.1),  # fmt: skip
     _c("the 14 served scripts", "14", "compact_coverage.json", "n_served_scripts", COMPACT_COV, slow=True),
-    _c("76,243 rows for 99.42%", "76,243", "compact_coverage.json", "sets.counted+select+script_chars.rows",
+    _c("76,244 rows for 99.42%", "76,244", "compact_coverage.json", "sets.counted+select+script_chars.rows",
        COMPACT_COV, slow=True, tolerance=0.05),  # fmt: skip
-    _c("76,243 rows for 99.42%", "99.42", "compact_coverage.json", "sets.counted+select+script_chars.heldout_coverage",
+    _c("76,244 rows for 99.42%", "99.42", "compact_coverage.json", "sets.counted+select+script_chars.heldout_coverage",
        COMPACT_COV, scale=100, slow=True, tolerance=0.01),  # fmt: skip
-    _c("141,021 rows for 99.77%", "141,021", "compact_coverage.json",
+    _c("141,022 rows for 99.77%", "141,022", "compact_coverage.json",
        "sets.counted+select+first_120000_ids.rows", COMPACT_COV, slow=True, tolerance=0.05),  # fmt: skip
-    _c("141,021 rows for 99.77%", "99.77", "compact_coverage.json",
+    _c("141,022 rows for 99.77%", "99.77", "compact_coverage.json",
        "sets.counted+select+first_120000_ids.heldout_coverage", COMPACT_COV, scale=100, slow=True,
        tolerance=0.01),  # fmt: skip
+    *[_c(t, v, "compact_coverage.json", k, COMPACT_COV, slow=True, **kw) for t, v, k, kw in (
+        ("84,500 rows for 99.66%", "84,500", "sets.counted+select+variants.rows", {"tolerance": 0.05}),
+        ("84,500 rows for 99.66%", "99.66", "sets.counted+select+variants.heldout_coverage",
+         {"scale": 100, "tolerance": 0.01}),
+        ("182,705 rows for 99.86%", "182,705", "sets.counted+select+variants+ascii.rows", {"tolerance": 0.05}),
+        ("182,705 rows for 99.86%", "99.86", "sets.counted+select+variants+ascii.heldout_coverage",
+         {"scale": 100, "tolerance": 0.01}),
+    )],  # fmt: skip
     _c("fp32 1.88× smaller, 1.55× tokens/s", "1.88", "gemma_run.json", "compact.models.compact.size_ratio", GEMMA_RUN,
        slow=True),  # fmt: skip
     _c("fp32 1.88× smaller, 1.55× tokens/s", "1.55", "gemma_run.json", "compact.models.compact.speed_ratio",
@@ -600,6 +609,30 @@ CLAIMS: list[Claim] = [
        "modes.draft_model.v_verify_over_step", GEMMA_SPEC, slow=True, tolerance=0.3),  # fmt: skip
     _c("(α 0.04, c 0.05, v 1.15; predicted 0.83×", "0.83", "gemma_speculative.json",
        "modes.draft_model.predicted_speedup_E_over_kc_plus_v", GEMMA_SPEC, slow=True, tolerance=0.2),  # fmt: skip
+    *[_c(t, v, "spec_ceiling.json", k, SPEC_CEIL, slow=True, **kw) for t, v, k, kw in (
+        ("40 held-out requests × 24 greedy tokens", "40", "prompts", {"tolerance": 0.0}),
+        ("40 held-out requests × 24 greedy tokens", "24", "new_tokens", {"tolerance": 0.0}),
+        ("(2 positions 1.12×, 3 1.17×, 6 1.46× one decode step)", "1.12", "pass_cost_vs_step.2", {"tolerance": 0.3}),
+        ("(2 positions 1.12×, 3 1.17×, 6 1.46× one decode step)", "1.17", "pass_cost_vs_step.3", {"tolerance": 0.3}),
+        ("(2 positions 1.12×, 3 1.17×, 6 1.46× one decode step)", "1.46", "pass_cost_vs_step.6", {"tolerance": 0.3}),
+        ("prompt lookup at its best k=5 gets 1.85 tokens", "5", "best.prompt_lookup.k", {"tolerance": 0.5}),
+        ("prompt lookup at its best k=5 gets 1.85 tokens", "1.85", "best.prompt_lookup.tokens_per_pass",
+         {"tolerance": 0.1}),
+        ("(50% of the passes find no n-gram to copy)", "50", "best.prompt_lookup.passes_with_draft",
+         {"scale": -100, "offset": 100, "tolerance": 0.2}),
+        ("for a predicted **1.56×**", "1.56", "best.prompt_lookup.predicted_speedup", {"tolerance": 0.15}),
+        ("from the 3.3M-token curated training split", "3.3", "datastore_tokens", {"scale": 1e-6, "tolerance": 0.05}),
+        ("(1.52× at k=3: it drafts", "1.52", "best.prompt_lookup+corpus.predicted_speedup", {"tolerance": 0.15}),
+        ("(1.52× at k=3: it drafts", "3", "best.prompt_lookup+corpus.k", {"tolerance": 0.7}),
+        ("it drafts in 96% of passes, but 31%", "96", "best.prompt_lookup+corpus.passes_with_draft",
+         {"scale": 100, "tolerance": 0.05}),
+        ("it drafts in 96% of passes, but 31%", "31", "best.prompt_lookup+corpus.accepted_share_of_proposed",
+         {"scale": 100, "tolerance": 0.2}),
+        ("and alone gives 1.04×", "1.04", "best.corpus.predicted_speedup", {"tolerance": 0.1}),
+        ("2× at k=5 would take 2.91 tokens per pass", "2.91", "ceiling.tokens_per_pass_for_2x", {"tolerance": 0.2}),
+        ("prompt lookup 1.39× (k=2) and 1.48× (k=5)", "1.39", "measured.prompt_lookup_k2.speedup", {"tolerance": 0.2}),
+        ("prompt lookup 1.39× (k=2) and 1.48× (k=5)", "1.48", "measured.prompt_lookup_k5.speedup", {"tolerance": 0.2}),
+    )],  # fmt: skip
     _c("target-only 20.9 tokens/s (13.6 in the fp32 run)", "20.9", "gemma_speculative_int8.json",
        "modes.target_only.decode_tokens_per_s", GEMMA_SPEC_INT8, slow=True, tolerance=0.3),  # fmt: skip
     _c("target-only 20.9 tokens/s (13.6 in the fp32 run)", "13.6", "gemma_speculative.json",

@@ -144,6 +144,25 @@ def script_char_ids(tokenizer: Any, scripts: Iterable[str]) -> list[int]:
     return sorted(out)
 
 
+def case_forms(piece: str) -> set[str]:
+    """A token's case and leading-space variants (SentencePiece's ``▁`` word mark): the spellings one word takes at
+    a sentence start, in a constant, after a space or inside an identifier."""
+    core = piece.removeprefix("\u2581")
+    forms = {core, core.lower(), core.upper(), core.capitalize(), core[:1].upper() + core[1:],
+             core[:1].lower() + core[1:]}  # fmt: skip
+    return {f for f in forms if f} | {"\u2581" + f for f in forms}
+
+
+def case_variant_ids(tokenizer: Any, ids: Iterable[int]) -> list[int]:
+    """Ids of the tokenizer's tokens that are case or leading-space variants of ``ids``' tokens (not ``ids``)."""
+    ids = list(ids)
+    vocab = tokenizer.get_vocab()
+    have = set(ids)
+    pieces = [p for p in tokenizer.convert_ids_to_tokens(ids) if p]
+    out = {vocab[f] for piece in pieces for f in case_forms(piece) if f in vocab}
+    return sorted(out - have)
+
+
 def choose_rows(ranked: Sequence[int], forced: Iterable[int], select_counts: Counter[int],
                 goal: float) -> tuple[int, float]:  # fmt: skip
     """The fewest of the ``ranked`` (most frequent first) tokens that, with the ``forced`` ones, cover ``goal`` of the
@@ -179,10 +198,12 @@ def select_vocab(cfg: CompactConfig, tok: Any, counts: Counter[int],
         frequent = select_kept(counts + select_counts, tok, cfg.train_coverage, forced=False)  # text, same cap)
     seen = set(frequent)
     ids = frequent + [g for g in forced if g not in seen]
+    variants = case_variant_ids(tok, frequent) if cfg.case_variants else []
+    ids += [g for g in variants if g not in set(ids)]
     info = {"n_frequent": len(frequent), "n_counted_distinct": len(ranked), "rows_for_goal": n if met else None,
             "select_coverage": reached, "select_goal_met": met, "select_tokens": sum(select_counts.values()),
             "select_share": cfg.select_share, "scripts": sorted(scripts),
-            "script_char_tokens": len(chars)}  # fmt: skip
+            "script_char_tokens": len(chars), "case_variant_tokens": len(variants)}  # fmt: skip
     return ids, info
 
 

@@ -87,6 +87,11 @@ class CompactConfig(BaseConfig):
         False, description="Also keep every single-character letter token of the served scripts (the scripts of the "
         "counted text): rare characters of a served language stay one row instead of 2-4 byte tokens."
     )
+    case_variants: bool = Field(
+        False, description="Also keep every case and leading-space variant of the kept frequent tokens (``▁Init`` "
+        "brings ``INIT``, ``init``, ``▁INIT``...): the same words capitalised or inside identifiers stay one row. "
+        "On the demo's corpus: +30% rows, held-out coverage 99.41% -> 99.66% (bench/compact_coverage.py)."
+    )
     script_min_share: float = Field(
         0.001, ge=0, le=1, description="A script counts as served when its letters are at least this share of the "
         "counted letters: lower keeps more rare scripts' characters (more rows)."

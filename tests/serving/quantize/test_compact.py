@@ -15,11 +15,13 @@ import torch
 from finetune.testing import mo_docs, stdlib_docs, tiny_llama, train_tokenizer, write_curated
 from serving.quantize.compact import (
     FLOOR_LOGIT,
+    case_variant_ids,
     choose_rows,
     compact_model,
     greedy_agreement,
     run_compact,
     script_char_ids,
+    select_vocab,
     served_scripts,
     split_part,
     to_global,
@@ -85,6 +87,25 @@ def test_single_character_tokens_of_the_served_scripts():
     scripts = served_scripts(Counter({1: 10, 4: 100, 5: 100, 6: 1}), tok, 0.01)
     assert set(scripts) == {"CJK", "LATIN"}  # Cyrillic: 1 of 411 letters, under the 1% share
     assert script_char_ids(tok, scripts) == [1, 2, 3, 4]  # not words, digits, punctuation or unserved scripts
+
+
+def test_case_and_leading_space_variants_of_kept_tokens():
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "\u2581Init": 1, "INIT": 2, "init": 3, "\u2581INIT": 4, "Initial": 5, "\u2581init": 6,
+             "Integer": 7, "\u2581": 8}  # fmt: skip
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel(vocab, unk_token="<unk>")))
+    assert case_variant_ids(tok, [1]) == [2, 3, 4, 6]  # not Initial (another word) nor the kept id itself
+    assert case_variant_ids(tok, [8]) == []  # the bare word mark has no variants
+    assert case_variant_ids(tok, [1, 3]) == [2, 4, 6]
+    counts, select = Counter({1: 10, 7: 5}), Counter({1: 3})
+    cfg = CompactConfig(model="m", output="o", select_share=0.1, goal_coverage=0.5)
+    plain, info = select_vocab(cfg, tok, counts, select)
+    wide, wide_info = select_vocab(cfg.model_copy(update={"case_variants": True}), tok, counts, select)
+    assert wide[: len(plain)] == plain and set(wide) - set(plain) == {2, 3, 4, 6}  # appended after the chosen rows
+    assert info["case_variant_tokens"] == 0 and wide_info["case_variant_tokens"] == 4
 
 
 def test_respell_round_trips_any_text_with_kept_tokens_only(run):

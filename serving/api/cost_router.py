@@ -5,7 +5,10 @@ tokens of a multilingual one on Russian, Hindi or Tamil. This router predicts, p
 
 - the billed tokens: the prompt exactly (each candidate's own tokenizer on the request text) plus the completion, from
   the length ratio (completion tokens / prompt tokens in that model's tokens) of the request's language and domain,
-  measured on held-out (prompt, continuation) pairs, capped at ``max_tokens``;
+  measured on held-out (prompt, continuation) pairs. ``max_tokens`` caps the answer's *text*: the largest model's
+  completion is capped at it and every other candidate is priced for that same text (its tokens per token of the
+  largest model's on this very prompt), so a tokenizer spending 3x the tokens on Tamil is not made cheap by a cap
+  that would cut its answer to a third (the calibration prices whole continuations, the same text for every model);
 - the cost: those tokens times the model's prices;
 - the expected quality: the model's bytes per bit on held-out references of that language and domain, as a share of
   the largest model's (1.0 for the largest itself),
@@ -154,8 +157,9 @@ def choose(table: dict, prompt_tokens: dict[str, int], language: str | None, dom
     """The cheapest candidate whose expected quality share >= ``floor``; the largest model when the request's language
     was never calibrated.
 
-    ``prompt_tokens``: each candidate's own count of this request's prompt. ``mode="per_token"`` prices every
-    candidate at the largest model's token counts (ranking by price per token).
+    ``prompt_tokens``: each candidate's own count of this request's prompt. ``max_tokens`` caps the largest model's
+    completion; the others are predicted for the same text (scaled by their prompt-token ratio to it).
+    ``mode="per_token"`` prices every candidate at the largest model's token counts (ranking by price per token).
     """
     if mode not in MODES:
         raise ValueError(f"unknown cost-router mode {mode!r}; expected one of {MODES}")
@@ -163,7 +167,12 @@ def choose(table: dict, prompt_tokens: dict[str, int], language: str | None, dom
     names = [n for n in table["order"] if n in prompt_tokens]
     if large not in prompt_tokens:
         raise ValueError(f"the largest calibrated model {large!r} is not among the candidates {sorted(prompt_tokens)}")
-    pred = {n: predict(table, n, lang, domain, prompt_tokens[n], max_tokens) for n in names}
+    pred = {n: predict(table, n, lang, domain, prompt_tokens[n], None) for n in names}
+    if max_tokens is not None:  # the answer's text capped: max_tokens of the largest model's tokens, for every model
+        text_cap = min(pred[large][0], max_tokens)
+        for n in names:
+            same_text = text_cap * prompt_tokens[n] / max(prompt_tokens[large], 1)
+            pred[n] = (int(math.ceil(min(pred[n][0], same_text))), *pred[n][1:])
     cands = []
     for n in names:
         completion, share, basis = pred[n]

@@ -90,6 +90,15 @@ def test_cheapest_per_request_vs_per_token_and_fallback():
     assert small.cost_usd > large.cost_usd and ru_cost.model == "large" and ru_price.model == "small"
     hi = cr.choose(table, {"small": 100, "large": 20}, "hi", None, 0.95, max_tokens=8)  # language pool, cap
     assert hi.model == "large" and not hi.candidates[0].meets_floor and hi.candidates[1].completion_tokens == 8
+    # a cap limits the answer's text, not each model's tokens: 8 of large's tokens are 32 of small's on Russian, so
+    # the cap does not make 4x the tokens cheap (capping both at 8 tokens would: small would answer a quarter of it)
+    ru_cap = cr.choose(table, {"small": 80, "large": 20}, "ru", "ui", 0.95, max_tokens=8)
+    small, large = ru_cap.candidates
+    assert (small.completion_tokens, large.completion_tokens) == (32, 8) and ru_cap.model == "large"
+    uncapped = cr.choose(table, {"small": 80, "large": 20}, "ru", "ui", 0.95, max_tokens=80)
+    assert uncapped.candidates[0].completion_tokens == 40  # a cap above the predicted answer changes nothing
+    en_cap = cr.choose(table, {"small": 20, "large": 20}, "en", "ui", 0.95, max_tokens=4)
+    assert [c.completion_tokens for c in en_cap.candidates] == [4, 4] and en_cap.model == "small"
     unknown = cr.choose(table, {"small": 5, "large": 5}, "sw", "ui", 0.0)
     assert unknown.fallback and unknown.model == "large" and "never calibrated" in unknown.reason
     assert cr.lang_key("zh_CN") == cr.lang_key("zh") == "zh"

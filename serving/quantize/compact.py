@@ -199,7 +199,8 @@ def select_vocab(cfg: CompactConfig, tok: Any, counts: Counter[int],
     seen = set(frequent)
     ids = frequent + [g for g in forced if g not in seen]
     variants = case_variant_ids(tok, frequent) if cfg.case_variants else []
-    ids += [g for g in variants if g not in set(ids)]
+    have = set(ids)
+    ids += [g for g in variants if g not in have]
     info = {"n_frequent": len(frequent), "n_counted_distinct": len(ranked), "rows_for_goal": n if met else None,
             "select_coverage": reached, "select_goal_met": met, "select_tokens": sum(select_counts.values()),
             "select_share": cfg.select_share, "scripts": sorted(scripts),

@@ -138,15 +138,15 @@ class Decision:
         return asdict(self)
 
 
-def predict(table: dict, name: str, lang: str, domain: str | None, prompt_tokens: int,
-            max_tokens: int | None) -> tuple[int, float | None, str]:  # fmt: skip
-    """(predicted completion tokens, quality share vs the largest model, basis) for one model and request."""
+def predict(table: dict, name: str, lang: str, domain: str | None,
+            prompt_tokens: int) -> tuple[int, float | None, str]:  # fmt: skip
+    """(predicted completion tokens, uncapped; quality share vs the largest model; basis) for one model and request
+    (:func:`choose` applies ``max_tokens``, to the text)."""
     model, large = table["models"][name], table["models"][table["large"]]
     stats, basis = _lookup(model, lang, domain)
     if stats is None:
-        return (max_tokens or prompt_tokens), None, ""
-    completion = stats["length_ratio"] * prompt_tokens
-    completion = int(math.ceil(completion if max_tokens is None else min(completion, max_tokens)))
+        return prompt_tokens, None, ""
+    completion = int(math.ceil(stats["length_ratio"] * prompt_tokens))
     ref, _ = _lookup(large, lang, domain if basis.count("/") else None)
     share = stats["quality"] / ref["quality"] if ref and ref["quality"] > 0 else None
     return completion, (1.0 if name == table["large"] else share), basis
@@ -167,7 +167,7 @@ def choose(table: dict, prompt_tokens: dict[str, int], language: str | None, dom
     names = [n for n in table["order"] if n in prompt_tokens]
     if large not in prompt_tokens:
         raise ValueError(f"the largest calibrated model {large!r} is not among the candidates {sorted(prompt_tokens)}")
-    pred = {n: predict(table, n, lang, domain, prompt_tokens[n], None) for n in names}
+    pred = {n: predict(table, n, lang, domain, prompt_tokens[n]) for n in names}
     if max_tokens is not None:  # the answer's text capped: max_tokens of the largest model's tokens, for every model
         text_cap = min(pred[large][0], max_tokens)
         for n in names:
